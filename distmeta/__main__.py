@@ -1,0 +1,5 @@
+import sys
+
+from distmeta.cli import main
+
+sys.exit(main())

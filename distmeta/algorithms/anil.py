@@ -1,0 +1,32 @@
+"""ANIL (Raghu et al., 2020): MAML that adapts only the head ("almost no inner loop").
+
+The features are computed once per set with the meta-parameters; only the
+linear head takes inner steps. The body is still meta-learned through the
+query loss, second order by default.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from distmeta.algorithms.base import MetaAlgorithm, Params, gradient_descent
+from distmeta.models import features, head, sub_params
+
+
+class ANIL(MetaAlgorithm):
+    name = "anil"
+
+    def adapt(self, meta_params: Params, support_x, support_y, steps: int, differentiable: bool) -> Params:
+        support_features = features(self.model, meta_params, support_x)
+
+        def support_loss(head_params: Params) -> torch.Tensor:
+            return self.loss(self._head(head_params, support_features), support_y)
+
+        start = {f"head.{name}": value for name, value in sub_params(meta_params, "head").items()}
+        return gradient_descent(support_loss, start, self.inner_lr, steps, differentiable)
+
+    def predict(self, meta_params: Params, adapted: Params, x: torch.Tensor) -> torch.Tensor:
+        return self._head(adapted, features(self.model, meta_params, x))
+
+    def _head(self, head_params: Params, feature_values: torch.Tensor) -> torch.Tensor:
+        return head(self.model, head_params, feature_values)

@@ -1,0 +1,42 @@
+"""Prototypical Networks (Snell, Swersky, Zemel, 2017): classify by the nearest class mean.
+
+Adapting is computing one prototype per class, the mean embedding of its
+support examples; the logits of a query are its negative squared Euclidean
+distances to the prototypes. There are no inner gradient steps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from distmeta.algorithms.base import MetaAlgorithm, Params
+from distmeta.models import features
+
+
+class PrototypicalNetwork(MetaAlgorithm):
+    name = "protonet"
+
+    def __init__(self, *args, ways: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ways = ways
+
+    def init_meta_parameters(self, model_params: Params) -> Params:
+        """Only the embedding is learned; the model's linear head is not used."""
+        return {name: value for name, value in model_params.items() if name.startswith("features.")}
+
+    def adapt(self, meta_params: Params, support_x, support_y, steps: int, differentiable: bool) -> Params:
+        embeddings = features(self.model, meta_params, support_x)
+        # a comparison rather than F.one_hot, which checks label values and so cannot run under vmap
+        classes = torch.arange(self.ways, device=support_y.device)
+        membership = (support_y.unsqueeze(1) == classes).to(embeddings.dtype)
+        counts = membership.sum(dim=0).clamp(min=1).unsqueeze(1)
+        return {"prototypes": membership.T @ embeddings / counts}
+
+    def predict(self, meta_params: Params, adapted: Params, x: torch.Tensor) -> torch.Tensor:
+        embeddings = features(self.model, meta_params, x)
+        prototypes = adapted["prototypes"]
+        # |e - p|^2 expanded, so that it is one matrix product (and vmap-friendly)
+        distances = (
+            embeddings.square().sum(1, keepdim=True) - 2 * embeddings @ prototypes.T + prototypes.square().sum(1)
+        )
+        return -distances

@@ -1,0 +1,363 @@
+"""Typed run configuration: dataclasses with their defaults, loaded from YAML.
+
+Every default lives here and nowhere else. `load_config` reads a YAML file,
+applies `--set key=value` overrides and validates the result once; any problem
+raises `ConfigError` naming the dotted field (`algorithm.inner_lr`, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from distmeta.errors import ConfigError
+
+ALGORITHMS = ("maml", "fomaml", "reptile", "anil", "metasgd", "protonet")
+TASKS = ("sinusoid", "omniglot")
+MODELS = ("auto", "mlp", "conv4")
+VECTORIZE = ("auto", "vmap", "loop")
+META_OPTIMIZERS = ("adam", "sgd")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class OmniglotConfig:
+    roots: tuple[str, ...] = ()
+    """Omniglot folders or zips in the official layout `<root>/<Alphabet>/characterNN/*.png`."""
+    cache_dir: str = "~/.cache/distmeta"
+    """Where the decoded Arrow file is written once and memory-mapped afterwards."""
+    image_size: int = 28
+    """Images are resized to image_size x image_size (28 in the MAML and ProtoNets papers)."""
+    rotations: bool = True
+    """Use the four 90-degree rotations of each character as distinct classes."""
+    split_seed: int = 0
+    """Seed of the split of alphabets into meta-train, meta-validation and meta-test."""
+    val_fraction: float = 0.15
+    """Fraction of alphabets held out for meta-validation (at least one)."""
+    test_fraction: float = 0.25
+    """Fraction of alphabets held out for meta-test (at least one)."""
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str = "sinusoid"
+    """Task family: sinusoid (regression, built in) or omniglot (N-way K-shot)."""
+    ways: int = 5
+    """Classes per task (classification only)."""
+    shots: int = 10
+    """Support examples per class; for regression, support points per task (K)."""
+    query_shots: int = 10
+    """Query examples per class; for regression, query points per task."""
+    omniglot: OmniglotConfig = field(default_factory=OmniglotConfig)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "auto"
+    """mlp, conv4, or auto: mlp for regression, conv4 for images."""
+    hidden_sizes: tuple[int, ...] = (40, 40)
+    """Hidden layer widths of the MLP (1-40-40-1 in the MAML paper)."""
+    channels: int = 64
+    """Filters per conv layer of Conv4."""
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    name: str = "maml"
+    """maml, fomaml, reptile, anil, metasgd or protonet."""
+    inner_lr: float = 0.01
+    """Inner-loop (adaptation) learning rate; Meta-SGD's initial per-parameter rate."""
+    inner_steps: int = 1
+    """Inner-loop steps during meta-training."""
+    test_inner_steps: int = 10
+    """Inner-loop steps at validation and meta-test time."""
+    first_order: bool = False
+    """Drop second-order terms of the meta-gradient (maml, anil, metasgd); fomaml implies it."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 10000
+    """Meta-training steps (meta-optimiser updates)."""
+    meta_batch_size: int = 25
+    """Tasks per meta-step (the global meta-batch)."""
+    meta_lr: float = 0.001
+    """Learning rate of the meta-optimiser."""
+    meta_optimizer: str = "adam"
+    """adam or sgd."""
+    log_every: int = 500
+    """Steps between log lines and metrics records."""
+    val_every: int = 2000
+    """Steps between validations on held-out tasks (0: only at the end)."""
+    val_tasks: int = 100
+    """Tasks per validation."""
+    checkpoint_every: int = 2000
+    """Steps between checkpoints (0: only at the end)."""
+    vectorize: str = "auto"
+    """How a task batch's inner loops run: vmap, loop, or auto (the faster per model and device)."""
+    device: str = "auto"
+    """cpu, cuda, or auto (cuda when available)."""
+    run_dir: str = ""
+    """Where metrics, checkpoints and the summary go ("": runs/<task>-<algorithm>-<time>).
+    Training again with the same run_dir resumes from its latest checkpoint."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    tasks: int = 600
+    """Meta-test tasks; the papers report the mean over 600 with a 95% interval."""
+    batch_size: int = 50
+    """Tasks adapted at once during evaluation."""
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    """Run seed: with step and rank it fixes every sampled task."""
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task.name != "sinusoid"
+
+    @property
+    def model_name(self) -> str:
+        """The model actually built, with `auto` resolved."""
+        if self.model.name != "auto":
+            return self.model.name
+        return "conv4" if self.is_classification else "mlp"
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read `path` (YAML; None for the defaults), apply `key=value` overrides, validate."""
+    raw: dict = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    for override in overrides:
+        apply_override(raw, override)
+    config = from_dict(raw)
+    validate(config)
+    return config
+
+
+def from_dict(raw: dict) -> Config:
+    """Build a Config from nested plain data; unknown keys and wrong types name the field."""
+    return _build(Config, raw, prefix="")
+
+
+def to_dict(config: Config) -> dict:
+    """Plain nested data (lists, not tuples) that `from_dict` and YAML round-trip."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+# Fields that change how a run is carried out or watched, not what it learns: a run
+# may be resumed with other values (e.g. more steps, or on a GPU).
+NOT_HASHED = ("train.run_dir", "train.steps", "train.log_every", "train.val_every", "train.val_tasks",
+              "train.checkpoint_every", "train.vectorize", "train.device")
+
+
+def config_hash(config: Config) -> str:
+    """A short stable fingerprint of everything that changes what is learned."""
+    data = to_dict(config)
+    data.pop("eval")
+    for name in NOT_HASHED:
+        section, key = name.split(".")
+        data[section].pop(key)
+    canonical = json.dumps(data, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def replace(config: Config, **sections: dict) -> Config:
+    """A copy with some fields of some sections changed: replace(c, train={"steps": 5})."""
+    changed = {name: dataclasses.replace(getattr(config, name), **values) for name, values in sections.items()}
+    new = dataclasses.replace(config, **changed)
+    validate(new)
+    return new
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError("config", f"file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError("config", f"{path} is not valid YAML: {error}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("config", f"{path} must hold a mapping of sections, not {type(raw).__name__}")
+    return raw
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Set `a.b.c=value` in the nested dict; the value is parsed as YAML (1e-3, true, [1, 2])."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError("--set", f"expected key=value, got {override!r}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    parts = key.strip().split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(".".join(parts[: depth + 1]), "is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls, raw: Any, prefix: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(prefix.rstrip(".") or "config", f"expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(prefix + str(unknown[0]), f"unknown key (known: {', '.join(sorted(known))})")
+    values = {}
+    for name, value in raw.items():
+        values[name] = _coerce(hints[name], value, prefix + name)
+    return cls(**values)
+
+
+def _coerce(hint, value: Any, name: str):
+    """Check `value` against a field's type; ints are accepted for floats, lists for tuples."""
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, name + ".")
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        inner = [arg for arg in typing.get_args(hint) if arg is not type(None)][0]
+        return _coerce(inner, value, name)
+    if origin is tuple:
+        if isinstance(value, (str, int, float)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(name, f"expected a list, got {value!r}")
+        item_type = typing.get_args(hint)[0]
+        return tuple(_coerce(item_type, item, f"{name}[{i}]") for i, item in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(name, f"expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(name, f"expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        value = _yaml_exponent_number(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(name, f"expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(name, f"expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint} for {name}")  # a bug in this module
+
+
+def _yaml_exponent_number(value: Any) -> Any:
+    """PyYAML reads `1e-3` (no dot) as a string; people write it for rates all the time."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+# ---------------------------------------------------------------- validation
+
+
+def validate(config: Config) -> None:
+    """Raise ConfigError for the first invalid value, naming its field."""
+    _check_choice("task.name", config.task.name, TASKS)
+    _check_choice("model.name", config.model.name, MODELS)
+    _check_choice("algorithm.name", config.algorithm.name, ALGORITHMS)
+    _check_choice("train.vectorize", config.train.vectorize, VECTORIZE)
+    _check_choice("train.meta_optimizer", config.train.meta_optimizer, META_OPTIMIZERS)
+    _check_choice("train.device", config.train.device, DEVICES)
+
+    _check_positive("task.ways", config.task.ways)
+    _check_positive("task.shots", config.task.shots)
+    _check_positive("task.query_shots", config.task.query_shots)
+    _check_positive("model.channels", config.model.channels)
+    for i, width in enumerate(config.model.hidden_sizes):
+        _check_positive(f"model.hidden_sizes[{i}]", width)
+    _check_positive("algorithm.inner_lr", config.algorithm.inner_lr)
+    _check_non_negative("algorithm.inner_steps", config.algorithm.inner_steps)
+    _check_non_negative("algorithm.test_inner_steps", config.algorithm.test_inner_steps)
+    _check_positive("train.steps", config.train.steps)
+    _check_positive("train.meta_batch_size", config.train.meta_batch_size)
+    _check_positive("train.meta_lr", config.train.meta_lr)
+    _check_positive("train.log_every", config.train.log_every)
+    _check_non_negative("train.val_every", config.train.val_every)
+    _check_positive("train.val_tasks", config.train.val_tasks)
+    _check_non_negative("train.checkpoint_every", config.train.checkpoint_every)
+    _check_positive("eval.tasks", config.eval.tasks)
+    _check_positive("eval.batch_size", config.eval.batch_size)
+    _check_omniglot(config)
+    _check_combinations(config)
+
+
+def _check_omniglot(config: Config) -> None:
+    omniglot = config.task.omniglot
+    _check_positive("task.omniglot.image_size", omniglot.image_size)
+    for name in ("val_fraction", "test_fraction"):
+        value = getattr(omniglot, name)
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f"task.omniglot.{name}", f"must be between 0 and 1, got {value}")
+    if omniglot.val_fraction + omniglot.test_fraction >= 1.0:
+        raise ConfigError("task.omniglot.test_fraction", "val_fraction + test_fraction must leave alphabets to train on")
+    if config.task.name == "omniglot" and not omniglot.roots:
+        raise ConfigError("task.omniglot.roots", "give at least one Omniglot folder or zip")
+
+
+def _check_combinations(config: Config) -> None:
+    model = config.model_name
+    if config.is_classification and model == "mlp":
+        raise ConfigError("model.name", f"mlp takes 1-d inputs; {config.task.name} needs conv4")
+    if not config.is_classification and model == "conv4":
+        raise ConfigError("model.name", f"conv4 takes images; {config.task.name} needs mlp")
+    if config.algorithm.name == "protonet" and not config.is_classification:
+        raise ConfigError("algorithm.name", f"protonet classifies; task {config.task.name} is a regression")
+    if config.algorithm.name == "reptile" and config.algorithm.inner_steps < 1:
+        raise ConfigError("algorithm.inner_steps", "reptile needs at least one inner step")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(name, f"unknown value {value!r} (choose from {', '.join(choices)})")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (value > 0) or (isinstance(value, float) and not math.isfinite(value)):
+        raise ConfigError(name, f"must be positive, got {value}")
+
+
+def _check_non_negative(name: str, value: int) -> None:
+    if value < 0:
+        raise ConfigError(name, f"must be zero or more, got {value}")

@@ -1,0 +1,65 @@
+"""The errors distmeta raises on purpose.
+
+Each one names what is at fault (a config field, a file, a step) so that a user
+can fix it without reading a traceback. They are raised before work starts
+wherever possible, so that nothing is lost.
+"""
+
+
+class DistmetaError(Exception):
+    """Base class of every error distmeta raises on purpose."""
+
+
+class ConfigError(DistmetaError, ValueError):
+    """A config value is invalid; the message starts with the dotted field name."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class DatasetError(DistmetaError):
+    """Task data is missing, malformed or too small; the message names the path."""
+
+    def __init__(self, path, message: str):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class NotEnoughClassesError(DatasetError, ConfigError):
+    """The data has fewer classes than `task.ways` asks for.
+
+    Both a data problem and a config problem, so it can be caught as either.
+    """
+
+    def __init__(self, path, split: str, available: int, ways: int):
+        self.path = str(path)
+        self.field = "task.ways"
+        self.split = split
+        DistmetaError.__init__(
+            self,
+            f"task.ways: {ways} ways asked for, but the {split} split of {self.path} "
+            f"has only {available} classes",
+        )
+
+
+class NonFiniteLossError(DistmetaError, FloatingPointError):
+    """The meta-loss became NaN or infinite; training stops before any checkpoint."""
+
+    def __init__(self, step: int, task_seed: int, loss: float):
+        self.step = step
+        self.task_seed = task_seed
+        self.loss = loss
+        super().__init__(
+            f"meta-loss is {loss} at step {step} (task seed {task_seed}); "
+            "training stopped and no checkpoint was written after it. "
+            "Lower algorithm.inner_lr or train.meta_lr."
+        )
+
+
+class CheckpointError(DistmetaError):
+    """A checkpoint is missing, corrupt or does not fit the config."""
+
+    def __init__(self, path, message: str):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")

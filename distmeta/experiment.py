@@ -1,0 +1,67 @@
+"""An `Experiment`: the pieces a config describes, built and checked once.
+
+The trainer, the evaluator, the Python API (and the Ray workers later) all
+start from here, so that a config means the same thing everywhere. Building it
+builds the training tasks, so bad data fails here, before any step runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from distmeta.algorithms import MetaAlgorithm, Params, build_algorithm
+from distmeta.config import Config
+from distmeta.errors import ConfigError
+from distmeta.execution import resolve_vectorize
+from distmeta.models import build_model, initial_parameters
+from distmeta.tasks import SPLITS, TaskDistribution, build_task_distribution
+
+@dataclass
+class Experiment:
+    config: Config
+    model: nn.Module
+    algorithm: MetaAlgorithm
+    device: torch.device
+    strategy: str
+    """vmap or loop: how the inner loops of a task batch run."""
+    strategy_reason: str
+    output_size: int
+    _distributions: dict[str, TaskDistribution] = field(default_factory=dict)
+
+    def tasks(self, split: str) -> TaskDistribution:
+        """The task distribution of `split`, built on first use."""
+        if split not in self._distributions:
+            self._distributions[split] = build_task_distribution(self.config, split)
+        return self._distributions[split]
+
+    def initial_meta_parameters(self) -> Params:
+        params = self.algorithm.init_meta_parameters(initial_parameters(self.model, self.config.seed))
+        return {name: value.to(self.device) for name, value in params.items()}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device", "cuda was asked for, but torch sees no GPU here")
+    return torch.device(name)
+
+
+def build_experiment(config: Config, device: torch.device | None = None, check_data: bool = True) -> Experiment:
+    """Build model, algorithm and (when `check_data`) every task split, so bad data fails now.
+
+    Without `check_data` no data is read: enough to use a checkpoint on new tasks.
+    """
+    device = device or resolve_device(config.train.device)
+    output_size = config.task.ways if config.is_classification else 1
+    model = build_model(config, output_size, config.task.omniglot.image_size).to(device)
+    algorithm = build_algorithm(config.algorithm, model, config.is_classification, output_size)
+    strategy, reason = resolve_vectorize(config.train.vectorize, config.model_name, device)
+    experiment = Experiment(config, model, algorithm, device, strategy, reason, output_size)
+    if check_data:
+        for split in SPLITS:
+            experiment.tasks(split)
+    return experiment

@@ -1,0 +1,22 @@
+"""Task distributions: each samples stacked support/query tensors from a seed."""
+
+from __future__ import annotations
+
+from distmeta.config import Config
+from distmeta.tasks.base import SPLITS, TaskDistribution, sample_tasks, task_seed
+from distmeta.tasks.batch import TaskBatch
+from distmeta.tasks.sinusoid import SinusoidTasks
+
+__all__ = ["SPLITS", "TaskBatch", "TaskDistribution", "build_task_distribution", "sample_tasks", "task_seed"]
+
+
+def build_task_distribution(config: Config, split: str) -> TaskDistribution:
+    """The tasks of `split` (train, val or test); bad data raises here, not mid-training."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    task = config.task
+    if task.name == "sinusoid":
+        return SinusoidTasks(task.shots, task.query_shots)
+    from distmeta.tasks.omniglot import OmniglotTasks  # pyarrow and Pillow only when needed
+
+    return OmniglotTasks(task.omniglot, split, task.ways, task.shots, task.query_shots)

@@ -1,0 +1,45 @@
+"""`TaskBatch`: a meta-batch of tasks as stacked tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """Support and query sets of several tasks; the leading dimension is the task.
+
+    Regression: x is (tasks, points, 1) and y is (tasks, points, 1), float.
+    Classification: x is (tasks, ways * shots, channels, height, width), float,
+    and y is (tasks, ways * shots), int64 labels in [0, ways).
+    `seed` is the seed the batch was sampled from, so that a failure can name it.
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    seed: int
+
+    def __len__(self) -> int:
+        return self.support_x.shape[0]
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.support_x, self.support_y, self.query_x, self.query_y
+
+    def to(self, device: torch.device | str) -> TaskBatch:
+        moved = [t.to(device, non_blocking=True) for t in self.tensors()]
+        return TaskBatch(*moved, seed=self.seed)
+
+    @staticmethod
+    def concat(batches: list[TaskBatch]) -> TaskBatch:
+        """One batch of the tasks of all `batches`, in order; the seed is the first's."""
+        columns = zip(*(batch.tensors() for batch in batches))
+        return TaskBatch(*(torch.cat(column) for column in columns), seed=batches[0].seed)
+
+    def select(self, start: int, stop: int) -> TaskBatch:
+        """Tasks start..stop-1, e.g. one worker's share of a meta-batch."""
+        sliced = [t[start:stop] for t in self.tensors()]
+        return TaskBatch(*sliced, seed=self.seed)

@@ -1,0 +1,122 @@
+"""Checkpoints: everything needed to resume a run or to use its meta-parameters.
+
+A checkpoint is one file `step_NNNNNNNN.pt` under `<run_dir>/checkpoints/`,
+written to a temporary name and renamed, so that a crash mid-write never leaves
+a file that looks like a checkpoint. Tasks are sampled from (seed, step, rank)
+alone, so the step is all the sampler state there is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distmeta.config import NOT_HASHED, Config, config_hash, from_dict, to_dict
+from distmeta.errors import CheckpointError, ConfigError
+
+FORMAT_VERSION = 1
+CHECKPOINT_NAME = re.compile(r"^step_(\d{8})\.pt$")
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params: dict, optimizer_state: dict, metrics: dict) -> Path:
+    """Write the checkpoint of `step` atomically and return its path."""
+    folder = checkpoint_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "step": step,
+        "config": to_dict(config),
+        "config_hash": config_hash(config),
+        "meta_parameters": {name: value.detach().cpu() for name, value in meta_params.items()},
+        "optimizer": optimizer_state,
+        "metrics": metrics,
+    }
+    target = folder / f"step_{step:08d}.pt"
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it owner-only
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint of the highest step in `run_dir`, or None."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return None
+    steps = sorted(int(m.group(1)) for p in folder.iterdir() if (m := CHECKPOINT_NAME.match(p.name)))
+    return folder / f"step_{steps[-1]:08d}.pt" if steps else None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file from a file path or a run directory (its latest checkpoint)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(path, "is a directory without checkpoints (expected checkpoints/step_*.pt)")
+        return latest
+    raise CheckpointError(path, "does not exist")
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The payload of a checkpoint file (or of a run directory's latest one), checked."""
+    path = resolve_checkpoint(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise CheckpointError(path, f"cannot be read as a checkpoint ({error})") from None
+    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(path, f"is not a distmeta checkpoint of format {FORMAT_VERSION}")
+    payload["path"] = str(path)
+    return payload
+
+
+def checkpoint_config(payload: dict) -> Config:
+    return from_dict(payload["config"])
+
+
+def config_differences(old: Config, new: Config) -> list[str]:
+    """Dotted names of the fields that differ and change what is learned (see config_hash)."""
+    differences: list[str] = []
+    _diff(to_dict(old), to_dict(new), "", differences)
+    return [name for name in differences if name not in NOT_HASHED and not name.startswith("eval.")]
+
+
+def check_resumable(payload: dict, config: Config) -> None:
+    """Refuse to resume a run whose config changed, naming the fields that differ."""
+    if payload["config_hash"] == config_hash(config):
+        return
+    fields = config_differences(checkpoint_config(payload), config)
+    raise ConfigError(
+        ", ".join(fields) or "config",
+        f"differs from the run being resumed ({payload['path']}); use a new run directory "
+        "or restore the old values",
+    )
+
+
+def _diff(old: Any, new: Any, prefix: str, out: list[str]) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            _diff(old.get(key), new.get(key), f"{prefix}{key}.", out)
+        return
+    if old != new:
+        out.append(prefix.rstrip("."))

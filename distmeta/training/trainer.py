@@ -1,0 +1,207 @@
+"""Single-process meta-training: the loop, and the per-step work a Ray worker also calls.
+
+One meta-step is: sample this step's tasks, compute their summed meta-gradient
+(`compute_meta_gradient`), check it is finite, average and apply it with the
+meta-optimiser (`apply_meta_gradient`). A distributed worker does the same with
+its share of the tasks and one all-reduce between the two halves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from distmeta.algorithms import Params
+from distmeta.config import Config, replace, save_config
+from distmeta.errors import NonFiniteLossError
+from distmeta.evaluation import EvalResult, evaluate
+from distmeta.execution import BatchGradient, batch_meta_gradient
+from distmeta.experiment import Experiment, build_experiment
+from distmeta.tasks import TaskBatch, sample_tasks
+from distmeta.training.checkpoint import check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint
+from distmeta.training.progress import ProgressLog, format_duration, summary_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainState:
+    """What changes during training: meta-parameters, optimiser, steps done."""
+
+    meta_params: Params
+    optimizer: torch.optim.Optimizer
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def make_optimizer(config: Config, meta_params: Params) -> torch.optim.Optimizer:
+    tensors = list(meta_params.values())
+    if config.train.meta_optimizer == "sgd":
+        return torch.optim.SGD(tensors, lr=config.train.meta_lr)
+    return torch.optim.Adam(tensors, lr=config.train.meta_lr)
+
+
+def initial_state(experiment: Experiment, checkpoint: dict | None = None) -> TrainState:
+    """Fresh meta-parameters, or those of `checkpoint` with its optimiser state and step."""
+    if checkpoint is None:
+        params = experiment.initial_meta_parameters()
+        return TrainState(params, make_optimizer(experiment.config, params))
+    params = {name: value.to(experiment.device) for name, value in checkpoint["meta_parameters"].items()}
+    optimizer = make_optimizer(experiment.config, params)
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    return TrainState(params, optimizer, checkpoint["step"])
+
+
+def meta_batch(experiment: Experiment, step: int, indices: range | None = None) -> TaskBatch:
+    """The tasks of `step` (all of them, or the `indices` of one worker's share)."""
+    config = experiment.config
+    indices = indices if indices is not None else range(config.train.meta_batch_size)
+    batch = sample_tasks(experiment.tasks("train"), config.seed, "train", step, indices)
+    return batch.to(experiment.device)
+
+
+def compute_meta_gradient(experiment: Experiment, meta_params: Params, batch: TaskBatch) -> BatchGradient:
+    return batch_meta_gradient(experiment.algorithm, meta_params, batch, experiment.strategy)
+
+
+def check_finite(step: int, batch: TaskBatch, meta_loss: torch.Tensor, grad_sum: Params) -> None:
+    """Stop before the update (and any checkpoint) when the loss or the gradient is NaN or infinite."""
+    finite = torch.isfinite(meta_loss).all() and all(torch.isfinite(g).all() for g in grad_sum.values())
+    if not finite:
+        raise NonFiniteLossError(step, batch.seed, meta_loss.item())
+
+
+def apply_meta_gradient(state: TrainState, grad_sum: Params, num_tasks: int) -> None:
+    """One meta-optimiser step on the mean meta-gradient over `num_tasks` tasks."""
+    for name, value in state.meta_params.items():
+        value.grad = grad_sum[name] / num_tasks
+    state.optimizer.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+
+
+def meta_step(experiment: Experiment, state: TrainState) -> BatchGradient:
+    """Sample, differentiate, check and apply one meta-step; returns the batch's metrics."""
+    batch = meta_batch(experiment, state.step)
+    result = compute_meta_gradient(experiment, state.meta_params, batch)
+    check_finite(state.step, batch, result.losses.mean(), result.grad_sum)
+    apply_meta_gradient(state, result.grad_sum, result.num_tasks)
+    return result
+
+
+def default_run_dir(config: Config) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"runs/{config.task.name}-{config.algorithm.name}-{stamp}"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    meta_params: Params
+    steps: int
+    test: EvalResult | None
+    summary: dict
+
+
+def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResult:
+    """Meta-train as the config says, resuming from `train.run_dir` if it holds checkpoints."""
+    if not config.train.run_dir:
+        config = replace(config, train={"run_dir": default_run_dir(config)})
+    run_dir = Path(config.train.run_dir)
+    experiment = build_experiment(config)
+    checkpoint = _checkpoint_to_resume(run_dir, config, print_fn)
+    state = initial_state(experiment, checkpoint)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    print_fn(f"run directory {run_dir}; device {experiment.device}; "
+             f"inner loops: {experiment.strategy} ({experiment.strategy_reason})")
+    started = time.perf_counter()
+    start_step = state.step
+    _train_loop(experiment, state, run_dir, print_fn)
+    wall = time.perf_counter() - started
+    test = evaluate(experiment, state.meta_params, "test") if final_eval else None
+    summary = _write_summary(experiment, state, run_dir, wall, start_step, test)
+    print_fn(summary_table(_summary_rows(summary)))
+    return TrainResult(run_dir, state.meta_params, state.step, test, summary)
+
+
+def _checkpoint_to_resume(run_dir: Path, config: Config, print_fn) -> dict | None:
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        return None
+    checkpoint = load_checkpoint(path)
+    check_resumable(checkpoint, config)
+    print_fn(f"resuming from {path} (step {checkpoint['step']} of {config.train.steps}); "
+             f"steps after it were not saved and run again")
+    return checkpoint
+
+
+def _train_loop(experiment: Experiment, state: TrainState, run_dir: Path, print_fn) -> None:
+    config = experiment.config
+    train = config.train
+    metric = "accuracy" if config.is_classification else "mse"
+    progress = ProgressLog(run_dir, train.steps, metric, print_fn)
+    start_step = state.step
+    losses, scores = [], []
+    while state.step < train.steps:
+        result = meta_step(experiment, state)
+        progress.count_tasks(result.num_tasks)
+        losses.append(result.losses.mean())
+        scores.append(result.scores.mean())
+        step, last = state.step, state.step == train.steps
+        val = None
+        if (train.val_every and step % train.val_every == 0) or last:
+            val = evaluate(experiment, state.meta_params, "val", train.val_tasks).to_dict()
+        if step % train.log_every == 0 or last or val is not None:
+            record = progress.log_interval(step, start_step, torch.stack(losses).mean().item(),
+                                           torch.stack(scores).mean().item(), val)
+            state.history.append(record)
+            losses, scores = [], []
+        if (train.checkpoint_every and step % train.checkpoint_every == 0) or last:
+            save_checkpoint(run_dir, step, config, state.meta_params, state.optimizer.state_dict(),
+                            state.history[-1] if state.history else {})
+
+
+def _write_summary(experiment: Experiment, state: TrainState, run_dir: Path, wall: float, start_step: int,
+                   test: EvalResult | None) -> dict:
+    config = experiment.config
+    steps_run = state.step - start_step
+    last = state.history[-1] if state.history else {}
+    summary = {
+        "task": config.task.name,
+        "algorithm": config.algorithm.name,
+        "model": config.model_name,
+        "steps": state.step,
+        "steps_this_session": steps_run,
+        "wall_time_s": wall,
+        "tasks_per_s": steps_run * config.train.meta_batch_size / wall if wall > 0 else None,
+        "workers": 1,
+        "devices": [str(experiment.device)],
+        "inner_loops": experiment.strategy,
+        "final_train": last,
+        "test": test.to_dict() if test else None,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _summary_rows(summary: dict) -> list[tuple[str, str]]:
+    rows = [
+        ("run", f"{summary['task']} / {summary['algorithm']} / {summary['model']}"),
+        ("steps", str(summary["steps"])),
+        ("wall time", format_duration(summary["wall_time_s"])),
+        ("tasks/s", f"{summary['tasks_per_s']:,.0f}" if summary["tasks_per_s"] else "-"),
+        ("device", ", ".join(summary["devices"]) + f" ({summary['inner_loops']})"),
+    ]
+    for key, value in summary["final_train"].items():
+        if key.startswith("val_") and not key.endswith("ci95"):
+            rows.append((key.replace("_", " "), f"{value:.4f}"))
+    if summary["test"]:
+        rows.append(("meta-test", str(EvalResult(**summary["test"]))))
+    return rows

@@ -1,0 +1,58 @@
+"""Shared test helpers: small models and tasks, in float64 where gradients are compared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from distmeta.algorithms import build_algorithm
+from distmeta.config import AlgorithmConfig
+from distmeta.models import Conv4, MLP, initial_parameters
+from distmeta.tasks import TaskBatch
+
+SHARED_OMNIGLOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Tests never write to the real home directory (caches, Ray tokens)."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+
+
+def tiny_mlp(in_features: int = 1, out_features: int = 1) -> MLP:
+    return MLP(in_features, (8, 8), out_features).double()
+
+
+def tiny_conv4(ways: int = 3) -> Conv4:
+    return Conv4(1, 4, ways, 28).double()
+
+
+def make_algorithm(name: str, model, is_classification: bool, ways: int = 1, **overrides):
+    values = dict(name=name, inner_lr=0.1 if not is_classification else 0.4, inner_steps=2, test_inner_steps=3)
+    values.update(overrides)
+    return build_algorithm(AlgorithmConfig(**values), model, is_classification, ways)
+
+
+def meta_params_for(algorithm, model, seed: int = 0):
+    return algorithm.init_meta_parameters(initial_parameters(model, seed))
+
+
+def regression_batch(tasks: int = 3, shots: int = 5, in_features: int = 1, seed: int = 0) -> TaskBatch:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(tasks, 2 * shots, in_features, generator=g, dtype=torch.float64) * 10 - 5
+    y = torch.sin(x.sum(-1, keepdim=True)) * (1 + torch.arange(tasks, dtype=torch.float64).view(-1, 1, 1))
+    return TaskBatch(x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:], seed=seed)
+
+
+def classification_batch(tasks: int = 3, ways: int = 3, shots: int = 1, query: int = 2, image: bool = True,
+                         in_features: int = 4, seed: int = 0) -> TaskBatch:
+    g = torch.Generator().manual_seed(seed)
+    shape = (1, 28, 28) if image else (in_features,)
+    support_x = torch.rand(tasks, ways * shots, *shape, generator=g, dtype=torch.float64)
+    query_x = torch.rand(tasks, ways * query, *shape, generator=g, dtype=torch.float64)
+    support_y = torch.arange(ways).repeat_interleave(shots).repeat(tasks, 1)
+    query_y = torch.arange(ways).repeat_interleave(query).repeat(tasks, 1)
+    return TaskBatch(support_x, support_y, query_x, query_y, seed=seed)

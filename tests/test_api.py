@@ -1,0 +1,59 @@
+"""The Python API: load a checkpoint, adapt to a new task from its support set, predict."""
+
+import pytest
+import torch
+
+import distmeta
+from distmeta.config import load_config
+from distmeta.errors import CheckpointError
+from distmeta.experiment import build_experiment
+from distmeta.training.checkpoint import save_checkpoint
+from distmeta.training.trainer import train
+
+OMNIGLOT = ["task.name=omniglot", "task.omniglot.roots=[not-read-by-load]", "model.channels=8",
+            "algorithm.inner_lr=0.4"]
+
+
+def classification_checkpoint(tmp_path, algorithm):
+    config = load_config(None, [*OMNIGLOT, f"algorithm.name={algorithm}", f"train.run_dir={tmp_path}"])
+    experiment = build_experiment(config, check_data=False)
+    save_checkpoint(tmp_path, 0, config, experiment.initial_meta_parameters(), {}, {})
+    return tmp_path
+
+
+def test_a_sinusoid_learner_fits_its_support_points_better_after_adapting(tmp_path):
+    config = load_config(None, [f"train.run_dir={tmp_path}", "train.steps=200", "train.log_every=100",
+                                "train.val_every=0", "train.meta_lr=0.01"])
+    train(config, print_fn=lambda *_: None, final_eval=False)
+    learner = distmeta.load(tmp_path)
+    assert learner.step == 200
+    x = torch.linspace(-5, 5, 10).unsqueeze(1)
+    y = 3 * torch.sin(x - 1)
+    before = ((learner.adapt(x, y, steps=0).predict(x) - y) ** 2).mean()
+    after = ((learner.adapt(x, y, steps=10).predict(x) - y) ** 2).mean()
+    assert after < before
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "protonet", "metasgd", "anil"])
+@pytest.mark.parametrize("ways", [3, 5, 7])
+def test_any_number_of_ways_with_any_labels(tmp_path, algorithm, ways):
+    learner = distmeta.load(classification_checkpoint(tmp_path, algorithm))
+    torch.manual_seed(0)
+    support_x = torch.rand(ways, 1, 28, 28)
+    labels = [f"character-{i}" for i in range(ways)]
+    model = learner.adapt(support_x, labels, steps=30)
+    assert model.outputs(support_x).shape == (ways, ways)
+    # one example per class: after adapting, each support example is recognised as its own class
+    assert model.predict(support_x) == labels
+
+
+def test_loading_a_missing_or_damaged_checkpoint_names_it(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        distmeta.load(tmp_path / "missing")
+    damaged = tmp_path / "step_00000001.pt"
+    damaged.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="step_00000001.pt: cannot be read"):
+        distmeta.load(damaged)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="without checkpoints"):
+        distmeta.load(tmp_path / "empty")

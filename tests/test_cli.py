@@ -1,0 +1,40 @@
+"""The `distmeta` command line, run as a user runs it (a subprocess)."""
+
+import json
+import os
+import subprocess
+import sys
+
+
+def distmeta(*args, cwd, timeout=120):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "distmeta", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+TINY = ["--set", "train.steps=30", "--set", "train.log_every=10", "--set", "train.val_every=0",
+        "--set", "eval.tasks=20"]
+
+
+def test_train_then_eval_a_tiny_sinusoid_run(tmp_path):
+    trained = distmeta("train", *TINY, "--run-dir", "run", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "inner loops: vmap" in trained.stdout
+    assert "step 30/30" in trained.stdout and "meta-test" in trained.stdout
+    evaluated = distmeta("eval", "run", "--tasks", "10", "--inner-steps", "1", "--set", "task.shots=5",
+                         "--json", "eval.json", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "test mse" in evaluated.stdout and "10 tasks, 1 inner steps" in evaluated.stdout
+    assert json.loads((tmp_path / "eval.json").read_text())["tasks"] == 10
+
+
+def test_a_bad_config_value_fails_at_once_naming_the_field(tmp_path):
+    result = distmeta("train", "--set", "algorithm.inner_lr=-1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "algorithm.inner_lr: must be positive, got -1.0" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_eval_of_a_missing_checkpoint_names_it(tmp_path):
+    result = distmeta("eval", "nowhere", cwd=tmp_path)
+    assert result.returncode == 2 and "nowhere: does not exist" in result.stderr

@@ -1,0 +1,72 @@
+"""Config: defaults in one place, YAML and --set overrides, errors that name the field."""
+
+import pytest
+
+from distmeta.config import Config, config_hash, from_dict, load_config, save_config, to_dict
+from distmeta.errors import ConfigError
+
+
+def test_no_file_gives_the_built_in_sinusoid_maml_default():
+    config = load_config()
+    assert config == Config()
+    assert (config.task.name, config.algorithm.name, config.model_name) == ("sinusoid", "maml", "mlp")
+
+
+def test_yaml_and_overrides_are_applied_in_order(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("algorithm:\n  inner_lr: 0.5\n  inner_steps: 3\ntrain:\n  steps: 7\n")
+    config = load_config(path, ["algorithm.inner_lr=1e-3", "model.hidden_sizes=[20, 20]"])
+    assert config.algorithm.inner_lr == 0.001
+    assert config.algorithm.inner_steps == 3
+    assert config.train.steps == 7
+    assert config.model.hidden_sizes == (20, 20)
+
+
+def test_a_saved_config_loads_back_equal(tmp_path):
+    config = load_config(None, ["task.name=omniglot", "task.omniglot.roots=[a.zip, b]"])
+    save_config(config, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == config
+    assert from_dict(to_dict(config)) == config
+
+
+@pytest.mark.parametrize("override, field", [
+    ("algorithm.inner_lr=0", "algorithm.inner_lr"),
+    ("algorithm.inner_lr=-0.1", "algorithm.inner_lr"),
+    ("train.meta_lr=.nan", "train.meta_lr"),
+    ("algorithm.name=mamll", "algorithm.name"),
+    ("algorithm.inner_stepz=3", "algorithm.inner_stepz"),
+    ("task.ways=0", "task.ways"),
+    ("train.meta_batch_size=2.5", "train.meta_batch_size"),
+    ("algorithm.first_order=yes please", "algorithm.first_order"),
+    ("train.vectorize=gpu", "train.vectorize"),
+    ("algorithm.name=protonet", "algorithm.name"),
+    ("task.name=omniglot", "task.omniglot.roots"),
+    ("model.name=conv4", "model.name"),
+    ("task.omniglot.test_fraction=1.5", "task.omniglot.test_fraction"),
+    ("train=5", "train"),
+])
+def test_invalid_values_raise_config_error_naming_the_field(override, field):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [override])
+    assert error.value.field == field
+    assert str(error.value).startswith(field)
+
+
+def test_a_missing_or_malformed_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("algorithm: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
+        load_config(bad)
+
+
+def test_an_override_without_equals_sign_is_refused():
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(None, ["algorithm.inner_lr"])
+
+
+def test_config_hash_ignores_where_the_run_lives_but_not_what_it_trains():
+    base = load_config()
+    assert config_hash(base) == config_hash(load_config(None, ["train.run_dir=elsewhere", "train.steps=9"]))
+    assert config_hash(base) != config_hash(load_config(None, ["algorithm.inner_lr=0.02"]))

@@ -1,0 +1,69 @@
+"""The single-process trainer: it learns, checkpoints, resumes exactly, and stops on NaN."""
+
+import json
+
+import pytest
+import torch
+
+from distmeta.config import load_config
+from distmeta.errors import ConfigError, NonFiniteLossError
+from distmeta.training.checkpoint import latest_checkpoint, load_checkpoint
+from distmeta.training.trainer import train
+
+
+def tiny(run_dir, *overrides):
+    return load_config(None, [
+        f"train.run_dir={run_dir}", "train.steps=40", "train.meta_batch_size=4", "train.log_every=10",
+        "train.val_every=20", "train.val_tasks=8", "train.checkpoint_every=20", "eval.tasks=16",
+        "model.hidden_sizes=[16, 16]", *overrides,
+    ])
+
+
+def quiet(*_):
+    pass
+
+
+def test_a_short_run_lowers_the_loss_and_writes_metrics_checkpoints_and_summary(tmp_path):
+    result = train(tiny(tmp_path / "run", "train.meta_lr=0.01"), print_fn=quiet)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [10, 20, 30, 40]
+    assert records[-1]["meta_loss"] < records[0]["meta_loss"]
+    assert "val_mse" in records[1] and "val_mse" in records[3]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_00000020.pt", "step_00000040.pt"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 40 and summary["test"]["tasks"] == 16 and summary["tasks_per_s"] > 0
+    assert result.test.metric == "mse"
+
+
+def test_the_same_config_trains_to_bit_identical_parameters(tmp_path):
+    a = train(tiny(tmp_path / "a"), print_fn=quiet, final_eval=False)
+    b = train(tiny(tmp_path / "b"), print_fn=quiet, final_eval=False)
+    assert all(torch.equal(a.meta_params[k], b.meta_params[k]) for k in a.meta_params)
+
+
+def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_path):
+    whole = train(tiny(tmp_path / "whole"), print_fn=quiet, final_eval=False)
+    train(tiny(tmp_path / "split", "train.steps=20"), print_fn=quiet, final_eval=False)
+    lines = []
+    resumed = train(tiny(tmp_path / "split", "train.steps=40"), print_fn=lines.append, final_eval=False)
+    assert any("resuming from" in line and "step 20" in line for line in lines)
+    assert all(torch.equal(whole.meta_params[k], resumed.meta_params[k]) for k in whole.meta_params)
+
+
+def test_resuming_with_a_changed_config_names_the_fields_that_differ(tmp_path):
+    train(tiny(tmp_path / "run", "train.steps=20"), print_fn=quiet, final_eval=False)
+    with pytest.raises(ConfigError) as error:
+        train(tiny(tmp_path / "run", "train.steps=20", "algorithm.inner_lr=0.5", "seed=3"), print_fn=quiet)
+    assert "algorithm.inner_lr" in str(error.value) and "seed" in str(error.value)
+
+
+def test_a_nan_loss_stops_training_naming_step_and_seed_and_no_checkpoint_follows(tmp_path):
+    # an inner rate this large blows the MLP up within a few steps
+    config = tiny(tmp_path / "run", "algorithm.inner_lr=1e30", "train.checkpoint_every=1")
+    with pytest.raises(NonFiniteLossError) as error:
+        train(config, print_fn=quiet)
+    step = error.value.step
+    assert f"step {step}" in str(error.value) and f"task seed {error.value.task_seed}" in str(error.value)
+    latest = latest_checkpoint(tmp_path / "run")
+    if latest is not None:
+        assert load_checkpoint(latest)["step"] <= step
