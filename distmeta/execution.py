@@ -2,14 +2,23 @@
 
 Both strategies call the same per-task functions of the algorithm, so they give
 the same numbers (to float rounding); they differ only in speed and memory.
+
+- `vmap` runs every task at once; torch.func differentiates.
+- `loop` runs task after task with plain torch.autograd. When torch has several
+  threads, the tasks are shared among that many Python threads that each run
+  their ops single-threaded: small per-task ops keep one core busy far better
+  than they split over two (ops release the GIL, and torch.autograd, unlike
+  torch.func, is thread-safe).
+
 Measured on a 2-core CPU (benchmarks/engine_speed.py): for the sinusoid MLP
-vmap is several times faster than the loop; for Conv4 the loop is faster and
-needs a fraction of the memory, because vmap turns every convolution into a
-grouped one over per-task weights and its batch norm needs basic ops.
+vmap is several times faster than the loop; for Conv4 the threaded loop is the
+faster and needs a fraction of vmap's memory.
 """
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -51,8 +60,31 @@ def batch_meta_gradient(algorithm: MetaAlgorithm, meta_params: Params, batch: Ta
         per_task = vmap(algorithm.task_meta_gradient, in_dims=(None, 0, 0, 0, 0))
         grads, losses, scores = per_task(meta_params, *batch.tensors())
         return BatchGradient({name: g.sum(0) for name, g in grads.items()}, losses, scores)
-    if strategy != "loop":
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    _check_strategy(strategy)
+    parts = _in_threads(lambda chunk: _loop_meta_gradient(algorithm.using_autograd(), meta_params, chunk), batch)
+    grad_sum = {name: sum(part.grad_sum[name] for part in parts) for name in meta_params}
+    return BatchGradient(grad_sum, torch.cat([p.losses for p in parts]), torch.cat([p.scores for p in parts]))
+
+
+def batch_evaluation(
+    algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, steps: int, strategy: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each task's query (loss, score) after `steps` inner steps; no meta-gradient."""
+    if strategy == "vmap":
+        per_task = vmap(algorithm.task_evaluation, in_dims=(None, 0, 0, 0, 0, None))
+        return per_task(meta_params, *batch.tensors(), steps)
+    _check_strategy(strategy)
+
+    def evaluate_chunk(chunk: TaskBatch):
+        looped = algorithm.using_autograd()
+        results = [looped.task_evaluation(meta_params, *_one_task(chunk, i), steps) for i in range(len(chunk))]
+        return tuple(torch.stack(column) for column in zip(*results))
+
+    parts = _in_threads(evaluate_chunk, batch)
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def _loop_meta_gradient(algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch) -> BatchGradient:
     grad_sum = {name: torch.zeros_like(value) for name, value in meta_params.items()}
     losses, scores = [], []
     for task in range(len(batch)):
@@ -64,16 +96,42 @@ def batch_meta_gradient(algorithm: MetaAlgorithm, meta_params: Params, batch: Ta
     return BatchGradient(grad_sum, torch.stack(losses), torch.stack(scores))
 
 
-def batch_evaluation(
-    algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, steps: int, strategy: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each task's query (loss, score) after `steps` inner steps; no meta-gradient."""
-    if strategy == "vmap":
-        per_task = vmap(algorithm.task_evaluation, in_dims=(None, 0, 0, 0, 0, None))
-        return per_task(meta_params, *batch.tensors(), steps)
-    results = [algorithm.task_evaluation(meta_params, *_one_task(batch, i), steps) for i in range(len(batch))]
-    losses, scores = zip(*results)
-    return torch.stack(losses), torch.stack(scores)
+def _check_strategy(strategy: str) -> None:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+
+
+# ---------------------------------------------------------------- threads for the loop
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    """A pool of `threads` threads, each running torch ops single-threaded (made once)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers != threads:
+            if _pool is not None:
+                _pool.shutdown(wait=True)
+            # set_num_threads in a thread sets that thread's own OpenMP team size
+            _pool = ThreadPoolExecutor(threads, thread_name_prefix="distmeta-task",
+                                       initializer=torch.set_num_threads, initargs=(1,))
+        return _pool
+
+
+def _in_threads(work, batch: TaskBatch) -> list:
+    """`work` on contiguous chunks of the batch, one per torch thread, results in task order.
+
+    The chunks depend only on the thread count and batch size, so results are
+    reproducible on the same machine.
+    """
+    threads = min(torch.get_num_threads(), len(batch))
+    if threads <= 1 or threading.current_thread().name.startswith("distmeta-task"):
+        return [work(batch)]
+    bounds = [len(batch) * i // threads for i in range(threads + 1)]
+    chunks = [batch.select(bounds[i], bounds[i + 1]) for i in range(threads)]
+    return list(_thread_pool(threads).map(work, chunks))
 
 
 def _one_task(batch: TaskBatch, index: int) -> tuple[torch.Tensor, ...]:

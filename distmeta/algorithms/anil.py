@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from distmeta.algorithms.base import MetaAlgorithm, Params, gradient_descent
+from distmeta.algorithms.base import MetaAlgorithm, Params
 from distmeta.models import features, head, sub_params
 
 
@@ -23,7 +23,7 @@ class ANIL(MetaAlgorithm):
             return self.loss(self._head(head_params, support_features), support_y)
 
         start = {f"head.{name}": value for name, value in sub_params(meta_params, "head").items()}
-        return gradient_descent(support_loss, start, self.inner_lr, steps, differentiable)
+        return self.inner_loop(support_loss, start, self.inner_lr, steps, differentiable)
 
     def predict(self, meta_params: Params, adapted: Params, x: torch.Tensor) -> torch.Tensor:
         return self._head(adapted, features(self.model, meta_params, x))

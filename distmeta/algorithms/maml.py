@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from distmeta.algorithms.base import MetaAlgorithm, Params, gradient_descent
+from distmeta.algorithms.base import MetaAlgorithm, Params
 from distmeta.models import forward
 
 
@@ -19,7 +19,7 @@ class MAML(MetaAlgorithm):
         def support_loss(params: Params) -> torch.Tensor:
             return self.loss(forward(self.model, params, support_x), support_y)
 
-        return gradient_descent(support_loss, meta_params, self.inner_lr, steps, differentiable)
+        return self.inner_loop(support_loss, meta_params, self.inner_lr, steps, differentiable)
 
     def predict(self, meta_params: Params, adapted: Params, x: torch.Tensor) -> torch.Tensor:
         return forward(self.model, adapted, x)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from distmeta.algorithms.base import MetaAlgorithm, Params, gradient_descent
+from distmeta.algorithms.base import MetaAlgorithm, Params
 from distmeta.models import forward, sub_params
 
 RATE_PREFIX = "inner_lr"
@@ -30,7 +30,7 @@ class MetaSGD(MetaAlgorithm):
             return self.loss(forward(self.model, params, support_x), support_y)
 
         rates = sub_params(meta_params, RATE_PREFIX)
-        return gradient_descent(support_loss, self.model_parameters(meta_params), rates, steps, differentiable)
+        return self.inner_loop(support_loss, self.model_parameters(meta_params), rates, steps, differentiable)
 
     def predict(self, meta_params: Params, adapted: Params, x: torch.Tensor) -> torch.Tensor:
         return forward(self.model, adapted, x)

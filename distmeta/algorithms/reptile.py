@@ -17,6 +17,7 @@ class Reptile(MAML):
 
     def task_meta_gradient(self, meta_params: Params, support_x, support_y, query_x, query_y):
         adapted = self.adapt(meta_params, support_x, support_y, self.inner_steps, differentiable=False)
+        adapted = {name: value.detach() for name, value in adapted.items()}
         grads = {name: meta_params[name] - adapted[name] for name in meta_params}
         outputs = self.predict(meta_params, adapted, query_x)
         return grads, self.loss(outputs, query_y).detach(), self.score(outputs, query_y).detach()
