@@ -1,26 +1,13 @@
-"""MAML's meta-gradient: finite differences, a plain autograd reference, and its first-order variant."""
+"""MAML's meta-gradient: finite differences, the plain per-task reference, and its first-order variant."""
 
 import pytest
 import torch
 from torch.func import functional_call
 
 from distmeta.execution import batch_meta_gradient
+from distmeta.reference import maml_batch_gradient
 from tests.conftest import (classification_batch, make_algorithm, meta_params_for, regression_batch, tiny_conv4,
                             tiny_mlp)
-
-
-def reference_maml_gradient(model, params, task, lr, steps, first_order, classification):
-    """Per-task MAML written the plain way: functional_call and torch.autograd.grad."""
-    loss_fn = torch.nn.functional.cross_entropy if classification else torch.nn.functional.mse_loss
-    leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-    support_x, support_y, query_x, query_y = task
-    fast = dict(leaves)
-    for _ in range(steps):
-        loss = loss_fn(functional_call(model, fast, (support_x,)), support_y)
-        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
-        fast = {k: v - lr * g for (k, v), g in zip(fast.items(), grads)}
-    query_loss = loss_fn(functional_call(model, fast, (query_x,)), query_y)
-    return dict(zip(leaves, torch.autograd.grad(query_loss, list(leaves.values()))))
 
 
 def one_task(batch, i):
@@ -56,12 +43,8 @@ def test_both_strategies_match_a_plain_autograd_loop(first_order, model_name):
     name = "fomaml" if first_order else "maml"
     maml = make_algorithm(name, model, classification, 3 if classification else 1)
     params = meta_params_for(maml, model)
-    expected = {k: torch.zeros_like(v) for k, v in params.items()}
-    for i in range(len(batch)):
-        grads = reference_maml_gradient(model, params, one_task(batch, i), maml.inner_lr, maml.inner_steps,
-                                        first_order, classification)
-        for k in expected:
-            expected[k] += grads[k]
+    expected = maml_batch_gradient(model, params, batch, maml.inner_lr, maml.inner_steps, first_order,
+                                   classification)
     for strategy in ("vmap", "loop"):
         result = batch_meta_gradient(maml, params, batch, strategy)
         for k in params:
