@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from distmeta.atomic import write_atomically
 from distmeta.errors import DatasetError
 
 FORMAT_VERSION = 1
@@ -152,7 +152,7 @@ def _schema(metadata: dict) -> pa.Schema:
 
 
 def build_cache(roots: tuple[str, ...], size: int, path: Path, key: str) -> None:
-    """Decode every drawing and write the Arrow file atomically (temp file, fsync, rename)."""
+    """Decode every drawing and write the Arrow file atomically (two builders at once are fine)."""
     drawings = list_drawings(roots)
     images = np.stack([decode(d, size) for d in drawings])
     metadata = {"fingerprint": key, "format_version": FORMAT_VERSION, "images": len(drawings),
@@ -162,24 +162,17 @@ def build_cache(roots: tuple[str, ...], size: int, path: Path, key: str) -> None
                pa.FixedSizeBinaryArray.from_buffers(pa.binary(size * size), len(drawings),
                                                     [None, pa.py_buffer(images.tobytes())])]
     table = pa.Table.from_arrays(columns, schema=_schema(metadata))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".arrow")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            with pa.ipc.new_file(file, table.schema) as writer:
-                writer.write_table(table)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)  # two builders at once both write whole files; the last rename wins
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+
+    def write(file) -> None:
+        with pa.ipc.new_file(file, table.schema) as writer:
+            writer.write_table(table)
+
+    write_atomically(path, write)
 
 
 def open_cache(path: Path, key: str, size: int) -> OmniglotImages:
     """Memory-map a cache file, refusing one that is damaged or was made from other sources."""
-    stale = f"is a stale or corrupt Omniglot cache; delete it to rebuild it"
+    stale = "is a stale or corrupt Omniglot cache; delete it to rebuild it"
     try:
         reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
         metadata = json.loads(reader.schema.metadata[b"distmeta"])

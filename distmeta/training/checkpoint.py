@@ -1,21 +1,20 @@
 """Checkpoints: everything needed to resume a run or to use its meta-parameters.
 
 A checkpoint is one file `step_NNNNNNNN.pt` under `<run_dir>/checkpoints/`,
-written to a temporary name and renamed, so that a crash mid-write never leaves
-a file that looks like a checkpoint. Tasks are sampled from (seed, step, rank)
+written atomically, so that a crash mid-write never leaves a file that looks
+like a checkpoint. Tasks are sampled from (seed, step, rank)
 alone, so the step is all the sampler state there is.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from distmeta.atomic import write_atomically
 from distmeta.config import NOT_HASHED, Config, config_hash, from_dict, to_dict
 from distmeta.errors import CheckpointError, ConfigError
 
@@ -29,8 +28,6 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
 
 def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params: dict, optimizer_state: dict, metrics: dict) -> Path:
     """Write the checkpoint of `step` atomically and return its path."""
-    folder = checkpoint_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     payload = {
         "format_version": FORMAT_VERSION,
         "step": step,
@@ -40,18 +37,8 @@ def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params:
         "optimizer": optimizer_state,
         "metrics": metrics,
     }
-    target = folder / f"step_{step:08d}.pt"
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it owner-only
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    target = checkpoint_dir(run_dir) / f"step_{step:08d}.pt"
+    write_atomically(target, lambda file: torch.save(payload, file))
     return target
 
 
