@@ -9,7 +9,6 @@ its share of the tasks and one all-reduce between the two halves.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,8 +25,6 @@ from distmeta.experiment import Experiment, build_experiment
 from distmeta.tasks import TaskBatch, sample_tasks
 from distmeta.training.checkpoint import check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint
 from distmeta.training.progress import ProgressLog, format_duration, summary_table
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

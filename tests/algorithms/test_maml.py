@@ -23,7 +23,7 @@ def test_second_order_meta_gradient_matches_finite_differences():
     eps = 1e-6
     for name, value in params.items():
         for index in range(value.numel()):
-            def loss_at(delta):
+            def loss_at(delta, name=name, value=value, index=index):
                 shifted = dict(params)
                 flat = value.clone().reshape(-1)
                 flat[index] += delta
