@@ -1,4 +1,4 @@
-"""The `distmeta` command line: train, eval (tune, submit and bench come with the Ray runtime)."""
+"""The `distmeta` command line: train (on Ray, or in this process), eval."""
 
 from __future__ import annotations
 
@@ -14,11 +14,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distmeta", description="Meta-learning: MAML, Reptile, ANIL, Meta-SGD, ProtoNets.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="meta-train (the built-in default: sinusoid MAML)")
+    train = commands.add_parser("train", help="meta-train on Ray workers (the built-in default: sinusoid MAML)",
+                                description="Meta-train on a Ray cluster (a local one unless --address is given). "
+                                            "Running the same command again resumes <storage>/<name> "
+                                            "from its latest checkpoint.")
     train.add_argument("config", nargs="?", help="YAML config; omitted: the built-in defaults")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set algorithm.inner_lr=0.4 (repeatable)")
-    train.add_argument("--run-dir", help="run directory (train.run_dir); an existing one is resumed")
+    train.add_argument("--workers", type=int, default=1, help="Ray Train workers sharing each meta-batch (default 1)")
+    train.add_argument("--gpus-per-worker", type=int, default=None,
+                       help="GPUs each worker owns (default: 1 when the cluster has a GPU per worker, else 0)")
+    train.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs (torch threads) per worker (default 1)")
+    train.add_argument("--address", help="a running Ray cluster, e.g. auto or ray://head:10001 (default: start one)")
+    train.add_argument("--storage", help="folder for runs, shared by all nodes (default: runs, or the parent "
+                                         "of train.run_dir)")
+    train.add_argument("--name", help="run name, the folder under --storage (default: the name of train.run_dir, "
+                                      "else <task>-<algorithm>-<time>)")
+    train.add_argument("--run-dir", help="the run folder at once (sets --storage and --name)")
+    train.add_argument("--in-process", action="store_true",
+                       help="train in this process, without Ray (debugging; no worker restarts)")
     train.add_argument("--no-eval", action="store_true", help="skip the meta-test at the end")
 
     evaluate = commands.add_parser("eval", help="meta-test a checkpoint: mean and 95%% interval over many tasks")
@@ -48,13 +62,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_train(args) -> int:
     from distmeta.config import load_config
-    from distmeta.training.trainer import train
+    from distmeta.training.trainer import default_run_dir, train
 
     overrides = list(args.overrides)
     if args.run_dir:
         overrides.append(f"train.run_dir={args.run_dir}")
     config = load_config(args.config, overrides)
-    train(config, final_eval=not args.no_eval)
+    if args.in_process:
+        train(config, final_eval=not args.no_eval)
+        return 0
+
+    from distmeta.runtime.launcher import ClusterRequest, train_distributed
+
+    run_dir = Path(config.train.run_dir or default_run_dir(config))
+    request = ClusterRequest(workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                             cpus_per_worker=args.cpus_per_worker, address=args.address,
+                             storage=args.storage or str(run_dir.parent), name=args.name or run_dir.name)
+    train_distributed(config, request, final_eval=not args.no_eval)
     return 0
 
 

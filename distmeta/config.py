@@ -26,6 +26,7 @@ TASKS = ("sinusoid", "omniglot")
 MODELS = ("auto", "mlp", "conv4")
 VECTORIZE = ("auto", "vmap", "loop")
 META_OPTIMIZERS = ("adam", "sgd")
+META_LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -94,6 +95,8 @@ class TrainConfig:
     """Learning rate of the meta-optimiser."""
     meta_optimizer: str = "adam"
     """adam or sgd."""
+    meta_lr_schedule: str = "constant"
+    """constant, or cosine: anneal meta_lr to 0 over `steps` (the rate is a function of the step alone)."""
     log_every: int = 500
     """Steps between log lines and metrics records."""
     val_every: int = 2000
@@ -299,6 +302,7 @@ def validate(config: Config) -> None:
     _check_choice("algorithm.name", config.algorithm.name, ALGORITHMS)
     _check_choice("train.vectorize", config.train.vectorize, VECTORIZE)
     _check_choice("train.meta_optimizer", config.train.meta_optimizer, META_OPTIMIZERS)
+    _check_choice("train.meta_lr_schedule", config.train.meta_lr_schedule, META_LR_SCHEDULES)
     _check_choice("train.device", config.train.device, DEVICES)
 
     _check_positive("task.ways", config.task.ways)

@@ -16,16 +16,22 @@ TINY = ["--set", "train.steps=30", "--set", "train.log_every=10", "--set", "trai
         "--set", "eval.tasks=20"]
 
 
-def test_train_then_eval_a_tiny_sinusoid_run(tmp_path):
+def test_train_on_ray_then_eval_a_tiny_sinusoid_run(tmp_path):
     trained = distmeta("train", *TINY, "--run-dir", "run", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
-    assert "inner loops: vmap" in trained.stdout
-    assert "step 30/30" in trained.stdout and "meta-test" in trained.stdout
+    assert "run directory" in trained.stdout and "1 worker(s) x (1 CPU, 0 GPU)" in trained.stdout
+    assert "step 30/30" in trained.stdout and "cpu (vmap)" in trained.stdout and "meta-test" in trained.stdout
     evaluated = distmeta("eval", "run", "--tasks", "10", "--inner-steps", "1", "--set", "task.shots=5",
                          "--json", "eval.json", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     assert "test mse" in evaluated.stdout and "10 tasks, 1 inner steps" in evaluated.stdout
     assert json.loads((tmp_path / "eval.json").read_text())["tasks"] == 10
+
+
+def test_train_in_process_says_how_inner_loops_run(tmp_path):
+    trained = distmeta("train", *TINY, "--in-process", "--no-eval", "--run-dir", "run", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "inner loops: vmap" in trained.stdout and "step 30/30" in trained.stdout
 
 
 def test_a_bad_config_value_fails_at_once_naming_the_field(tmp_path):

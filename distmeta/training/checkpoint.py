@@ -43,12 +43,12 @@ def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint of the highest step in `run_dir`, or None."""
-    folder = checkpoint_dir(run_dir)
-    if not folder.is_dir():
-        return None
-    steps = sorted(int(m.group(1)) for p in folder.iterdir() if (m := CHECKPOINT_NAME.match(p.name)))
-    return folder / f"step_{steps[-1]:08d}.pt" if steps else None
+    """The checkpoint of the highest step in `run_dir`, or None: in `checkpoints/` for a
+    single-process run, in Ray Train's `checkpoint_*/` folders for a distributed one."""
+    run_dir = Path(run_dir)
+    files = [p for p in [*run_dir.glob("checkpoints/step_*.pt"), *run_dir.glob("checkpoint_*/checkpoints/step_*.pt")]
+             if CHECKPOINT_NAME.match(p.name)]
+    return max(files, key=lambda path: path.name, default=None)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -59,7 +59,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if path.is_dir():
         latest = latest_checkpoint(path)
         if latest is None:
-            raise CheckpointError(path, "is a directory without checkpoints (expected checkpoints/step_*.pt)")
+            raise CheckpointError(path, "is a directory without checkpoints (expected checkpoints/step_*.pt or checkpoint_*/checkpoints/step_*.pt)")
         return latest
     raise CheckpointError(path, "does not exist")
 

@@ -1,5 +1,6 @@
 """What a person sees during training: one line per log interval and a final table,
-plus `metrics.jsonl` in the run directory for programs and plots."""
+plus `metrics.jsonl` (for programs and plots) and TensorBoard event files
+(`tensorboard --logdir <run_dir>/tensorboard`) in the run directory."""
 
 from __future__ import annotations
 
@@ -8,17 +9,21 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from tensorboardX import SummaryWriter
+
 
 def format_duration(seconds: float) -> str:
     return str(timedelta(seconds=int(round(seconds))))
 
 
 class ProgressLog:
-    """Prints progress lines and appends every record to `<run_dir>/metrics.jsonl`."""
+    """Prints progress lines; appends every record to `<run_dir>/metrics.jsonl` and
+    writes its numbers as TensorBoard scalars under `<run_dir>/tensorboard`."""
 
     def __init__(self, run_dir: str | Path, total_steps: int, metric: str, print_fn=print):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tensorboard: SummaryWriter | None = None
         self.total_steps = total_steps
         self.metric = metric
         self.print = print_fn
@@ -32,6 +37,14 @@ class ProgressLog:
     def record(self, record: dict) -> None:
         with self.path.open("a") as file:
             file.write(json.dumps(record) + "\n")
+        if "step" not in record:
+            return
+        if self.tensorboard is None:  # opened on first use: a run that logs nothing leaves no event file
+            self.tensorboard = SummaryWriter(str(self.path.parent / "tensorboard"))
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)):
+                self.tensorboard.add_scalar(key, value, record["step"])
+        self.tensorboard.flush()
 
     def log_interval(self, step: int, start_step: int, meta_loss: float, train_score: float, val: dict | None) -> dict:
         """Print and record one line; returns the record."""
@@ -39,30 +52,35 @@ class ProgressLog:
         tasks_per_s = self.interval_tasks / max(now - self.interval_start, 1e-9)
         done_fraction = (step - start_step) / max(self.total_steps - start_step, 1)
         elapsed = now - self.started
-        eta = elapsed / done_fraction - elapsed if done_fraction > 0 else float("nan")
         record = {
             "step": step,
             "meta_loss": meta_loss,
             f"train_{self.metric}": train_score,
             "tasks_per_s": tasks_per_s,
             "elapsed_s": elapsed,
+            "eta_s": elapsed / done_fraction - elapsed if done_fraction > 0 else None,
         }
-        line = (
-            f"step {step:>{len(str(self.total_steps))}}/{self.total_steps} | meta-loss {meta_loss:.4f} | "
-            f"train {self.metric} {self._fmt(train_score)}"
-        )
         if val is not None:
             record[f"val_{self.metric}"] = val["mean"]
             record[f"val_{self.metric}_ci95"] = val["ci95"]
-            line += f" | val {self.metric} {self._fmt(val['mean'])}"
-        line += f" | {tasks_per_s:,.0f} tasks/s | ETA {format_duration(eta) if eta == eta else '?'}"
-        self.print(line)
+        self.print(format_line(record, self.total_steps, self.metric))
         self.record(record)
         self.interval_start, self.interval_tasks = now, 0
         return record
 
-    def _fmt(self, value: float) -> str:
-        return f"{100 * value:.2f}%" if self.metric == "accuracy" else f"{value:.4f}"
+
+
+def format_line(record: dict, total_steps: int, metric: str) -> str:
+    """The progress line of one metrics record."""
+    def score(value: float) -> str:
+        return f"{100 * value:.2f}%" if metric == "accuracy" else f"{value:.4f}"
+
+    line = (f"step {record['step']:>{len(str(total_steps))}}/{total_steps} | meta-loss {record['meta_loss']:.4f} | "
+            f"train {metric} {score(record[f'train_{metric}'])}")
+    if f"val_{metric}" in record:
+        line += f" | val {metric} {score(record[f'val_{metric}'])}"
+    eta = record.get("eta_s")
+    return line + f" | {record['tasks_per_s']:,.0f} tasks/s | ETA {format_duration(eta) if eta is not None else '?'}"
 
 
 def summary_table(rows: list[tuple[str, str]]) -> str:

@@ -9,15 +9,17 @@ its share of the tasks and one all-reduce between the two halves.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from datetime import datetime
 from pathlib import Path
 
 import torch
 
 from distmeta.algorithms import Params
-from distmeta.config import Config, replace, save_config
+from distmeta.config import Config, TrainConfig, replace, save_config
 from distmeta.errors import NonFiniteLossError
 from distmeta.evaluation import EvalResult, evaluate
 from distmeta.execution import BatchGradient, batch_meta_gradient
@@ -67,29 +69,49 @@ def compute_meta_gradient(experiment: Experiment, meta_params: Params, batch: Ta
     return batch_meta_gradient(experiment.algorithm, meta_params, batch, experiment.strategy)
 
 
-def check_finite(step: int, batch: TaskBatch, meta_loss: torch.Tensor, grad_sum: Params) -> None:
+def check_finite(step: int, task_seed: int, meta_loss: torch.Tensor, grad_sum: Params) -> None:
     """Stop before the update (and any checkpoint) when the loss or the gradient is NaN or infinite."""
     finite = torch.isfinite(meta_loss).all() and all(torch.isfinite(g).all() for g in grad_sum.values())
     if not finite:
-        raise NonFiniteLossError(step, batch.seed, meta_loss.item())
+        raise NonFiniteLossError(step, task_seed, meta_loss.item())
 
 
-def apply_meta_gradient(state: TrainState, grad_sum: Params, num_tasks: int) -> None:
+def meta_lr_at(train: TrainConfig, step: int) -> float:
+    """The meta-learning rate of update `step` (0-based): a function of the step alone,
+    so a resumed run continues the schedule without any scheduler state."""
+    if train.meta_lr_schedule == "constant":
+        return train.meta_lr
+    return 0.5 * train.meta_lr * (1 + math.cos(math.pi * min(step, train.steps) / train.steps))
+
+
+def apply_meta_gradient(state: TrainState, train: TrainConfig, grad_sum: Params, num_tasks: int) -> None:
     """One meta-optimiser step on the mean meta-gradient over `num_tasks` tasks."""
     for name, value in state.meta_params.items():
         value.grad = grad_sum[name] / num_tasks
+    for group in state.optimizer.param_groups:
+        group["lr"] = meta_lr_at(train, state.step)
     state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)
     state.step += 1
 
 
-def meta_step(experiment: Experiment, state: TrainState) -> BatchGradient:
-    """Sample, differentiate, check and apply one meta-step; returns the batch's metrics."""
+@dataclass(frozen=True)
+class StepMetrics:
+    """Means over the whole meta-batch of one step."""
+
+    meta_loss: float
+    score: float
+    tasks: int
+
+
+def meta_step(experiment: Experiment, state: TrainState) -> StepMetrics:
+    """Sample, differentiate, check and apply one meta-step (all tasks in this process)."""
     batch = meta_batch(experiment, state.step)
     result = compute_meta_gradient(experiment, state.meta_params, batch)
-    check_finite(state.step, batch, result.losses.mean(), result.grad_sum)
-    apply_meta_gradient(state, result.grad_sum, result.num_tasks)
-    return result
+    meta_loss = result.losses.mean()
+    check_finite(state.step, batch.seed, meta_loss, result.grad_sum)
+    apply_meta_gradient(state, experiment.config.train, result.grad_sum, result.num_tasks)
+    return StepMetrics(meta_loss.item(), result.scores.mean().item(), result.num_tasks)
 
 
 def default_run_dir(config: Config) -> str:
@@ -120,11 +142,13 @@ def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResul
              f"inner loops: {experiment.strategy} ({experiment.strategy_reason})")
     started = time.perf_counter()
     start_step = state.step
-    _train_loop(experiment, state, run_dir, print_fn)
+    metric = "accuracy" if config.is_classification else "mse"
+    progress = ProgressLog(run_dir, config.train.steps, metric, print_fn)
+    train_loop(experiment, state, progress, meta_step, _save_to_run_dir(experiment, run_dir))
     wall = time.perf_counter() - started
     test = evaluate(experiment, state.meta_params, "test") if final_eval else None
     summary = _write_summary(experiment, state, run_dir, wall, start_step, test)
-    print_fn(summary_table(_summary_rows(summary)))
+    print_fn(summary_table(summary_rows(summary)))
     return TrainResult(run_dir, state.meta_params, state.step, test, summary)
 
 
@@ -139,30 +163,40 @@ def _checkpoint_to_resume(run_dir: Path, config: Config, print_fn) -> dict | Non
     return checkpoint
 
 
-def _train_loop(experiment: Experiment, state: TrainState, run_dir: Path, print_fn) -> None:
-    config = experiment.config
-    train = config.train
-    metric = "accuracy" if config.is_classification else "mse"
-    progress = ProgressLog(run_dir, train.steps, metric, print_fn)
+def train_loop(experiment: Experiment, state: TrainState, progress: ProgressLog | None,
+               step_fn: Callable[[Experiment, TrainState], StepMetrics] = meta_step,
+               checkpoint_fn: Callable[[TrainState], None] | None = None) -> None:
+    """Meta-steps until `train.steps`, with logs, validation and checkpoints at their intervals.
+
+    A Ray worker runs this too, with its own `step_fn` (its share of the tasks and
+    an all-reduce) and `checkpoint_fn` (called on every rank, as Ray's report must
+    be); only the leader, the one given `progress`, validates and logs.
+    """
+    train = experiment.config.train
     start_step = state.step
-    losses, scores = [], []
+    window: list[StepMetrics] = []
     while state.step < train.steps:
-        result = meta_step(experiment, state)
-        progress.count_tasks(result.num_tasks)
-        losses.append(result.losses.mean())
-        scores.append(result.scores.mean())
+        window.append(step_fn(experiment, state))
         step, last = state.step, state.step == train.steps
-        val = None
-        if (train.val_every and step % train.val_every == 0) or last:
-            val = evaluate(experiment, state.meta_params, "val", train.val_tasks).to_dict()
-        if step % train.log_every == 0 or last or val is not None:
-            record = progress.log_interval(step, start_step, torch.stack(losses).mean().item(),
-                                           torch.stack(scores).mean().item(), val)
-            state.history.append(record)
-            losses, scores = [], []
-        if (train.checkpoint_every and step % train.checkpoint_every == 0) or last:
-            save_checkpoint(run_dir, step, config, state.meta_params, state.optimizer.state_dict(),
-                            state.history[-1] if state.history else {})
+        if progress is not None:
+            progress.count_tasks(window[-1].tasks)
+            validate = (train.val_every and step % train.val_every == 0) or last
+            if validate or step % train.log_every == 0:
+                val = evaluate(experiment, state.meta_params, "val", train.val_tasks).to_dict() if validate else None
+                loss = sum(m.meta_loss for m in window) / len(window)
+                score = sum(m.score for m in window) / len(window)
+                state.history.append(progress.log_interval(step, start_step, loss, score, val))
+                window = []
+        if checkpoint_fn is not None and ((train.checkpoint_every and step % train.checkpoint_every == 0) or last):
+            checkpoint_fn(state)
+
+
+def _save_to_run_dir(experiment: Experiment, run_dir: Path) -> Callable[[TrainState], None]:
+    def save(state: TrainState) -> None:
+        save_checkpoint(run_dir, state.step, experiment.config, state.meta_params, state.optimizer.state_dict(),
+                        state.history[-1] if state.history else {})
+
+    return save
 
 
 def _write_summary(experiment: Experiment, state: TrainState, run_dir: Path, wall: float, start_step: int,
@@ -188,7 +222,7 @@ def _write_summary(experiment: Experiment, state: TrainState, run_dir: Path, wal
     return summary
 
 
-def _summary_rows(summary: dict) -> list[tuple[str, str]]:
+def summary_rows(summary: dict) -> list[tuple[str, str]]:
     rows = [
         ("run", f"{summary['task']} / {summary['algorithm']} / {summary['model']}"),
         ("steps", str(summary["steps"])),

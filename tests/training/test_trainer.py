@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from distmeta.config import load_config
+from distmeta.config import TrainConfig, load_config
 from distmeta.errors import ConfigError, NonFiniteLossError
 from distmeta.training.checkpoint import latest_checkpoint, load_checkpoint
-from distmeta.training.trainer import train
+from distmeta.training.trainer import meta_lr_at, train
 
 
 def tiny(run_dir, *overrides):
@@ -67,3 +67,11 @@ def test_a_nan_loss_stops_training_naming_step_and_seed_and_no_checkpoint_follow
     latest = latest_checkpoint(tmp_path / "run")
     if latest is not None:
         assert load_checkpoint(latest)["step"] <= step
+
+
+def test_cosine_meta_lr_starts_at_meta_lr_halves_midway_and_ends_near_zero():
+    schedule = TrainConfig(steps=100, meta_lr=0.01, meta_lr_schedule="cosine")
+    assert meta_lr_at(schedule, 0) == pytest.approx(0.01)
+    assert meta_lr_at(schedule, 50) == pytest.approx(0.005)
+    assert meta_lr_at(schedule, 99) < 1e-5
+    assert meta_lr_at(TrainConfig(meta_lr=0.01), 99) == 0.01

@@ -1,0 +1,33 @@
+"""The one collective of a meta-step: an all-reduce (sum) of one flat buffer.
+
+Every meta-gradient and the sums of the metrics travel together, so a step
+costs one collective call whatever the number of parameter tensors. Not DDP:
+DDP hooks into `.backward()` and cannot take second-order gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from distmeta.algorithms import Params
+
+
+def all_reduce_sum(grad_sum: Params, metric_sums: torch.Tensor) -> tuple[Params, torch.Tensor]:
+    """Sum `grad_sum` and `metric_sums` over all ranks (a no-op without a process group)."""
+    names = list(grad_sum)
+    flat = torch.cat([grad_sum[name].reshape(-1) for name in names] + [metric_sums.to(grad_sum[names[0]].dtype)])
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    reduced: Params = {}
+    offset = 0
+    for name in names:
+        size = grad_sum[name].numel()
+        reduced[name] = flat[offset:offset + size].view_as(grad_sum[name])
+        offset += size
+    return reduced, flat[offset:]
+
+
+def share_of_meta_batch(meta_batch_size: int, rank: int, world_size: int) -> range:
+    """The task indices rank `rank` samples: contiguous, sizes differing by at most one."""
+    return range(meta_batch_size * rank // world_size, meta_batch_size * (rank + 1) // world_size)

@@ -1,0 +1,190 @@
+"""Launch distributed meta-training: check everything on the driver, then `TorchTrainer.fit()`.
+
+User errors (config, data, resources, a changed config on resume) are found
+here, before any worker starts, because Ray Train would retry them like crashes.
+A run lives in `<storage>/<name>/`; running again with the same storage and name
+resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+import ray.train
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from distmeta.algorithms import Params
+from distmeta.config import Config, to_dict
+from distmeta.errors import ConfigError, DistmetaError
+from distmeta.evaluation import EvalResult, evaluate
+from distmeta.experiment import build_experiment
+from distmeta.runtime.follow import MetricsFollower
+from distmeta.runtime.storage import ERROR_FILE, WORKERS_FILE, newest_readable_checkpoint
+from distmeta.runtime.worker import train_worker
+from distmeta.training.checkpoint import check_resumable, load_checkpoint
+from distmeta.training.progress import summary_table
+from distmeta.training.trainer import summary_rows
+
+
+@dataclass(frozen=True)
+class ClusterRequest:
+    workers: int = 1
+    gpus_per_worker: int | None = 0
+    """None: 1 when the cluster has a GPU for every worker, else 0 (CPU workers)."""
+    cpus_per_worker: int = 1
+    address: str | None = None
+    """A running Ray cluster ("auto", "ray://host:10001", ...); None starts a local one."""
+    storage: str = "runs"
+    name: str = "distmeta"
+    max_failures: int = 3
+    """Worker-group restarts (from the latest checkpoint) before the run fails."""
+
+
+@dataclass
+class DistributedResult:
+    run_dir: Path
+    meta_params: Params
+    steps: int
+    test: EvalResult | None
+    summary: dict
+
+
+def check_request(config: Config, request: ClusterRequest) -> None:
+    if request.workers < 1:
+        raise ConfigError("--workers", f"must be at least 1, got {request.workers}")
+    if request.workers > config.train.meta_batch_size:
+        raise ConfigError("train.meta_batch_size", f"{config.train.meta_batch_size} tasks cannot be shared among "
+                                                   f"{request.workers} workers: give each at least one")
+    if request.gpus_per_worker is not None and request.gpus_per_worker < 0:
+        raise ConfigError("--gpus-per-worker", f"must be 0 or more, got {request.gpus_per_worker}")
+
+
+def with_gpus_decided(request: ClusterRequest) -> ClusterRequest:
+    """Decide "GPUs per worker: automatic" from what the running cluster has."""
+    if request.gpus_per_worker is not None:
+        return request
+    gpus = ray.cluster_resources().get("GPU", 0)
+    return dataclasses.replace(request, gpus_per_worker=1 if gpus >= request.workers else 0)
+
+
+def check_resources(request: ClusterRequest) -> None:
+    """Refuse at once a request the cluster cannot hold, saying what it has."""
+    total = ray.cluster_resources()
+    cpus, gpus = total.get("CPU", 0), total.get("GPU", 0)
+    need_cpus = request.workers * request.cpus_per_worker
+    need_gpus = request.workers * request.gpus_per_worker
+    if need_cpus > cpus or need_gpus > gpus:
+        raise ConfigError("--workers", f"{request.workers} worker(s) x ({request.cpus_per_worker} CPU, "
+                                       f"{request.gpus_per_worker} GPU) do not fit: the cluster has {cpus:g} CPUs "
+                                       f"and {gpus:g} GPUs")
+
+
+def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
+                      final_eval: bool = True) -> DistributedResult:
+    """Meta-train on Ray with `request.workers` workers; resumes `<storage>/<name>` if it has a checkpoint."""
+    check_request(config, request)
+    experiment = build_experiment(config)  # every split's data is checked here, on the driver
+    storage = _check_storage(request.storage)
+    run_dir = storage / request.name
+    previous = newest_readable_checkpoint(run_dir)
+    start_step = 0
+    if previous is not None:
+        check_resumable(previous, config)
+        start_step = previous["step"]
+        print_fn(f"resuming {run_dir} from the checkpoint of step {start_step} of {config.train.steps}; "
+                 f"steps after it run again")
+    (run_dir / ERROR_FILE).unlink(missing_ok=True)
+    started_ray = not ray.is_initialized() and request.address is None
+    if not ray.is_initialized():
+        _init_ray(request)
+    try:
+        request = with_gpus_decided(request)
+        check_resources(request)
+        print_fn(f"run directory {run_dir}; {request.workers} worker(s) x ({request.cpus_per_worker} CPU, "
+                 f"{request.gpus_per_worker} GPU); run the same command with --name {request.name} to resume")
+        started = time.perf_counter()
+        metric = "accuracy" if config.is_classification else "mse"
+        with MetricsFollower(run_dir / "metrics.jsonl", config.train.steps, metric, print_fn):
+            result = _trainer(config, request, storage, run_dir).fit()
+        wall = time.perf_counter() - started
+    finally:
+        if started_ray:
+            ray.shutdown()
+    _raise_worker_error(run_dir)
+    with result.checkpoint.as_directory() as folder:
+        payload = load_checkpoint(folder)
+    params = {name: value.to(experiment.device) for name, value in payload["meta_parameters"].items()}
+    test = evaluate(experiment, params, "test") if final_eval else None
+    summary = _summary(config, request, run_dir, payload, payload["step"] - start_step, wall, test)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print_fn(summary_table(summary_rows(summary)))
+    return DistributedResult(run_dir, params, payload["step"], test, summary)
+
+
+def _check_storage(storage: str) -> Path:
+    """The storage folder, made and checked writable before any worker starts."""
+    if "://" in storage:
+        raise ConfigError("--storage", f"{storage}: cloud URIs are not supported yet; give a path that every "
+                                       f"node mounts (any local path on one machine, NFS or similar on a cluster)")
+    storage = Path(storage).expanduser().resolve()
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+        probe = storage / f".distmeta-write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError("--storage", f"{storage} is not writable ({error.strerror})") from None
+    return storage
+
+
+def _init_ray(request: ClusterRequest) -> None:
+    if request.address is not None:
+        ray.init(address=request.address, log_to_driver=False)
+        return
+    cpus = max(os.cpu_count() or 1, request.workers * request.cpus_per_worker)
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+
+
+def _trainer(config: Config, request: ClusterRequest, storage: Path, run_dir: Path) -> TorchTrainer:
+    resources = {"CPU": request.cpus_per_worker}
+    if request.gpus_per_worker:
+        resources["GPU"] = request.gpus_per_worker
+    return TorchTrainer(
+        train_worker,
+        train_loop_config={"config": to_dict(config), "run_dir": str(run_dir),
+                           "threads_per_worker": request.cpus_per_worker},
+        scaling_config=ScalingConfig(num_workers=request.workers, use_gpu=request.gpus_per_worker > 0,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(name=request.name, storage_path=str(storage),
+                             failure_config=FailureConfig(max_failures=request.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=3)),
+    )
+
+
+def _raise_worker_error(run_dir: Path) -> None:
+    error_file = run_dir / ERROR_FILE
+    if error_file.exists():
+        error = json.loads(error_file.read_text())
+        raise DistmetaError(f"{error['type']}: {error['message']}")
+
+
+def _summary(config: Config, request: ClusterRequest, run_dir: Path, payload: dict, steps_run: int,
+             wall: float, test: EvalResult | None) -> dict:
+    workers_file = run_dir / WORKERS_FILE
+    workers = json.loads(workers_file.read_text()) if workers_file.exists() else []
+    return {
+        "task": config.task.name, "algorithm": config.algorithm.name, "model": config.model_name,
+        "steps": payload["step"], "steps_this_session": steps_run, "wall_time_s": wall,
+        "tasks_per_s": steps_run * config.train.meta_batch_size / wall if wall > 0 else None,
+        "workers": request.workers, "gpus_per_worker": request.gpus_per_worker,
+        "devices": [worker["device"] for worker in workers], "nodes": len({worker["node"] for worker in workers}),
+        "inner_loops": workers[0]["inner_loops"] if workers else config.train.vectorize,
+        "final_train": payload.get("metrics", {}), "test": test.to_dict() if test else None,
+    }

@@ -1,0 +1,136 @@
+"""What every Ray Train worker runs: the engine's meta-step on its share of the tasks.
+
+Each worker samples tasks `share_of_meta_batch(...)` of every meta-batch (task
+seeds come from (run seed, step, task index), so N workers see exactly the tasks
+one worker would), sums their meta-gradients, joins the one all-reduce of the
+step, and applies the same meta-optimiser step as every other rank. Rank 0 is
+the learner of record: it validates, logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+from pathlib import Path
+
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+
+from distmeta.config import from_dict
+from distmeta.errors import DistmetaError
+from distmeta.experiment import Experiment, build_experiment
+from distmeta.runtime.collective import all_reduce_sum, share_of_meta_batch
+from distmeta.runtime.storage import ERROR_FILE, WORKERS_FILE, newest_readable_checkpoint
+from distmeta.tasks import task_seed
+from distmeta.training.checkpoint import load_checkpoint, save_checkpoint
+from distmeta.training.progress import ProgressLog
+from distmeta.training.trainer import (StepMetrics, TrainState, apply_meta_gradient, check_finite,
+                                       compute_meta_gradient, initial_state, meta_batch, train_loop)
+
+
+
+def distributed_meta_step(rank: int, world_size: int):
+    """A `train_loop` step function: this rank's tasks, one all-reduce, the shared update."""
+
+    def step(experiment: Experiment, state: TrainState) -> StepMetrics:
+        config = experiment.config
+        tasks = config.train.meta_batch_size
+        batch = meta_batch(experiment, state.step, share_of_meta_batch(tasks, rank, world_size))
+        result = compute_meta_gradient(experiment, state.meta_params, batch)
+        metric_sums = torch.stack([result.losses.sum(), result.scores.sum()])
+        grad_total, totals = all_reduce_sum(result.grad_sum, metric_sums)
+        meta_loss = totals[0] / tasks
+        # every rank holds the same reduced values, so every rank stops here together
+        check_finite(state.step, task_seed(config.seed, "train", state.step, 0), meta_loss, grad_total)
+        apply_meta_gradient(state, config.train, grad_total, tasks)
+        return StepMetrics(meta_loss.item(), (totals[1] / tasks).item(), tasks)
+
+    return step
+
+
+def report_checkpoint(experiment: Experiment, rank: int):
+    """A `train_loop` checkpoint function: every rank reports, rank 0 with the checkpoint."""
+
+    def save(state: TrainState) -> None:
+        metrics = {"step": state.step, **(state.history[-1] if state.history else {})}
+        if rank != 0:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            save_checkpoint(folder, state.step, experiment.config, state.meta_params,
+                            state.optimizer.state_dict(), metrics)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+    return save
+
+
+def restored_checkpoint(run_dir: Path) -> dict | None:
+    """The payload of the newest checkpoint of this run, if any.
+
+    Ray Train hands a restarted group the latest checkpoint its controller
+    registered, but the controller can miss a report made shortly before a worker
+    died (it polls every few seconds), although the checkpoint itself was already
+    persisted. So the run directory is searched too and the newer one wins: a
+    failure never costs more than the steps since the last checkpoint.
+    """
+    candidates = []
+    registered = ray.train.get_checkpoint()
+    if registered is not None:
+        with registered.as_directory() as folder:
+            candidates.append(load_checkpoint(folder))
+    persisted = newest_readable_checkpoint(run_dir)
+    if persisted is not None:
+        candidates.append(persisted)
+    return max(candidates, key=lambda payload: payload["step"], default=None)
+
+
+def from_rank_zero(value):
+    """Rank 0's `value` on every rank, so that all ranks resume from the same checkpoint."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def describe_workers(experiment: Experiment, rank: int) -> list[dict] | None:
+    """Every rank's node, device and inner-loop strategy, gathered on rank 0 (None elsewhere)."""
+    here = {"rank": rank, "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
+            "device": str(experiment.device), "inner_loops": experiment.strategy}
+    if not (dist.is_available() and dist.is_initialized()):
+        return [here]
+    everyone: list[dict | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, here)
+    return everyone if rank == 0 else None
+
+
+def train_worker(loop_config: dict) -> None:
+    """The per-worker function of the TorchTrainer."""
+    torch.set_num_threads(loop_config["threads_per_worker"])
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    run_dir = Path(loop_config["run_dir"])
+    try:
+        config = from_dict(loop_config["config"])
+        experiment = build_experiment(config, ray.train.torch.get_device(), check_data=False)
+        payload = from_rank_zero(restored_checkpoint(run_dir) if rank == 0 else None)
+        state = initial_state(experiment, payload)
+        workers = describe_workers(experiment, rank)
+        progress = None
+        if rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
+            metric = "accuracy" if config.is_classification else "mse"
+            progress = ProgressLog(run_dir, config.train.steps, metric)
+            if payload is not None:
+                progress.record({"event": "resumed", "from_step": payload["step"]})
+        train_loop(experiment, state, progress, distributed_meta_step(rank, world_size),
+                   report_checkpoint(experiment, rank))
+    except DistmetaError as error:
+        # Ray Train retries every worker error like a crash; a user error is not
+        # a crash, so it is written down for the driver and the worker ends cleanly.
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ERROR_FILE).write_text(json.dumps({"type": type(error).__name__, "message": str(error)}))
