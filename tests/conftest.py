@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,10 @@ from distmeta.algorithms import build_algorithm
 from distmeta.config import AlgorithmConfig
 from distmeta.models import Conv4, MLP, initial_parameters
 from distmeta.tasks import TaskBatch
+
+# Ray Train's controller polls its workers every 2 s; the tests' runs are a few steps
+# long, so they would mostly wait. Ray's own tests poll faster in the same way.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
 SHARED_OMNIGLOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 

@@ -1,6 +1,8 @@
 """Distributed meta-training on Ray Train: everything in distmeta that imports Ray.
 
-- `collective`: one all-reduce per step of every meta-gradient, flattened into one buffer.
+- `launcher`: checks on the driver (config, data, resources, storage), then `TorchTrainer.fit()`.
 - `worker`: the function each Ray Train worker runs; the math is the engine's own.
-- `launcher`: checks on the driver (config, data, resources), then `TorchTrainer.fit()`.
+- `collective`: one all-reduce per step of every meta-gradient, flattened into one buffer.
+- `storage`: the layout of a run folder, and finding its newest whole checkpoint.
+- `follow`: the driver prints rank 0's metrics as they arrive.
 """

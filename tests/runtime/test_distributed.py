@@ -8,7 +8,7 @@ import ray
 import torch
 
 from distmeta.config import load_config
-from distmeta.errors import ConfigError, DistmetaError
+from distmeta.errors import ConfigError, DatasetError, DistmetaError
 from distmeta.runtime.collective import share_of_meta_batch
 from distmeta.runtime.launcher import ClusterRequest, train_distributed
 from distmeta.training.trainer import train
@@ -99,3 +99,12 @@ def test_unwritable_storage_is_refused_naming_it(tmp_path):
 def test_a_cloud_uri_for_storage_is_refused_with_what_to_use_instead(tmp_path):
     with pytest.raises(ConfigError, match="--storage: s3://bucket/runs: cloud URIs are not supported yet"):
         run("s3://bucket/runs", "x", 1)
+
+
+def test_a_corrupt_omniglot_file_fails_on_the_driver_naming_it_and_leaves_nothing(tmp_path):
+    corrupt = tmp_path / "images_background.zip"
+    corrupt.write_bytes(b"PK\x03\x04 this is not really a zip archive")
+    with pytest.raises(DatasetError, match="images_background.zip"):
+        run(tmp_path / "runs", "corrupt", 2, "task.name=omniglot", f"task.omniglot.roots=[{corrupt}]",
+            f"task.omniglot.cache_dir={tmp_path / 'cache'}")
+    assert not (tmp_path / "runs").exists()
