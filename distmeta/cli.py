@@ -1,4 +1,4 @@
-"""The `distmeta` command line: train (on Ray, or in this process), eval."""
+"""The `distmeta` command line: train (on Ray, or in this process), tune, eval."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from distmeta.errors import DistmetaError
+from distmeta.errors import ConfigError, DistmetaError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +35,27 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train in this process, without Ray (debugging; no worker restarts)")
     train.add_argument("--no-eval", action="store_true", help="skip the meta-test at the end")
 
+    search = commands.add_parser("tune", help="search hyper-parameters with Ray Tune; each trial a distributed run",
+                                 description="Search a config's hyper-parameters with Ray Tune. Running the same "
+                                             "command again resumes <storage>/<name> without re-running "
+                                             "finished trials.")
+    search.add_argument("config", nargs="?", help="YAML config of what every trial trains; omitted: the defaults")
+    search.add_argument("--space", required=True, help="YAML search space: dotted config fields -> distributions")
+    search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field for every trial (repeatable)")
+    search.add_argument("--trials", type=int, default=8, help="samples of the space; each covers every grid point")
+    search.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers of each trial")
+    search.add_argument("--gpus-per-worker", type=int, default=None,
+                        help="GPUs per worker (default: 1 when the cluster has a GPU for every worker of a trial)")
+    search.add_argument("--cpus-per-worker", type=int, default=1)
+    search.add_argument("--scheduler", default="asha", choices=["asha", "fifo"],
+                        help="asha stops poor trials early (default); fifo runs every trial to the end")
+    search.add_argument("--metric", help="what to rank by (default: val_accuracy, or val_mse for regression)")
+    search.add_argument("--mode", choices=["max", "min"], help="default: max for accuracy, min otherwise")
+    search.add_argument("--address", help="a running Ray cluster (default: start one)")
+    search.add_argument("--storage", default="runs", help="folder for searches, shared by all nodes (default: runs)")
+    search.add_argument("--name", help="the search's folder under --storage (default: tune-<task>-<algorithm>-<time>)")
+
     evaluate = commands.add_parser("eval", help="meta-test a checkpoint: mean and 95%% interval over many tasks")
     evaluate.add_argument("checkpoint", help="checkpoint file or run directory (its latest checkpoint)")
     evaluate.add_argument("--tasks", type=int, help="number of tasks (default eval.tasks, 600)")
@@ -51,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return run_train(args)
+        if args.command == "tune":
+            return run_tune(args)
         return run_eval(args)
     except DistmetaError as error:
         print(f"distmeta {args.command}: error: {error}", file=sys.stderr)
@@ -79,6 +102,26 @@ def run_train(args) -> int:
                              cpus_per_worker=args.cpus_per_worker, address=args.address,
                              storage=args.storage or str(run_dir.parent), name=args.name or run_dir.name)
     train_distributed(config, request, final_eval=not args.no_eval)
+    return 0
+
+
+def run_tune(args) -> int:
+    from datetime import datetime
+
+    from distmeta.config import load_config
+    from distmeta.tuning.search import TuneRequest, run_search
+    from distmeta.tuning.space import load_space
+
+    config = load_config(args.config, args.overrides)
+    space = load_space(args.space, config)
+    name = args.name or f"tune-{config.task.name}-{config.algorithm.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    request = TuneRequest(trials=args.trials, workers_per_trial=args.workers_per_trial,
+                          gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+                          scheduler=args.scheduler, metric=args.metric, mode=args.mode, address=args.address,
+                          storage=args.storage, name=name)
+    if args.trials < 1:
+        raise ConfigError("--trials", f"must be at least 1, got {args.trials}")
+    run_search(config, space, request)
     return 0
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import ray
 import torch
 
 from distmeta.algorithms import build_algorithm
@@ -61,3 +62,24 @@ def classification_batch(tasks: int = 3, ways: int = 3, shots: int = 1, query: i
     support_y = torch.arange(ways).repeat_interleave(shots).repeat(tasks, 1)
     query_y = torch.arange(ways).repeat_interleave(query).repeat(tasks, 1)
     return TaskBatch(support_x, support_y, query_x, query_y, seed=seed)
+
+
+@pytest.fixture(scope="session")
+def ray_home(tmp_path_factory):
+    """One home for every Ray cluster this test process starts: `ray.init` writes
+    `~/.ray/auth_token` once and the driver keeps it, so a later cluster started
+    under another HOME would not find the token the driver presents."""
+    return tmp_path_factory.mktemp("ray-home")
+
+
+@pytest.fixture(scope="module")
+def cluster(ray_home, tmp_path_factory):
+    """One local Ray cluster for this module, on loopback, shut down at the end."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(ray_home))
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray-tmp")),
+                 configure_logging=False, log_to_driver=False)
+        try:
+            yield
+        finally:
+            ray.shutdown()

@@ -91,7 +91,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
     """Meta-train on Ray with `request.workers` workers; resumes `<storage>/<name>` if it has a checkpoint."""
     check_request(config, request)
     experiment = build_experiment(config)  # every split's data is checked here, on the driver
-    storage = _check_storage(request.storage)
+    storage = check_storage(request.storage)
     run_dir = storage / request.name
     previous = newest_readable_checkpoint(run_dir)
     start_step = 0
@@ -103,7 +103,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
     started_ray = not ray.is_initialized() and request.address is None
     if not ray.is_initialized():
-        _init_ray(request)
+        init_ray(request)
     try:
         request = with_gpus_decided(request)
         check_resources(request)
@@ -112,12 +112,12 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
         started = time.perf_counter()
         metric = "accuracy" if config.is_classification else "mse"
         with MetricsFollower(run_dir / "metrics.jsonl", config.train.steps, metric, print_fn):
-            result = _trainer(config, request, storage, run_dir).fit()
+            result = build_trainer(config, request, storage, run_dir).fit()
         wall = time.perf_counter() - started
     finally:
         if started_ray:
             ray.shutdown()
-    _raise_worker_error(run_dir)
+    raise_worker_error(run_dir)
     with result.checkpoint.as_directory() as folder:
         payload = load_checkpoint(folder)
     params = {name: value.to(experiment.device) for name, value in payload["meta_parameters"].items()}
@@ -128,7 +128,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
     return DistributedResult(run_dir, params, payload["step"], test, summary)
 
 
-def _check_storage(storage: str) -> Path:
+def check_storage(storage: str) -> Path:
     """The storage folder, made and checked writable before any worker starts."""
     if "://" in storage:
         raise ConfigError("--storage", f"{storage}: cloud URIs are not supported yet; give a path that every "
@@ -144,7 +144,7 @@ def _check_storage(storage: str) -> Path:
     return storage
 
 
-def _init_ray(request: ClusterRequest) -> None:
+def init_ray(request: ClusterRequest) -> None:
     if request.address is not None:
         ray.init(address=request.address, log_to_driver=False)
         return
@@ -152,7 +152,9 @@ def _init_ray(request: ClusterRequest) -> None:
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
 
 
-def _trainer(config: Config, request: ClusterRequest, storage: Path, run_dir: Path) -> TorchTrainer:
+def build_trainer(config: Config, request: ClusterRequest, storage: Path, run_dir: Path,
+                  callbacks: tuple = ()) -> TorchTrainer:
+    """The TorchTrainer of one run: `request.workers` workers running `train_worker`."""
     resources = {"CPU": request.cpus_per_worker}
     if request.gpus_per_worker:
         resources["GPU"] = request.gpus_per_worker
@@ -164,11 +166,12 @@ def _trainer(config: Config, request: ClusterRequest, storage: Path, run_dir: Pa
                                      resources_per_worker=resources),
         run_config=RunConfig(name=request.name, storage_path=str(storage),
                              failure_config=FailureConfig(max_failures=request.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=3)),
+                             checkpoint_config=CheckpointConfig(num_to_keep=3), callbacks=list(callbacks)),
     )
 
 
-def _raise_worker_error(run_dir: Path) -> None:
+def raise_worker_error(run_dir: Path) -> None:
+    """Raise the user error a worker wrote down instead of crashing (see `train_worker`)."""
     error_file = run_dir / ERROR_FILE
     if error_file.exists():
         error = json.loads(error_file.read_text())

@@ -6,6 +6,7 @@ parameters of a run that was never interrupted.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import distmeta.runtime.launcher
 from distmeta.config import load_config
 from distmeta.runtime.launcher import ClusterRequest, train_distributed
 from distmeta.runtime.storage import newest_readable_checkpoint, ray_checkpoint_files
+from tests.ray_processes import kill_processes_of
 
 CHECKPOINTED = ["train.steps=12", "train.meta_batch_size=4", "train.log_every=4", "train.val_every=0",
                 "train.checkpoint_every=4", "model.hidden_sizes=[16, 16]"]
@@ -89,33 +91,6 @@ def distmeta_train(storage, ray_temp, *extra):
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def processes_of(folder: str) -> list[int]:
-    """Processes of the Ray cluster whose temp folder is `folder`: they name it in their
-    command line or inherited it in their environment (RAY_TMPDIR)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            text = (Path(f"/proc/{pid}/cmdline").read_bytes() + Path(f"/proc/{pid}/environ").read_bytes())
-        except OSError:
-            continue
-        if folder.encode() in text and int(pid) != os.getpid():
-            found.append(int(pid))
-    return found
-
-
-def kill_processes_of(folder: str) -> None:
-    """Stop whatever the killed driver's Ray cluster left behind, and wait until it is gone."""
-    deadline = time.monotonic() + 30
-    while (pids := processes_of(folder)) and time.monotonic() < deadline:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.2)
-    assert not processes_of(folder), "processes of the killed run are still alive"
-
-
 def test_a_killed_driver_resumes_with_the_same_command_and_ends_as_if_never_killed(cluster, tmp_path):
     storage = tmp_path / "runs"
     ray_temp = tempfile.mkdtemp(prefix="dmk", dir="/tmp")  # short: Ray's socket paths must stay short
@@ -138,6 +113,7 @@ def test_a_killed_driver_resumes_with_the_same_command_and_ends_as_if_never_kill
         assert f"from the checkpoint of step {killed_at} of 400" in output
     finally:
         kill_processes_of(ray_temp)
+        shutil.rmtree(ray_temp, ignore_errors=True)
     resumed = newest_readable_checkpoint(storage / "run")
     uninterrupted = distributed(tmp_path, "whole", LONG, workers=1)
     assert resumed["step"] == 400

@@ -1,0 +1,278 @@
+"""A Ray Tune search in which every trial is a distributed training run.
+
+Ray's Train V2 pattern for Tune: each trial runs a small driver function that builds
+a `TorchTrainer` (the same one `distmeta train` uses, with W workers) and forwards
+rank 0's reports to Tune through `TuneReportCallback`. Workers report at every
+validation, so ASHA compares trials on the validation metric as they go.
+
+Everything a trial could trip over is checked before the first trial: the config,
+the data, the search space (every bound and listed value), the storage, and that
+one trial's workers fit the cluster. Trials run as many at once as the cluster
+holds, the rest queue; a diverging trial ends as an error and ranks last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from distmeta.config import Config, replace, save_config
+from distmeta.errors import ConfigError
+from distmeta.experiment import build_experiment
+from distmeta.runtime.launcher import (ClusterRequest, build_trainer, check_request, check_storage, init_ray,
+                                       raise_worker_error, with_gpus_decided)
+from distmeta.tuning.space import Dimension, SearchSpace, with_values
+
+TRIAL_DRIVER_RESOURCES = {"cpu": 0, "memory": 1 << 20}
+"""What a trial's own driver holds: no CPU, so that waiting trial drivers never hold
+the CPUs their workers need (Tune refuses an all-zero request, hence 1 MiB of memory).
+`max_concurrent_trials` keeps the trials running at once within what the cluster has."""
+
+
+@dataclass(frozen=True)
+class TuneRequest:
+    trials: int = 8
+    """Samples of the space (Tune's num_samples); each covers every grid combination."""
+    workers_per_trial: int = 1
+    gpus_per_worker: int | None = 0
+    cpus_per_worker: int = 1
+    scheduler: str = "asha"
+    metric: str | None = None
+    """Default: val_accuracy (classification) or val_mse (regression)."""
+    mode: str | None = None
+    """Default: max for accuracy, min otherwise."""
+    address: str | None = None
+    storage: str = "runs"
+    name: str = "tune"
+
+
+@dataclass
+class TrialOutcome:
+    trial_id: str
+    values: dict[str, Any]
+    metric: float | None
+    steps: int | None
+    status: str
+    """finished, stopped early (ASHA), or failed: <why>."""
+
+
+@dataclass
+class SearchResult:
+    folder: Path
+    ranked: list[TrialOutcome]
+    best_config_path: Path | None
+    metric: str
+    mode: str
+
+
+def metric_and_mode(config: Config, request: TuneRequest) -> tuple[str, str]:
+    metric = request.metric or ("val_accuracy" if config.is_classification else "val_mse")
+    mode = request.mode or ("max" if "accuracy" in metric else "min")
+    if mode not in ("max", "min"):
+        raise ConfigError("--mode", f"must be max or min, got {mode!r}")
+    known = {f"val_{m}" for m in ("accuracy", "mse")} | {"meta_loss", "train_accuracy", "train_mse"}
+    if metric not in known:
+        raise ConfigError("--metric", f"unknown metric {metric!r}; one of {', '.join(sorted(known))}")
+    return metric, mode
+
+
+def trial_config(base: Config, values: dict[str, Any]) -> Config:
+    """A trial's config: the searched values, and a report (checkpoint) at every validation."""
+    config = with_values(base, values)
+    return replace(config, train={"checkpoint_every": config.train.val_every})
+
+
+def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=print) -> SearchResult:
+    if request.scheduler not in ("asha", "fifo"):
+        raise ConfigError("--scheduler", f"must be asha or fifo, got {request.scheduler!r}")
+    metric, mode = metric_and_mode(base, request)
+    cluster = ClusterRequest(workers=request.workers_per_trial, gpus_per_worker=request.gpus_per_worker,
+                             cpus_per_worker=request.cpus_per_worker, address=request.address,
+                             storage=request.storage, name=request.name)
+    check_request(base, cluster)
+    build_experiment(base)  # the data, checked once here rather than in every trial
+    storage = check_storage(request.storage)
+    folder = storage / request.name
+    started_ray = not ray.is_initialized() and request.address is None
+    if not ray.is_initialized():
+        init_ray(cluster)
+    try:
+        cluster = with_gpus_decided(cluster)
+        concurrent = concurrent_trials(cluster)
+        tuner = _tuner(base, space, request, cluster, storage, folder, metric, mode, concurrent, print_fn)
+        started = time.perf_counter()
+        grid = tuner.fit()
+        wall = time.perf_counter() - started
+    finally:
+        if started_ray:
+            ray.shutdown()
+    ranked = rank_trials(grid, space, metric, mode, base.train.steps)
+    best = _write_outputs(folder, base, space, ranked, metric, mode, wall)
+    print_fn(ranked_table(ranked, space, metric))
+    print_fn(f"results: {folder / 'results.csv'}, {folder / 'results.json'}, {folder / 'search.png'}")
+    if best is not None:
+        print_fn(f"best config: {best} (train it with: distmeta train {best})")
+    return SearchResult(folder, ranked, best, metric, mode)
+
+
+def concurrent_trials(cluster: ClusterRequest) -> int:
+    """Trials whose workers all fit the cluster at once; refuses a trial that can never fit."""
+    total = ray.cluster_resources()
+    cpus, gpus = total.get("CPU", 0), total.get("GPU", 0)
+    per_trial_cpus = cluster.workers * cluster.cpus_per_worker
+    per_trial_gpus = cluster.workers * cluster.gpus_per_worker
+    fits = math.floor(cpus / per_trial_cpus)
+    if per_trial_gpus:
+        fits = min(fits, math.floor(gpus / per_trial_gpus))
+    if fits < 1:
+        raise ConfigError("--workers-per-trial", f"one trial needs {cluster.workers} worker(s) x "
+                                                 f"({cluster.cpus_per_worker} CPU, {cluster.gpus_per_worker} GPU): "
+                                                 f"the cluster has {cpus:g} CPUs and {gpus:g} GPUs")
+    return fits
+
+
+def _tuner(base: Config, space: SearchSpace, request: TuneRequest, cluster: ClusterRequest, storage: Path,
+           folder: Path, metric: str, mode: str, concurrent: int, print_fn) -> tune.Tuner:
+    trainable = tune.with_resources(_trial_driver(base, cluster, folder / "trials"), TRIAL_DRIVER_RESOURCES)
+    param_space = {dimension.path: _tune_domain(dimension) for dimension in space.dimensions}
+    if tune.Tuner.can_restore(str(folder)):
+        print_fn(f"resuming the search in {folder}: finished trials are kept, unfinished ones run again "
+                 f"(each from its own latest checkpoint)")
+        return tune.Tuner.restore(str(folder), trainable=trainable, param_space=param_space,
+                                  resume_unfinished=True, resume_errored=False, restart_errored=False)
+    validations = max(1, math.ceil(base.train.steps / base.train.val_every)) if base.train.val_every else 1
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=validations, grace_period=1,
+                               reduction_factor=2) if request.scheduler == "asha" else FIFOScheduler())
+    print_fn(f"search {folder}: {request.trials} sample(s) x {space.grid_size()} grid point(s), "
+             f"{concurrent} trial(s) at a time, each {cluster.workers} worker(s) x ({cluster.cpus_per_worker} CPU, "
+             f"{cluster.gpus_per_worker} GPU); {request.scheduler} on {metric} ({mode})")
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=scheduler, num_samples=request.trials,
+                                    max_concurrent_trials=concurrent),
+        run_config=tune.RunConfig(name=folder.name, storage_path=str(storage),
+                                  failure_config=tune.FailureConfig(max_failures=0), verbose=1),
+    )
+
+
+def _tune_domain(dimension: Dimension):
+    low_high_or_values = list(dimension.values)
+    if dimension.kind == "loguniform":
+        return tune.loguniform(*low_high_or_values)
+    if dimension.kind == "uniform":
+        return tune.uniform(*low_high_or_values)
+    if dimension.kind == "randint":
+        return tune.randint(*low_high_or_values)
+    if dimension.kind == "choice":
+        return tune.choice(low_high_or_values)
+    return tune.grid_search(low_high_or_values)
+
+
+def _trial_driver(base: Config, cluster: ClusterRequest, trials_folder: Path):
+    """The function each Tune trial runs: one distributed training run, reporting to Tune."""
+
+    def run_trial(values: dict[str, Any]) -> None:
+        trial_id = tune.get_context().get_trial_id()
+        run_dir = trials_folder / trial_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with (run_dir / "starts.log").open("a") as log:  # one line per time this trial (re)starts
+            log.write(f"{time.time():.3f}\n")
+        config = trial_config(base, values)
+        save_config(config, run_dir / "config.yaml")
+        request = dataclasses.replace(cluster, name=trial_id)
+        trainer = build_trainer(config, request, trials_folder, run_dir, callbacks=(TuneReportCallback(),))
+        started = time.perf_counter()
+        result = trainer.fit()
+        raise_worker_error(run_dir)  # a NaN ends the trial as an error: it ranks last, the search goes on
+        summary = {"trial": trial_id, "values": values, "final_train": result.metrics,
+                   "wall_time_s": time.perf_counter() - started, "workers": request.workers}
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+
+    return run_trial
+
+
+def rank_trials(grid, space: SearchSpace, metric: str, mode: str, base_steps: int) -> list[TrialOutcome]:
+    """Every trial, best first by its last reported `metric`; failed trials last."""
+    outcomes = []
+    for result in grid:
+        values = {path: result.config.get(path) for path in space.paths}
+        metrics = result.metrics or {}
+        reported = metrics.get(metric)
+        value = reported if isinstance(reported, (int, float)) and math.isfinite(reported) else None
+        trial_id = metrics.get("trial_id") or Path(result.path).name
+        if result.error is not None:
+            status = f"failed: {_short_error(result.error)}"
+        elif reported is not None and value is None:
+            status = f"diverged: {metric} is {reported}"
+        elif metrics.get("step") is not None and metrics["step"] < values.get("train.steps", base_steps):
+            status = "stopped early"
+        else:
+            status = "finished"
+        outcomes.append(TrialOutcome(trial_id, values, value, metrics.get("step"), status))
+    sign = -1 if mode == "max" else 1
+    return sorted(outcomes, key=lambda o: (o.metric is None, sign * o.metric if o.metric is not None else 0.0))
+
+
+def _short_error(error: BaseException) -> str:
+    text = str(error)
+    for marker in ("NonFiniteLossError", "DatasetError", "ConfigError"):
+        if marker in text:
+            return text[text.index(marker):].splitlines()[0][:200]
+    return (text.strip().splitlines() or [type(error).__name__])[-1][:200]
+
+
+def ranked_table(ranked: list[TrialOutcome], space: SearchSpace, metric: str) -> str:
+    headers = ["rank", "trial", *space.paths, metric, "steps", "status"]
+    rows = [[str(i + 1), o.trial_id, *[_fmt(o.values[p]) for p in space.paths],
+             _fmt(o.metric) if o.metric is not None else "-", str(o.steps or "-"), o.status]
+            for i, o in enumerate(ranked)]
+    widths = [max(len(h), *(len(r[c]) for r in rows)) if rows else len(h) for c, h in enumerate(headers)]
+    line = lambda cells: " | ".join(cell.ljust(width) for cell, width in zip(cells, widths))
+    rule = "-" * len(line(headers))
+    return "\n".join([rule, line(headers), rule, *map(line, rows), rule])
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _write_outputs(folder: Path, base: Config, space: SearchSpace, ranked: list[TrialOutcome], metric: str,
+                   mode: str, wall: float) -> Path | None:
+    folder.mkdir(parents=True, exist_ok=True)
+    records = [{"rank": i + 1, "trial": o.trial_id, **o.values, metric: o.metric, "steps": o.steps,
+                "status": o.status} for i, o in enumerate(ranked)]
+    (folder / "results.json").write_text(json.dumps({"metric": metric, "mode": mode, "wall_time_s": wall,
+                                                     "trials": records}, indent=2))
+    _write_csv(folder / "results.csv", records)
+    from distmeta.tuning.plot import plot_search
+
+    plot_search(folder / "search.png", space, ranked, metric)
+    usable = [o for o in ranked if o.metric is not None]
+    if not usable:
+        return None
+    best_path = folder / "best_config.yaml"
+    # the base config with the best values, its own checkpoint interval kept
+    save_config(with_values(base, usable[0].values), best_path)
+    return best_path
+
+
+def _write_csv(path: Path, records: list[dict]) -> None:
+    import csv
+
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(records[0]) if records else ["rank"])
+        writer.writeheader()
+        writer.writerows(records)
