@@ -101,7 +101,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
         print_fn(f"resuming {run_dir} from the checkpoint of step {start_step} of {config.train.steps}; "
                  f"steps after it run again")
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
-    started_ray = not ray.is_initialized() and request.address is None
+    connected_here = not ray.is_initialized()  # then this command starts or joins a cluster, and leaves it
     if not ray.is_initialized():
         init_ray(request)
     try:
@@ -115,7 +115,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
             result = build_trainer(config, request, storage, run_dir).fit()
         wall = time.perf_counter() - started
     finally:
-        if started_ray:
+        if connected_here:
             ray.shutdown()
     raise_worker_error(run_dir)
     with result.checkpoint.as_directory() as folder:

@@ -103,7 +103,7 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
     build_experiment(base)  # the data, checked once here rather than in every trial
     storage = check_storage(request.storage)
     folder = storage / request.name
-    started_ray = not ray.is_initialized() and request.address is None
+    connected_here = not ray.is_initialized()  # then this command starts or joins a cluster, and leaves it
     if not ray.is_initialized():
         init_ray(cluster)
     try:
@@ -114,7 +114,7 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
         grid = tuner.fit()
         wall = time.perf_counter() - started
     finally:
-        if started_ray:
+        if connected_here:
             ray.shutdown()
     ranked = rank_trials(grid, space, metric, mode, base.train.steps)
     best = _write_outputs(folder, base, space, ranked, metric, mode, wall)
