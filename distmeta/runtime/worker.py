@@ -31,7 +31,6 @@ from distmeta.training.trainer import (StepMetrics, TrainState, apply_meta_gradi
                                        compute_meta_gradient, initial_state, meta_batch, train_loop)
 
 
-
 def distributed_meta_step(rank: int, world_size: int):
     """A `train_loop` step function: this rank's tasks, one all-reduce, the shared update."""
 
