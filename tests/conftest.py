@@ -77,7 +77,8 @@ def cluster(ray_home, tmp_path_factory):
     """One local Ray cluster for this module, on loopback, shut down at the end."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HOME", str(ray_home))
-        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray-tmp")),
+        ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
+                 _temp_dir=str(tmp_path_factory.mktemp("ray-tmp")),
                  configure_logging=False, log_to_driver=False)
         try:
             yield

@@ -149,7 +149,10 @@ def init_ray(request: ClusterRequest) -> None:
         ray.init(address=request.address, log_to_driver=False)
         return
     cpus = max(os.cpu_count() or 1, request.workers * request.cpus_per_worker)
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    # The dashboard serves Ray's state API, which Ray Train's PlacementGroupCleaner needs to
+    # notice a controller that ended without cleaning up (a trial that ASHA stopped): without
+    # it that trial's CPUs stay reserved and later trials wait for them for ever.
+    ray.init(num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
 
 
 def build_trainer(config: Config, request: ClusterRequest, storage: Path, run_dir: Path,

@@ -119,6 +119,9 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
     ranked = rank_trials(grid, space, metric, mode, base.train.steps)
     best = _write_outputs(folder, base, space, ranked, metric, mode, wall)
     print_fn(ranked_table(ranked, space, metric))
+    unfinished = sum(outcome.status == "unfinished" for outcome in ranked)
+    if unfinished or len(ranked) < request.trials * space.grid_size():
+        print_fn(f"the search was interrupted: run the same command to resume it (finished trials are kept)")
     print_fn(f"results: {folder / 'results.csv'}, {folder / 'results.json'}, {folder / 'search.png'}")
     if best is not None:
         print_fn(f"best config: {best} (train it with: distmeta train {best})")
@@ -213,6 +216,8 @@ def rank_trials(grid, space: SearchSpace, metric: str, mode: str, base_steps: in
         trial_id = metrics.get("trial_id") or Path(result.path).name
         if result.error is not None:
             status = f"failed: {_short_error(result.error)}"
+        elif metrics.get("step") is None:
+            status = "unfinished"
         elif reported is not None and value is None:
             status = f"diverged: {metric} is {reported}"
         elif metrics.get("step") is not None and metrics["step"] < values.get("train.steps", base_steps):
@@ -225,11 +230,13 @@ def rank_trials(grid, space: SearchSpace, metric: str, mode: str, base_steps: in
 
 
 def _short_error(error: BaseException) -> str:
+    """The line of a trial's error that says what went wrong, cut before its details."""
     text = str(error)
     for marker in ("NonFiniteLossError", "DatasetError", "ConfigError"):
         if marker in text:
-            return text[text.index(marker):].splitlines()[0][:200]
-    return (text.strip().splitlines() or [type(error).__name__])[-1][:200]
+            line = text[text.index(marker):].splitlines()[0]
+            return line.split(" (")[0].split(";")[0][:120]
+    return (text.strip().splitlines() or [type(error).__name__])[-1][:120]
 
 
 def ranked_table(ranked: list[TrialOutcome], space: SearchSpace, metric: str) -> str:

@@ -33,17 +33,19 @@ RESULTS = [
     trial("c", 0.003, 3, val=0.5),
     trial("d", 5.0, 3, val=float("nan")),
     trial("e", 0.1, 1, val=1.5, step=20),
+    TrialResult({"algorithm.inner_lr": 0.2, "algorithm.inner_steps": 1}, {"trial_id": "f"}),
 ]
 
 
 def test_trials_rank_best_first_with_failed_and_diverged_ones_last():
     ranked = rank_trials(RESULTS, SPACE, "val_mse", "min", BASE.train.steps)
     assert [o.trial_id for o in ranked[:3]] == ["c", "a", "e"]
-    assert {o.trial_id for o in ranked[3:]} == {"b", "d"}
+    assert {o.trial_id for o in ranked[3:]} == {"b", "d", "f"}
     statuses = {o.trial_id: o.status for o in ranked}
     assert statuses["e"] == "stopped early"
     assert statuses["b"] == "failed: NonFiniteLossError: meta-loss is nan at step 3"
     assert statuses["d"] == "diverged: val_mse is nan"
+    assert statuses["f"] == "unfinished"  # the search was interrupted before it reported
 
 
 def test_a_metric_to_maximise_ranks_the_highest_first():
