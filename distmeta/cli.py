@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from distmeta.errors import ConfigError, DistmetaError
+from distmeta.errors import DistmetaError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,8 +119,6 @@ def run_tune(args) -> int:
                           gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
                           scheduler=args.scheduler, metric=args.metric, mode=args.mode, address=args.address,
                           storage=args.storage, name=name)
-    if args.trials < 1:
-        raise ConfigError("--trials", f"must be at least 1, got {args.trials}")
     run_search(config, space, request)
     return 0
 

@@ -137,6 +137,11 @@ class Config:
         return self.task.name != "sinusoid"
 
     @property
+    def metric(self) -> str:
+        """What a task's score is: accuracy (classification) or mse (regression)."""
+        return "accuracy" if self.is_classification else "mse"
+
+    @property
     def model_name(self) -> str:
         """The model actually built, with `auto` resolved."""
         if self.model.name != "auto":

@@ -75,5 +75,4 @@ def evaluate(
         losses.append(loss.cpu())
         scores.append(score.cpu())
     mean, ci95 = mean_and_ci95(torch.cat(scores))
-    metric = "accuracy" if config.is_classification else "mse"
-    return EvalResult(metric, mean, ci95, torch.cat(losses).mean().item(), num_tasks, steps, split)
+    return EvalResult(config.metric, mean, ci95, torch.cat(losses).mean().item(), num_tasks, steps, split)

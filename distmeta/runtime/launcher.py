@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +33,7 @@ from distmeta.runtime.storage import ERROR_FILE, WORKERS_FILE, newest_readable_c
 from distmeta.runtime.worker import train_worker
 from distmeta.training.checkpoint import check_resumable, load_checkpoint
 from distmeta.training.progress import summary_table
-from distmeta.training.trainer import summary_rows
+from distmeta.training.trainer import run_summary, summary_rows
 
 
 @dataclass(frozen=True)
@@ -74,13 +77,24 @@ def with_gpus_decided(request: ClusterRequest) -> ClusterRequest:
     return dataclasses.replace(request, gpus_per_worker=1 if gpus >= request.workers else 0)
 
 
+def cluster_cpus_and_gpus() -> tuple[float, float]:
+    total = ray.cluster_resources()
+    return total.get("CPU", 0), total.get("GPU", 0)
+
+
+def worker_groups_that_fit(request: ClusterRequest) -> int:
+    """How many groups of `request.workers` workers the cluster holds at once."""
+    cpus, gpus = cluster_cpus_and_gpus()
+    fits = math.floor(cpus / (request.workers * request.cpus_per_worker))
+    if request.gpus_per_worker:
+        fits = min(fits, math.floor(gpus / (request.workers * request.gpus_per_worker)))
+    return fits
+
+
 def check_resources(request: ClusterRequest) -> None:
     """Refuse at once a request the cluster cannot hold, saying what it has."""
-    total = ray.cluster_resources()
-    cpus, gpus = total.get("CPU", 0), total.get("GPU", 0)
-    need_cpus = request.workers * request.cpus_per_worker
-    need_gpus = request.workers * request.gpus_per_worker
-    if need_cpus > cpus or need_gpus > gpus:
+    if worker_groups_that_fit(request) < 1:
+        cpus, gpus = cluster_cpus_and_gpus()
         raise ConfigError("--workers", f"{request.workers} worker(s) x ({request.cpus_per_worker} CPU, "
                                        f"{request.gpus_per_worker} GPU) do not fit: the cluster has {cpus:g} CPUs "
                                        f"and {gpus:g} GPUs")
@@ -101,22 +115,15 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
         print_fn(f"resuming {run_dir} from the checkpoint of step {start_step} of {config.train.steps}; "
                  f"steps after it run again")
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
-    connected_here = not ray.is_initialized()  # then this command starts or joins a cluster, and leaves it
-    if not ray.is_initialized():
-        init_ray(request)
-    try:
+    with connected_to_cluster(request):
         request = with_gpus_decided(request)
         check_resources(request)
         print_fn(f"run directory {run_dir}; {request.workers} worker(s) x ({request.cpus_per_worker} CPU, "
                  f"{request.gpus_per_worker} GPU); run the same command with --name {request.name} to resume")
         started = time.perf_counter()
-        metric = "accuracy" if config.is_classification else "mse"
-        with MetricsFollower(run_dir / "metrics.jsonl", config.train.steps, metric, print_fn):
+        with MetricsFollower(run_dir / "metrics.jsonl", config.train.steps, config.metric, print_fn):
             result = build_trainer(config, request, storage, run_dir).fit()
         wall = time.perf_counter() - started
-    finally:
-        if connected_here:
-            ray.shutdown()
     raise_worker_error(run_dir)
     with result.checkpoint.as_directory() as folder:
         payload = load_checkpoint(folder)
@@ -142,6 +149,20 @@ def check_storage(storage: str) -> Path:
     except OSError as error:
         raise ConfigError("--storage", f"{storage} is not writable ({error.strerror})") from None
     return storage
+
+
+@contextmanager
+def connected_to_cluster(request: ClusterRequest) -> Iterator[None]:
+    """Inside: connected to Ray. A caller already connected stays so; otherwise this joins
+    `request.address` or starts a local cluster, and leaves (or stops) it at the end."""
+    if ray.is_initialized():
+        yield
+        return
+    init_ray(request)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def init_ray(request: ClusterRequest) -> None:
@@ -185,12 +206,7 @@ def _summary(config: Config, request: ClusterRequest, run_dir: Path, payload: di
              wall: float, test: EvalResult | None) -> dict:
     workers_file = run_dir / WORKERS_FILE
     workers = json.loads(workers_file.read_text()) if workers_file.exists() else []
-    return {
-        "task": config.task.name, "algorithm": config.algorithm.name, "model": config.model_name,
-        "steps": payload["step"], "steps_this_session": steps_run, "wall_time_s": wall,
-        "tasks_per_s": steps_run * config.train.meta_batch_size / wall if wall > 0 else None,
-        "workers": request.workers, "gpus_per_worker": request.gpus_per_worker,
-        "devices": [worker["device"] for worker in workers], "nodes": len({worker["node"] for worker in workers}),
-        "inner_loops": workers[0]["inner_loops"] if workers else config.train.vectorize,
-        "final_train": payload.get("metrics", {}), "test": test.to_dict() if test else None,
-    }
+    return run_summary(config, payload["step"], steps_run, wall, [worker["device"] for worker in workers],
+                       workers[0]["inner_loops"] if workers else config.train.vectorize,
+                       payload.get("metrics", {}), test, workers=request.workers,
+                       gpus_per_worker=request.gpus_per_worker, nodes=len({worker["node"] for worker in workers}))

@@ -10,20 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from distmeta.errors import CheckpointError
-from distmeta.training.checkpoint import load_checkpoint
+from distmeta.training.checkpoint import checkpoint_files, load_checkpoint
 
 ERROR_FILE = "distmeta_error.json"
 WORKERS_FILE = "workers.json"
 
 
-def ray_checkpoint_files(run_dir: Path) -> list[Path]:
-    """Our checkpoint files inside Ray's `checkpoint_*` folders, lowest step first."""
-    return sorted(Path(run_dir).glob("checkpoint_*/checkpoints/step_*.pt"), key=lambda path: path.name)
-
-
 def newest_readable_checkpoint(run_dir: Path) -> dict | None:
     """The payload of the highest-step checkpoint of `run_dir` that loads cleanly, if any."""
-    for path in reversed(ray_checkpoint_files(run_dir)):
+    for path in reversed(checkpoint_files(run_dir)):
         try:
             return load_checkpoint(path)
         except CheckpointError:  # a copy cut short by a crash: the one before it is whole

@@ -72,18 +72,18 @@ def restored_checkpoint(run_dir: Path) -> dict | None:
     Ray Train hands a restarted group the latest checkpoint its controller
     registered, but the controller can miss a report made shortly before a worker
     died (it polls every few seconds), although the checkpoint itself was already
-    persisted. So the run directory is searched too and the newer one wins: a
-    failure never costs more than the steps since the last checkpoint.
+    persisted. So the run directory, which holds every persisted checkpoint, is
+    searched first: a failure never costs more than the steps since the last
+    checkpoint. Ray's own choice serves when the folder is not visible here.
     """
-    candidates = []
-    registered = ray.train.get_checkpoint()
-    if registered is not None:
-        with registered.as_directory() as folder:
-            candidates.append(load_checkpoint(folder))
-    persisted = newest_readable_checkpoint(run_dir)
+    persisted = newest_readable_checkpoint(run_dir)  # includes every checkpoint Ray registered
     if persisted is not None:
-        candidates.append(persisted)
-    return max(candidates, key=lambda payload: payload["step"], default=None)
+        return persisted
+    registered = ray.train.get_checkpoint()
+    if registered is None:
+        return None
+    with registered.as_directory() as folder:
+        return load_checkpoint(folder)
 
 
 def from_rank_zero(value):
@@ -122,8 +122,7 @@ def train_worker(loop_config: dict) -> None:
         if rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
-            metric = "accuracy" if config.is_classification else "mse"
-            progress = ProgressLog(run_dir, config.train.steps, metric)
+            progress = ProgressLog(run_dir, config.train.steps, config.metric)
             if payload is not None:
                 progress.record({"event": "resumed", "from_step": payload["step"]})
         train_loop(experiment, state, progress, distributed_meta_step(rank, world_size),

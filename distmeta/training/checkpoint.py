@@ -42,13 +42,19 @@ def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params:
     return target
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint of the highest step in `run_dir`, or None: in `checkpoints/` for a
+def checkpoint_files(run_dir: str | Path) -> list[Path]:
+    """The checkpoints of `run_dir`, lowest step first: in `checkpoints/` for a
     single-process run, in Ray Train's `checkpoint_*/` folders for a distributed one."""
     run_dir = Path(run_dir)
     files = [p for p in [*run_dir.glob("checkpoints/step_*.pt"), *run_dir.glob("checkpoint_*/checkpoints/step_*.pt")]
              if CHECKPOINT_NAME.match(p.name)]
-    return max(files, key=lambda path: path.name, default=None)
+    return sorted(files, key=lambda path: path.name)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint of the highest step in `run_dir`, or None."""
+    files = checkpoint_files(run_dir)
+    return files[-1] if files else None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

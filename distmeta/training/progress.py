@@ -69,7 +69,6 @@ class ProgressLog:
         return record
 
 
-
 def format_line(record: dict, total_steps: int, metric: str) -> str:
     """The progress line of one metrics record."""
     def score(value: float) -> str:

@@ -142,12 +142,13 @@ def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResul
              f"inner loops: {experiment.strategy} ({experiment.strategy_reason})")
     started = time.perf_counter()
     start_step = state.step
-    metric = "accuracy" if config.is_classification else "mse"
-    progress = ProgressLog(run_dir, config.train.steps, metric, print_fn)
+    progress = ProgressLog(run_dir, config.train.steps, config.metric, print_fn)
     train_loop(experiment, state, progress, meta_step, _save_to_run_dir(experiment, run_dir))
     wall = time.perf_counter() - started
     test = evaluate(experiment, state.meta_params, "test") if final_eval else None
-    summary = _write_summary(experiment, state, run_dir, wall, start_step, test)
+    summary = run_summary(config, state.step, state.step - start_step, wall, [str(experiment.device)],
+                          experiment.strategy, state.history[-1] if state.history else {}, test, workers=1)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_fn(summary_table(summary_rows(summary)))
     return TrainResult(run_dir, state.meta_params, state.step, test, summary)
 
@@ -199,27 +200,23 @@ def _save_to_run_dir(experiment: Experiment, run_dir: Path) -> Callable[[TrainSt
     return save
 
 
-def _write_summary(experiment: Experiment, state: TrainState, run_dir: Path, wall: float, start_step: int,
-                   test: EvalResult | None) -> dict:
-    config = experiment.config
-    steps_run = state.step - start_step
-    last = state.history[-1] if state.history else {}
-    summary = {
+def run_summary(config: Config, steps: int, steps_run: int, wall: float, devices: list[str], inner_loops: str,
+                final_train: dict, test: EvalResult | None, **extra) -> dict:
+    """What `summary.json` holds, for a single-process run and a distributed one alike."""
+    return {
         "task": config.task.name,
         "algorithm": config.algorithm.name,
         "model": config.model_name,
-        "steps": state.step,
+        "steps": steps,
         "steps_this_session": steps_run,
         "wall_time_s": wall,
         "tasks_per_s": steps_run * config.train.meta_batch_size / wall if wall > 0 else None,
-        "workers": 1,
-        "devices": [str(experiment.device)],
-        "inner_loops": experiment.strategy,
-        "final_train": last,
+        **extra,
+        "devices": devices,
+        "inner_loops": inner_loops,
+        "final_train": final_train,
         "test": test.to_dict() if test else None,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
 
 
 def summary_rows(summary: dict) -> list[tuple[str, str]]:

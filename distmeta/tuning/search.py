@@ -13,6 +13,7 @@ holds, the rest queue; a diverging trial ends as an error and ranks last.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import math
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -29,8 +29,10 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from distmeta.config import Config, replace, save_config
 from distmeta.errors import ConfigError
 from distmeta.experiment import build_experiment
-from distmeta.runtime.launcher import (ClusterRequest, build_trainer, check_request, check_storage, init_ray,
-                                       raise_worker_error, with_gpus_decided)
+from distmeta.runtime.launcher import (ClusterRequest, build_trainer, check_request, check_storage,
+                                       cluster_cpus_and_gpus, connected_to_cluster, raise_worker_error, with_gpus_decided,
+                                       worker_groups_that_fit)
+from distmeta.tuning.plot import plot_search
 from distmeta.tuning.space import Dimension, SearchSpace, with_values
 
 TRIAL_DRIVER_RESOURCES = {"cpu": 0, "memory": 1 << 20}
@@ -76,7 +78,7 @@ class SearchResult:
 
 
 def metric_and_mode(config: Config, request: TuneRequest) -> tuple[str, str]:
-    metric = request.metric or ("val_accuracy" if config.is_classification else "val_mse")
+    metric = request.metric or f"val_{config.metric}"
     mode = request.mode or ("max" if "accuracy" in metric else "min")
     if mode not in ("max", "min"):
         raise ConfigError("--mode", f"must be max or min, got {mode!r}")
@@ -93,6 +95,8 @@ def trial_config(base: Config, values: dict[str, Any]) -> Config:
 
 
 def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=print) -> SearchResult:
+    if request.trials < 1:
+        raise ConfigError("--trials", f"must be at least 1, got {request.trials}")
     if request.scheduler not in ("asha", "fifo"):
         raise ConfigError("--scheduler", f"must be asha or fifo, got {request.scheduler!r}")
     metric, mode = metric_and_mode(base, request)
@@ -103,25 +107,19 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
     build_experiment(base)  # the data, checked once here rather than in every trial
     storage = check_storage(request.storage)
     folder = storage / request.name
-    connected_here = not ray.is_initialized()  # then this command starts or joins a cluster, and leaves it
-    if not ray.is_initialized():
-        init_ray(cluster)
-    try:
+    with connected_to_cluster(cluster):
         cluster = with_gpus_decided(cluster)
         concurrent = concurrent_trials(cluster)
         tuner = _tuner(base, space, request, cluster, storage, folder, metric, mode, concurrent, print_fn)
         started = time.perf_counter()
         grid = tuner.fit()
         wall = time.perf_counter() - started
-    finally:
-        if connected_here:
-            ray.shutdown()
     ranked = rank_trials(grid, space, metric, mode, base.train.steps)
     best = _write_outputs(folder, base, space, ranked, metric, mode, wall)
     print_fn(ranked_table(ranked, space, metric))
     unfinished = sum(outcome.status == "unfinished" for outcome in ranked)
     if unfinished or len(ranked) < request.trials * space.grid_size():
-        print_fn(f"the search was interrupted: run the same command to resume it (finished trials are kept)")
+        print_fn("the search was interrupted: run the same command to resume it (finished trials are kept)")
     print_fn(f"results: {folder / 'results.csv'}, {folder / 'results.json'}, {folder / 'search.png'}")
     if best is not None:
         print_fn(f"best config: {best} (train it with: distmeta train {best})")
@@ -130,14 +128,9 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
 
 def concurrent_trials(cluster: ClusterRequest) -> int:
     """Trials whose workers all fit the cluster at once; refuses a trial that can never fit."""
-    total = ray.cluster_resources()
-    cpus, gpus = total.get("CPU", 0), total.get("GPU", 0)
-    per_trial_cpus = cluster.workers * cluster.cpus_per_worker
-    per_trial_gpus = cluster.workers * cluster.gpus_per_worker
-    fits = math.floor(cpus / per_trial_cpus)
-    if per_trial_gpus:
-        fits = min(fits, math.floor(gpus / per_trial_gpus))
+    fits = worker_groups_that_fit(cluster)
     if fits < 1:
+        cpus, gpus = cluster_cpus_and_gpus()
         raise ConfigError("--workers-per-trial", f"one trial needs {cluster.workers} worker(s) x "
                                                  f"({cluster.cpus_per_worker} CPU, {cluster.gpus_per_worker} GPU): "
                                                  f"the cluster has {cpus:g} CPUs and {gpus:g} GPUs")
@@ -264,8 +257,6 @@ def _write_outputs(folder: Path, base: Config, space: SearchSpace, ranked: list[
     (folder / "results.json").write_text(json.dumps({"metric": metric, "mode": mode, "wall_time_s": wall,
                                                      "trials": records}, indent=2))
     _write_csv(folder / "results.csv", records)
-    from distmeta.tuning.plot import plot_search
-
     plot_search(folder / "search.png", space, ranked, metric)
     usable = [o for o in ranked if o.metric is not None]
     if not usable:
@@ -277,8 +268,6 @@ def _write_outputs(folder: Path, base: Config, space: SearchSpace, ranked: list[
 
 
 def _write_csv(path: Path, records: list[dict]) -> None:
-    import csv
-
     with path.open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(records[0]) if records else ["rank"])
         writer.writeheader()

@@ -1,10 +1,8 @@
 """Distributed meta-training on a real local Ray cluster (2 CPUs, gloo): no mock of Ray."""
 
 import json
-import os
 
 import pytest
-import ray
 import torch
 
 from distmeta.config import load_config

@@ -14,14 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
 import ray.cloudpickle
 import torch
 
 import distmeta.runtime.launcher
 from distmeta.config import load_config
 from distmeta.runtime.launcher import ClusterRequest, train_distributed
-from distmeta.runtime.storage import newest_readable_checkpoint, ray_checkpoint_files
+from distmeta.runtime.storage import newest_readable_checkpoint
+from distmeta.training.checkpoint import checkpoint_files
 from tests.ray_processes import kill_processes_of
 
 CHECKPOINTED = ["train.steps=12", "train.meta_batch_size=4", "train.log_every=4", "train.val_every=0",
@@ -97,7 +97,7 @@ def test_a_killed_driver_resumes_with_the_same_command_and_ends_as_if_never_kill
     try:
         driver = distmeta_train(storage, ray_temp)
         deadline = time.monotonic() + 120
-        while not ray_checkpoint_files(storage / "run") and driver.poll() is None and time.monotonic() < deadline:
+        while not checkpoint_files(storage / "run") and driver.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         driver.send_signal(signal.SIGKILL)
         driver.wait()

@@ -1,8 +1,8 @@
 """Finding the checkpoint to resume from in a run folder (Ray Train's layout)."""
 
 from distmeta.config import load_config
-from distmeta.runtime.storage import newest_readable_checkpoint, ray_checkpoint_files
-from distmeta.training.checkpoint import save_checkpoint
+from distmeta.runtime.storage import newest_readable_checkpoint
+from distmeta.training.checkpoint import checkpoint_files, save_checkpoint
 
 
 def write(run_dir, folder, step):
@@ -19,7 +19,7 @@ def test_the_newest_checkpoint_wins_whatever_the_folder_names(tmp_path):
 def test_a_checkpoint_cut_short_by_a_crash_is_passed_over_for_the_one_before(tmp_path):
     write(tmp_path, "checkpoint_a", 4)
     write(tmp_path, "checkpoint_b", 8)
-    newest = ray_checkpoint_files(tmp_path)[-1]
+    newest = checkpoint_files(tmp_path)[-1]
     newest.write_bytes(newest.read_bytes()[:100])
     assert newest_readable_checkpoint(tmp_path)["step"] == 4
 
