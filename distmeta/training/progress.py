@@ -88,3 +88,14 @@ def summary_table(rows: list[tuple[str, str]]) -> str:
     rule = "-" * (width + 3 + max(len(value) for _, value in rows))
     lines = [rule] + [f"{key:<{width}} | {value}" for key, value in rows] + [rule]
     return "\n".join(lines)
+
+
+def column_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A table with a header row, columns padded to their widest cell."""
+    widths = [max([len(header)] + [len(row[column]) for row in rows]) for column, header in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
+
+    rule = "-" * len(" | ".join(" " * width for width in widths))
+    return "\n".join([rule, line(headers), rule, *map(line, rows), rule])

@@ -32,6 +32,7 @@ from distmeta.experiment import build_experiment
 from distmeta.runtime.launcher import (ClusterRequest, build_trainer, check_request, check_storage,
                                        cluster_cpus_and_gpus, connected_to_cluster, raise_worker_error, with_gpus_decided,
                                        worker_groups_that_fit)
+from distmeta.training.progress import column_table
 from distmeta.tuning.plot import plot_search
 from distmeta.tuning.space import Dimension, SearchSpace, with_values
 
@@ -237,10 +238,7 @@ def ranked_table(ranked: list[TrialOutcome], space: SearchSpace, metric: str) ->
     rows = [[str(i + 1), o.trial_id, *[_fmt(o.values[p]) for p in space.paths],
              _fmt(o.metric) if o.metric is not None else "-", str(o.steps or "-"), o.status]
             for i, o in enumerate(ranked)]
-    widths = [max(len(h), *(len(r[c]) for r in rows)) if rows else len(h) for c, h in enumerate(headers)]
-    line = lambda cells: " | ".join(cell.ljust(width) for cell, width in zip(cells, widths))
-    rule = "-" * len(line(headers))
-    return "\n".join([rule, line(headers), rule, *map(line, rows), rule])
+    return column_table(headers, rows)
 
 
 def _fmt(value: Any) -> str:

@@ -1,0 +1,147 @@
+"""A Ray cluster of a head and N worker nodes on this machine, on loopback, that stops cleanly.
+
+For trying `distmeta submit` and `distmeta jobs` without machines, and for the
+tests. Every node is a real `ray start` (the same command a cluster node runs),
+with its ports chosen free and its dashboard (the job server) bound to
+127.0.0.1. Every process of the cluster inherits the environment variable
+`DISTMETA_LOCAL_CLUSTER=<folder>`, which is how `stop` finds exactly the
+processes this cluster started and no other Ray process on the machine:
+`ray stop` would stop them all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from distmeta.errors import DistmetaError
+
+MARKER = "DISTMETA_LOCAL_CLUSTER"
+STATE_FILE = "cluster.json"
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    folder: str
+    """Holds `cluster.json`, the Ray temp folder and the nodes' start logs."""
+    gcs_address: str
+    """What `ray start --address` and `distmeta train --address` take."""
+    dashboard_address: str
+    """The job server, for `distmeta submit/jobs --address`."""
+    nodes: int
+    cpus_per_node: int
+
+    @property
+    def marker(self) -> str:
+        return f"{MARKER}={self.folder}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
+def start(folder: str | Path, worker_nodes: int = 1, cpus_per_node: int = 1, env: dict | None = None) -> LocalCluster:
+    """Start a head and `worker_nodes` more nodes; `folder` must not hold a running cluster."""
+    folder = Path(folder).resolve()
+    if processes_of(folder):
+        raise DistmetaError(f"{folder}: a local cluster started from this folder is still running; stop it first")
+    folder.mkdir(parents=True, exist_ok=True)
+    env = _node_environment(folder, env)
+    gcs_port, dashboard_port = free_port(), free_port()
+    cluster = LocalCluster(str(folder), f"{LOOPBACK}:{gcs_port}", f"http://{LOOPBACK}:{dashboard_port}",
+                           1 + worker_nodes, cpus_per_node)
+    try:
+        _ray_start(folder, "head", env, ["--head", f"--port={gcs_port}", "--include-dashboard=true",
+                                          f"--dashboard-host={LOOPBACK}", f"--dashboard-port={dashboard_port}",
+                                          f"--ray-client-server-port={free_port()}",
+                                          f"--temp-dir={folder / 'ray'}", f"--num-cpus={cpus_per_node}"])
+        for index in range(worker_nodes):
+            # A temp folder per node: nodes sharing one would share their runtime-env
+            # folders, and one node's clean-up would delete a job's files under another.
+            _ray_start(folder, f"node{index + 1}", env, [f"--address={cluster.gcs_address}",
+                                                          f"--temp-dir={folder / f'ray-node{index + 1}'}",
+                                                          f"--num-cpus={cpus_per_node}"])
+    except BaseException:
+        stop(folder)
+        raise
+    (folder / STATE_FILE).write_text(json.dumps(asdict(cluster), indent=2))
+    return cluster
+
+
+def _node_environment(folder: Path, env: dict | None) -> dict:
+    env = dict(os.environ if env is None else env)
+    env[MARKER] = str(folder)
+    # Jobs run `python -m distmeta` on the nodes: the Python of this environment.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _ray_start(folder: Path, node: str, env: dict, arguments: list[str]) -> None:
+    # Each node's agents get ports of their own: their defaults would collide on one machine.
+    ports = [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+             f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
+    command = [str(Path(sys.executable).parent / "ray"), "start", f"--node-ip-address={LOOPBACK}",
+               "--disable-usage-stats", *arguments, *ports]
+    log = folder / f"start-{node}.log"
+    with log.open("w") as output:
+        finished = subprocess.run(command, env=env, stdout=output, stderr=subprocess.STDOUT, timeout=120)
+    if finished.returncode != 0:
+        raise DistmetaError(f"ray start ({node}) failed with exit code {finished.returncode}; see {log}")
+
+
+def load(folder: str | Path) -> LocalCluster:
+    state = Path(folder).resolve() / STATE_FILE
+    if not state.exists():
+        raise DistmetaError(f"{state}: no local cluster was started from this folder")
+    return LocalCluster(**json.loads(state.read_text()))
+
+
+def processes_of(folder: str | Path) -> list[int]:
+    """Processes started by the local cluster of `folder` (its marker is in their environment)."""
+    marker = f"\0{MARKER}={Path(folder).resolve()}\0".encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environment = b"\0" + Path(f"/proc/{pid}/environ").read_bytes() + b"\0"
+        except OSError:
+            continue
+        if marker in environment and int(pid) != os.getpid():
+            found.append(int(pid))
+    return found
+
+
+def stop(folder: str | Path, grace_s: float = 10.0) -> int:
+    """Stop every process of the local cluster of `folder`: SIGTERM, then SIGKILL after `grace_s`.
+
+    Returns how many processes there were. Other Ray processes are left alone.
+    """
+    pids = processes_of(folder)
+    _signal(pids, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while processes_of(folder) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while (left := processes_of(folder)) and time.monotonic() < deadline:
+        _signal(left, signal.SIGKILL)
+        time.sleep(0.2)
+    if processes_of(folder):
+        raise DistmetaError(f"processes of the local cluster {folder} are still alive: {processes_of(folder)}")
+    return len(pids)
+
+
+def _signal(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
