@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench bench-scaling clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ test: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/engine_speed.py
+
+bench-scaling: $(INSTALLED)
+	$(BIN)/python benchmarks/scaling.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

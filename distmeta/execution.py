@@ -84,6 +84,24 @@ def batch_evaluation(
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
+def batch_query_losses(algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch,
+                       strategy: str) -> torch.Tensor:
+    """Each task's training-time query loss (`query_loss`: adapt, then predict), without the
+    meta-gradient: the forward half of `batch_meta_gradient`, run the same way (a benchmark
+    times it to split the meta-gradient's time into inner loop and outer backward)."""
+    if strategy == "vmap":
+        losses, _ = vmap(algorithm.query_loss, in_dims=(None, 0, 0, 0, 0))(meta_params, *batch.tensors())
+        return losses.detach()
+    _check_strategy(strategy)
+
+    def chunk_losses(chunk: TaskBatch) -> torch.Tensor:
+        looped = algorithm.using_autograd()
+        return torch.stack([looped.query_loss(meta_params, *_one_task(chunk, i))[0].detach()
+                            for i in range(len(chunk))])
+
+    return torch.cat(_in_threads(chunk_losses, batch))
+
+
 def _loop_meta_gradient(algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch) -> BatchGradient:
     grad_sum = {name: torch.zeros_like(value) for name, value in meta_params.items()}
     losses, scores = [], []

@@ -179,19 +179,24 @@ def init_ray(request: ClusterRequest) -> None:
 def build_trainer(config: Config, request: ClusterRequest, storage: Path, run_dir: Path,
                   callbacks: tuple = ()) -> TorchTrainer:
     """The TorchTrainer of one run: `request.workers` workers running `train_worker`."""
-    resources = {"CPU": request.cpus_per_worker}
-    if request.gpus_per_worker:
-        resources["GPU"] = request.gpus_per_worker
     return TorchTrainer(
         train_worker,
         train_loop_config={"config": to_dict(config), "run_dir": str(run_dir),
                            "threads_per_worker": request.cpus_per_worker},
-        scaling_config=ScalingConfig(num_workers=request.workers, use_gpu=request.gpus_per_worker > 0,
-                                     resources_per_worker=resources),
+        scaling_config=scaling_config(request),
         run_config=RunConfig(name=request.name, storage_path=str(storage),
                              failure_config=FailureConfig(max_failures=request.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=3), callbacks=list(callbacks)),
     )
+
+
+def scaling_config(request: ClusterRequest) -> ScalingConfig:
+    """`request.workers` workers, each holding its CPUs and GPUs (a GPU worker uses NCCL)."""
+    resources = {"CPU": request.cpus_per_worker}
+    if request.gpus_per_worker:
+        resources["GPU"] = request.gpus_per_worker
+    return ScalingConfig(num_workers=request.workers, use_gpu=request.gpus_per_worker > 0,
+                         resources_per_worker=resources)
 
 
 def raise_worker_error(run_dir: Path) -> None:

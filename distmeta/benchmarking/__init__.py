@@ -1,0 +1,1 @@
+"""Throughput benchmarks: meta-steps timed phase by phase, across worker counts (`distmeta bench`)."""

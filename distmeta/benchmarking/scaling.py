@@ -1,0 +1,305 @@
+"""`distmeta bench`: meta-steps timed phase by phase with 1, 2, 4, ... Ray Train workers.
+
+For each worker count the driver runs one `TorchTrainer` whose workers take warm-up
+steps, then timed steps (`distmeta.benchmarking.timing`), and send rank 0's gathered
+times back. Everything a user can get wrong (config, data, a worker count the
+cluster cannot hold, a strong-scaling batch too small to share) is refused on the
+driver before the first worker count runs, as `distmeta train` does.
+
+Weak scaling keeps each worker's batch (global batch = B x W); strong scaling keeps
+the global batch B and shares it among the W workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from ray.train import FailureConfig, RunConfig
+from ray.train.torch import TorchTrainer
+
+from distmeta.benchmarking.report import (CountRun, CountSummary, bench_json, bench_table, summarize,
+                                          with_efficiency, write_plot)
+from distmeta.benchmarking.timing import timed_steps
+from distmeta.config import Config, from_dict, replace, to_dict
+from distmeta.errors import ConfigError, DistmetaError
+from distmeta.experiment import build_experiment
+from distmeta.runtime.launcher import (ClusterRequest, check_request, check_resources, cluster_cpus_and_gpus,
+                                       connected_to_cluster, scaling_config, with_gpus_decided,
+                                       worker_groups_that_fit)
+from distmeta.runtime.worker import describe_workers
+from distmeta.training.trainer import initial_state
+
+SCALINGS = ("weak", "strong")
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    workers: tuple[int, ...] | None = None
+    """Worker counts to measure; None: 1, 2, 4, ... up to what the cluster holds."""
+    gpus_per_worker: int | None = None
+    """None: 1 when the cluster has a GPU for every worker of the smallest count, else 0."""
+    cpus_per_worker: int = 1
+    meta_batch: int | None = None
+    """Weak scaling: tasks per worker; strong: the global batch. None: the config's train.meta_batch_size."""
+    scaling: str = "weak"
+    steps: int = 20
+    """Timed meta-steps per worker count."""
+    warmup: int = 5
+    """Untimed meta-steps before them (first-call costs, thread pools, allocator)."""
+    address: str | None = None
+    json_path: str | None = None
+    plot_path: str | None = None
+    command: dict = dataclasses.field(default_factory=dict)
+    """The command-line options as given, recorded in the JSON."""
+
+
+@dataclass
+class BenchResult:
+    summaries: list[CountSummary]
+    report: dict
+    json_path: Path | None
+    plot_path: Path | None
+
+
+def run_bench(config: Config, request: BenchRequest, print_fn=print) -> BenchResult:
+    """Measure every worker count of `request` on the cluster; print the table, write JSON and plot."""
+    batch = request.meta_batch or config.train.meta_batch_size
+    check_bench_request(config, request, batch)
+    build_experiment(config)  # every split's data is checked here, on the driver
+    # The local cluster gets this machine's real cores (not one CPU per requested worker, as
+    # `distmeta train` would): workers sharing cores would measure the sharing, not scaling.
+    with connected_to_cluster(ClusterRequest(workers=1, cpus_per_worker=request.cpus_per_worker,
+                                             address=request.address)):
+        clusters = cluster_requests(request)
+        for cluster in clusters:  # every count (the default ones too) is checked before any runs
+            check_request(_config_for(config, request.scaling, batch, cluster.workers), cluster)
+            check_resources(cluster)
+        counts = ", ".join(str(cluster.workers) for cluster in clusters)
+        print_fn(f"bench: {config.task.name} / {config.algorithm.name} / {config.model_name}, {request.scaling} "
+                 f"scaling, {_batch_words(request.scaling, batch)}; workers {counts}, each "
+                 f"({clusters[0].cpus_per_worker} CPU, {clusters[0].gpus_per_worker} GPU); "
+                 f"{request.warmup} warm-up + {request.steps} timed meta-steps per count")
+        runs = []
+        with tempfile.TemporaryDirectory(prefix="distmeta-bench-") as storage:
+            for cluster in clusters:
+                runs.append(measure(_config_for(config, request.scaling, batch, cluster.workers), cluster, request,
+                                    Path(storage)))
+                measured = summarize(runs[-1])
+                print_fn(f"{cluster.workers} worker(s): {measured.tasks_per_s:,.0f} tasks/s "
+                         f"({measured.steps} steps of {measured.global_batch} tasks in {measured.wall_s:.2f} s)")
+        machine = machine_info(runs)
+    summaries, note = with_efficiency([summarize(run) for run in runs])
+    report = bench_json(_request_record(config, request, batch, clusters[0], runs), machine, summaries, note)
+    print_fn(bench_table(summaries))
+    print_fn(f"efficiency {note}")
+    json_path, plot_path = _write_outputs(config, request, report, summaries)
+    print_fn(f"results: {json_path}, {plot_path}")
+    return BenchResult(summaries, report, json_path, plot_path)
+
+
+def check_bench_request(config: Config, request: BenchRequest, batch: int) -> None:
+    """Refuse, before Ray is asked for anything, what no cluster could run."""
+    if request.scaling not in SCALINGS:
+        raise ConfigError("--scaling", f"must be weak or strong, got {request.scaling!r}")
+    if request.steps < 1:
+        raise ConfigError("--steps", f"must be at least 1, got {request.steps}")
+    if request.warmup < 0:
+        raise ConfigError("--warmup", f"must be 0 or more, got {request.warmup}")
+    if batch < 1:
+        raise ConfigError("--meta-batch", f"must be at least 1, got {batch}")
+    if request.workers is not None and not request.workers:
+        raise ConfigError("--workers", "give at least one worker count")
+    for workers in request.workers or ():
+        # strong scaling shares the batch: each of W workers needs at least one task
+        cluster = ClusterRequest(workers=workers, gpus_per_worker=request.gpus_per_worker,
+                                 cpus_per_worker=request.cpus_per_worker)
+        check_request(_config_for(config, request.scaling, batch, workers), cluster)
+
+
+def parse_worker_counts(text: str | None) -> tuple[int, ...] | None:
+    """"1,2,4" -> (1, 2, 4); None stays None (the default counts)."""
+    if text is None:
+        return None
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError("--workers", f"expected worker counts like 1,2,4,8, got {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise ConfigError("--workers", f"every worker count must be at least 1, got {text!r}")
+    return counts
+
+
+def global_batch_size(scaling: str, batch: int, workers: int) -> int:
+    return batch * workers if scaling == "weak" else batch
+
+
+def _config_for(config: Config, scaling: str, batch: int, workers: int) -> Config:
+    """The config a count runs: its global batch as train.meta_batch_size, shared among the workers."""
+    return replace(config, train={"meta_batch_size": global_batch_size(scaling, batch, workers)})
+
+
+def cluster_requests(request: BenchRequest) -> list[ClusterRequest]:
+    """One request per worker count, all with the same CPUs and GPUs per worker.
+
+    "GPUs: automatic" is decided once, on the smallest count, so that every count runs
+    on the same kind of device; a larger count the GPUs cannot hold is then refused,
+    saying what the cluster has, rather than quietly measured on CPUs.
+    """
+    smallest = ClusterRequest(workers=min(request.workers or (1,)), gpus_per_worker=request.gpus_per_worker,
+                              cpus_per_worker=request.cpus_per_worker, address=request.address)
+    decided = with_gpus_decided(smallest)
+    counts = sorted(set(request.workers or default_worker_counts(decided)))
+    return [dataclasses.replace(decided, workers=workers) for workers in counts]
+
+
+def default_worker_counts(one_worker: ClusterRequest) -> list[int]:
+    """1, 2, 4, ... up to the number of workers the cluster holds at once."""
+    most = worker_groups_that_fit(dataclasses.replace(one_worker, workers=1))
+    counts = [1]
+    while counts[-1] * 2 <= most:
+        counts.append(counts[-1] * 2)
+    return counts
+
+
+# ---------------------------------------------------------------- one worker count
+
+
+@ray.remote(num_cpus=0)
+class ResultBox:
+    """Where rank 0 leaves its times (or a worker its user error) for the driver.
+
+    An actor rather than a file, so that it works when rank 0 runs on another node
+    without storage shared with the driver; it holds no CPU the workers need.
+    """
+
+    def __init__(self):
+        self.value: dict | None = None
+
+    def put(self, value: dict) -> None:
+        if self.value is None or "error" not in self.value:  # the first error is the one to report
+            self.value = value
+
+    def get(self) -> dict | None:
+        return self.value
+
+
+def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, storage: Path) -> CountRun:
+    """Run `cluster.workers` Ray Train workers through warm-up and timed steps; their times."""
+    box = ResultBox.remote()
+    try:
+        trainer = TorchTrainer(
+            bench_worker,
+            train_loop_config={"config": to_dict(config), "threads_per_worker": cluster.cpus_per_worker,
+                               "warmup": request.warmup, "steps": request.steps, "box": box},
+            scaling_config=scaling_config(cluster),
+            # a failed bench is reported, not retried: a retry would mix two runs' times
+            run_config=RunConfig(name=f"bench-{cluster.workers}-workers-{time.strftime('%H%M%S')}",
+                                 storage_path=str(storage), failure_config=FailureConfig(max_failures=0)),
+        )
+        trainer.fit()
+        outcome = ray.get(box.get.remote())
+    finally:
+        ray.kill(box)
+    if outcome is None:
+        raise DistmetaError(f"the {cluster.workers}-worker bench ended without sending its times")
+    if "error" in outcome:
+        raise DistmetaError(f"{outcome['error']['type']}: {outcome['error']['message']}")
+    return CountRun(cluster.workers, config.train.meta_batch_size, outcome["ranks"], outcome["devices"])
+
+
+def bench_worker(loop_config: dict) -> None:
+    """The per-worker function: build the experiment, warm up, time the steps, send them from rank 0."""
+    torch.set_num_threads(loop_config["threads_per_worker"])
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    box = loop_config["box"]
+    try:
+        config = from_dict(loop_config["config"])
+        experiment = build_experiment(config, ray.train.torch.get_device(), check_data=False)
+        state = initial_state(experiment)
+        workers = describe_workers(experiment, rank)
+        times = timed_steps(experiment, state, rank, world_size, loop_config["warmup"], loop_config["steps"])
+        mine = {"times": [t.to_dict() for t in times], "device_name": device_name(experiment.device),
+                "threads": torch.get_num_threads()}
+        everyone = _gathered(mine)
+        if rank == 0:
+            devices = [{**worker, "device_name": ranked["device_name"], "threads": ranked["threads"]}
+                       for worker, ranked in zip(workers, everyone)]
+            ray.get(box.put.remote({"ranks": [ranked["times"] for ranked in everyone], "devices": devices}))
+    except DistmetaError as error:
+        # a user error (e.g. a NaN loss, every rank at once) is not a crash: the driver says it
+        ray.get(box.put.remote({"error": {"type": type(error).__name__, "message": str(error)}}))
+
+
+def _gathered(value) -> list:
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, value)
+    return everyone
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return _cpu_model() or platform.processor() or "cpu"
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+# ---------------------------------------------------------------- records
+
+
+def machine_info(runs: list[CountRun]) -> dict:
+    cpus, gpus = cluster_cpus_and_gpus()
+    names = sorted({device["device_name"] for run in runs for device in run.devices})
+    return {"platform": platform.platform(), "python": platform.python_version(), "host": socket.gethostname(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "ray": ray.__version__,
+            "cluster": {"cpus": cpus, "gpus": gpus, "nodes": len(ray.nodes())}, "device_names": names}
+
+
+def _request_record(config: Config, request: BenchRequest, batch: int, cluster: ClusterRequest,
+                    runs: list[CountRun]) -> dict:
+    return {"command": request.command, "task": config.task.name, "algorithm": config.algorithm.name,
+            "model": config.model_name, "scaling": request.scaling, "meta_batch": batch,
+            "meta_batch_means": "tasks per worker" if request.scaling == "weak" else "global tasks per step",
+            "steps": request.steps, "warmup": request.warmup, "cpus_per_worker": cluster.cpus_per_worker,
+            "gpus_per_worker": cluster.gpus_per_worker, "address": request.address,
+            "inner_loops": runs[0].devices[0]["inner_loops"] if runs[0].devices else config.train.vectorize}
+
+
+def _batch_words(scaling: str, batch: int) -> str:
+    return f"{batch} tasks per worker" if scaling == "weak" else f"{batch} tasks per step shared among the workers"
+
+
+def _write_outputs(config: Config, request: BenchRequest, report: dict,
+                   summaries: list[CountSummary]) -> tuple[Path, Path]:
+    stem = f"bench_{config.task.name}_{config.algorithm.name}_{request.scaling}"
+    json_path = Path(request.json_path or f"{stem}.json")
+    plot_path = Path(request.plot_path or json_path.with_suffix(".png"))
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2))
+    write_plot(plot_path, summaries, f"{config.task.name} / {config.algorithm.name}, {request.scaling} scaling, "
+                                     f"{_batch_words(request.scaling, report['request']['meta_batch'])}")
+    return json_path, plot_path

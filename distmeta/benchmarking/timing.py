@@ -1,0 +1,141 @@
+"""Where the time of one meta-step goes: the engine's own step, with a clock on each phase.
+
+Pure torch (no Ray), so that it runs, and is tested, in a single process too. The
+step calls the same functions as a Ray worker's step (`distmeta.runtime.worker`):
+`meta_batch`, `compute_meta_gradient`, `all_reduce_sum`, `check_finite`,
+`apply_meta_gradient`; the instrumentation never changes the math.
+
+Phases of a step, each timed with `time.perf_counter` (CUDA synchronised at every
+boundary when on a GPU, so that queued kernels are counted in their own phase):
+
+- `sampling`: `meta_batch`, this rank's share of the step's tasks, moved to the device;
+- `meta_gradient`: `compute_meta_gradient`, split in two below;
+- `sync_wait`: a `dist.barrier()` before the all-reduce: this rank waiting for the slowest;
+- `all_reduce`: `all_reduce_sum`, the collective itself (flattening included);
+- `optimizer`: `check_finite`, `apply_meta_gradient` and the loss read back, as in the engine.
+
+The engine computes the inner loop and the outer backward in one call
+(`torch.func.grad` of the adapted query loss, vmapped or looped over tasks), so
+they cannot be timed apart inside it. After the step, outside its clock, the same
+tasks go once more through a forward-only pass (`batch_query_losses`: adapt, then
+predict, with the experiment's strategy) from the meta-parameters the step started
+from: that is `inner_loop`, and `outer_backward` = meta-gradient - inner_loop
+(clipped at 0). The extra pass is excluded from the step time and from throughput;
+a barrier after it lines the ranks up again so that it does not show as sync_wait.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import torch
+import torch.distributed as dist
+
+from distmeta.algorithms import Params
+from distmeta.execution import batch_query_losses
+from distmeta.experiment import Experiment
+from distmeta.runtime.collective import all_reduce_sum, share_of_meta_batch
+from distmeta.tasks import task_seed
+from distmeta.training.trainer import (TrainState, apply_meta_gradient, check_finite, compute_meta_gradient,
+                                       meta_batch)
+
+PHASES = ("sampling", "inner_loop", "outer_backward", "sync_wait", "all_reduce", "optimizer")
+"""The phases a step's time is split into, in the order they run; they add up to the step."""
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """Seconds one rank spent in each phase of one meta-step, and the step's wall clock."""
+
+    sampling: float
+    inner_loop: float
+    outer_backward: float
+    sync_wait: float
+    all_reduce: float
+    optimizer: float
+    step: float
+    """Wall clock of the step: sampling + meta-gradient + sync_wait + all_reduce + optimizer."""
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+class PhaseTimer:
+    """Seconds spent in named phases, with CUDA synchronised at each boundary on a GPU."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds: dict[str, float] = {}
+
+    def synchronize(self) -> None:
+        # CUDA kernels run asynchronously: without this a phase would end when its
+        # kernels are queued, and their run time would land in a later phase.
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        self.synchronize()
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.synchronize()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+
+def distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def barrier() -> None:
+    if distributed():
+        dist.barrier()
+
+
+def timed_meta_step(experiment: Experiment, state: TrainState, rank: int = 0, world_size: int = 1) -> StepTimes:
+    """One meta-step of this rank, as `distributed_meta_step` takes it, timed phase by phase."""
+    config = experiment.config
+    tasks = config.train.meta_batch_size
+    start_params = _snapshot(state.meta_params)  # for the forward-only pass; outside the step's clock
+    timer = PhaseTimer(experiment.device)
+    with timer.phase("step"):
+        with timer.phase("sampling"):
+            batch = meta_batch(experiment, state.step, share_of_meta_batch(tasks, rank, world_size))
+        with timer.phase("meta_gradient"):
+            result = compute_meta_gradient(experiment, state.meta_params, batch)
+        with timer.phase("sync_wait"):
+            barrier()
+        with timer.phase("all_reduce"):
+            metric_sums = torch.stack([result.losses.sum(), result.scores.sum()])
+            grad_total, totals = all_reduce_sum(result.grad_sum, metric_sums)
+        with timer.phase("optimizer"):
+            meta_loss = totals[0] / tasks
+            check_finite(state.step, task_seed(config.seed, "train", state.step, 0), meta_loss, grad_total)
+            apply_meta_gradient(state, config.train, grad_total, tasks)
+            meta_loss.item()  # the engine's step reads the loss back too (a device sync on a GPU)
+    with timer.phase("inner_loop"):
+        batch_query_losses(experiment.algorithm, start_params, batch, experiment.strategy)
+    barrier()  # every rank ran the extra pass: start the next step together
+    seconds = timer.seconds
+    return StepTimes(sampling=seconds["sampling"], inner_loop=min(seconds["inner_loop"], seconds["meta_gradient"]),
+                     outer_backward=max(seconds["meta_gradient"] - seconds["inner_loop"], 0.0),
+                     sync_wait=seconds["sync_wait"], all_reduce=seconds["all_reduce"],
+                     optimizer=seconds["optimizer"], step=seconds["step"])
+
+
+def timed_steps(experiment: Experiment, state: TrainState, rank: int, world_size: int, warmup: int,
+                steps: int) -> list[StepTimes]:
+    """`warmup` untimed meta-steps (allocator, thread pools, first-call costs), then `steps` timed ones."""
+    for _ in range(warmup):
+        timed_meta_step(experiment, state, rank, world_size)
+    barrier()
+    return [timed_meta_step(experiment, state, rank, world_size) for _ in range(steps)]
+
+
+def _snapshot(params: Params) -> Params:
+    # the optimiser updates the meta-parameters in place
+    return {name: value.detach().clone() for name, value in params.items()}

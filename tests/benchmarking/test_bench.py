@@ -1,0 +1,55 @@
+"""`distmeta bench` on a real local Ray cluster (2 CPUs, gloo), called as the command line is."""
+
+import json
+
+import pytest
+
+from distmeta.benchmarking import scaling
+from distmeta.cli import main
+
+TINY = ["--task", "sine", "--steps", "3", "--warmup", "1", "--meta-batch", "4", "--set", "model.hidden_sizes=[16, 16]"]
+
+
+def test_a_tiny_bench_of_one_and_two_workers_reports_measured_scaling(cluster, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--workers", "1,2", *TINY, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "weak scaling, 4 tasks per worker" in printed and "efficiency" in printed and "all-reduce" in printed
+    report = json.loads(out.read_text())
+    assert (tmp_path / "bench.png").stat().st_size > 0
+    assert report["request"]["task"] == "sinusoid" and report["request"]["inner_loops"] == "vmap"
+    assert {"platform", "cpu_count", "torch", "ray", "device_names"} <= set(report["machine"])
+    one, two = report["results"]
+    assert (one["workers"], one["global_batch"], two["workers"], two["global_batch"]) == (1, 4, 2, 8)
+    assert two["per_worker_batch"] == 4 and two["steps"] == 3 and len(two["raw"]["ranks"]) == 2
+    assert [d["rank"] for d in two["devices"]] == [0, 1]
+    for result in report["results"]:
+        # throughput and efficiency follow from the JSON's own measured wall times
+        assert result["wall_s"] == pytest.approx(sum(result["raw"]["step_s"]))
+        assert result["tasks_per_s"] == pytest.approx(result["global_batch"] * 3 / result["wall_s"])
+        # the phases cover the step but for the statements between them
+        assert 0.9 < sum(phase["share"] for phase in result["phases"].values()) <= 1.0
+    assert one["efficiency"] == pytest.approx(1.0)
+    assert two["efficiency"] == pytest.approx(two["tasks_per_s"] / (2 * one["tasks_per_s"]))
+
+
+def test_a_worker_count_the_cluster_cannot_hold_is_refused_before_anything_runs(cluster, tmp_path, capsys,
+                                                                              monkeypatch):
+    monkeypatch.setattr(scaling, "measure", lambda *_: pytest.fail("a worker count ran"))
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--workers", "1,64", *TINY, "--json", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "--workers: 64 worker(s) x (1 CPU, 0 GPU) do not fit: the cluster has 2 CPUs and 0 GPUs" in error
+    assert not out.exists()
+
+
+def test_strong_scaling_refuses_more_workers_than_tasks_before_ray_is_asked(tmp_path, capsys):
+    assert main(["bench", "--scaling", "strong", "--workers", "1,4", *TINY[:-2], "--meta-batch", "2"]) == 2
+    assert "train.meta_batch_size: 2 tasks cannot be shared among 4 workers" in capsys.readouterr().err
+
+
+def test_missing_omniglot_data_is_named_on_the_driver(tmp_path, capsys):
+    missing = tmp_path / "omniglot-nowhere"
+    assert main(["bench", "--task", "omniglot", "--set", f"task.omniglot.roots=[{missing}]",
+                 "--set", f"task.omniglot.cache_dir={tmp_path / 'cache'}"]) == 2
+    assert str(missing) in capsys.readouterr().err
