@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from distmeta.errors import DistmetaError
+from distmeta.jobs import DEFAULT_ADDRESS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +19,36 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Meta-train on a Ray cluster (a local one unless --address is given). "
                                             "Running the same command again resumes <storage>/<name> "
                                             "from its latest checkpoint.")
+    add_train_options(train)
+    train.add_argument("--address", help="a running Ray cluster, e.g. auto or ray://head:10001 (default: start one)")
+    train.add_argument("--run-dir", help="the run folder at once (sets --storage and --name)")
+    train.add_argument("--in-process", action="store_true",
+                       help="train in this process, without Ray (debugging; no worker restarts)")
+
+    search = commands.add_parser("tune", help="search hyper-parameters with Ray Tune; each trial a distributed run",
+                                 description="Search a config's hyper-parameters with Ray Tune. Running the same "
+                                             "command again resumes <storage>/<name> without re-running "
+                                             "finished trials.")
+    add_tune_options(search)
+    search.add_argument("--address", help="a running Ray cluster (default: start one)")
+
+    add_job_commands(commands)
+
+    add_bench_command(commands)
+
+    evaluate = commands.add_parser("eval", help="meta-test a checkpoint: mean and 95%% interval over many tasks")
+    evaluate.add_argument("checkpoint", help="checkpoint file or run directory (its latest checkpoint)")
+    evaluate.add_argument("--tasks", type=int, help="number of tasks (default eval.tasks, 600)")
+    evaluate.add_argument("--inner-steps", type=int, help="adaptation steps (default algorithm.test_inner_steps)")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="change a task setting for evaluation, e.g. --set task.shots=5")
+    evaluate.add_argument("--json", type=Path, help="also write the result to this JSON file")
+    return parser
+
+
+def add_train_options(train: argparse.ArgumentParser) -> None:
+    """What `distmeta train` and `distmeta submit train` share: the run itself, not where it runs."""
     train.add_argument("config", nargs="?", help="YAML config; omitted: the built-in defaults")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set algorithm.inner_lr=0.4 (repeatable)")
@@ -25,20 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--gpus-per-worker", type=int, default=None,
                        help="GPUs each worker owns (default: 1 when the cluster has a GPU per worker, else 0)")
     train.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs (torch threads) per worker (default 1)")
-    train.add_argument("--address", help="a running Ray cluster, e.g. auto or ray://head:10001 (default: start one)")
     train.add_argument("--storage", help="folder for runs, shared by all nodes (default: runs, or the parent "
                                          "of train.run_dir)")
     train.add_argument("--name", help="run name, the folder under --storage (default: the name of train.run_dir, "
                                       "else <task>-<algorithm>-<time>)")
-    train.add_argument("--run-dir", help="the run folder at once (sets --storage and --name)")
-    train.add_argument("--in-process", action="store_true",
-                       help="train in this process, without Ray (debugging; no worker restarts)")
     train.add_argument("--no-eval", action="store_true", help="skip the meta-test at the end")
 
-    search = commands.add_parser("tune", help="search hyper-parameters with Ray Tune; each trial a distributed run",
-                                 description="Search a config's hyper-parameters with Ray Tune. Running the same "
-                                             "command again resumes <storage>/<name> without re-running "
-                                             "finished trials.")
+
+def add_tune_options(search: argparse.ArgumentParser) -> None:
+    """What `distmeta tune` and `distmeta submit tune` share."""
     search.add_argument("config", nargs="?", help="YAML config of what every trial trains; omitted: the defaults")
     search.add_argument("--space", required=True, help="YAML search space: dotted config fields -> distributions")
     search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -52,19 +78,77 @@ def build_parser() -> argparse.ArgumentParser:
                         help="asha stops poor trials early (default); fifo runs every trial to the end")
     search.add_argument("--metric", help="what to rank by (default: val_accuracy, or val_mse for regression)")
     search.add_argument("--mode", choices=["max", "min"], help="default: max for accuracy, min otherwise")
-    search.add_argument("--address", help="a running Ray cluster (default: start one)")
     search.add_argument("--storage", default="runs", help="folder for searches, shared by all nodes (default: runs)")
     search.add_argument("--name", help="the search's folder under --storage (default: tune-<task>-<algorithm>-<time>)")
 
-    evaluate = commands.add_parser("eval", help="meta-test a checkpoint: mean and 95%% interval over many tasks")
-    evaluate.add_argument("checkpoint", help="checkpoint file or run directory (its latest checkpoint)")
-    evaluate.add_argument("--tasks", type=int, help="number of tasks (default eval.tasks, 600)")
-    evaluate.add_argument("--inner-steps", type=int, help="adaptation steps (default algorithm.test_inner_steps)")
-    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
-    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                          help="change a task setting for evaluation, e.g. --set task.shots=5")
-    evaluate.add_argument("--json", type=Path, help="also write the result to this JSON file")
-    return parser
+
+def add_job_commands(commands) -> None:
+    """`distmeta submit train|tune ...` and `distmeta jobs list|status|logs|stop`."""
+    address_help = (f"the cluster's job server (its dashboard), e.g. http://HEAD:8265 "
+                    f"(default: $RAY_API_SERVER_ADDRESS, else {DEFAULT_ADDRESS})")
+    submit = commands.add_parser("submit", help="send a train or tune command to a Ray cluster as a job",
+                                 description="Validate the config here, then run `distmeta train` or `distmeta tune` "
+                                             "on a cluster as a Ray job, with the working directory and this "
+                                             "distmeta package sent along.")
+    kinds = submit.add_subparsers(dest="job_command", required=True)
+    for kind, add_options in (("train", add_train_options), ("tune", add_tune_options)):
+        parser = kinds.add_parser(kind, help=f"submit `distmeta {kind}`")
+        add_options(parser)
+        parser.set_defaults(storage=None)  # on a cluster: an absolute path, DEFAULT_CLUSTER_STORAGE unless given
+        parser.add_argument("--address", default=None, help=address_help)
+        parser.add_argument("--working-dir", help="folder sent with the job as its current directory; the config "
+                                                  "(and space) must be inside it (default: the current folder)")
+        parser.add_argument("--pip", dest="pip_packages", action="append", default=[], metavar="REQUIREMENT",
+                            help="a package for Ray to pip-install on the cluster for this job (repeatable)")
+        parser.add_argument("--requirements", help="a requirements file for Ray to pip-install on the cluster")
+        parser.add_argument("--wait", action="store_true",
+                            help="stream the job's log and exit with its status (0 only if it succeeded)")
+
+    jobs = commands.add_parser("jobs", help="list, inspect, follow and stop jobs on a Ray cluster")
+    actions = jobs.add_subparsers(dest="job_command", required=True)
+    listing = actions.add_parser("list", help="every submitted job: id, status, run, times")
+    status = actions.add_parser("status", help="one job's status, times, entrypoint and message")
+    logs = actions.add_parser("logs", help="a job's log")
+    logs.add_argument("--follow", action="store_true", help="keep printing until the job ends")
+    stop = actions.add_parser("stop", help="stop a job and wait until it has stopped")
+    for parser in (status, logs, stop):
+        parser.add_argument("job_id", metavar="ID")
+    for parser in (listing, status, logs, stop):
+        parser.add_argument("--address", default=None, help=address_help)
+
+
+def add_bench_command(commands) -> None:
+    """`distmeta bench`: meta-steps timed phase by phase across worker counts."""
+    from distmeta.config import ALGORITHMS
+
+    bench = commands.add_parser("bench", help="throughput and where a meta-step's time goes, across worker counts",
+                                description="Time meta-steps (after warm-up) with each worker count on a Ray "
+                                            "cluster (a local one unless --address is given): tasks/s, scaling "
+                                            "efficiency, and the step split into sampling, inner loop, outer "
+                                            "backward, sync wait, all-reduce and optimiser.")
+    bench.add_argument("config", nargs="?", help="YAML config; omitted: the built-in defaults")
+    bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field (repeatable)")
+    bench.add_argument("--workers", help="worker counts, e.g. 1,2,4,8 (default: 1, 2, 4, ... up to what the "
+                                         "cluster holds)")
+    bench.add_argument("--gpus-per-worker", type=int, default=None,
+                       help="0 or 1 (default: 1 when the cluster has a GPU per worker of the smallest count)")
+    bench.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs (torch threads) per worker (default 1)")
+    bench.add_argument("--algo", choices=ALGORITHMS,
+                       help="sets algorithm.name (default: the config's)")
+    bench.add_argument("--task", choices=sorted(BENCH_TASKS), help="sine or omniglot (default: the config's)")
+    bench.add_argument("--meta-batch", type=int, help="weak scaling: tasks per worker; strong: tasks per step, "
+                                                      "shared (default: train.meta_batch_size)")
+    bench.add_argument("--scaling", choices=["weak", "strong"], default="weak",
+                       help="weak: the batch per worker stays (default); strong: the global batch stays")
+    bench.add_argument("--steps", type=int, default=20, help="timed meta-steps per worker count (default 20)")
+    bench.add_argument("--warmup", type=int, default=5, help="untimed meta-steps before them (default 5)")
+    bench.add_argument("--json", help="JSON results file (default: bench_<task>_<algorithm>_<scaling>.json)")
+    bench.add_argument("--plot", help="PNG scaling plot (default: the JSON file's name, .png)")
+    bench.add_argument("--address", help="a running Ray cluster (default: start one with this machine's CPUs)")
+
+
+BENCH_TASKS = {"sine": "sinusoid", "omniglot": "omniglot"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,12 +158,22 @@ def main(argv: list[str] | None = None) -> int:
             return run_train(args)
         if args.command == "tune":
             return run_tune(args)
+        if args.command == "bench":
+            return run_bench(args)
+        if args.command == "submit":
+            return run_submit(args)
+        if args.command == "jobs":
+            return run_jobs(args)
         return run_eval(args)
     except DistmetaError as error:
         print(f"distmeta {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"distmeta {args.command}: interrupted; the latest checkpoint is kept", file=sys.stderr)
+        if args.command in ("submit", "jobs"):
+            print(f"distmeta {args.command}: stopped following; the job goes on "
+                  f"(`distmeta jobs stop ID` stops it)", file=sys.stderr)
+        else:
+            print(f"distmeta {args.command}: interrupted; the latest checkpoint is kept", file=sys.stderr)
         return 130
 
 
@@ -120,6 +214,126 @@ def run_tune(args) -> int:
                           scheduler=args.scheduler, metric=args.metric, mode=args.mode, address=args.address,
                           storage=args.storage, name=name)
     run_search(config, space, request)
+    return 0
+
+
+def run_bench(args) -> int:
+    from distmeta.benchmarking.scaling import BenchRequest, parse_worker_counts, run_bench as bench
+    from distmeta.config import load_config
+
+    overrides = list(args.overrides)
+    if args.task:
+        overrides.append(f"task.name={BENCH_TASKS[args.task]}")
+    if args.algo:
+        overrides.append(f"algorithm.name={args.algo}")
+    config = load_config(args.config, overrides)
+    request = BenchRequest(workers=parse_worker_counts(args.workers), gpus_per_worker=args.gpus_per_worker,
+                           cpus_per_worker=args.cpus_per_worker, meta_batch=args.meta_batch, scaling=args.scaling,
+                           steps=args.steps, warmup=args.warmup, address=args.address, json_path=args.json,
+                           plot_path=args.plot, command=dict(vars(args)))
+    bench(config, request)
+    return 0
+
+
+PASSED_TO_JOB = {
+    "train": ["--workers", "--gpus-per-worker", "--cpus-per-worker", "--no-eval"],
+    "tune": ["--trials", "--workers-per-trial", "--gpus-per-worker", "--cpus-per-worker", "--scheduler", "--metric",
+             "--mode"],
+}
+"""The options of `submit train|tune` that the job's own command takes as they are."""
+
+
+def run_submit(args) -> int:
+    from distmeta.config import load_config
+    from distmeta.jobs import submission
+    from distmeta.jobs.client import connect, default_address
+
+    config = load_config(args.config, args.overrides)  # a bad config stops here, before anything is sent
+    working_dir = submission.check_working_dir(args.working_dir)
+    arguments = []
+    if args.config:
+        arguments.append(submission.path_in_working_dir(args.config, working_dir, "CONFIG"))
+    if args.job_command == "tune":
+        from distmeta.tuning.space import load_space
+
+        load_space(args.space, config)
+        arguments += ["--space", submission.path_in_working_dir(args.space, working_dir, "--space")]
+    for override in args.overrides:
+        arguments += ["--set", override]
+    arguments += _passed_options(args, PASSED_TO_JOB[args.job_command])
+    storage = submission.check_cluster_storage(args.storage)
+    name = args.name or _default_run_name(config, args.job_command)
+    arguments += ["--address", "auto", "--storage", storage, "--name", name]
+    job = submission.Submission(args.job_command, arguments, working_dir, name, storage,
+                                submission.read_requirements(args.pip_packages, args.requirements))
+
+    address = args.address or default_address()
+    client = connect(address)
+    job_id = submission.submit(client, job)
+    print(f"submitted job {job_id} to {address}: {job.entrypoint}")
+    print(f"run folder on the cluster: {job.run_folder} (submit the same command again to resume it)")
+    if not args.wait:
+        print(f"follow it:  distmeta jobs logs {job_id} --follow --address {address}")
+        print(f"stop it:    distmeta jobs stop {job_id} --address {address}")
+        return 0
+    submission.follow_logs(client, job_id, lambda text: print(text, end="", flush=True))
+    return _report_end(client, job_id)
+
+
+def _passed_options(args, flags: list[str]) -> list[str]:
+    arguments = []
+    for flag in flags:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is None or value is False:
+            continue
+        arguments += [flag] if value is True else [flag, str(value)]
+    return arguments
+
+
+def _default_run_name(config, command: str) -> str:
+    from datetime import datetime
+
+    if command == "train" and config.train.run_dir:
+        return Path(config.train.run_dir).name
+    prefix = "tune-" if command == "tune" else ""
+    return f"{prefix}{config.task.name}-{config.algorithm.name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _report_end(client, job_id: str) -> int:
+    """Say how the job ended; 0 only if it succeeded."""
+    from distmeta.jobs.client import job_logs
+    from distmeta.jobs.submission import failure_message, wait_for_end
+
+    job = wait_for_end(client, job_id)
+    if str(job.status) == "SUCCEEDED":
+        print(f"job {job_id} SUCCEEDED")
+        return 0
+    print(f"job {job_id} {job.status}: {failure_message(job, job_logs(client, job_id))}", file=sys.stderr)
+    return 1
+
+
+def run_jobs(args) -> int:
+    from distmeta.jobs import listing
+    from distmeta.jobs.client import connect, default_address, job_details, job_logs
+    from distmeta.jobs.submission import follow_logs, wait_for_end
+
+    client = connect(args.address or default_address())
+    if args.job_command == "list":
+        print(listing.jobs_table(listing.submitted(client.list_jobs())))
+        return 0
+    job = job_details(client, args.job_id)
+    if args.job_command == "status":
+        print(listing.job_summary(job))
+        return 0
+    if args.job_command == "logs":
+        if args.follow:
+            follow_logs(client, args.job_id, lambda text: print(text, end="", flush=True))
+        else:
+            print(job_logs(client, args.job_id), end="")
+        return 0
+    if client.stop_job(args.job_id):
+        job = wait_for_end(client, args.job_id, timeout_s=60)
+    print(f"job {args.job_id} {job.status}")
     return 0
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +33,9 @@ LOOPBACK = "127.0.0.1"
 @dataclass(frozen=True)
 class LocalCluster:
     folder: str
-    """Holds `cluster.json`, the Ray temp folder and the nodes' start logs."""
+    """Holds `cluster.json` and the nodes' start logs."""
+    ray_temp_dir: str
+    """Ray's session folders, one per node: short, as Ray's socket paths must fit in 107 bytes."""
     gcs_address: str
     """What `ray start --address` and `distmeta train --address` take."""
     dashboard_address: str
@@ -58,21 +62,23 @@ def start(folder: str | Path, worker_nodes: int = 1, cpus_per_node: int = 1, env
     folder.mkdir(parents=True, exist_ok=True)
     env = _node_environment(folder, env)
     gcs_port, dashboard_port = free_port(), free_port()
-    cluster = LocalCluster(str(folder), f"{LOOPBACK}:{gcs_port}", f"http://{LOOPBACK}:{dashboard_port}",
+    ray_temp = Path(tempfile.mkdtemp(prefix="distmeta-ray-"))
+    cluster = LocalCluster(str(folder), str(ray_temp), f"{LOOPBACK}:{gcs_port}", f"http://{LOOPBACK}:{dashboard_port}",
                            1 + worker_nodes, cpus_per_node)
     try:
         _ray_start(folder, "head", env, ["--head", f"--port={gcs_port}", "--include-dashboard=true",
                                           f"--dashboard-host={LOOPBACK}", f"--dashboard-port={dashboard_port}",
                                           f"--ray-client-server-port={free_port()}",
-                                          f"--temp-dir={folder / 'ray'}", f"--num-cpus={cpus_per_node}"])
+                                          f"--temp-dir={ray_temp / 'head'}", f"--num-cpus={cpus_per_node}"])
         for index in range(worker_nodes):
             # A temp folder per node: nodes sharing one would share their runtime-env
             # folders, and one node's clean-up would delete a job's files under another.
             _ray_start(folder, f"node{index + 1}", env, [f"--address={cluster.gcs_address}",
-                                                          f"--temp-dir={folder / f'ray-node{index + 1}'}",
+                                                          f"--temp-dir={ray_temp / f'node{index + 1}'}",
                                                           f"--num-cpus={cpus_per_node}"])
     except BaseException:
         stop(folder)
+        shutil.rmtree(ray_temp, ignore_errors=True)
         raise
     (folder / STATE_FILE).write_text(json.dumps(asdict(cluster), indent=2))
     return cluster
@@ -136,6 +142,10 @@ def stop(folder: str | Path, grace_s: float = 10.0) -> int:
         time.sleep(0.2)
     if processes_of(folder):
         raise DistmetaError(f"processes of the local cluster {folder} are still alive: {processes_of(folder)}")
+    state = Path(folder).resolve() / STATE_FILE
+    if state.exists():
+        shutil.rmtree(load(folder).ray_temp_dir, ignore_errors=True)
+        state.unlink()
     return len(pids)
 
 

@@ -17,6 +17,7 @@ directory is a temporary copy that a later job (a resume) would not see.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -122,6 +123,8 @@ def follow_logs(client: JobSubmissionClient, job_id: str, write) -> None:
         async for chunk in client.tail_job_logs(job_id):
             write(chunk)
 
+    # Ray logs "WebSocket closed" at the end, in the middle of the job's own lines
+    logging.getLogger("ray.dashboard.modules.job.sdk").setLevel(logging.WARNING)
     asyncio.run(stream())
 
 
