@@ -1,0 +1,138 @@
+"""Every file in cluster/ is checked: it parses, has what its tool requires, and the
+distmeta command lines in it are ones the CLI's own parser and config loader accept."""
+
+import ast
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import ray
+import yaml
+
+from distmeta.cli import build_parser
+from distmeta.config import load_config
+from distmeta.jobs import local_cluster
+
+CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
+RAY_UP_CONFIGS = ["aws-gpu.yaml", "gcp-gpu.yaml"]
+KUBERAY_MANIFESTS = ["kuberay/raycluster.yaml", "kuberay/rayjob-train.yaml", "kuberay/rayjob-tune.yaml"]
+OTHER_FILES = ["README.md", "Dockerfile", "local_cluster.py"]
+
+
+def pinned_ray_version() -> str:
+    constraints = (CLUSTER.parent / "constraints.txt").read_text()
+    return re.search(r"^ray==(\S+)$", constraints, re.MULTILINE).group(1)
+
+
+def test_every_file_in_cluster_is_one_these_tests_check():
+    present = {path.relative_to(CLUSTER).as_posix() for path in CLUSTER.rglob("*")
+               if path.is_file() and "__pycache__" not in path.parts}
+    assert present == set(RAY_UP_CONFIGS + KUBERAY_MANIFESTS + OTHER_FILES)
+
+
+def check_distmeta_command(line: str) -> None:
+    """A `distmeta ...` command line the CLI parses, with a config its loader accepts."""
+    words = shlex.split(line)
+    assert words[0] == "distmeta", line
+    try:
+        args = build_parser().parse_args(words[1:])
+    except SystemExit:
+        pytest.fail(f"the distmeta parser refuses: {line}")
+    config = None if args.config is None else CLUSTER.parent / args.config
+    assert config is None or config.is_file(), f"{args.config} is not in the repository"
+    load_config(config, args.overrides)  # raises ConfigError naming the field
+
+
+@pytest.mark.parametrize("name", RAY_UP_CONFIGS)
+def test_a_ray_up_config_satisfies_rays_schema_and_runs_gpu_workers_with_distmeta(name):
+    config = yaml.safe_load((CLUSTER / name).read_text())
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    jsonschema.validate(config, schema)
+    node_types = config["available_node_types"]
+    assert config["head_node_type"] in node_types
+    gpu_types = [node for node in node_types.values() if node["resources"].get("GPU", 0) >= 1]
+    assert gpu_types and all(node["min_workers"] <= node["max_workers"] <= config["max_workers"]
+                             for node in gpu_types)
+    assert config["docker"]["image"].startswith(f"rayproject/ray:{pinned_ray_version()}-")
+    assert any("pip install" in command and "constraints.txt" in command for command in config["setup_commands"])
+    head_start = " ".join(config["head_start_ray_commands"])
+    assert "ray start --head" in head_start and "--dashboard-host=127.0.0.1" in head_start
+
+
+def kuberay_documents(name: str) -> list[dict]:
+    return [document for document in yaml.safe_load_all((CLUSTER / name).read_text()) if document]
+
+
+def test_the_raycluster_has_a_head_and_autoscaled_gpu_workers_on_a_shared_volume():
+    documents = {document["kind"]: document for document in kuberay_documents("kuberay/raycluster.yaml")}
+    assert documents["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteMany"]
+    cluster = documents["RayCluster"]
+    assert cluster["apiVersion"] == "ray.io/v1" and cluster["spec"]["rayVersion"] == pinned_ray_version()
+    head = cluster["spec"]["headGroupSpec"]
+    assert head["template"]["spec"]["containers"][0]["image"]
+    (workers,) = cluster["spec"]["workerGroupSpecs"]
+    assert workers["minReplicas"] <= workers["replicas"] <= workers["maxReplicas"]
+    (container,) = workers["template"]["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    for pod in (head["template"]["spec"], workers["template"]["spec"]):
+        assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "distmeta-shared"
+
+
+@pytest.mark.parametrize("name", ["kuberay/rayjob-train.yaml", "kuberay/rayjob-tune.yaml"])
+def test_a_rayjob_runs_a_valid_distmeta_command_on_the_raycluster(name):
+    (job,) = kuberay_documents(name)
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    assert job["spec"]["clusterSelector"] == {"ray.io/cluster": "distmeta"}
+    check_distmeta_command(job["spec"]["entrypoint"])
+    assert "--address auto" in job["spec"]["entrypoint"]
+
+
+def commands_in_comments(text: str) -> list[str]:
+    """The `distmeta submit ...` commands shown in a file's comments, continuation lines joined."""
+    comment = "\n".join(line[1:].strip() for line in text.splitlines() if line.startswith("#"))
+    lines = comment.replace("\\\n", " ").splitlines()
+    return [line for line in lines if line.startswith("distmeta submit ")]
+
+
+def test_the_commands_in_the_configs_comments_are_valid_too():
+    for name in RAY_UP_CONFIGS + ["kuberay/raycluster.yaml"]:
+        commands = commands_in_comments((CLUSTER / name).read_text())
+        assert commands, name
+        for command in commands:
+            args = build_parser().parse_args(shlex.split(command)[1:])
+            assert args.command == "submit" and args.address == "http://127.0.0.1:8265"
+            load_config(CLUSTER.parent / args.config, args.overrides)
+
+
+def test_the_image_installs_distmeta_on_the_pinned_ray_image():
+    dockerfile = (CLUSTER / "Dockerfile").read_text()
+    assert f"FROM rayproject/ray:{pinned_ray_version()}-py311-gpu" in dockerfile
+    assert "pip install --no-cache-dir -c constraints.txt -e ." in dockerfile
+
+
+def test_the_local_cluster_script_starts_and_stops_only_its_own_cluster(tmp_path):
+    ast.parse((CLUSTER / "local_cluster.py").read_text())
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    folder = tmp_path / "local"
+
+    def script(*args):
+        return subprocess.run([sys.executable, str(CLUSTER / "local_cluster.py"), *args, "--folder", str(folder)],
+                              env=env, capture_output=True, text=True, timeout=180)
+
+    try:
+        started = script("start", "--nodes", "1")
+        assert started.returncode == 0, started.stderr
+        address = re.search(r"job server:\s+(http://127\.0\.0\.1:\d+)", started.stdout).group(1)
+        assert script("status").returncode == 0
+        assert local_cluster.processes_of(folder)
+        assert f"{address}" in json.dumps(json.loads((folder / "cluster.json").read_text()))
+    finally:
+        stopped = script("stop")
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert local_cluster.processes_of(folder) == []
