@@ -123,3 +123,27 @@ def test_an_unknown_job_id_is_named(job_cluster, tmp_path):
     result = distmeta("jobs", "logs", "raysubmit_nosuchjob", "--address", cluster.dashboard_address, home=home,
                       cwd=tmp_path)
     assert result.returncode == 2 and "job raysubmit_nosuchjob: no such job" in result.stderr
+
+
+def test_a_submitted_search_runs_its_trials_on_the_cluster(job_cluster, tmp_path):
+    cluster, home = job_cluster
+    (tmp_path / "space.yaml").write_text("algorithm.inner_lr: {grid: [0.001, 0.01]}\n")
+    submitted = distmeta("submit", "tune", "--space", "space.yaml", *TINY, "--set", "train.val_every=6",
+                         "--set", "train.val_tasks=10", "--trials", "1", "--scheduler", "fifo",
+                         "--storage", str(tmp_path / "runs"), "--name", "search",
+                         "--address", cluster.dashboard_address, "--wait", home=home, cwd=tmp_path)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    assert "python -m distmeta tune --space space.yaml" in submitted.stdout
+    results = json.loads((tmp_path / "runs" / "search" / "results.json").read_text())
+    assert sorted(trial["algorithm.inner_lr"] for trial in results["trials"]) == [0.001, 0.01]
+    assert all(trial["status"] == "finished" for trial in results["trials"])
+
+
+def test_a_bad_search_space_is_refused_before_the_cluster_is_contacted(tmp_path):
+    (tmp_path / "space.yaml").write_text("algorithm.inner_lr: {loguniform: [0, 1]}\n")
+    unreachable = f"http://127.0.0.1:{local_cluster.free_port()}"
+    refused = distmeta("submit", "tune", "--space", "space.yaml", "--address", unreachable, home=tmp_path,
+                       cwd=tmp_path, timeout=60)
+    assert refused.returncode == 2
+    assert "space.yaml" in refused.stderr and "algorithm.inner_lr" in refused.stderr
+    assert "no Ray job server answered" not in refused.stderr
