@@ -1,0 +1,91 @@
+"""The README's Results section is what benchmarks/readme_results.py writes from benchmarks/results/*.json,
+and benchmarks/accuracy.py's suite is well formed (no training here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module(name: str):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_results_section_is_generated_from_the_json_files():
+    done = subprocess.run([sys.executable, "benchmarks/readme_results.py", "--check"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr + done.stdout
+
+
+def test_a_missing_result_says_not_run_yet_with_its_command_and_no_number(tmp_path):
+    readme_results = _module("readme_results")
+    section = readme_results.generate(tmp_path)  # an empty results folder
+    assert section.startswith(readme_results.BEGIN) and section.endswith(readme_results.END)
+    assert "not run yet: `python benchmarks/engine_speed.py`" in section
+    assert "not run yet: `python benchmarks/scaling.py`" in section
+    assert "not run yet: `python benchmarks/accuracy.py --only omniglot/protonet/5w1s`" in section
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows and not any("+-" in row or " ms" in row or "tasks/s" in row for row in rows)
+    assert sum(readme_results.NOT_RUN in row for row in rows) >= 2 + 17
+
+
+def test_a_result_file_gives_its_row(tmp_path):
+    readme_results = _module("readme_results")
+    (tmp_path / "accuracy").mkdir()
+    record = {"experiment": "omniglot/protonet/5w1s", "steps": 123, "train_wall_time_s": 75.0, "eval_wall_time_s": 6.0,
+              "metric": "accuracy", "test_mean": 0.9512, "ci95": 0.0034, "tasks": 600, "inner_steps": 0,
+              "load_average": {"start": [1.0, 1.0, 1.0], "end": [2.5, 2.0, 1.0]},
+              "machine": {"cpu_count": 2, "processor": "Some CPU", "torch": "9.9", "gpu": None}}
+    (tmp_path / "accuracy" / "omniglot_protonet_5w1s.json").write_text(json.dumps(record))
+    section = readme_results.generate(tmp_path)
+    assert "| `omniglot/protonet/5w1s` | 123 | 1 min 15 s | 6 s | 95.12% +- 0.34% | 0 | 98.8% | 1.0 -> 2.5 |" in section
+    assert "Measured on 2-core CPU (Some CPU), torch 9.9" in section
+
+
+def test_check_fails_when_the_section_was_edited_by_hand(tmp_path):
+    readme_results = _module("readme_results")
+    readme = tmp_path / "README.md"
+    text = (ROOT / "README.md").read_text().replace("Each figure comes from", "Each figure came from")
+    readme.write_text(text)
+    assert readme_results.main(["--check", "--readme", str(readme)]) == 1
+    assert readme_results.main(["--readme", str(readme)]) == 0
+    assert readme_results.main(["--check", "--readme", str(readme)]) == 0
+
+
+def test_the_suite_names_every_experiment_once_with_commands_that_parse():
+    accuracy = _module("accuracy")
+    from distmeta.cli import build_parser
+    from distmeta.config import load_config
+
+    experiments = accuracy.load_suite()
+    names = [e.name for e in experiments]
+    assert len(names) == len(set(names)) == 1 + 6 * 3
+    for experiment in experiments:
+        for argv in [experiment.train_argv(), *(experiment.eval_argv(k) for k in experiment.inner_steps)]:
+            build_parser().parse_args(argv)
+        args = build_parser().parse_args(experiment.train_argv())
+        config = load_config(ROOT / args.config, args.overrides)  # valid, steps included
+        assert config.train.steps == experiment.steps > 0
+    protonet = next(e for e in experiments if e.name == "omniglot/protonet/20w1s")
+    assert "task.ways=60" in protonet.train_set and protonet.eval_set == ["task.ways=20"]
+    assert accuracy.select(experiments, "omniglot/fomaml/*") == [e for e in experiments if e.name.startswith("omniglot/fomaml/")]
+    with pytest.raises(SystemExit):
+        accuracy.select(experiments, "omniglot/nothing")
+
+
+def test_omniglot_experiments_are_skipped_with_a_reason_without_the_data():
+    accuracy = _module("accuracy")
+    experiment = next(e for e in accuracy.load_suite() if e.name == "omniglot/protonet/5w1s")
+    experiment.data = "../no-such-folder/omniglot"
+    assert "missing" in experiment.skip_reason()
