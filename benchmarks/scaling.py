@@ -38,11 +38,12 @@ def main() -> None:
     parser.add_argument("--meta-batch", type=int, default=1000, help="tasks per worker (weak scaling)")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="1- and 2-worker runs taken in turn, pooled")
     parser.add_argument("--json", default=str(RESULTS / "scaling_sine_maml.json"))
     args = parser.parse_args()
     config = load_config(None, ["task.name=sinusoid", "algorithm.name=maml"])
     request = BenchRequest(workers=(1, 2), gpus_per_worker=0, meta_batch=args.meta_batch, scaling="weak",
-                           steps=args.steps, warmup=args.warmup, json_path=args.json,
+                           steps=args.steps, warmup=args.warmup, rounds=args.rounds, json_path=args.json,
                            plot_path=str(Path(args.json).with_suffix(".png")),
                            command={"script": "benchmarks/scaling.py", **vars(args)})
     result = run_bench(config, request)

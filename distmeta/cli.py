@@ -143,6 +143,9 @@ def add_bench_command(commands) -> None:
                        help="weak: the batch per worker stays (default); strong: the global batch stays")
     bench.add_argument("--steps", type=int, default=20, help="timed meta-steps per worker count (default 20)")
     bench.add_argument("--warmup", type=int, default=5, help="untimed meta-steps before them (default 5)")
+    bench.add_argument("--rounds", type=int, default=1,
+                       help="runs of every count, taken in turn (1, 2, 1, 2, ...) and pooled, so that a "
+                            "machine whose speed drifts affects every count alike (default 1)")
     bench.add_argument("--json", help="JSON results file (default: bench_<task>_<algorithm>_<scaling>.json)")
     bench.add_argument("--plot", help="PNG scaling plot (default: the JSON file's name, .png)")
     bench.add_argument("--address", help="a running Ray cluster (default: start one with this machine's CPUs)")
@@ -229,8 +232,8 @@ def run_bench(args) -> int:
     config = load_config(args.config, overrides)
     request = BenchRequest(workers=parse_worker_counts(args.workers), gpus_per_worker=args.gpus_per_worker,
                            cpus_per_worker=args.cpus_per_worker, meta_batch=args.meta_batch, scaling=args.scaling,
-                           steps=args.steps, warmup=args.warmup, address=args.address, json_path=args.json,
-                           plot_path=args.plot, command=dict(vars(args)))
+                           steps=args.steps, warmup=args.warmup, rounds=args.rounds, address=args.address,
+                           json_path=args.json, plot_path=args.plot, command=dict(vars(args)))
     bench(config, request)
     return 0
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from distmeta.benchmarking.timing import PHASES
+from distmeta.training.progress import column_table
 
 MEASUREMENT = (
     "Each timed meta-step is the engine's own step (the calls of a Ray worker's step), with "
@@ -40,6 +41,19 @@ class CountRun:
     """ranks[r][s]: rank r's `StepTimes.to_dict()` of timed step s (seconds)."""
     devices: list[dict] = field(default_factory=list)
     """Each rank's node, host, device and device name."""
+    rounds: list[int] = field(default_factory=list)
+    """How many timed steps each round contributed, when several rounds were merged."""
+
+
+def merge_rounds(runs: list[CountRun]) -> CountRun:
+    """One worker count's rounds as one run: every rank's steps, round after round.
+
+    Rounds of all worker counts are taken in turn (1, 2, 1, 2, ...), so that a machine
+    that speeds up or slows down while the benchmark runs affects every count alike.
+    """
+    ranks = [sum((run.ranks[rank] for run in runs), []) for rank in range(len(runs[0].ranks))]
+    return CountRun(runs[0].workers, runs[0].global_batch, ranks, runs[0].devices,
+                    [len(run.ranks[0]) for run in runs])
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,8 @@ class CountSummary:
     phases: dict[str, PhaseStats]
     raw: dict
     """Per-step seconds: step_s (slowest rank), phases_s (mean over ranks), and every rank's own."""
+    tasks_per_s_by_round: list[float]
+    """Each round's own throughput: how much the machine varied."""
     devices: list[dict]
 
     def to_dict(self) -> dict:
@@ -110,7 +126,16 @@ def summarize(run: CountRun) -> CountSummary:
         global_batch=run.global_batch, steps=len(step_s), wall_s=wall,
         tasks_per_s=run.global_batch * len(step_s) / wall, meta_steps_per_s=len(step_s) / wall, efficiency=None,
         step_ms={"median_ms": 1000 * percentile(step_s, 50), "p90_ms": 1000 * percentile(step_s, 90)},
-        phases=stats, raw={"step_s": step_s, "phases_s": phases, "ranks": run.ranks}, devices=run.devices)
+        phases=stats, raw={"step_s": step_s, "phases_s": phases, "ranks": run.ranks}, devices=run.devices,
+        tasks_per_s_by_round=_by_round(step_s, run.rounds or [len(step_s)], run.global_batch))
+
+
+def _by_round(step_s: list[float], rounds: list[int], global_batch: int) -> list[float]:
+    throughputs, start = [], 0
+    for steps in rounds:
+        throughputs.append(global_batch * steps / sum(step_s[start:start + steps]))
+        start += steps
+    return throughputs
 
 
 def with_efficiency(summaries: list[CountSummary]) -> tuple[list[CountSummary], str]:
@@ -137,7 +162,7 @@ def with_efficiency(summaries: list[CountSummary]) -> tuple[list[CountSummary], 
 
 def bench_table(summaries: list[CountSummary]) -> str:
     """Throughput per worker count, then the phases of a step (ms median / p90, share) per count."""
-    throughput = _aligned(
+    throughput = column_table(
         ["workers", "batch/worker", "global batch", "tasks/s", "meta-steps/s", "efficiency", "step ms (med / p90)"],
         [[str(s.workers), f"{s.per_worker_batch:g}", str(s.global_batch), f"{s.tasks_per_s:,.0f}",
           f"{s.meta_steps_per_s:.2f}", f"{100 * s.efficiency:.1f}%" if s.efficiency is not None else "-",
@@ -145,19 +170,12 @@ def bench_table(summaries: list[CountSummary]) -> str:
     phase_rows = [[label(name)] + [f"{s.phases[name].median_ms:.1f} / {s.phases[name].p90_ms:.1f} "
                                               f"({100 * s.phases[name].share:.1f}%)" for s in summaries]
                   for name in PHASES]
-    phases = _aligned(["phase: ms med / p90 (share)"] + [f"{s.workers} worker(s)" for s in summaries], phase_rows)
+    phases = column_table(["phase: ms med / p90 (share)"] + [f"{s.workers} worker(s)" for s in summaries], phase_rows)
     return throughput + "\n" + phases
 
 
 def label(phase: str) -> str:
     return {"all_reduce": "all-reduce"}.get(phase, phase.replace("_", " "))
-
-
-def _aligned(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[c]) for r in rows)) if rows else len(h) for c, h in enumerate(headers)]
-    line = lambda cells: " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()  # noqa: E731
-    rule = "-" * len(" | ".join(h.ljust(w) for h, w in zip(headers, widths)))
-    return "\n".join([rule, line(headers), rule, *map(line, rows), rule])
 
 
 # ---------------------------------------------------------------- JSON and plot

@@ -30,8 +30,8 @@ import torch.distributed as dist
 from ray.train import FailureConfig, RunConfig
 from ray.train.torch import TorchTrainer
 
-from distmeta.benchmarking.report import (CountRun, CountSummary, bench_json, bench_table, summarize,
-                                          with_efficiency, write_plot)
+from distmeta.benchmarking.report import (CountRun, CountSummary, bench_json, bench_table, merge_rounds,
+                                          summarize, with_efficiency, write_plot)
 from distmeta.benchmarking.timing import timed_steps
 from distmeta.config import Config, from_dict, replace, to_dict
 from distmeta.errors import ConfigError, DistmetaError
@@ -59,6 +59,8 @@ class BenchRequest:
     """Timed meta-steps per worker count."""
     warmup: int = 5
     """Untimed meta-steps before them (first-call costs, thread pools, allocator)."""
+    rounds: int = 1
+    """Runs of every worker count, taken in turn (1, 2, 1, 2, ...); their steps are pooled."""
     address: str | None = None
     json_path: str | None = None
     plot_path: str | None = None
@@ -91,15 +93,20 @@ def run_bench(config: Config, request: BenchRequest, print_fn=print) -> BenchRes
         print_fn(f"bench: {config.task.name} / {config.algorithm.name} / {config.model_name}, {request.scaling} "
                  f"scaling, {_batch_words(request.scaling, batch)}; workers {counts}, each "
                  f"({clusters[0].cpus_per_worker} CPU, {clusters[0].gpus_per_worker} GPU); "
-                 f"{request.warmup} warm-up + {request.steps} timed meta-steps per count")
-        runs = []
+                 f"{request.warmup} warm-up + {request.steps} timed meta-steps per count and round, "
+                 f"{request.rounds} round(s)")
+        rounds: dict[int, list[CountRun]] = {cluster.workers: [] for cluster in clusters}
         with tempfile.TemporaryDirectory(prefix="distmeta-bench-") as storage:
-            for cluster in clusters:
-                runs.append(measure(_config_for(config, request.scaling, batch, cluster.workers), cluster, request,
-                                    Path(storage)))
-                measured = summarize(runs[-1])
-                print_fn(f"{cluster.workers} worker(s): {measured.tasks_per_s:,.0f} tasks/s "
-                         f"({measured.steps} steps of {measured.global_batch} tasks in {measured.wall_s:.2f} s)")
+            for round_ in range(1, request.rounds + 1):
+                for cluster in clusters:
+                    run = measure(_config_for(config, request.scaling, batch, cluster.workers), cluster, request,
+                                  Path(storage))
+                    rounds[cluster.workers].append(run)
+                    measured = summarize(run)
+                    print_fn(f"{cluster.workers} worker(s), round {round_}/{request.rounds}: "
+                             f"{measured.tasks_per_s:,.0f} tasks/s ({measured.steps} steps of "
+                             f"{measured.global_batch} tasks in {measured.wall_s:.2f} s)")
+        runs = [merge_rounds(rounds[cluster.workers]) for cluster in clusters]
         machine = machine_info(runs)
     summaries, note = with_efficiency([summarize(run) for run in runs])
     report = bench_json(_request_record(config, request, batch, clusters[0], runs), machine, summaries, note)
@@ -116,6 +123,8 @@ def check_bench_request(config: Config, request: BenchRequest, batch: int) -> No
         raise ConfigError("--scaling", f"must be weak or strong, got {request.scaling!r}")
     if request.steps < 1:
         raise ConfigError("--steps", f"must be at least 1, got {request.steps}")
+    if request.rounds < 1:
+        raise ConfigError("--rounds", f"must be at least 1, got {request.rounds}")
     if request.warmup < 0:
         raise ConfigError("--warmup", f"must be 0 or more, got {request.warmup}")
     if batch < 1:
@@ -284,7 +293,8 @@ def _request_record(config: Config, request: BenchRequest, batch: int, cluster: 
     return {"command": request.command, "task": config.task.name, "algorithm": config.algorithm.name,
             "model": config.model_name, "scaling": request.scaling, "meta_batch": batch,
             "meta_batch_means": "tasks per worker" if request.scaling == "weak" else "global tasks per step",
-            "steps": request.steps, "warmup": request.warmup, "cpus_per_worker": cluster.cpus_per_worker,
+            "steps": request.steps, "warmup": request.warmup, "rounds": request.rounds,
+            "cpus_per_worker": cluster.cpus_per_worker,
             "gpus_per_worker": cluster.gpus_per_worker, "address": request.address,
             "inner_loops": runs[0].devices[0]["inner_loops"] if runs[0].devices else config.train.vectorize}
 

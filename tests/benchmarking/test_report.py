@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from distmeta.benchmarking.report import (CountRun, bench_json, bench_table, percentile, summarize,
+from distmeta.benchmarking.report import (CountRun, bench_json, bench_table, merge_rounds, percentile, summarize,
                                           with_efficiency, write_plot)
 from distmeta.benchmarking.timing import PHASES
 
@@ -72,3 +72,12 @@ def test_the_json_table_and_plot_carry_every_field(tmp_path):
     assert "83.3%" in table and "all-reduce" in table and "10.0 / 10.0 (10.0%)" in table
     write_plot(tmp_path / "scaling.png", summaries, "test")
     assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+def test_rounds_of_one_count_pool_their_steps_and_keep_each_rounds_throughput():
+    first = CountRun(2, 20, [[step(0.1)] * 2, [step(0.1)] * 2])
+    second = CountRun(2, 20, [[step(0.2)] * 3, [step(0.2)] * 3])
+    pooled = summarize(merge_rounds([first, second]))
+    assert pooled.steps == 5 and pooled.wall_s == pytest.approx(0.8)
+    assert pooled.tasks_per_s == pytest.approx(20 * 5 / 0.8)
+    assert pooled.tasks_per_s_by_round == pytest.approx([200.0, 100.0])
