@@ -164,8 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             return run_bench(args)
         if args.command == "submit":
+            from distmeta.jobs.commands import run_submit
+
             return run_submit(args)
         if args.command == "jobs":
+            from distmeta.jobs.commands import run_jobs
+
             return run_jobs(args)
         return run_eval(args)
     except DistmetaError as error:
@@ -203,15 +207,13 @@ def run_train(args) -> int:
 
 
 def run_tune(args) -> int:
-    from datetime import datetime
-
     from distmeta.config import load_config
-    from distmeta.tuning.search import TuneRequest, run_search
+    from distmeta.tuning.search import TuneRequest, default_search_name, run_search
     from distmeta.tuning.space import load_space
 
     config = load_config(args.config, args.overrides)
     space = load_space(args.space, config)
-    name = args.name or f"tune-{config.task.name}-{config.algorithm.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    name = args.name or default_search_name(config)
     request = TuneRequest(trials=args.trials, workers_per_trial=args.workers_per_trial,
                           gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
                           scheduler=args.scheduler, metric=args.metric, mode=args.mode, address=args.address,
@@ -235,108 +237,6 @@ def run_bench(args) -> int:
                            steps=args.steps, warmup=args.warmup, rounds=args.rounds, address=args.address,
                            json_path=args.json, plot_path=args.plot, command=dict(vars(args)))
     bench(config, request)
-    return 0
-
-
-PASSED_TO_JOB = {
-    "train": ["--workers", "--gpus-per-worker", "--cpus-per-worker", "--no-eval"],
-    "tune": ["--trials", "--workers-per-trial", "--gpus-per-worker", "--cpus-per-worker", "--scheduler", "--metric",
-             "--mode"],
-}
-"""The options of `submit train|tune` that the job's own command takes as they are."""
-
-
-def run_submit(args) -> int:
-    from distmeta.config import load_config
-    from distmeta.jobs import submission
-    from distmeta.jobs.client import connect, default_address
-
-    config = load_config(args.config, args.overrides)  # a bad config stops here, before anything is sent
-    working_dir = submission.check_working_dir(args.working_dir)
-    arguments = []
-    if args.config:
-        arguments.append(submission.path_in_working_dir(args.config, working_dir, "CONFIG"))
-    if args.job_command == "tune":
-        from distmeta.tuning.space import load_space
-
-        load_space(args.space, config)
-        arguments += ["--space", submission.path_in_working_dir(args.space, working_dir, "--space")]
-    for override in args.overrides:
-        arguments += ["--set", override]
-    arguments += _passed_options(args, PASSED_TO_JOB[args.job_command])
-    storage = submission.check_cluster_storage(args.storage)
-    name = args.name or _default_run_name(config, args.job_command)
-    arguments += ["--address", "auto", "--storage", storage, "--name", name]
-    job = submission.Submission(args.job_command, arguments, working_dir, name, storage,
-                                submission.read_requirements(args.pip_packages, args.requirements))
-
-    address = args.address or default_address()
-    client = connect(address)
-    job_id = submission.submit(client, job)
-    print(f"submitted job {job_id} to {address}: {job.entrypoint}")
-    print(f"run folder on the cluster: {job.run_folder} (submit the same command again to resume it)")
-    if not args.wait:
-        print(f"follow it:  distmeta jobs logs {job_id} --follow --address {address}")
-        print(f"stop it:    distmeta jobs stop {job_id} --address {address}")
-        return 0
-    submission.follow_logs(client, job_id, lambda text: print(text, end="", flush=True))
-    return _report_end(client, job_id)
-
-
-def _passed_options(args, flags: list[str]) -> list[str]:
-    arguments = []
-    for flag in flags:
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
-        if value is None or value is False:
-            continue
-        arguments += [flag] if value is True else [flag, str(value)]
-    return arguments
-
-
-def _default_run_name(config, command: str) -> str:
-    from datetime import datetime
-
-    if command == "train" and config.train.run_dir:
-        return Path(config.train.run_dir).name
-    prefix = "tune-" if command == "tune" else ""
-    return f"{prefix}{config.task.name}-{config.algorithm.name}-{datetime.now():%Y%m%d-%H%M%S}"
-
-
-def _report_end(client, job_id: str) -> int:
-    """Say how the job ended; 0 only if it succeeded."""
-    from distmeta.jobs.client import job_logs
-    from distmeta.jobs.submission import failure_message, wait_for_end
-
-    job = wait_for_end(client, job_id)
-    if str(job.status) == "SUCCEEDED":
-        print(f"job {job_id} SUCCEEDED")
-        return 0
-    print(f"job {job_id} {job.status}: {failure_message(job, job_logs(client, job_id))}", file=sys.stderr)
-    return 1
-
-
-def run_jobs(args) -> int:
-    from distmeta.jobs import listing
-    from distmeta.jobs.client import connect, default_address, job_details, job_logs
-    from distmeta.jobs.submission import follow_logs, wait_for_end
-
-    client = connect(args.address or default_address())
-    if args.job_command == "list":
-        print(listing.jobs_table(listing.submitted(client.list_jobs())))
-        return 0
-    job = job_details(client, args.job_id)
-    if args.job_command == "status":
-        print(listing.job_summary(job))
-        return 0
-    if args.job_command == "logs":
-        if args.follow:
-            follow_logs(client, args.job_id, lambda text: print(text, end="", flush=True))
-        else:
-            print(job_logs(client, args.job_id), end="")
-        return 0
-    if client.stop_job(args.job_id):
-        job = wait_for_end(client, args.job_id, timeout_s=60)
-    print(f"job {args.job_id} {job.status}")
     return 0
 
 
