@@ -44,3 +44,16 @@ def test_a_bad_config_value_fails_at_once_naming_the_field(tmp_path):
 def test_eval_of_a_missing_checkpoint_names_it(tmp_path):
     result = distmeta("eval", "nowhere", cwd=tmp_path)
     assert result.returncode == 2 and "nowhere: does not exist" in result.stderr
+
+
+def test_relative_data_paths_in_a_config_mean_the_same_to_ray_workers_as_to_the_command(tmp_path):
+    from tests.tasks.test_omniglot import make_tree
+
+    make_tree(tmp_path / "omniglot", alphabets=["Alpha", "Beta", "Gamma", "Delta", "Epsilon"])
+    relative = ["--set", "task.name=omniglot", "--set", "task.omniglot.roots=[omniglot]",
+                "--set", "task.omniglot.cache_dir=cache", "--set", "task.ways=2", "--set", "task.shots=1", "--set", "task.query_shots=1",
+                "--set", "train.meta_batch_size=2", "--set", "model.channels=4"]
+    trained = distmeta("train", *relative, "--set", "train.steps=2", "--set", "train.log_every=1",
+                       "--set", "train.val_every=0", "--set", "eval.tasks=4", "--run-dir", "run", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "step 2/2" in trained.stdout and "meta-test" in trained.stdout

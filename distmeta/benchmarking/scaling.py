@@ -39,7 +39,7 @@ from distmeta.experiment import build_experiment
 from distmeta.runtime.launcher import (ClusterRequest, check_request, check_resources, cluster_cpus_and_gpus,
                                        connected_to_cluster, scaling_config, with_gpus_decided,
                                        worker_groups_that_fit)
-from distmeta.runtime.worker import describe_workers
+from distmeta.runtime.worker import describe_workers, enter_command_dir
 from distmeta.training.trainer import initial_state
 
 SCALINGS = ("weak", "strong")
@@ -212,6 +212,7 @@ def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, stor
         trainer = TorchTrainer(
             bench_worker,
             train_loop_config={"config": to_dict(config), "threads_per_worker": cluster.cpus_per_worker,
+                               "command_dir": os.getcwd(),
                                "warmup": request.warmup, "steps": request.steps, "box": box},
             scaling_config=scaling_config(cluster),
             # a failed bench is reported, not retried: a retry would mix two runs' times
@@ -231,6 +232,7 @@ def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, stor
 
 def bench_worker(loop_config: dict) -> None:
     """The per-worker function: build the experiment, warm up, time the steps, send them from rank 0."""
+    enter_command_dir(loop_config["command_dir"])
     torch.set_num_threads(loop_config["threads_per_worker"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()

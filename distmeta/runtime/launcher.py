@@ -182,7 +182,7 @@ def build_trainer(config: Config, request: ClusterRequest, storage: Path, run_di
     return TorchTrainer(
         train_worker,
         train_loop_config={"config": to_dict(config), "run_dir": str(run_dir),
-                           "threads_per_worker": request.cpus_per_worker},
+                           "threads_per_worker": request.cpus_per_worker, "command_dir": os.getcwd()},
         scaling_config=scaling_config(request),
         run_config=RunConfig(name=request.name, storage_path=str(storage),
                              failure_config=FailureConfig(max_failures=request.max_failures),

@@ -10,6 +10,7 @@ the learner of record: it validates, logs and writes checkpoints.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import tempfile
 from pathlib import Path
@@ -106,8 +107,20 @@ def describe_workers(experiment: Experiment, rank: int) -> list[dict] | None:
     return everyone if rank == 0 else None
 
 
+def enter_command_dir(folder: str) -> None:
+    """Work from the folder the command ran in, where this node has it.
+
+    A config's relative paths (Omniglot roots, the cache folder) mean what they meant
+    to the driver, which checked them: Ray starts workers elsewhere. A node without
+    that folder keeps its own: in a submitted job, its copy of the job's working directory.
+    """
+    if Path(folder).is_dir():
+        os.chdir(folder)
+
+
 def train_worker(loop_config: dict) -> None:
     """The per-worker function of the TorchTrainer."""
+    enter_command_dir(loop_config["command_dir"])
     torch.set_num_threads(loop_config["threads_per_worker"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
