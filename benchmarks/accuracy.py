@@ -215,15 +215,9 @@ def select(experiments: list[Experiment], only: str | None) -> list[Experiment]:
 def machine() -> dict:
     import torch
 
-    cpu = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "processor": cpu or platform.processor(), "cpu_count": os.cpu_count(),
+    from distmeta.benchmarking.machine import cpu_model
+
+    return {"platform": platform.platform(), "processor": cpu_model(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 

@@ -30,6 +30,7 @@ import torch.distributed as dist
 from ray.train import FailureConfig, RunConfig
 from ray.train.torch import TorchTrainer
 
+from distmeta.benchmarking.machine import cpu_model
 from distmeta.benchmarking.report import (CountRun, CountSummary, bench_json, bench_table, merge_rounds,
                                           summarize, with_efficiency, write_plot)
 from distmeta.benchmarking.timing import timed_steps
@@ -266,17 +267,7 @@ def _gathered(value) -> list:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return _cpu_model() or platform.processor() or "cpu"
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
+    return cpu_model()
 
 
 # ---------------------------------------------------------------- records
