@@ -1,9 +1,8 @@
 """Where the time of one meta-step goes: the engine's own step, with a clock on each phase.
 
 Pure torch (no Ray), so that it runs, and is tested, in a single process too. The
-step calls the same functions as a Ray worker's step (`distmeta.runtime.worker`):
-`meta_batch`, `compute_meta_gradient`, `all_reduce_sum`, `check_finite`,
-`apply_meta_gradient`; the instrumentation never changes the math.
+step is the one a Ray worker takes in training (`distmeta.runtime.step.rank_meta_step`),
+given a clock; the clock never changes the math.
 
 Phases of a step, each timed with `time.perf_counter` (CUDA synchronised at every
 boundary when on a GPU, so that queued kernels are counted in their own phase):
@@ -32,15 +31,13 @@ from dataclasses import asdict, dataclass
 from typing import Iterator
 
 import torch
-import torch.distributed as dist
 
 from distmeta.algorithms import Params
 from distmeta.execution import batch_query_losses
 from distmeta.experiment import Experiment
-from distmeta.runtime.collective import all_reduce_sum, share_of_meta_batch
-from distmeta.tasks import task_seed
-from distmeta.training.trainer import (TrainState, apply_meta_gradient, check_finite, compute_meta_gradient,
-                                       meta_batch)
+from distmeta.runtime.collective import barrier
+from distmeta.runtime.step import rank_meta_step
+from distmeta.training.trainer import TrainState
 
 PHASES = ("sampling", "inner_loop", "outer_backward", "sync_wait", "all_reduce", "optimizer")
 """The phases a step's time is split into, in the order they run; they add up to the step."""
@@ -64,7 +61,8 @@ class StepTimes:
 
 
 class PhaseTimer:
-    """Seconds spent in named phases, with CUDA synchronised at each boundary on a GPU."""
+    """A `StepClock` that adds up the seconds spent in named phases, with CUDA synchronised
+    at each boundary on a GPU, and waits for the slowest rank where the step lets it."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -86,37 +84,17 @@ class PhaseTimer:
             self.synchronize()
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
-
-def distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def barrier() -> None:
-    if distributed():
-        dist.barrier()
+    def wait_for_slowest_rank(self) -> None:
+        # without it the all-reduce would also count the wait for the slowest rank
+        barrier()
 
 
 def timed_meta_step(experiment: Experiment, state: TrainState, rank: int = 0, world_size: int = 1) -> StepTimes:
-    """One meta-step of this rank, as `distributed_meta_step` takes it, timed phase by phase."""
-    config = experiment.config
-    tasks = config.train.meta_batch_size
+    """One meta-step of this rank, the one training takes, timed phase by phase."""
     start_params = _snapshot(state.meta_params)  # for the forward-only pass; outside the step's clock
     timer = PhaseTimer(experiment.device)
     with timer.phase("step"):
-        with timer.phase("sampling"):
-            batch = meta_batch(experiment, state.step, share_of_meta_batch(tasks, rank, world_size))
-        with timer.phase("meta_gradient"):
-            result = compute_meta_gradient(experiment, state.meta_params, batch)
-        with timer.phase("sync_wait"):
-            barrier()
-        with timer.phase("all_reduce"):
-            metric_sums = torch.stack([result.losses.sum(), result.scores.sum()])
-            grad_total, totals = all_reduce_sum(result.grad_sum, metric_sums)
-        with timer.phase("optimizer"):
-            meta_loss = totals[0] / tasks
-            check_finite(state.step, task_seed(config.seed, "train", state.step, 0), meta_loss, grad_total)
-            apply_meta_gradient(state, config.train, grad_total, tasks)
-            meta_loss.item()  # the engine's step reads the loss back too (a device sync on a GPU)
+        _, batch = rank_meta_step(experiment, state, rank, world_size, timer)
     with timer.phase("inner_loop"):
         batch_query_losses(experiment.algorithm, start_params, batch, experiment.strategy)
     barrier()  # every rank ran the extra pass: start the next step together

@@ -17,7 +17,7 @@ def all_reduce_sum(grad_sum: Params, metric_sums: torch.Tensor) -> tuple[Params,
     """Sum `grad_sum` and `metric_sums` over all ranks (a no-op without a process group)."""
     names = list(grad_sum)
     flat = torch.cat([grad_sum[name].reshape(-1) for name in names] + [metric_sums.to(grad_sum[names[0]].dtype)])
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if distributed():
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     reduced: Params = {}
     offset = 0
@@ -31,3 +31,14 @@ def all_reduce_sum(grad_sum: Params, metric_sums: torch.Tensor) -> tuple[Params,
 def share_of_meta_batch(meta_batch_size: int, rank: int, world_size: int) -> range:
     """The task indices rank `rank` samples: contiguous, sizes differing by at most one."""
     return range(meta_batch_size * rank // world_size, meta_batch_size * (rank + 1) // world_size)
+
+
+def distributed() -> bool:
+    """Whether this process is one rank of a process group of two or more."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op without a process group)."""
+    if distributed():
+        dist.barrier()

@@ -23,30 +23,19 @@ import torch.distributed as dist
 from distmeta.config import from_dict
 from distmeta.errors import DistmetaError
 from distmeta.experiment import Experiment, build_experiment
-from distmeta.runtime.collective import all_reduce_sum, share_of_meta_batch
+from distmeta.runtime.step import rank_meta_step
 from distmeta.runtime.storage import ERROR_FILE, WORKERS_FILE, newest_readable_checkpoint
-from distmeta.tasks import task_seed
 from distmeta.training.checkpoint import load_checkpoint, save_checkpoint
 from distmeta.training.progress import ProgressLog
-from distmeta.training.trainer import (StepMetrics, TrainState, apply_meta_gradient, check_finite,
-                                       compute_meta_gradient, initial_state, meta_batch, train_loop)
+from distmeta.training.trainer import StepMetrics, TrainState, initial_state, train_loop
 
 
 def distributed_meta_step(rank: int, world_size: int):
     """A `train_loop` step function: this rank's tasks, one all-reduce, the shared update."""
 
     def step(experiment: Experiment, state: TrainState) -> StepMetrics:
-        config = experiment.config
-        tasks = config.train.meta_batch_size
-        batch = meta_batch(experiment, state.step, share_of_meta_batch(tasks, rank, world_size))
-        result = compute_meta_gradient(experiment, state.meta_params, batch)
-        metric_sums = torch.stack([result.losses.sum(), result.scores.sum()])
-        grad_total, totals = all_reduce_sum(result.grad_sum, metric_sums)
-        meta_loss = totals[0] / tasks
-        # every rank holds the same reduced values, so every rank stops here together
-        check_finite(state.step, task_seed(config.seed, "train", state.step, 0), meta_loss, grad_total)
-        apply_meta_gradient(state, config.train, grad_total, tasks)
-        return StepMetrics(meta_loss.item(), (totals[1] / tasks).item(), tasks)
+        metrics, _ = rank_meta_step(experiment, state, rank, world_size)
+        return metrics
 
     return step
 

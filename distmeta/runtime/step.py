@@ -1,0 +1,67 @@
+"""One rank's meta-step: its share of the tasks, the one all-reduce, the shared update.
+
+Training (`worker.distributed_meta_step`) and the throughput bench
+(`distmeta.benchmarking.timing`) both take their steps here, so the step the bench
+times is the step training takes. The bench passes a clock that times each phase;
+training passes none. Pure torch (no Ray): it runs, and is tested, in one process.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import ContextManager, Protocol
+
+import torch
+
+from distmeta.experiment import Experiment
+from distmeta.runtime.collective import all_reduce_sum, share_of_meta_batch
+from distmeta.tasks import TaskBatch, task_seed
+from distmeta.training.trainer import (StepMetrics, TrainState, apply_meta_gradient, check_finite,
+                                       compute_meta_gradient, meta_batch)
+
+
+class StepClock(Protocol):
+    """What a meta-step tells a clock: the phase it enters, and where ranks may wait for each other."""
+
+    def phase(self, name: str) -> ContextManager[None]: ...
+
+    def wait_for_slowest_rank(self) -> None: ...
+
+
+class NoClock:
+    """Training's clock: times nothing and adds no barrier (the all-reduce waits anyway)."""
+
+    def phase(self, name: str) -> ContextManager[None]:
+        return nullcontext()
+
+    def wait_for_slowest_rank(self) -> None:
+        return None
+
+
+def rank_meta_step(experiment: Experiment, state: TrainState, rank: int, world_size: int,
+                   clock: StepClock | None = None) -> tuple[StepMetrics, TaskBatch]:
+    """Sample this rank's tasks, sum their meta-gradients, all-reduce, apply the update.
+
+    Phases, in order: `sampling`, `meta_gradient`, `sync_wait`, `all_reduce`, `optimizer`.
+    Returns the step's metrics (means over the whole meta-batch) and this rank's tasks.
+    """
+    clock = clock or NoClock()
+    config = experiment.config
+    tasks = config.train.meta_batch_size
+    with clock.phase("sampling"):
+        batch = meta_batch(experiment, state.step, share_of_meta_batch(tasks, rank, world_size))
+    with clock.phase("meta_gradient"):
+        result = compute_meta_gradient(experiment, state.meta_params, batch)
+    with clock.phase("sync_wait"):
+        clock.wait_for_slowest_rank()
+    with clock.phase("all_reduce"):
+        metric_sums = torch.stack([result.losses.sum(), result.scores.sum()])
+        grad_total, totals = all_reduce_sum(result.grad_sum, metric_sums)
+    with clock.phase("optimizer"):
+        meta_loss = totals[0] / tasks
+        # every rank holds the same reduced values, so every rank stops here together
+        check_finite(state.step, task_seed(config.seed, "train", state.step, 0), meta_loss, grad_total)
+        apply_meta_gradient(state, config.train, grad_total, tasks)
+        # read back inside the clock: on a GPU this waits for the update to finish
+        metrics = StepMetrics(meta_loss.item(), (totals[1] / tasks).item(), tasks)
+    return metrics, batch
