@@ -30,9 +30,11 @@ class ProgressLog:
         self.started = time.perf_counter()
         self.interval_start = self.started
         self.interval_tasks = 0
+        self.tasks = 0
 
     def count_tasks(self, tasks: int) -> None:
         self.interval_tasks += tasks
+        self.tasks += tasks
 
     def record(self, record: dict) -> None:
         with self.path.open("a") as file:
@@ -57,6 +59,8 @@ class ProgressLog:
             "meta_loss": meta_loss,
             f"train_{self.metric}": train_score,
             "tasks_per_s": tasks_per_s,
+            # since this process began training: start-up (Ray, workers, data) is not in it
+            "mean_tasks_per_s": self.tasks / max(elapsed, 1e-9),
             "elapsed_s": elapsed,
             "eta_s": elapsed / done_fraction - elapsed if done_fraction > 0 else None,
         }

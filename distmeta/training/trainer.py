@@ -202,7 +202,12 @@ def _save_to_run_dir(experiment: Experiment, run_dir: Path) -> Callable[[TrainSt
 
 def run_summary(config: Config, steps: int, steps_run: int, wall: float, devices: list[str], inner_loops: str,
                 final_train: dict, test: EvalResult | None, **extra) -> dict:
-    """What `summary.json` holds, for a single-process run and a distributed one alike."""
+    """What `summary.json` holds, for a single-process run and a distributed one alike.
+
+    `wall_time_s` is the whole command (a Ray cluster's and its workers' start-up
+    included); `tasks_per_s` is the training loop's own rate (validation included),
+    from its last log line, as the progress lines show it.
+    """
     return {
         "task": config.task.name,
         "algorithm": config.algorithm.name,
@@ -210,13 +215,17 @@ def run_summary(config: Config, steps: int, steps_run: int, wall: float, devices
         "steps": steps,
         "steps_this_session": steps_run,
         "wall_time_s": wall,
-        "tasks_per_s": steps_run * config.train.meta_batch_size / wall if wall > 0 else None,
+        "tasks_per_s": final_train.get("mean_tasks_per_s") or _rate(steps_run * config.train.meta_batch_size, wall),
         **extra,
         "devices": devices,
         "inner_loops": inner_loops,
         "final_train": final_train,
         "test": test.to_dict() if test else None,
     }
+
+
+def _rate(count: int, seconds: float) -> float | None:
+    return count / seconds if seconds > 0 else None
 
 
 def summary_rows(summary: dict) -> list[tuple[str, str]]:

@@ -31,7 +31,11 @@ def test_a_short_run_lowers_the_loss_and_writes_metrics_checkpoints_and_summary(
     assert "val_mse" in records[1] and "val_mse" in records[3]
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_00000020.pt", "step_00000040.pt"]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["steps"] == 40 and summary["test"]["tasks"] == 16 and summary["tasks_per_s"] > 0
+    assert summary["steps"] == 40 and summary["test"]["tasks"] == 16
+    # the summary's rate is the training loop's: every task of the run over the loop's time
+    tasks = 40 * 4  # steps x meta_batch_size
+    assert summary["tasks_per_s"] == records[-1]["mean_tasks_per_s"]
+    assert summary["tasks_per_s"] == pytest.approx(tasks / records[-1]["elapsed_s"], rel=1e-6)
     assert result.test.metric == "mse"
 
 
