@@ -83,6 +83,10 @@ class AlgorithmConfig:
     """Inner-loop steps at validation and meta-test time."""
     first_order: bool = False
     """Drop second-order terms of the meta-gradient (maml, anil, metasgd); fomaml implies it."""
+    inner_batch_size: int = 0
+    """Reptile while meta-training: each inner step on its own minibatch of this many support
+    examples, as in Nichol et al.; 0: every step on the whole support set. Adaptation at
+    validation and test always uses the whole support set."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,11 @@ NOT_HASHED = ("train.run_dir", "train.steps", "train.log_every", "train.val_ever
               "train.checkpoint_every", "train.vectorize", "train.device")
 
 
+# Fields added after runs were checkpointed, with the value that means the behaviour from
+# before them: hashed only when set otherwise, so that older checkpoints stay resumable.
+HASHED_WHEN_SET = {"algorithm.inner_batch_size": 0}
+
+
 def config_hash(config: Config) -> str:
     """A short stable fingerprint of everything that changes what is learned."""
     data = to_dict(config)
@@ -191,6 +200,10 @@ def config_hash(config: Config) -> str:
     for name in NOT_HASHED:
         section, key = name.split(".")
         data[section].pop(key)
+    for name, old_behaviour in HASHED_WHEN_SET.items():
+        section, key = name.split(".")
+        if data[section][key] == old_behaviour:
+            data[section].pop(key)
     canonical = json.dumps(data, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -319,6 +332,7 @@ def validate(config: Config) -> None:
     _check_positive("algorithm.inner_lr", config.algorithm.inner_lr)
     _check_non_negative("algorithm.inner_steps", config.algorithm.inner_steps)
     _check_non_negative("algorithm.test_inner_steps", config.algorithm.test_inner_steps)
+    _check_non_negative("algorithm.inner_batch_size", config.algorithm.inner_batch_size)
     _check_positive("train.steps", config.train.steps)
     _check_positive("train.meta_batch_size", config.train.meta_batch_size)
     _check_positive("train.meta_lr", config.train.meta_lr)
@@ -355,6 +369,9 @@ def _check_combinations(config: Config) -> None:
         raise ConfigError("algorithm.name", f"protonet classifies; task {config.task.name} is a regression")
     if config.algorithm.name == "reptile" and config.algorithm.inner_steps < 1:
         raise ConfigError("algorithm.inner_steps", "reptile needs at least one inner step")
+    if config.algorithm.inner_batch_size and config.algorithm.name != "reptile":
+        raise ConfigError("algorithm.inner_batch_size", f"only reptile adapts on minibatches of the support set; "
+                                                        f"{config.algorithm.name} uses all of it (set 0)")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

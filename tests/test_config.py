@@ -70,3 +70,19 @@ def test_config_hash_ignores_where_the_run_lives_but_not_what_it_trains():
     base = load_config()
     assert config_hash(base) == config_hash(load_config(None, ["train.run_dir=elsewhere", "train.steps=9"]))
     assert config_hash(base) != config_hash(load_config(None, ["algorithm.inner_lr=0.02"]))
+
+
+def test_a_field_added_later_leaves_the_hash_of_older_configs_as_it_was():
+    # 0021f6c00a09990a: the default config's hash before algorithm.inner_batch_size existed,
+    # which checkpoints written then carry; they must stay resumable
+    assert config_hash(load_config()) == "0021f6c00a09990a"
+    reptile = load_config(None, ["algorithm.name=reptile"])
+    assert config_hash(reptile) != config_hash(load_config(None, ["algorithm.name=reptile",
+                                                                  "algorithm.inner_batch_size=5"]))
+
+
+def test_minibatches_of_the_support_set_are_refused_for_an_algorithm_other_than_reptile():
+    with pytest.raises(ConfigError, match="algorithm.inner_batch_size: only reptile"):
+        load_config(None, ["algorithm.inner_batch_size=5"])
+    with pytest.raises(ConfigError, match="algorithm.inner_batch_size: must be zero or more"):
+        load_config(None, ["algorithm.name=reptile", "algorithm.inner_batch_size=-1"])

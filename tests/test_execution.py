@@ -45,6 +45,19 @@ def test_vmap_and_loop_give_equal_evaluations(name):
         torch.testing.assert_close(vmapped, looped, rtol=1e-5, atol=1e-12)
 
 
+def test_vmap_and_loop_agree_for_reptile_on_minibatches_of_the_support_set():
+    model = tiny_conv4(3)
+    algorithm = make_algorithm("reptile", model, True, 3, inner_steps=3, inner_batch_size=3)
+    batch = classification_batch(tasks=3, shots=2)  # 6 support examples: minibatches of 3
+    params = meta_params_for(algorithm, model)
+    vmapped = batch_meta_gradient(algorithm, params, batch, "vmap")
+    looped = batch_meta_gradient(algorithm, params, batch, "loop")
+    whole = batch_meta_gradient(make_algorithm("reptile", model, True, 3, inner_steps=3), params, batch, "loop")
+    for key in params:
+        torch.testing.assert_close(vmapped.grad_sum[key], looped.grad_sum[key], rtol=1e-5, atol=1e-10, msg=key)
+    assert any(not torch.allclose(looped.grad_sum[key], whole.grad_sum[key]) for key in params)
+
+
 def test_gradient_sum_is_the_sum_of_single_task_gradients():
     model = tiny_mlp()
     algorithm = make_algorithm("maml", model, False)

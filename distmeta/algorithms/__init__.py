@@ -32,4 +32,6 @@ def build_algorithm(config: AlgorithmConfig, model: nn.Module, is_classification
     )
     if cls is PrototypicalNetwork:
         kwargs["ways"] = output_size
+    if cls is Reptile:
+        kwargs["inner_batch_size"] = config.inner_batch_size
     return cls(**kwargs)

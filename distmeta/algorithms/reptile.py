@@ -4,19 +4,56 @@ The meta-gradient of a task is (theta - phi), where phi is theta after
 `inner_steps` SGD steps on the support set; with plain SGD as meta-optimiser at
 rate eps this is exactly theta <- theta + eps * mean(phi - theta).
 The query loss after adaptation is reported, but not differentiated.
+
+With `inner_batch_size`, each inner step sees its own minibatch of the support
+set, as in the paper. This matters: on one batch seen k times, Reptile's update
+only adds a term that flattens the loss on that batch, while different
+minibatches add the term that rewards what one batch teaches about another (the
+paper's AvgGradInner, the term MAML follows), which is what learns to learn.
 """
 
 from __future__ import annotations
 
-from distmeta.algorithms.maml import MAML
+import torch
+
 from distmeta.algorithms.base import Params
+from distmeta.algorithms.maml import MAML
+
+
+def minibatch_indices(support_size: int, batch_size: int, device: torch.device) -> list[torch.Tensor | None]:
+    """The support examples of each inner step's minibatch, steps cycling through the list.
+
+    Minibatch i takes every m-th example from i (m = support_size // batch_size): as
+    tasks list their support class by class, each minibatch draws from every class
+    alike. A fixed choice rather than a random one, so that a task's update is a
+    function of the task alone (and vmap needs no randomness). None: the whole set.
+    """
+    if batch_size <= 0 or batch_size >= support_size:
+        return [None]
+    stride = support_size // batch_size
+    return [torch.arange(first, stride * batch_size, stride, device=device) for first in range(stride)]
 
 
 class Reptile(MAML):
     name = "reptile"
 
+    def __init__(self, *args, inner_batch_size: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.inner_batch_size = inner_batch_size
+
+    def adapt_on_minibatches(self, meta_params: Params, support_x, support_y, steps: int) -> Params:
+        """Meta-training's adaptation: inner step s on minibatch s mod m of the support set."""
+        batches = minibatch_indices(support_x.shape[0], self.inner_batch_size, support_x.device)
+        if batches == [None]:
+            return self.adapt(meta_params, support_x, support_y, steps, differentiable=False)
+        params = meta_params
+        for step in range(steps):
+            rows = batches[step % len(batches)]
+            params = self.adapt(params, support_x[rows], support_y[rows], 1, differentiable=False)
+        return params
+
     def task_meta_gradient(self, meta_params: Params, support_x, support_y, query_x, query_y):
-        adapted = self.adapt(meta_params, support_x, support_y, self.inner_steps, differentiable=False)
+        adapted = self.adapt_on_minibatches(meta_params, support_x, support_y, self.inner_steps)
         adapted = {name: value.detach() for name, value in adapted.items()}
         grads = {name: meta_params[name] - adapted[name] for name in meta_params}
         outputs = self.predict(meta_params, adapted, query_x)

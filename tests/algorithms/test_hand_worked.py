@@ -46,6 +46,20 @@ def test_reptile_moves_towards_the_weights_after_sgd_on_the_support_set():
     assert loss.item() == pytest.approx(2.25)
 
 
+def test_reptile_with_minibatches_takes_each_inner_step_on_its_own_examples():
+    # support (x=1, y=2) and (x=1, y=4), minibatches of 1, lr 0.25, two steps:
+    # step 1 on y=2: w1 = 0 - 0.25 * 2 * (0 - 2) = 1;  step 2 on y=4: w2 = 1 - 0.25 * 2 * (1 - 4) = 2.5
+    # (on the whole set each step would follow (w - 2) + (w - 4): w1 = 1.5, w2 = 2.25)
+    support = (t(1.0, 1.0).view(2, 1), t(2.0, 4.0).view(2, 1))
+    config = AlgorithmConfig(name="reptile", inner_lr=0.25, inner_steps=2, inner_batch_size=1)
+    reptile = build_algorithm(config, Scalars(with_features=False), False, 1)
+    grads, _, _ = reptile.task_meta_gradient({"head.weight": t(0.0).view(1, 1)}, *support, *QUERY)
+    assert grads["head.weight"].item() == pytest.approx(-2.5)
+    whole = algorithm("reptile", Scalars(with_features=False), inner_steps=2)
+    grads, _, _ = whole.task_meta_gradient({"head.weight": t(0.0).view(1, 1)}, *support, *QUERY)
+    assert grads["head.weight"].item() == pytest.approx(-2.25)
+
+
 def test_anil_adapts_the_head_only_and_differentiates_through_it():
     # f = b a x with a = 1, b = 0, lr 0.25. Inner step on b only:
     #   b' = b - lr * 2a(ab - 2) = 0 - 0.25 * 2 * (-2) = 1
