@@ -44,7 +44,7 @@ class Reptile(MAML):
     def adapt_on_minibatches(self, meta_params: Params, support_x, support_y, steps: int) -> Params:
         """Meta-training's adaptation: inner step s on minibatch s mod m of the support set."""
         batches = minibatch_indices(support_x.shape[0], self.inner_batch_size, support_x.device)
-        if batches == [None]:
+        if batches[0] is None:  # the whole support set
             return self.adapt(meta_params, support_x, support_y, steps, differentiable=False)
         params = meta_params
         for step in range(steps):
