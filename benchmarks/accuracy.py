@@ -140,20 +140,26 @@ def load_suite(path: Path = SUITE) -> list[Experiment]:
             eval_json=spec.get("eval_json")))
     omniglot = suite.get("omniglot")
     if omniglot:
-        experiments += _omniglot_experiments(omniglot)
+        experiments += _omniglot_experiments(omniglot, path)
     return experiments
 
 
-def _omniglot_experiments(spec: dict) -> list[Experiment]:
+def _omniglot_experiments(spec: dict, path: Path) -> list[Experiment]:
     from distmeta.config import load_config
 
     experiments = []
     for algorithm, algo in spec["algorithms"].items():
+        unknown = set(algo.get("set_by_setting") or {}) - set(spec["settings"])
+        if unknown:
+            raise SystemExit(f"{path}: omniglot.algorithms.{algorithm}.set_by_setting names settings "
+                             f"{sorted(unknown)} that omniglot.settings lacks ({', '.join(spec['settings'])})")
         for setting, setting_set in spec["settings"].items():
             name = f"omniglot/{algorithm}/{setting}"
             reuse = (algo.get("reuse") or {}).get(setting)
             config = reuse["config"] if reuse else spec["base"]
-            speed_set = [] if reuse else _merge(setting_set, algo.get("set", []))
+            # the setting, then the algorithm's overrides, then the algorithm's for this setting
+            by_setting = (algo.get("set_by_setting") or {}).get(setting, [])
+            speed_set = [] if reuse else _merge(setting_set, algo.get("set", []), by_setting)
             steps = int(algo["steps"][setting])
             trained = load_config(ROOT / config, speed_set)
             train_set = [] if reuse else [*speed_set, *_step_overrides(steps)]

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,3 +90,21 @@ def test_omniglot_experiments_are_skipped_with_a_reason_without_the_data():
     experiment = next(e for e in accuracy.load_suite() if e.name == "omniglot/protonet/5w1s")
     experiment.data = "../no-such-folder/omniglot"
     assert "missing" in experiment.skip_reason()
+
+
+def test_an_algorithm_can_override_its_recipe_for_one_setting_only():
+    accuracy = _module("accuracy")
+    reptile = {e.name: e for e in accuracy.load_suite() if e.name.startswith("omniglot/reptile/")}
+    assert "algorithm.inner_batch_size=20" in reptile["omniglot/reptile/20w1s"].train_set
+    assert "algorithm.inner_batch_size=10" not in reptile["omniglot/reptile/20w1s"].train_set
+    assert "algorithm.inner_batch_size=10" in reptile["omniglot/reptile/5w1s"].train_set
+
+
+def test_a_per_setting_override_for_a_setting_the_suite_lacks_is_refused_naming_it(tmp_path):
+    accuracy = _module("accuracy")
+    suite = yaml.safe_load(accuracy.SUITE.read_text())
+    suite["omniglot"]["algorithms"]["reptile"]["set_by_setting"] = {"20w1": ["algorithm.inner_steps=10"]}
+    path = tmp_path / "accuracy.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    with pytest.raises(SystemExit, match=r"reptile\.set_by_setting names settings \['20w1'\]"):
+        accuracy.load_suite(path)
