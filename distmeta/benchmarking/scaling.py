@@ -26,7 +26,6 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
-import torch.distributed as dist
 from ray.train import FailureConfig, RunConfig
 from ray.train.torch import TorchTrainer
 
@@ -37,6 +36,7 @@ from distmeta.benchmarking.timing import timed_steps
 from distmeta.config import Config, from_dict, replace, to_dict
 from distmeta.errors import ConfigError, DistmetaError
 from distmeta.experiment import build_experiment
+from distmeta.runtime.collective import gathered
 from distmeta.runtime.launcher import (ClusterRequest, check_request, check_resources, cluster_cpus_and_gpus,
                                        connected_to_cluster, scaling_config, with_gpus_decided,
                                        worker_groups_that_fit)
@@ -246,7 +246,7 @@ def bench_worker(loop_config: dict) -> None:
         times = timed_steps(experiment, state, rank, world_size, loop_config["warmup"], loop_config["steps"])
         mine = {"times": [t.to_dict() for t in times], "device_name": device_name(experiment.device),
                 "threads": torch.get_num_threads()}
-        everyone = _gathered(mine)
+        everyone = gathered(mine)
         if rank == 0:
             devices = [{**worker, "device_name": ranked["device_name"], "threads": ranked["threads"]}
                        for worker, ranked in zip(workers, everyone)]
@@ -254,14 +254,6 @@ def bench_worker(loop_config: dict) -> None:
     except DistmetaError as error:
         # a user error (e.g. a NaN loss, every rank at once) is not a crash: the driver says it
         ray.get(box.put.remote({"error": {"type": type(error).__name__, "message": str(error)}}))
-
-
-def _gathered(value) -> list:
-    if not (dist.is_available() and dist.is_initialized()):
-        return [value]
-    everyone: list = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, value)
-    return everyone
 
 
 def device_name(device: torch.device) -> str:

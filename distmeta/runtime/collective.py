@@ -1,8 +1,10 @@
-"""The one collective of a meta-step: an all-reduce (sum) of one flat buffer.
+"""Every collective call distmeta makes, each a no-op without a process group.
 
-Every meta-gradient and the sums of the metrics travel together, so a step
-costs one collective call whatever the number of parameter tensors. Not DDP:
-DDP hooks into `.backward()` and cannot take second-order gradients.
+A meta-step makes one: an all-reduce (sum) of one flat buffer. Every
+meta-gradient and the sums of the metrics travel together, so a step costs one
+collective call whatever the number of parameter tensors. Not DDP: DDP hooks
+into `.backward()` and cannot take second-order gradients. The object
+collectives below run once per run (set-up, resume, a benchmark's timings).
 """
 
 from __future__ import annotations
@@ -42,3 +44,21 @@ def barrier() -> None:
     """Wait for every rank (a no-op without a process group)."""
     if distributed():
         dist.barrier()
+
+
+def from_rank_zero(value):
+    """Rank 0's `value` on every rank (e.g. the checkpoint every rank resumes from)."""
+    if not distributed():
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def gathered(value) -> list:
+    """Every rank's `value`, in rank order, on every rank."""
+    if not distributed():
+        return [value]
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, value)
+    return everyone

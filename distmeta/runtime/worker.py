@@ -18,11 +18,11 @@ from pathlib import Path
 import ray.train
 import ray.train.torch
 import torch
-import torch.distributed as dist
 
 from distmeta.config import from_dict
 from distmeta.errors import DistmetaError
 from distmeta.experiment import Experiment, build_experiment
+from distmeta.runtime.collective import from_rank_zero, gathered
 from distmeta.runtime.step import rank_meta_step
 from distmeta.runtime.storage import ERROR_FILE, WORKERS_FILE, newest_readable_checkpoint
 from distmeta.training.checkpoint import load_checkpoint, save_checkpoint
@@ -76,23 +76,11 @@ def restored_checkpoint(run_dir: Path) -> dict | None:
         return load_checkpoint(folder)
 
 
-def from_rank_zero(value):
-    """Rank 0's `value` on every rank, so that all ranks resume from the same checkpoint."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    holder = [value]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
-
-
 def describe_workers(experiment: Experiment, rank: int) -> list[dict] | None:
     """Every rank's node, device and inner-loop strategy, gathered on rank 0 (None elsewhere)."""
     here = {"rank": rank, "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
             "device": str(experiment.device), "inner_loops": experiment.strategy}
-    if not (dist.is_available() and dist.is_initialized()):
-        return [here]
-    everyone: list[dict | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, here)
+    everyone = gathered(here)
     return everyone if rank == 0 else None
 
 
