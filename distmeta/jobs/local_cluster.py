@@ -48,10 +48,21 @@ class LocalCluster:
         return f"{MARKER}={self.folder}"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
+AGENT_PORTS = 4
+"""Ports each node's agents take: dashboard agent (listen, gRPC), metrics export, runtime env."""
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports. The probes stay open until all are chosen: one at a
+    time, the kernel may hand out a port it just gave back (Ray then refuses to start)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind((LOOPBACK, 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def start(folder: str | Path, worker_nodes: int = 1, cpus_per_node: int = 1, env: dict | None = None) -> LocalCluster:
@@ -61,21 +72,23 @@ def start(folder: str | Path, worker_nodes: int = 1, cpus_per_node: int = 1, env
         raise DistmetaError(f"{folder}: a local cluster started from this folder is still running; stop it first")
     folder.mkdir(parents=True, exist_ok=True)
     env = _node_environment(folder, env)
-    gcs_port, dashboard_port = free_port(), free_port()
+    gcs_port, dashboard_port, client_port, *head_agent_ports = free_ports(3 + AGENT_PORTS)
     ray_temp = Path(tempfile.mkdtemp(prefix="distmeta-ray-"))
     cluster = LocalCluster(str(folder), str(ray_temp), f"{LOOPBACK}:{gcs_port}", f"http://{LOOPBACK}:{dashboard_port}",
                            1 + worker_nodes, cpus_per_node)
     try:
         _ray_start(folder, "head", env, ["--head", f"--port={gcs_port}", "--include-dashboard=true",
                                           f"--dashboard-host={LOOPBACK}", f"--dashboard-port={dashboard_port}",
-                                          f"--ray-client-server-port={free_port()}",
-                                          f"--temp-dir={ray_temp / 'head'}", f"--num-cpus={cpus_per_node}"])
+                                          f"--ray-client-server-port={client_port}",
+                                          f"--temp-dir={ray_temp / 'head'}", f"--num-cpus={cpus_per_node}"],
+                   head_agent_ports)
         for index in range(worker_nodes):
             # A temp folder per node: nodes sharing one would share their runtime-env
             # folders, and one node's clean-up would delete a job's files under another.
             _ray_start(folder, f"node{index + 1}", env, [f"--address={cluster.gcs_address}",
                                                           f"--temp-dir={ray_temp / f'node{index + 1}'}",
-                                                          f"--num-cpus={cpus_per_node}"])
+                                                          f"--num-cpus={cpus_per_node}"],
+                       free_ports(AGENT_PORTS))
     except BaseException:
         stop(folder)
         shutil.rmtree(ray_temp, ignore_errors=True)
@@ -92,10 +105,12 @@ def _node_environment(folder: Path, env: dict | None) -> dict:
     return env
 
 
-def _ray_start(folder: Path, node: str, env: dict, arguments: list[str]) -> None:
+def _ray_start(folder: Path, node: str, env: dict, arguments: list[str], agent_ports: list[int]) -> None:
     # Each node's agents get ports of their own: their defaults would collide on one machine.
-    ports = [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-             f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
+    # (Nodes already started hold theirs, so the kernel does not hand them out again.)
+    listen, grpc, metrics, runtime_env = agent_ports
+    ports = [f"--dashboard-agent-listen-port={listen}", f"--dashboard-agent-grpc-port={grpc}",
+             f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}"]
     command = [str(Path(sys.executable).parent / "ray"), "start", f"--node-ip-address={LOOPBACK}",
                "--disable-usage-stats", *arguments, *ports]
     log = folder / f"start-{node}.log"

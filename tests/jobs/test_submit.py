@@ -111,7 +111,7 @@ def test_jobs_stop_stops_a_long_running_job(job_cluster, tmp_path):
 
 
 def test_an_unreachable_address_is_named_with_a_hint(tmp_path):
-    address = f"http://127.0.0.1:{local_cluster.free_port()}"
+    address = f"http://127.0.0.1:{local_cluster.free_ports(1)[0]}"
     result = distmeta("jobs", "list", "--address", address, home=tmp_path, cwd=tmp_path, timeout=60)
     assert result.returncode == 2
     assert f"--address {address}: no Ray job server answered" in result.stderr
@@ -141,7 +141,7 @@ def test_a_submitted_search_runs_its_trials_on_the_cluster(job_cluster, tmp_path
 
 def test_a_bad_search_space_is_refused_before_the_cluster_is_contacted(tmp_path):
     (tmp_path / "space.yaml").write_text("algorithm.inner_lr: {loguniform: [0, 1]}\n")
-    unreachable = f"http://127.0.0.1:{local_cluster.free_port()}"
+    unreachable = f"http://127.0.0.1:{local_cluster.free_ports(1)[0]}"
     refused = distmeta("submit", "tune", "--space", "space.yaml", "--address", unreachable, home=tmp_path,
                        cwd=tmp_path, timeout=60)
     assert refused.returncode == 2
