@@ -260,6 +260,9 @@ def _suite_row(results: Path, experiment) -> str:
     training = duration(record["train_wall_time_s"])
     if record.get("reused_from"):
         training += f" (reused: `{Path(record['reused_from']).name}`)"
+    resumed_for = record.get("steps_this_session")
+    if resumed_for and resumed_for < record["steps"] and not record.get("trained_by"):
+        training += f" (its last {resumed_for} steps: resumed from a checkpoint)"
     evaluation = duration(record["eval_wall_time_s"])
     return (f"| {name} | {record['steps']} | {training} | {evaluation} | {percent(record['test_mean'], record['ci95'])} "
             f"| {record['inner_steps']} | {paper} | {load_text} |")
