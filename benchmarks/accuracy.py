@@ -149,7 +149,8 @@ def _omniglot_experiments(spec: dict, path: Path) -> list[Experiment]:
 
     experiments = []
     for algorithm, algo in spec["algorithms"].items():
-        unknown = set(algo.get("set_by_setting") or {}) - set(spec["settings"])
+        by_setting = algo.get("set_by_setting") or {}
+        unknown = set(by_setting) - set(spec["settings"])
         if unknown:
             raise SystemExit(f"{path}: omniglot.algorithms.{algorithm}.set_by_setting names settings "
                              f"{sorted(unknown)} that omniglot.settings lacks ({', '.join(spec['settings'])})")
@@ -158,8 +159,7 @@ def _omniglot_experiments(spec: dict, path: Path) -> list[Experiment]:
             reuse = (algo.get("reuse") or {}).get(setting)
             config = reuse["config"] if reuse else spec["base"]
             # the setting, then the algorithm's overrides, then the algorithm's for this setting
-            by_setting = (algo.get("set_by_setting") or {}).get(setting, [])
-            speed_set = [] if reuse else _merge(setting_set, algo.get("set", []), by_setting)
+            speed_set = [] if reuse else _merge(setting_set, algo.get("set", []), by_setting.get(setting, []))
             steps = int(algo["steps"][setting])
             trained = load_config(ROOT / config, speed_set)
             train_set = [] if reuse else [*speed_set, *_step_overrides(steps)]
