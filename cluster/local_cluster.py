@@ -7,8 +7,10 @@
     python cluster/local_cluster.py stop                                # only this cluster's processes
 
 Each node is a real `ray start`; the dashboard (job server) listens on 127.0.0.1 only.
-`stop` ends exactly the processes this cluster started (never `ray stop`, which would
-end every Ray process on the machine).
+Every node runs with Ray's token authentication, using the token a client in this
+environment presents (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token, made if
+missing). `stop` ends exactly the processes this cluster started, agents included (never
+`ray stop`, which would end every Ray process on the machine).
 """
 
 import argparse
@@ -34,6 +36,8 @@ def main(argv=None) -> int:
             print(f"started a head and {args.nodes} worker node(s), {args.cpus_per_node} CPU(s) each")
             print(f"job server:  {cluster.dashboard_address}   (distmeta submit/jobs --address)")
             print(f"ray address: {cluster.gcs_address}   (distmeta train --address, ray start --address)")
+            print(f"token auth:  on, with the token of {cluster.token_source}; clients in this environment present "
+                  f"it; elsewhere: export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={cluster.token_file}")
             return 0
         if args.action == "status":
             cluster = local_cluster.load(args.folder)

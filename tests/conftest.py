@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from distmeta.algorithms import build_algorithm
 from distmeta.config import AlgorithmConfig
 from distmeta.models import Conv4, MLP, initial_parameters
 from distmeta.tasks import TaskBatch
+from tests.ray_processes import leaves_no_ray_process
 
 # Ray Train's controller polls its workers every 2 s; the tests' runs are a few steps
 # long, so they would mostly wait. Ray's own tests poll faster in the same way.
@@ -26,6 +29,27 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     """Tests never write to the real home directory (caches, Ray tokens)."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
+
+
+@pytest.fixture(scope="session")
+def short_temp():
+    """A temp root with a short path, for Ray folders: Ray's socket paths must fit in 107 bytes."""
+    folder = tempfile.mkdtemp(prefix="dt-", dir="/tmp")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def temp_roots(tmp_path_factory, short_temp) -> list[str]:
+    """Every folder under which this test run puts Ray's session folders."""
+    return [str(tmp_path_factory.getbasetemp()), short_temp]
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_process_left(request, temp_roots):
+    """After every test, no Ray process it started is left running (agents included)."""
+    with leaves_no_ray_process(temp_roots, request.node.nodeid):
+        yield
 
 
 def tiny_mlp(in_features: int = 1, out_features: int = 1) -> MLP:
@@ -73,9 +97,9 @@ def ray_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cluster(ray_home, tmp_path_factory):
-    """One local Ray cluster for this module, on loopback, shut down at the end."""
-    with pytest.MonkeyPatch.context() as patch:
+def cluster(ray_home, tmp_path_factory, temp_roots):
+    """One local Ray cluster for this module, on loopback, shut down at the end, leaving no process."""
+    with pytest.MonkeyPatch.context() as patch, leaves_no_ray_process(temp_roots, "the module's Ray cluster"):
         patch.setenv("HOME", str(ray_home))
         ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
                  _temp_dir=str(tmp_path_factory.mktemp("ray-tmp")),

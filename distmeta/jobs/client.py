@@ -1,8 +1,8 @@
 """Talking to a cluster's job server (Ray's Job Submission API), with errors a person can act on.
 
 The job server is the head node's dashboard, `http://HEAD:8265` by default.
-Ray's own errors ("Failed to connect to Ray at address", "status code 404") are
-turned into one line naming the address or the job, with what to check.
+Ray's own errors ("Failed to connect to Ray at address", "status code 404", a missing
+or wrong token) are turned into one line naming the address or the job, with what to check.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
+from ray.exceptions import AuthenticationError
 from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient
 
 from distmeta.errors import DistmetaError
 from distmeta.jobs import DEFAULT_ADDRESS
+from distmeta.jobs.auth import authentication_failure, present_token_if_available
 
 
 def default_address() -> str:
@@ -35,12 +37,16 @@ class JobServerUnreachable(DistmetaError):
 
 
 def connect(address: str) -> JobSubmissionClient:
+    """A client of the job server at `address`, sending the Ray token this machine has, if any."""
     if not address.startswith(("http://", "https://")):
         raise DistmetaError(f"--address {address}: give the job server's URL, e.g. http://HEAD:8265 (the dashboard)")
+    token_source = present_token_if_available()
     try:
         return JobSubmissionClient(address)
     except ConnectionError as error:
         raise JobServerUnreachable(address, str(error).rstrip(".")) from None
+    except AuthenticationError as error:
+        raise DistmetaError(authentication_failure(address, error, token_source)) from None
 
 
 def job_details(client: JobSubmissionClient, job_id: str) -> JobDetails:

@@ -18,6 +18,7 @@ import yaml
 from distmeta.cli import build_parser
 from distmeta.config import load_config
 from distmeta.jobs import local_cluster
+from tests.ray_processes import leaves_no_ray_process
 
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 RAY_UP_CONFIGS = ["aws-gpu.yaml", "gcp-gpu.yaml"]
@@ -116,23 +117,28 @@ def test_the_image_installs_distmeta_on_the_pinned_ray_image():
     assert "pip install --no-cache-dir -c constraints.txt -e ." in dockerfile
 
 
-def test_the_local_cluster_script_starts_and_stops_only_its_own_cluster(tmp_path):
+def test_the_local_cluster_script_starts_and_stops_only_its_own_cluster(tmp_path, short_temp, temp_roots):
     ast.parse((CLUSTER / "local_cluster.py").read_text())
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env.update(HOME=str(tmp_path / "home"), TMPDIR=short_temp)
     folder = tmp_path / "local"
 
     def script(*args):
         return subprocess.run([sys.executable, str(CLUSTER / "local_cluster.py"), *args, "--folder", str(folder)],
                               env=env, capture_output=True, text=True, timeout=180)
 
-    try:
-        started = script("start", "--nodes", "1")
-        assert started.returncode == 0, started.stderr
-        address = re.search(r"job server:\s+(http://127\.0\.0\.1:\d+)", started.stdout).group(1)
-        assert script("status").returncode == 0
-        assert local_cluster.processes_of(folder)
-        assert f"{address}" in json.dumps(json.loads((folder / "cluster.json").read_text()))
-    finally:
-        stopped = script("stop")
-    assert stopped.returncode == 0 and "stopped" in stopped.stdout
-    assert local_cluster.processes_of(folder) == []
+    with leaves_no_ray_process(temp_roots, "the local cluster script"):
+        try:
+            started = script("start", "--nodes", "1")
+            assert started.returncode == 0, started.stderr
+            address = re.search(r"job server:\s+(http://127\.0\.0\.1:\d+)", started.stdout).group(1)
+            token = tmp_path / "home" / ".ray" / "auth_token"  # none was there: made as ray.init makes it
+            assert f"token auth:  on, with the token of {token} (generated now)" in started.stdout
+            assert f"RAY_AUTH_TOKEN_PATH={folder / 'auth_token'}" in started.stdout
+            assert script("status").returncode == 0
+            assert local_cluster.processes_of(folder)
+            assert f"{address}" in json.dumps(json.loads((folder / "cluster.json").read_text()))
+        finally:
+            stopped = script("stop")
+        assert stopped.returncode == 0 and "stopped" in stopped.stdout
+        assert local_cluster.processes_of(folder) == []

@@ -1,6 +1,18 @@
-"""The loopback cluster's port choice (starting one is covered by test_submit.py)."""
+"""The loopback cluster: ports, token authentication whatever the caller's environment, and
+stopping every process it started (a whole submit round trip is in test_submit.py)."""
 
-from distmeta.jobs import local_cluster
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distmeta.errors import DistmetaError
+from distmeta.jobs import local_cluster, processes
+from tests.ray_processes import leaves_no_ray_process, session_folders
 
 
 def test_the_ports_chosen_for_one_node_are_all_different():
@@ -8,3 +20,146 @@ def test_the_ports_chosen_for_one_node_are_all_different():
     for _ in range(20):
         ports = local_cluster.free_ports(3 + local_cluster.AGENT_PORTS)
         assert len(set(ports)) == len(ports) == 7
+
+
+def caller_environment(home: Path, **extra) -> dict:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    return {**env, "HOME": str(home), **extra}
+
+
+def jobs_list(cluster, env: dict) -> subprocess.CompletedProcess:
+    """`distmeta jobs list` against the cluster, as a client in `env` runs it."""
+    return subprocess.run([sys.executable, "-m", "distmeta", "jobs", "list", "--address", cluster.dashboard_address],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def alive_nodes(cluster, env: dict) -> int:
+    """Nodes alive in the cluster, asked by a Ray client authenticating as the start printed."""
+    script = (f"import ray; ray.init(address='{cluster.gcs_address}', log_to_driver=False); "
+              f"print(sum(node['Alive'] for node in ray.nodes())); ray.shutdown()")
+    env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": cluster.token_file}
+    env.pop("RAY_AUTH_TOKEN", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_cluster_starts_with_the_token_a_ray_init_left_in_home(tmp_path, short_temp, temp_roots):
+    # What a user does first: `make run` (a ray.init, which writes ~/.ray/auth_token), then this.
+    home = tmp_path / "home"
+    env = caller_environment(home)
+    made = subprocess.run([sys.executable, "-c", "import ray; ray.init(num_cpus=1, include_dashboard=False); "
+                                                 "ray.shutdown()"], env={**env, "TMPDIR": short_temp},
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    token = (home / ".ray" / "auth_token").read_text()
+    folder = tmp_path / "cluster"
+    with leaves_no_ray_process(temp_roots, "the local cluster"):
+        cluster = local_cluster.start(folder, worker_nodes=1, env=env, temp_root=short_temp)
+        try:
+            assert Path(cluster.token_file).read_text() == token
+            assert oct(Path(cluster.token_file).stat().st_mode & 0o777) == "0o600"
+            assert alive_nodes(cluster, env) == 2
+            listed = jobs_list(cluster, env)  # the token in HOME is presented without being asked
+            assert listed.returncode == 0 and "no submitted jobs" in listed.stdout, listed.stderr
+            refused = jobs_list(cluster, caller_environment(tmp_path / "empty-home"))
+            assert refused.returncode == 2
+            assert "requires a Ray authentication token and none was found" in refused.stderr
+            assert "ray get-auth-token" in refused.stderr
+        finally:
+            stopped = local_cluster.stop(folder)
+    assert stopped > 10 and local_cluster.processes_of(folder) == []
+    assert not Path(cluster.ray_temp_dir).exists() and not Path(cluster.token_file).exists()
+
+
+def test_a_cluster_starts_whatever_auth_settings_the_caller_has(tmp_path, short_temp, temp_roots):
+    # A token in HOME, another in RAY_AUTH_TOKEN and authentication switched off: every node
+    # still gets one and the same setting, token authentication on, with the token a client
+    # in this environment presents (RAY_AUTH_TOKEN comes first, as in Ray).
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text("a" * 64)
+    env = caller_environment(home, RAY_AUTH_TOKEN="b" * 64, RAY_AUTH_MODE="disabled")
+    folder = tmp_path / "cluster"
+    with leaves_no_ray_process(temp_roots, "the local cluster"):
+        cluster = local_cluster.start(folder, worker_nodes=1, env=env, temp_root=short_temp)
+        try:
+            assert cluster.token_source == "RAY_AUTH_TOKEN"
+            assert alive_nodes(cluster, env) == 2
+            presented = caller_environment(home, RAY_AUTH_TOKEN="b" * 64)
+            assert jobs_list(cluster, presented).returncode == 0
+            wrong = jobs_list(cluster, caller_environment(home))  # the token in HOME is not this cluster's
+            assert wrong.returncode == 2
+            assert f"refused the token of {home / '.ray' / 'auth_token'}" in wrong.stderr
+        finally:
+            local_cluster.stop(folder)
+    assert local_cluster.processes_of(folder) == []
+
+
+def test_a_missing_token_file_is_named_before_anything_starts(tmp_path):
+    env = caller_environment(tmp_path, RAY_AUTH_TOKEN_PATH=str(tmp_path / "nowhere"))
+    with pytest.raises(DistmetaError, match="RAY_AUTH_TOKEN_PATH=.*nowhere: no token there"):
+        local_cluster.start(tmp_path / "cluster", env=env)
+    assert not (tmp_path / "cluster" / local_cluster.STATE_FILE).exists()
+
+
+@pytest.mark.slow
+def test_a_node_that_cannot_start_stops_everything_the_start_had_started(tmp_path, short_temp, temp_roots,
+                                                                          monkeypatch):
+    # node1's dashboard agent is given a port another process holds: its raylet never registers.
+    occupier = socket.socket()
+    occupier.bind((local_cluster.LOOPBACK, 0))
+    occupier.listen()
+    chosen = []
+
+    def ports_with_one_taken(count):
+        ports = free_ports(count)
+        chosen.append(ports)
+        if len(chosen) == 2:  # the first worker node's agent ports
+            ports[1] = occupier.getsockname()[1]
+        return ports
+
+    free_ports = local_cluster.free_ports
+    monkeypatch.setattr(local_cluster, "free_ports", ports_with_one_taken)
+    folder = tmp_path / "cluster"
+    try:
+        with leaves_no_ray_process(temp_roots, "the failed start"):
+            with pytest.raises(DistmetaError) as failure:
+                local_cluster.start(folder, worker_nodes=1, env=caller_environment(tmp_path), temp_root=short_temp)
+            message = str(failure.value)
+            assert message.startswith("ray start (node1) failed: ")
+            assert "timed out during startup" in message and "everything this start had started was stopped" in message
+            assert "\n" not in message
+            assert local_cluster.processes_of(folder) == []
+    finally:
+        occupier.close()
+
+
+def test_processes_are_found_by_session_by_folder_and_by_descent(tmp_path):
+    # A child in a session of its own, found through its parent; a process found by the folder it holds open.
+    (tmp_path / "held").write_text("")
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "
+                               "start_new_session=True); time.sleep(60)"], start_new_session=True)
+    holder = subprocess.Popen([sys.executable, "-c", f"f = open({str(tmp_path / 'held')!r}); "
+                               "import time; time.sleep(60)"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(processes.processes_of(sessions=[parent.pid])) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        by_session = processes.processes_of(sessions=[parent.pid])
+        assert parent.pid in by_session and len(by_session) == 2
+        while holder.pid not in processes.processes_of(folders=[str(tmp_path)]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes.processes_of(folders=[str(tmp_path)]) == [holder.pid]
+        stopped = processes.stop_processes(lambda: processes.processes_of(sessions=[parent.pid]), grace_s=2)
+        assert len(stopped) == 2 and processes.processes_of(sessions=[parent.pid]) == []
+    finally:
+        for process in (parent, holder):
+            process.kill()
+            process.wait()
+
+
+def test_a_session_folder_names_the_cluster_a_process_serves():
+    process = processes.Process(2**31, 0, 1, 0, "raylet --log_dir=/tmp/x/session_2026-11-25_21-15-04_109599_6407/logs")
+    assert session_folders(process) == {"/tmp/x/session_2026-11-25_21-15-04_109599_6407"}

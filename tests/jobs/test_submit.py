@@ -14,6 +14,7 @@ import time
 import pytest
 
 from distmeta.jobs import local_cluster
+from tests.ray_processes import leaves_no_ray_process
 
 TINY = ["--set", "train.steps=12", "--set", "train.log_every=6", "--set", "train.val_every=0",
         "--set", "train.checkpoint_every=6", "--set", "train.meta_batch_size=4", "--set", "eval.tasks=10",
@@ -28,14 +29,22 @@ def clean_environment(home) -> dict:
 
 
 @pytest.fixture(scope="module")
-def job_cluster(tmp_path_factory):
+def job_cluster(tmp_path_factory, short_temp, temp_roots):
+    """A home as `make run` leaves it (a `ray.init` wrote ~/.ray/auth_token), then the cluster:
+    every command below authenticates with that token without being told to."""
     home = tmp_path_factory.mktemp("home")
+    made = subprocess.run([sys.executable, "-c", "import ray; ray.init(num_cpus=1, include_dashboard=False); "
+                                                 "ray.shutdown()"], env={**clean_environment(home), "TMPDIR": short_temp},
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0 and (home / ".ray" / "auth_token").exists(), made.stderr
     folder = tmp_path_factory.mktemp("cluster")
-    cluster = local_cluster.start(folder, worker_nodes=1, cpus_per_node=1, env=clean_environment(home))
-    try:
-        yield cluster, home
-    finally:
-        local_cluster.stop(folder)
+    with leaves_no_ray_process(temp_roots, "the job cluster"):
+        cluster = local_cluster.start(folder, worker_nodes=1, cpus_per_node=1, env=clean_environment(home),
+                                      temp_root=short_temp)
+        try:
+            yield cluster, home
+        finally:
+            local_cluster.stop(folder)
     assert local_cluster.processes_of(folder) == []
 
 
