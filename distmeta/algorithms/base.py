@@ -176,8 +176,8 @@ class MetaAlgorithm:
                    steps: int, differentiable: bool) -> Params:
         """`steps` steps of the update rule from `start`, step s descending `loss_at_step(s)`,
         with the rule's meta-parameters taken from `meta_params`."""
-        state = self.update_rule.init(start, self.rule_parameters(meta_params))
-        params, _ = run_rule(self.update_rule, loss_at_step, start, state, steps, differentiable, self.autograd)
+        rule = self.update_rule.bind(self.rule_parameters(meta_params))
+        params, _ = run_rule(rule, loss_at_step, start, rule.init(start), steps, differentiable, self.autograd)
         return params
 
     def training_adaptation(self, meta_params: Params, support_x, support_y) -> Params:

@@ -2,7 +2,7 @@
 
 An update rule is a value with explicit state, as TorchOpt's and optax's optimisers are:
 
-    state = rule.init(params, rule_params)
+    state = rule.init(params)
     params, state = rule.update(grads, state, params)
 
 Both are plain functions of tensors (no in-place ops, nothing kept on the object), so an
@@ -10,10 +10,12 @@ inner loop written with them runs under `torch.func.vmap` and is differentiated 
 order when the gradients it is given are in the graph.
 
 A rule may have meta-parameters of its own, learned by the outer loop (Meta-SGD's rates, a
-learned optimiser's network). It declares them with `init_meta_parameters` and is handed
-their current values in `init`; they travel in the state, so that the outer derivative
-reaches them through every update. `namespace` is where they live in an algorithm's dict of
-meta-parameters (and so in checkpoints): `<namespace>.<name>`.
+learned optimiser's network). It declares them with `init_meta_parameters`, and
+`bind(rule_params)` gives the rule with their current values, through which the outer
+derivative reaches them at every update. They are not part of the state: a state carried
+from one meta-step to the next (a truncated unroll) is re-bound to the new values each time.
+`namespace` is where they live in an algorithm's dict of meta-parameters (and so in
+checkpoints): `<namespace>.<name>`.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from torch.func import grad
 
 Params = dict[str, torch.Tensor]
 RuleState = dict[str, Any]
-"""A rule's state: nested dicts of tensors (a pytree), e.g. {"rates": {name: tensor}}."""
+"""A rule's state: nested dicts of tensors (a pytree), e.g. {"velocity": {name: tensor}}."""
 
 
 class UpdateRule:
-    """Base class: `init` and `update`; a rule with meta-parameters also overrides the first two."""
+    """Base class: `init` and `update`; a rule with meta-parameters also overrides
+    `init_meta_parameters` and `bind`."""
 
     namespace = ""
     """Prefix of the rule's meta-parameters in the meta-parameter dict; "" when it has none."""
@@ -40,8 +43,12 @@ class UpdateRule:
         (drawn from `generator` when random); none by default."""
         return {}
 
-    def init(self, params: Params, rule_params: Params) -> RuleState:
-        """The state before the first step on `params`, given the rule's meta-parameters."""
+    def bind(self, rule_params: Params) -> "UpdateRule":
+        """This rule with its meta-parameters at the values `rule_params` (itself when it has none)."""
+        return self
+
+    def init(self, params: Params) -> RuleState:
+        """The state before the first step on `params`."""
         raise NotImplementedError
 
     def update(self, grads: Params, state: RuleState, params: Params) -> tuple[Params, RuleState]:
@@ -55,7 +62,7 @@ class SGD(UpdateRule):
 
     learning_rate: float
 
-    def init(self, params: Params, rule_params: Params) -> RuleState:
+    def init(self, params: Params) -> RuleState:
         return {}
 
     def update(self, grads: Params, state: RuleState, params: Params) -> tuple[Params, RuleState]:
@@ -71,20 +78,26 @@ class PerParameterSGD(UpdateRule):
     """
 
     initial_rate: float
+    rates: Params | None = None
+    """The learned rates, by parameter name, once bound; None in the unbound rule."""
     namespace = "inner_lr"
 
     def init_meta_parameters(self, params: Params, generator: torch.Generator | None = None) -> Params:
         return {name: torch.full_like(value, self.initial_rate) for name, value in params.items()}
 
-    def init(self, params: Params, rule_params: Params) -> RuleState:
-        missing = sorted(set(params) - set(rule_params))
+    def bind(self, rule_params: Params) -> "PerParameterSGD":
+        return PerParameterSGD(self.initial_rate, dict(rule_params))
+
+    def init(self, params: Params) -> RuleState:
+        if self.rates is None:
+            raise ValueError("PerParameterSGD has no rates: bind(rule_params) it first")
+        missing = sorted(set(params) - set(self.rates))
         if missing:
-            raise KeyError(f"no learned rate for {missing[0]!r} (have {sorted(rule_params)})")
-        return {"rates": {name: rule_params[name] for name in params}}
+            raise KeyError(f"no learned rate for {missing[0]!r} (have {sorted(self.rates)})")
+        return {}
 
     def update(self, grads: Params, state: RuleState, params: Params) -> tuple[Params, RuleState]:
-        rates = state["rates"]
-        return {name: value - rates[name] * grads[name] for name, value in params.items()}, state
+        return {name: value - self.rates[name] * grads[name] for name, value in params.items()}, state
 
 
 # ---------------------------------------------------------------- running a rule

@@ -22,7 +22,7 @@ class Momentum(UpdateRule):
     rate: float
     mu: float
 
-    def init(self, params, rule_params):
+    def init(self, params):
         return {"velocity": {name: torch.zeros_like(value) for name, value in params.items()}}
 
     def update(self, grads, state, params):
@@ -38,7 +38,7 @@ def quadratic(params):
 def test_sgd_steps_down_the_gradient_at_its_rate_and_keeps_no_state():
     # w0 = 0, rate 0.25: w1 = 0 - 0.25 * 2 * (0 - 2) = 1; w2 = 1 - 0.25 * 2 * (1 - 2) = 1.5
     rule = SGD(0.25)
-    params, state = run_rule(rule, lambda step: quadratic, {"w": t(0.0)}, rule.init({"w": t(0.0)}, {}), 2, False)
+    params, state = run_rule(rule, lambda step: quadratic, {"w": t(0.0)}, rule.init({"w": t(0.0)}), 2, False)
     assert params["w"].item() == pytest.approx(1.5)
     assert state == {}
 
@@ -47,7 +47,7 @@ def test_a_rule_with_state_carries_it_from_step_to_step():
     # w0 = 0, rate 0.25, mu 0.5: g0 = -4, v1 = -4, w1 = 1; g1 = -2, v2 = 0.5 * -4 - 2 = -4, w2 = 1 + 1 = 2
     rule = Momentum(0.25, 0.5)
     start = {"w": t(0.0)}
-    params, state = run_rule(rule, lambda step: quadratic, start, rule.init(start, {}), 2, False)
+    params, state = run_rule(rule, lambda step: quadratic, start, rule.init(start), 2, False)
     assert params["w"].item() == pytest.approx(2.0)
     assert state["velocity"]["w"].item() == pytest.approx(-4.0)
 
@@ -59,14 +59,15 @@ def test_per_parameter_rates_are_meta_parameters_that_the_outer_derivative_reach
     rates = rule.init_meta_parameters(start)
     assert rates["w"].item() == 0.25 and rule.namespace == "inner_lr"
     alpha = rates["w"].clone().requires_grad_(True)
-    params, _ = run_rule(rule, lambda step: quadratic, start, rule.init(start, {"w": alpha}), 1, True, autograd=True)
+    bound = rule.bind({"w": alpha})
+    params, _ = run_rule(bound, lambda step: quadratic, start, bound.init(start), 1, True, autograd=True)
     (derivative,) = torch.autograd.grad(params["w"], alpha)
     assert derivative.item() == pytest.approx(4.0)
 
 
 def test_a_rule_without_a_rate_for_a_parameter_names_it():
     with pytest.raises(KeyError, match="'b'"):
-        PerParameterSGD(0.1).init({"w": t(0.0), "b": t(0.0)}, {"w": t(0.1)})
+        PerParameterSGD(0.1).bind({"w": t(0.1)}).init({"w": t(0.0), "b": t(0.0)})
 
 
 def test_maml_runs_any_update_rule_given_to_it_under_vmap_and_in_the_loop_alike():
