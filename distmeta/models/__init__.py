@@ -6,13 +6,17 @@ Prototypical Networks use the features alone.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from distmeta.config import Config
 from distmeta.models.conv4 import Conv4
 from distmeta.models.mlp import MLP
+
+if TYPE_CHECKING:  # the engine reads the config by attribute; it does not import it at run time
+    from distmeta.config import Config
 
 Params = dict[str, torch.Tensor]
 
