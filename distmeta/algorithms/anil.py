@@ -10,14 +10,15 @@ from __future__ import annotations
 import torch
 
 from distmeta.algorithms.base import MetaAlgorithm, Params
-from distmeta.models import features, head
+from distmeta.models import features, head, part_names
 
 
 class ANIL(MetaAlgorithm):
     name = "anil"
 
     def adapted_names(self, model_params: Params) -> list[str]:
-        return [name for name in model_params if name.startswith("head.")]
+        head_names = part_names(self.model, "head")
+        return [name for name in model_params if name in head_names]
 
     def adapt(self, meta_params: Params, support_x, support_y, steps: int, differentiable: bool) -> Params:
         support_features = features(self.model, meta_params, support_x)

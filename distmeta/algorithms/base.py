@@ -30,6 +30,7 @@ from torch import nn
 
 from distmeta.algorithms.estimators import MetaGradient, MetaGradientEstimator, Unrolled
 from distmeta.algorithms.update_rules import SGD, UpdateRule, run_rule
+from distmeta.models import part_names
 
 Params = dict[str, torch.Tensor]
 
@@ -131,29 +132,28 @@ class MetaAlgorithm:
 
     def model_parameters(self, meta_params: Params) -> Params:
         """The model's own parameters among the meta-parameters."""
-        namespace = self.update_rule.namespace
-        if not namespace:
-            return meta_params
-        return {name: value for name, value in meta_params.items() if not name.startswith(namespace + ".")}
+        return {name: value for name, value in meta_params.items() if self.rule_name(name) is None}
 
     def rule_parameters(self, meta_params: Params) -> Params:
-        """The update rule's own meta-parameters, with their namespace stripped."""
+        """The update rule's own meta-parameters, by the rule's names for them."""
+        return {self.rule_name(name): value for name, value in meta_params.items() if self.rule_name(name)}
+
+    def rule_name(self, name: str) -> str | None:
+        """The update rule's name for the meta-parameter `name` (`<namespace>.<rule name>`);
+        None when it is one of the model's."""
         namespace = self.update_rule.namespace
-        if not namespace:
-            return {}
-        start = len(namespace) + 1
-        return {name[start:]: value for name, value in meta_params.items() if name.startswith(namespace + ".")}
+        if namespace and name.startswith(namespace + "."):
+            return name[len(namespace) + 1:]
+        return None
 
     def meta_parameters_for_ways(self, meta_params: Params, ways: int) -> Params:
         """The meta-parameters for tasks of `ways` classes: every head entry (and a rule's
-        meta-parameter that belongs to one, such as its learned rate) starts each class from
-        the mean of the trained class rows, so that adaptation alone tells them apart."""
-        head_names = {f"head.{name}" for name, _ in self.model.head.named_parameters()}
-        namespace = self.update_rule.namespace
+        meta-parameter named after one, such as Meta-SGD's rate of a head entry) starts each
+        class from the mean of the trained class rows, so that adaptation alone tells them apart."""
+        head_names = part_names(self.model, "head")
         resized = {}
         for name, value in meta_params.items():
-            owner = name[len(namespace) + 1:] if namespace and name.startswith(namespace + ".") else name
-            if owner in head_names and value.shape[0] != ways:
+            if (self.rule_name(name) or name) in head_names and value.shape[0] != ways:
                 value = value.mean(dim=0, keepdim=True).expand(ways, *value.shape[1:]).clone()
             resized[name] = value
         return resized

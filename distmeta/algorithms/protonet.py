@@ -11,7 +11,7 @@ import torch
 
 from distmeta.algorithms.base import MetaAlgorithm, Params
 from distmeta.errors import ConfigError
-from distmeta.models import features
+from distmeta.models import features, part_names
 
 
 class PrototypicalNetwork(MetaAlgorithm):
@@ -33,7 +33,8 @@ class PrototypicalNetwork(MetaAlgorithm):
 
     def learned_model_parameters(self, model_params: Params) -> Params:
         """Only the embedding is learned; the model's linear head is not used."""
-        return {name: value for name, value in model_params.items() if name.startswith("features.")}
+        feature_names = part_names(self.model, "features")
+        return {name: value for name, value in model_params.items() if name in feature_names}
 
     def meta_parameters_for_ways(self, meta_params: Params, ways: int) -> Params:
         """The same: prototypes are made per task, for any number of classes."""
