@@ -52,9 +52,10 @@ class MetaAlgorithm:
     """Base class: subclasses implement `adapt` and `predict`, and may override the rest."""
 
     name = "base"
-    own_settings: tuple[str, ...] = ()
-    """Fields of the config's algorithm section that this algorithm alone reads; another
-    algorithm refuses them when set (see `distmeta.algorithms.registry`)."""
+    own_settings: dict[str, str] = {}
+    """Fields of the config's algorithm section that this algorithm alone reads, each with
+    what it does ("adapts on minibatches of the support set"); another algorithm refuses
+    them when set (see `distmeta.algorithms.registry`)."""
 
     def __init__(
         self,

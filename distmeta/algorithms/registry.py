@@ -40,11 +40,11 @@ def check_settings(registry: dict[str, type[MetaAlgorithm]], settings: Any, is_c
     cls = registry[settings.name]
     defaults = type(settings)()
     for other in registry.values():
-        for field in other.own_settings:
+        for field, purpose in other.own_settings.items():
             if field in cls.own_settings or getattr(settings, field) == getattr(defaults, field):
                 continue
-            raise ConfigError(f"algorithm.{field}", f"only {_owners(registry, field)} reads it; {settings.name} "
-                                                    f"does not (leave it at {getattr(defaults, field)!r})")
+            raise ConfigError(f"algorithm.{field}", f"only {other.name} {purpose}; {settings.name} does not "
+                                                    f"(leave {field} at {getattr(defaults, field)!r})")
     cls.check_settings(settings, is_classification, task_name)
 
 
@@ -52,9 +52,3 @@ def build(registry: dict[str, type[MetaAlgorithm]], settings: Any, model: nn.Mod
           output_size: int) -> MetaAlgorithm:
     """The algorithm named by `settings.name`, running `model` with `output_size` outputs."""
     return registry[settings.name].from_settings(settings, model, is_classification, output_size)
-
-
-def _owners(registry: dict[str, type[MetaAlgorithm]], field: str) -> str:
-    return " and ".join(name for name, cls in registry.items() if field in cls.own_settings)
-
-

@@ -39,7 +39,7 @@ def minibatch_indices(support_size: int, batch_size: int, device: torch.device) 
 
 class Reptile(MAML):
     name = "reptile"
-    own_settings = ("inner_batch_size",)
+    own_settings = {"inner_batch_size": "adapts on minibatches of the support set"}
 
     def __init__(self, *args, inner_batch_size: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
