@@ -74,8 +74,8 @@ class MetaAlgorithm:
         self.inner_steps = inner_steps
         self.test_inner_steps = test_inner_steps
         self.first_order = first_order
-        self.update_rule = update_rule or self.default_update_rule()
-        self.estimator = estimator or self.default_estimator()
+        self.update_rule = self.default_update_rule() if update_rule is None else update_rule
+        self.estimator = self.default_estimator() if estimator is None else estimator
         self.autograd = False
         self.loss = classification_loss if is_classification else regression_loss
         self.score = classification_score if is_classification else regression_loss
