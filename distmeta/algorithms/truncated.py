@@ -100,6 +100,9 @@ class TruncatedBackprop(MetaGradientEstimator):
 
     truncation_length: int
 
+    def __post_init__(self):
+        _check_settings(self.truncation_length)
+
     def estimate(self, unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any],
                  seed: int = 0) -> MetaGradient:
         position, state = _resume(unroll, meta_params, unroll_state, seed, self.truncation_length)
@@ -123,9 +126,11 @@ class AntitheticES(MetaGradientEstimator):
     pairs: int
     sigma: float
 
+    def __post_init__(self):
+        _check_settings(self.truncation_length, self.pairs, self.sigma)
+
     def estimate(self, unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any],
                  seed: int = 0) -> MetaGradient:
-        _check_noise(self.pairs, self.sigma)
         position, state = _resume(unroll, meta_params, unroll_state, seed, self.truncation_length)
         steps = min(self.truncation_length, unroll.length - position)
         meta_params = _detached(meta_params)
@@ -152,9 +157,11 @@ class PES(MetaGradientEstimator):
     pairs: int
     sigma: float
 
+    def __post_init__(self):
+        _check_settings(self.truncation_length, self.pairs, self.sigma)
+
     def estimate(self, unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any],
                  seed: int = 0) -> MetaGradient:
-        _check_noise(self.pairs, self.sigma)
         _check_truncation(self.truncation_length, unroll.length)
         meta_params = _detached(meta_params)
         if not unroll_state or unroll_state["position"] >= unroll.length:
@@ -199,17 +206,19 @@ def _resume(unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any], s
     return 0, _detached(unroll.init_state(_detached(meta_params), seed))
 
 
-def _check_truncation(truncation_length: int, length: int) -> None:
-    if not 0 < truncation_length <= length:
-        raise ValueError(f"truncation_length must be between 1 and the unroll's length {length}, "
-                         f"got {truncation_length}")
-
-
-def _check_noise(pairs: int, sigma: float) -> None:
+def _check_settings(truncation_length: int, pairs: int = 1, sigma: float = 1.0) -> None:
+    """Refuse an estimator's bad settings when it is made, before any unroll runs."""
+    if truncation_length < 1:
+        raise ValueError(f"truncation_length must be at least 1, got {truncation_length}")
     if pairs < 1:
         raise ValueError(f"pairs must be at least 1, got {pairs}")
     if not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
+
+
+def _check_truncation(truncation_length: int, length: int) -> None:
+    if truncation_length > length:
+        raise ValueError(f"truncation_length {truncation_length} is longer than the unroll ({length} steps)")
 
 
 def _es_gradient(differences: torch.Tensor, directions: Params, sigma: float) -> Params:

@@ -92,14 +92,20 @@ def test_pes_over_three_truncations_is_unbiased_for_the_whole_unroll_to_five_per
     assert relative_error(truncated, exact) > 0.2
 
 
-@pytest.mark.parametrize("estimator, message", [
-    (TruncatedBackprop(LENGTH + 1), "truncation_length must be between 1 and the unroll's length 6, got 7"),
-    (PES(0, pairs=4, sigma=0.1), "truncation_length must be between 1 and the unroll's length 6, got 0"),
-    (AntitheticES(2, pairs=4, sigma=0.0), "sigma must be positive, got 0.0"),
-    (PES(2, pairs=0, sigma=0.1), "pairs must be at least 1, got 0"),
+@pytest.mark.parametrize("make, message", [
+    (lambda: PES(0, pairs=4, sigma=0.1), "truncation_length must be at least 1, got 0"),
+    (lambda: AntitheticES(2, pairs=4, sigma=0.0), "sigma must be positive, got 0.0"),
+    (lambda: PES(2, pairs=0, sigma=0.1), "pairs must be at least 1, got 0"),
 ])
-def test_bad_estimator_settings_are_refused_naming_the_setting(estimator, message):
+def test_bad_estimator_settings_are_refused_when_the_estimator_is_made_naming_the_setting(make, message):
     with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("estimator", [TruncatedBackprop(LENGTH + 1), AntitheticES(LENGTH + 1, 4, 0.1),
+                                       PES(LENGTH + 1, 4, 0.1)])
+def test_a_truncation_longer_than_the_unroll_is_refused_before_it_runs(estimator):
+    with pytest.raises(ValueError, match="truncation_length 7 is longer than the unroll \\(6 steps\\)"):
         estimator.estimate(UNROLL, RATES, {}, seed=0)
 
 
