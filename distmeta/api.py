@@ -5,9 +5,10 @@
     labels = model.predict(query_x)
 
 For classification any number of ways works and the labels may be any values
-(ints, strings): they are mapped to 0..N-1 and back. A MAML-family head trained
-for N ways is re-sized for another N by starting every class from the mean of
-the trained class rows, so that adaptation alone tells them apart.
+(ints, strings): they are mapped to 0..N-1 and back. The algorithm re-sizes its
+meta-parameters for another N (`MetaAlgorithm.meta_parameters_for_ways`): a MAML-family
+head trained for N ways starts every class from the mean of the trained class rows, so
+that adaptation alone tells them apart.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any, Sequence
 import torch
 
 from distmeta.algorithms import MetaAlgorithm, Params, build_algorithm
-from distmeta.algorithms.protonet import PrototypicalNetwork
 from distmeta.config import Config
 from distmeta.errors import DistmetaError
 from distmeta.experiment import Experiment, build_experiment
@@ -86,9 +86,7 @@ class Learner:
             return self.algorithm, self.meta_params
         model = build_model(self.config, ways, self.config.task.omniglot.image_size).to(self.device)
         algorithm = build_algorithm(self.config.algorithm, model, True, ways)
-        if isinstance(algorithm, PrototypicalNetwork):
-            return algorithm, self.meta_params
-        return algorithm, _resize_head(self.meta_params, ways)
+        return algorithm, self.algorithm.meta_parameters_for_ways(self.meta_params, ways)
 
 
 def _encode_labels(labels: Sequence) -> tuple[list, torch.Tensor]:
@@ -98,16 +96,6 @@ def _encode_labels(labels: Sequence) -> tuple[list, torch.Tensor]:
         raise DistmetaError(f"support_y: a classification task needs at least 2 classes, got {classes}")
     index = {label: i for i, label in enumerate(classes)}
     return classes, torch.tensor([index[v] for v in values], dtype=torch.long)
-
-
-def _resize_head(meta_params: Params, ways: int) -> Params:
-    """Every entry under head.* (and Meta-SGD's inner_lr.head.*) re-sized to `ways` rows."""
-    resized = {}
-    for name, value in meta_params.items():
-        if ".head." in f".{name}" and value.shape[0] != ways:
-            value = value.mean(dim=0, keepdim=True).expand(ways, *value.shape[1:]).clone()
-        resized[name] = value
-    return resized
 
 
 def load(checkpoint: str | Path, device: str | None = None) -> Learner:

@@ -119,8 +119,6 @@ def add_job_commands(commands) -> None:
 
 def add_bench_command(commands) -> None:
     """`distmeta bench`: meta-steps timed phase by phase across worker counts."""
-    from distmeta.config import ALGORITHMS
-
     bench = commands.add_parser("bench", help="throughput and where a meta-step's time goes, across worker counts",
                                 description="Time meta-steps (after warm-up) with each worker count on a Ray "
                                             "cluster (a local one unless --address is given): tasks/s, scaling "
@@ -134,8 +132,8 @@ def add_bench_command(commands) -> None:
     bench.add_argument("--gpus-per-worker", type=int, default=None,
                        help="0 or 1 (default: 1 when the cluster has a GPU per worker of the smallest count)")
     bench.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs (torch threads) per worker (default 1)")
-    bench.add_argument("--algo", choices=ALGORITHMS,
-                       help="sets algorithm.name (default: the config's)")
+    bench.add_argument("--algo", help="sets algorithm.name, e.g. maml (default: the config's; an unknown name "
+                                      "is refused with the list of known ones)")
     bench.add_argument("--task", choices=sorted(BENCH_TASKS), help="sine or omniglot (default: the config's)")
     bench.add_argument("--meta-batch", type=int, help="weak scaling: tasks per worker; strong: tasks per step, "
                                                       "shared (default: train.meta_batch_size)")

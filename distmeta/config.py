@@ -21,7 +21,6 @@ import yaml
 
 from distmeta.errors import ConfigError
 
-ALGORITHMS = ("maml", "fomaml", "reptile", "anil", "metasgd", "protonet")
 TASKS = ("sinusoid", "omniglot")
 MODELS = ("auto", "mlp", "conv4")
 VECTORIZE = ("auto", "vmap", "loop")
@@ -74,7 +73,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class AlgorithmConfig:
     name: str = "maml"
-    """maml, fomaml, reptile, anil, metasgd or protonet."""
+    """maml, fomaml, reptile, anil, metasgd or protonet: a name in the algorithm registry
+    (`distmeta.algorithms.ALGORITHMS`), which also checks the fields below for that algorithm."""
     inner_lr: float = 0.01
     """Inner-loop (adaptation) learning rate; Meta-SGD's initial per-parameter rate."""
     inner_steps: int = 1
@@ -317,7 +317,7 @@ def validate(config: Config) -> None:
     """Raise ConfigError for the first invalid value, naming its field."""
     _check_choice("task.name", config.task.name, TASKS)
     _check_choice("model.name", config.model.name, MODELS)
-    _check_choice("algorithm.name", config.algorithm.name, ALGORITHMS)
+    _check_algorithm_name(config)
     _check_choice("train.vectorize", config.train.vectorize, VECTORIZE)
     _check_choice("train.meta_optimizer", config.train.meta_optimizer, META_OPTIMIZERS)
     _check_choice("train.meta_lr_schedule", config.train.meta_lr_schedule, META_LR_SCHEDULES)
@@ -332,7 +332,6 @@ def validate(config: Config) -> None:
     _check_positive("algorithm.inner_lr", config.algorithm.inner_lr)
     _check_non_negative("algorithm.inner_steps", config.algorithm.inner_steps)
     _check_non_negative("algorithm.test_inner_steps", config.algorithm.test_inner_steps)
-    _check_non_negative("algorithm.inner_batch_size", config.algorithm.inner_batch_size)
     _check_positive("train.steps", config.train.steps)
     _check_positive("train.meta_batch_size", config.train.meta_batch_size)
     _check_positive("train.meta_lr", config.train.meta_lr)
@@ -365,13 +364,20 @@ def _check_combinations(config: Config) -> None:
         raise ConfigError("model.name", f"mlp takes 1-d inputs; {config.task.name} needs conv4")
     if not config.is_classification and model == "conv4":
         raise ConfigError("model.name", f"conv4 takes images; {config.task.name} needs mlp")
-    if config.algorithm.name == "protonet" and not config.is_classification:
-        raise ConfigError("algorithm.name", f"protonet classifies; task {config.task.name} is a regression")
-    if config.algorithm.name == "reptile" and config.algorithm.inner_steps < 1:
-        raise ConfigError("algorithm.inner_steps", "reptile needs at least one inner step")
-    if config.algorithm.inner_batch_size and config.algorithm.name != "reptile":
-        raise ConfigError("algorithm.inner_batch_size", f"only reptile adapts on minibatches of the support set; "
-                                                        f"{config.algorithm.name} uses all of it (set 0)")
+    _check_algorithm(config)
+
+
+def _check_algorithm_name(config: Config) -> None:
+    from distmeta.algorithms import ALGORITHMS  # here, not above: the registry imports torch and the models
+
+    _check_choice("algorithm.name", config.algorithm.name, tuple(ALGORITHMS))
+
+
+def _check_algorithm(config: Config) -> None:
+    """The fields of the algorithm section, as the algorithm's registry entry checks them."""
+    from distmeta.algorithms import check_algorithm_settings
+
+    check_algorithm_settings(config.algorithm, config.is_classification, config.task.name)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

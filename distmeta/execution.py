@@ -1,7 +1,8 @@
 """How the tasks of a batch run: vectorised with `torch.func.vmap`, or one by one.
 
-Both strategies call the same per-task functions of the algorithm, so they give
-the same numbers (to float rounding); they differ only in speed and memory.
+Both strategies call the same per-task functions of the algorithm (its estimator's
+`MetaGradient` of a task, its evaluation), so they give the same numbers (to float
+rounding); they differ only in speed and memory.
 
 - `vmap` runs every task at once; torch.func differentiates.
 - `loop` runs task after task with plain torch.autograd. When torch has several
@@ -57,9 +58,10 @@ def resolve_vectorize(vectorize: str, model_name: str, device: torch.device) -> 
 def batch_meta_gradient(algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, strategy: str) -> BatchGradient:
     """Meta-gradients of every task of `batch`, summed, with each task's query loss and score."""
     if strategy == "vmap":
-        per_task = vmap(algorithm.task_meta_gradient, in_dims=(None, 0, 0, 0, 0))
-        grads, losses, scores = per_task(meta_params, *batch.tensors())
-        return BatchGradient({name: g.sum(0) for name, g in grads.items()}, losses, scores)
+        per_task = vmap(algorithm.task_estimate, in_dims=(None, 0, 0, 0, 0))
+        estimate = per_task(meta_params, *batch.tensors())
+        grad_sum = {name: g.sum(0) for name, g in estimate.grads.items()}
+        return BatchGradient(grad_sum, estimate.mean_loss, estimate.info["score"])
     _check_strategy(strategy)
     parts = _in_threads(lambda chunk: _loop_meta_gradient(algorithm.using_autograd(), meta_params, chunk), batch)
     grad_sum = {name: sum(part.grad_sum[name] for part in parts) for name in meta_params}
@@ -106,11 +108,11 @@ def _loop_meta_gradient(algorithm: MetaAlgorithm, meta_params: Params, batch: Ta
     grad_sum = {name: torch.zeros_like(value) for name, value in meta_params.items()}
     losses, scores = [], []
     for task in range(len(batch)):
-        grads, loss, score = algorithm.task_meta_gradient(meta_params, *_one_task(batch, task))
-        for name, g in grads.items():
+        estimate = algorithm.task_estimate(meta_params, *_one_task(batch, task))
+        for name, g in estimate.grads.items():
             grad_sum[name] += g
-        losses.append(loss)
-        scores.append(score)
+        losses.append(estimate.mean_loss)
+        scores.append(estimate.info["score"])
     return BatchGradient(grad_sum, torch.stack(losses), torch.stack(scores))
 
 

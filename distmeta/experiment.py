@@ -38,7 +38,7 @@ class Experiment:
         return self._distributions[split]
 
     def initial_meta_parameters(self) -> Params:
-        params = self.algorithm.init_meta_parameters(initial_parameters(self.model, self.config.seed))
+        params = self.algorithm.init_meta_parameters(initial_parameters(self.model, self.config.seed), self.config.seed)
         return {name: value.to(self.device) for name, value in params.items()}
 
 

@@ -1,37 +1,40 @@
-"""Meta-learning algorithms, each a small class behind `MetaAlgorithm`, registered by name."""
+"""Meta-learning algorithms, each a small class behind `MetaAlgorithm`, registered by name.
+
+Adding an algorithm: a module with its class (a `MetaAlgorithm`), and its line below.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
+from distmeta.algorithms import registry
 from distmeta.algorithms.anil import ANIL
 from distmeta.algorithms.base import MetaAlgorithm, Params
+from distmeta.algorithms.estimators import MetaGradient
 from distmeta.algorithms.maml import MAML, FirstOrderMAML
 from distmeta.algorithms.metasgd import MetaSGD
 from distmeta.algorithms.protonet import PrototypicalNetwork
 from distmeta.algorithms.reptile import Reptile
-from distmeta.config import AlgorithmConfig
 
-ALGORITHMS: dict[str, type[MetaAlgorithm]] = {
-    cls.name: cls for cls in (MAML, FirstOrderMAML, Reptile, ANIL, MetaSGD, PrototypicalNetwork)
-}
+ALGORITHMS: dict[str, type[MetaAlgorithm]] = registry.registry_of(
+    MAML,
+    FirstOrderMAML,
+    Reptile,
+    ANIL,
+    MetaSGD,
+    PrototypicalNetwork,
+)
 
-__all__ = ["ALGORITHMS", "MetaAlgorithm", "Params", "build_algorithm"]
+__all__ = ["ALGORITHMS", "MetaAlgorithm", "MetaGradient", "Params", "build_algorithm", "check_algorithm_settings"]
 
 
-def build_algorithm(config: AlgorithmConfig, model: nn.Module, is_classification: bool, output_size: int) -> MetaAlgorithm:
-    """The algorithm named by `config.name`, running `model`."""
-    cls = ALGORITHMS[config.name]
-    kwargs = dict(
-        model=model,
-        is_classification=is_classification,
-        inner_lr=config.inner_lr,
-        inner_steps=config.inner_steps,
-        test_inner_steps=config.test_inner_steps,
-        first_order=config.first_order,
-    )
-    if cls is PrototypicalNetwork:
-        kwargs["ways"] = output_size
-    if cls is Reptile:
-        kwargs["inner_batch_size"] = config.inner_batch_size
-    return cls(**kwargs)
+def build_algorithm(settings: Any, model: nn.Module, is_classification: bool, output_size: int) -> MetaAlgorithm:
+    """The algorithm that the config's algorithm section `settings` names, running `model`."""
+    return registry.build(ALGORITHMS, settings, model, is_classification, output_size)
+
+
+def check_algorithm_settings(settings: Any, is_classification: bool, task_name: str) -> None:
+    """Raise ConfigError naming the field if the algorithm section cannot run on this task."""
+    registry.check_settings(ALGORITHMS, settings, is_classification, task_name)

@@ -10,11 +10,15 @@ from __future__ import annotations
 import torch
 
 from distmeta.algorithms.base import MetaAlgorithm, Params
-from distmeta.models import features, head, sub_params
+from distmeta.models import features, head, part_names
 
 
 class ANIL(MetaAlgorithm):
     name = "anil"
+
+    def adapted_names(self, model_params: Params) -> list[str]:
+        head_names = part_names(self.model, "head")
+        return [name for name in model_params if name in head_names]
 
     def adapt(self, meta_params: Params, support_x, support_y, steps: int, differentiable: bool) -> Params:
         support_features = features(self.model, meta_params, support_x)
@@ -22,8 +26,9 @@ class ANIL(MetaAlgorithm):
         def support_loss(head_params: Params) -> torch.Tensor:
             return self.loss(self._head(head_params, support_features), support_y)
 
-        start = {f"head.{name}": value for name, value in sub_params(meta_params, "head").items()}
-        return self.inner_loop(support_loss, start, self.inner_lr, steps, differentiable)
+        model_params = self.model_parameters(meta_params)
+        start = {name: model_params[name] for name in self.adapted_names(model_params)}
+        return self.inner_loop(meta_params, start, lambda step: support_loss, steps, differentiable)
 
     def predict(self, meta_params: Params, adapted: Params, x: torch.Tensor) -> torch.Tensor:
         return self._head(adapted, features(self.model, meta_params, x))

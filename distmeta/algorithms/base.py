@@ -1,30 +1,38 @@
 """The one interface every meta-learning algorithm implements.
 
 An algorithm says two things about a single task:
-- `adapt`: how the meta-parameters become a task-specific state from the support set;
+- `adapt`: how the meta-parameters become a task-specific state from the support set,
+  written with the algorithm's inner `update_rule` (`distmeta.algorithms.update_rules`);
 - `predict`: what that state outputs on new inputs (the query set).
-From those, `task_meta_gradient` differentiates the query loss through the
-adaptation. Everything here works on ONE task (no task dimension), so that
+Its `estimator` (`distmeta.algorithms.estimators`) turns those into the meta-gradient
+of a task. Everything here works on ONE task (no task dimension), so that
 `distmeta.execution` can run a batch of tasks with `torch.func.vmap` or as a
 plain loop, with the same code. Gradients are taken with `torch.func.grad`
 (which vmap needs), or with `torch.autograd.grad` in a copy made by
 `using_autograd()` (which the loop uses: it is faster per task and, unlike
 torch.func, safe to run in several threads at once).
+
+The class also carries what the registry (`distmeta.algorithms.ALGORITHMS`) asks of an
+algorithm: construction from the config's algorithm section (`from_settings`), the checks
+of that section (`check_settings`), seeded initial meta-parameters and their re-sizing
+for another number of ways.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Union
-
 import copy
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import grad
+
+from distmeta.algorithms.estimators import MetaGradient, MetaGradientEstimator, Unrolled
+from distmeta.algorithms.update_rules import SGD, UpdateRule, run_rule
+from distmeta.models import part_names
 
 Params = dict[str, torch.Tensor]
-LearningRates = Union[float, Params]
 
 
 def classification_loss(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -40,47 +48,14 @@ def regression_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     return F.mse_loss(outputs, targets)
 
 
-def gradients(loss_of: Callable[[Params], torch.Tensor], params: Params, create_graph: bool, autograd: bool) -> Params:
-    """d loss_of(params) / d params, kept in the graph when `create_graph`."""
-    if not autograd:
-        grads = grad(loss_of)(params)
-        return grads if create_graph else {name: g.detach() for name, g in grads.items()}
-    with torch.enable_grad():
-        # evaluation starts from plain tensors: make them leaves to differentiate
-        params = {k: v if v.requires_grad else v.detach().requires_grad_(True) for k, v in params.items()}
-        values = list(params.values())
-        grads = torch.autograd.grad(loss_of(params), values, create_graph=create_graph, allow_unused=True)
-    return {name: torch.zeros_like(v) if g is None else g for (name, v), g in zip(params.items(), grads)}
-
-
-def gradient_descent(
-    loss_of: Callable[[Params], torch.Tensor],
-    params: Params,
-    learning_rates: LearningRates,
-    steps: int,
-    differentiable: bool,
-    autograd: bool = False,
-) -> Params:
-    """`steps` plain gradient steps on `loss_of`, starting from `params`.
-
-    With `differentiable`, the inner gradients stay in the graph so that an
-    outer derivative sees second-order terms (MAML); without, they are treated
-    as constants (first-order MAML, Reptile, evaluation).
-    """
-    for _ in range(steps):
-        grads = gradients(loss_of, params, differentiable, autograd)
-        updated = {}
-        for name, value in params.items():
-            rate = learning_rates[name] if isinstance(learning_rates, dict) else learning_rates
-            updated[name] = value - rate * grads[name]
-        params = updated
-    return params
-
-
 class MetaAlgorithm:
     """Base class: subclasses implement `adapt` and `predict`, and may override the rest."""
 
     name = "base"
+    own_settings: dict[str, str] = {}
+    """Fields of the config's algorithm section that this algorithm alone reads, each with
+    what it does ("adapts on minibatches of the support set"); another algorithm refuses
+    them when set (see `distmeta.algorithms.registry`)."""
 
     def __init__(
         self,
@@ -90,6 +65,8 @@ class MetaAlgorithm:
         inner_steps: int,
         test_inner_steps: int,
         first_order: bool = False,
+        update_rule: UpdateRule | None = None,
+        estimator: MetaGradientEstimator | None = None,
     ):
         self.model = model
         self.is_classification = is_classification
@@ -97,15 +74,42 @@ class MetaAlgorithm:
         self.inner_steps = inner_steps
         self.test_inner_steps = test_inner_steps
         self.first_order = first_order
+        self.update_rule = self.default_update_rule() if update_rule is None else update_rule
+        self.estimator = self.default_estimator() if estimator is None else estimator
         self.autograd = False
         self.loss = classification_loss if is_classification else regression_loss
         self.score = classification_score if is_classification else regression_loss
 
+    # ---------------------------------------------------------------- the registry's part
+
+    @classmethod
+    def from_settings(cls, settings: Any, model: nn.Module, is_classification: bool,
+                      output_size: int) -> "MetaAlgorithm":
+        """The algorithm that the config's algorithm section `settings` describes."""
+        return cls(model, is_classification, settings.inner_lr, settings.inner_steps, settings.test_inner_steps,
+                   first_order=settings.first_order)
+
+    @classmethod
+    def check_settings(cls, settings: Any, is_classification: bool, task_name: str) -> None:
+        """Raise ConfigError naming the field if `settings` cannot run this algorithm."""
+
     # ---------------------------------------------------------------- the interface
 
-    def init_meta_parameters(self, model_params: Params) -> Params:
-        """What the meta-optimiser learns; by default the model's parameters."""
+    def default_update_rule(self) -> UpdateRule:
+        """The inner update rule when none is given: plain SGD at `inner_lr`."""
+        return SGD(self.inner_lr)
+
+    def default_estimator(self) -> MetaGradientEstimator:
+        """The meta-gradient estimator when none is given: unrolled, second order unless `first_order`."""
+        return Unrolled(second_order=not self.first_order)
+
+    def learned_model_parameters(self, model_params: Params) -> Params:
+        """Which of the model's parameters are meta-learned; by default all."""
         return dict(model_params)
+
+    def adapted_names(self, model_params: Params) -> list[str]:
+        """Names of the parameters the inner loop adapts; by default all of them."""
+        return list(model_params)
 
     def adapt(self, meta_params: Params, support_x, support_y, steps: int, differentiable: bool) -> Params:
         """The task-specific state after `steps` inner steps on the support set."""
@@ -115,9 +119,45 @@ class MetaAlgorithm:
         """Outputs (logits or regression values) of the adapted state on `x`."""
         raise NotImplementedError
 
+    # ---------------------------------------------------------------- meta-parameters
+
+    def init_meta_parameters(self, model_params: Params, seed: int = 0) -> Params:
+        """What the meta-optimiser learns: the learned model parameters, then the update
+        rule's own meta-parameters under `<rule namespace>.`, drawn from `seed` if random."""
+        learned = self.learned_model_parameters(model_params)
+        adapted = {name: learned[name] for name in self.adapted_names(learned)}
+        generator = torch.Generator().manual_seed(seed)
+        rule_params = self.update_rule.init_meta_parameters(adapted, generator)
+        namespace = self.update_rule.namespace
+        return {**learned, **{f"{namespace}.{name}": value for name, value in rule_params.items()}}
+
     def model_parameters(self, meta_params: Params) -> Params:
         """The model's own parameters among the meta-parameters."""
-        return meta_params
+        return {name: value for name, value in meta_params.items() if self.rule_name(name) is None}
+
+    def rule_parameters(self, meta_params: Params) -> Params:
+        """The update rule's own meta-parameters, by the rule's names for them."""
+        return {self.rule_name(name): value for name, value in meta_params.items() if self.rule_name(name)}
+
+    def rule_name(self, name: str) -> str | None:
+        """The update rule's name for the meta-parameter `name` (`<namespace>.<rule name>`);
+        None when it is one of the model's."""
+        namespace = self.update_rule.namespace
+        if namespace and name.startswith(namespace + "."):
+            return name[len(namespace) + 1:]
+        return None
+
+    def meta_parameters_for_ways(self, meta_params: Params, ways: int) -> Params:
+        """The meta-parameters for tasks of `ways` classes: every head entry (and a rule's
+        meta-parameter named after one, such as Meta-SGD's rate of a head entry) starts each
+        class from the mean of the trained class rows, so that adaptation alone tells them apart."""
+        head_names = part_names(self.model, "head")
+        resized = {}
+        for name, value in meta_params.items():
+            if (self.rule_name(name) or name) in head_names and value.shape[0] != ways:
+                value = value.mean(dim=0, keepdim=True).expand(ways, *value.shape[1:]).clone()
+            resized[name] = value
+        return resized
 
     # ---------------------------------------------------------------- derived
 
@@ -132,31 +172,38 @@ class MetaAlgorithm:
         twin.model = copy.deepcopy(self.model)
         return twin
 
-    def inner_loop(self, loss_of, params: Params, learning_rates: LearningRates, steps: int, differentiable: bool):
-        """`gradient_descent` with this algorithm's way of differentiating."""
-        return gradient_descent(loss_of, params, learning_rates, steps, differentiable, self.autograd)
+    def inner_loop(self, meta_params: Params, start: Params,
+                   loss_at_step: Callable[[int], Callable[[Params], torch.Tensor]],
+                   steps: int, differentiable: bool) -> Params:
+        """`steps` steps of the update rule from `start`, step s descending `loss_at_step(s)`,
+        with the rule's meta-parameters taken from `meta_params`."""
+        rule = self.update_rule.bind(self.rule_parameters(meta_params))
+        params, _ = run_rule(rule, loss_at_step, start, rule.init(start), steps, differentiable, self.autograd)
+        return params
 
-    def query_loss(self, meta_params: Params, support_x, support_y, query_x, query_y):
-        """Query loss after training-time adaptation, with (loss, score) as aux."""
-        adapted = self.adapt(meta_params, support_x, support_y, self.inner_steps, not self.first_order)
+    def training_adaptation(self, meta_params: Params, support_x, support_y) -> Params:
+        """The adaptation of meta-training, without second-order terms (what Reptile moves towards)."""
+        return self.adapt(meta_params, support_x, support_y, self.inner_steps, differentiable=False)
+
+    def query_loss(self, meta_params: Params, support_x, support_y, query_x, query_y,
+                   differentiable: bool | None = None):
+        """Query loss after training-time adaptation, with (loss, score) as aux; the inner
+        gradients are in the graph when `differentiable` (default: unless `first_order`)."""
+        differentiable = not self.first_order if differentiable is None else differentiable
+        adapted = self.adapt(meta_params, support_x, support_y, self.inner_steps, differentiable)
         outputs = self.predict(meta_params, adapted, query_x)
         loss = self.loss(outputs, query_y)
         return loss, (loss.detach(), self.score(outputs, query_y).detach())
 
+    def task_estimate(self, meta_params: Params, support_x, support_y, query_x, query_y) -> MetaGradient:
+        """The estimator's `MetaGradient` of one task."""
+        problem = TaskAdaptation(self, support_x, support_y, query_x, query_y)
+        return self.estimator.estimate(problem, meta_params, {})
+
     def task_meta_gradient(self, meta_params: Params, support_x, support_y, query_x, query_y):
         """(meta-gradient, query loss, query score) of one task."""
-        if not self.autograd:
-            grads, (loss, score) = grad(self.query_loss, has_aux=True)(
-                meta_params, support_x, support_y, query_x, query_y
-            )
-            return grads, loss, score
-        leaves = {name: value.detach().requires_grad_(True) for name, value in meta_params.items()}
-        with torch.enable_grad():
-            loss, (loss_value, score) = self.query_loss(leaves, support_x, support_y, query_x, query_y)
-            values = list(leaves.values())
-            grads = torch.autograd.grad(loss, values, allow_unused=True)
-        grads = {name: torch.zeros_like(v) if g is None else g for (name, v), g in zip(leaves.items(), grads)}
-        return grads, loss_value, score
+        estimate = self.task_estimate(meta_params, support_x, support_y, query_x, query_y)
+        return estimate.grads, estimate.mean_loss, estimate.info["score"]
 
     def task_evaluation(self, meta_params: Params, support_x, support_y, query_x, query_y, steps: int):
         """(query loss, query score) of one task after `steps` inner steps; no meta-gradient."""
@@ -164,3 +211,32 @@ class MetaAlgorithm:
         with torch.no_grad():
             outputs = self.predict(meta_params, adapted, query_x)
         return self.loss(outputs, query_y).detach(), self.score(outputs, query_y).detach()
+
+
+@dataclass(frozen=True)
+class TaskAdaptation:
+    """An algorithm bound to one task: the `TaskProblem` that per-task estimators take."""
+
+    algorithm: MetaAlgorithm
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+
+    @property
+    def autograd(self) -> bool:
+        return self.algorithm.autograd
+
+    def meta_loss(self, meta_params: Params, differentiable: bool):
+        loss, (_, score) = self.algorithm.query_loss(meta_params, self.support_x, self.support_y, self.query_x,
+                                                     self.query_y, differentiable)
+        return loss, {"score": score}
+
+    def adapted_parameters(self, meta_params: Params) -> Params:
+        adapted = self.algorithm.training_adaptation(meta_params, self.support_x, self.support_y)
+        return {name: value.detach() for name, value in adapted.items()}
+
+    def evaluate(self, meta_params: Params, adapted: Params):
+        outputs = self.algorithm.predict(meta_params, adapted, self.query_x)
+        loss = self.algorithm.loss(outputs, self.query_y).detach()
+        return loss, {"score": self.algorithm.score(outputs, self.query_y).detach()}

@@ -19,7 +19,8 @@ class MAML(MetaAlgorithm):
         def support_loss(params: Params) -> torch.Tensor:
             return self.loss(forward(self.model, params, support_x), support_y)
 
-        return self.inner_loop(support_loss, meta_params, self.inner_lr, steps, differentiable)
+        start = self.model_parameters(meta_params)
+        return self.inner_loop(meta_params, start, lambda step: support_loss, steps, differentiable)
 
     def predict(self, meta_params: Params, adapted: Params, x: torch.Tensor) -> torch.Tensor:
         return forward(self.model, adapted, x)

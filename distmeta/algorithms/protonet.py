@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from distmeta.algorithms.base import MetaAlgorithm, Params
-from distmeta.models import features
+from distmeta.errors import ConfigError
+from distmeta.models import features, part_names
 
 
 class PrototypicalNetwork(MetaAlgorithm):
@@ -20,9 +21,24 @@ class PrototypicalNetwork(MetaAlgorithm):
         super().__init__(*args, **kwargs)
         self.ways = ways
 
-    def init_meta_parameters(self, model_params: Params) -> Params:
+    @classmethod
+    def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> "PrototypicalNetwork":
+        return cls(model, is_classification, settings.inner_lr, settings.inner_steps, settings.test_inner_steps,
+                   first_order=settings.first_order, ways=output_size)
+
+    @classmethod
+    def check_settings(cls, settings, is_classification: bool, task_name: str) -> None:
+        if not is_classification:
+            raise ConfigError("algorithm.name", f"protonet classifies; task {task_name} is a regression")
+
+    def learned_model_parameters(self, model_params: Params) -> Params:
         """Only the embedding is learned; the model's linear head is not used."""
-        return {name: value for name, value in model_params.items() if name.startswith("features.")}
+        feature_names = part_names(self.model, "features")
+        return {name: value for name, value in model_params.items() if name in feature_names}
+
+    def meta_parameters_for_ways(self, meta_params: Params, ways: int) -> Params:
+        """The same: prototypes are made per task, for any number of classes."""
+        return meta_params
 
     def adapt(self, meta_params: Params, support_x, support_y, steps: int, differentiable: bool) -> Params:
         embeddings = features(self.model, meta_params, support_x)

@@ -17,7 +17,10 @@ from __future__ import annotations
 import torch
 
 from distmeta.algorithms.base import Params
+from distmeta.algorithms.estimators import MetaGradientEstimator, ReptileDifference
 from distmeta.algorithms.maml import MAML
+from distmeta.errors import ConfigError
+from distmeta.models import forward
 
 
 def minibatch_indices(support_size: int, batch_size: int, device: torch.device) -> list[torch.Tensor | None]:
@@ -36,25 +39,39 @@ def minibatch_indices(support_size: int, batch_size: int, device: torch.device) 
 
 class Reptile(MAML):
     name = "reptile"
+    own_settings = {"inner_batch_size": "adapts on minibatches of the support set"}
 
     def __init__(self, *args, inner_batch_size: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
         self.inner_batch_size = inner_batch_size
+
+    @classmethod
+    def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> "Reptile":
+        return cls(model, is_classification, settings.inner_lr, settings.inner_steps, settings.test_inner_steps,
+                   first_order=settings.first_order, inner_batch_size=settings.inner_batch_size)
+
+    @classmethod
+    def check_settings(cls, settings, is_classification: bool, task_name: str) -> None:
+        if settings.inner_steps < 1:
+            raise ConfigError("algorithm.inner_steps", "reptile needs at least one inner step")
+        if settings.inner_batch_size < 0:
+            raise ConfigError("algorithm.inner_batch_size", f"must be zero or more, got {settings.inner_batch_size}")
+
+    def default_estimator(self) -> MetaGradientEstimator:
+        return ReptileDifference()
+
+    def training_adaptation(self, meta_params: Params, support_x, support_y) -> Params:
+        return self.adapt_on_minibatches(meta_params, support_x, support_y, self.inner_steps)
 
     def adapt_on_minibatches(self, meta_params: Params, support_x, support_y, steps: int) -> Params:
         """Meta-training's adaptation: inner step s on minibatch s mod m of the support set."""
         batches = minibatch_indices(support_x.shape[0], self.inner_batch_size, support_x.device)
         if batches[0] is None:  # the whole support set
             return self.adapt(meta_params, support_x, support_y, steps, differentiable=False)
-        params = meta_params
-        for step in range(steps):
-            rows = batches[step % len(batches)]
-            params = self.adapt(params, support_x[rows], support_y[rows], 1, differentiable=False)
-        return params
 
-    def task_meta_gradient(self, meta_params: Params, support_x, support_y, query_x, query_y):
-        adapted = self.adapt_on_minibatches(meta_params, support_x, support_y, self.inner_steps)
-        adapted = {name: value.detach() for name, value in adapted.items()}
-        grads = {name: meta_params[name] - adapted[name] for name in meta_params}
-        outputs = self.predict(meta_params, adapted, query_x)
-        return grads, self.loss(outputs, query_y).detach(), self.score(outputs, query_y).detach()
+        def minibatch_loss(step: int):
+            rows = batches[step % len(batches)]
+            return lambda params: self.loss(forward(self.model, params, support_x[rows]), support_y[rows])
+
+        start = self.model_parameters(meta_params)
+        return self.inner_loop(meta_params, start, minibatch_loss, steps, differentiable=False)

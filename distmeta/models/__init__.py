@@ -6,17 +6,22 @@ Prototypical Networks use the features alone.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from distmeta.config import Config
 from distmeta.models.conv4 import Conv4
 from distmeta.models.mlp import MLP
 
+if TYPE_CHECKING:  # the engine reads the config by attribute; it does not import it at run time
+    from distmeta.config import Config
+
 Params = dict[str, torch.Tensor]
 
-__all__ = ["Conv4", "MLP", "Params", "build_model", "initial_parameters", "forward", "features", "head", "sub_params"]
+__all__ = ["Conv4", "MLP", "Params", "build_model", "initial_parameters", "forward", "features", "head", "sub_params",
+           "part_names"]
 
 
 def build_model(config: Config, output_size: int, image_size: int = 28) -> nn.Module:
@@ -43,6 +48,11 @@ def sub_params(params: Params, prefix: str) -> Params:
     """The entries under `prefix.`, with the prefix stripped."""
     start = len(prefix) + 1
     return {name[start:]: value for name, value in params.items() if name.startswith(prefix + ".")}
+
+
+def part_names(model: nn.Module, part: str) -> set[str]:
+    """Names, as in the model's parameter dict, of the parameters of its `features` or `head`."""
+    return {f"{part}.{name}" for name, _ in getattr(model, part).named_parameters()}
 
 
 def forward(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:

@@ -9,14 +9,18 @@ the distribution is built; `sample` cannot fail on data.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-from distmeta.config import OmniglotConfig
 from distmeta.errors import DatasetError, NotEnoughClassesError
 from distmeta.tasks.base import SPLITS
 from distmeta.tasks.batch import TaskBatch
 from distmeta.tasks.omniglot_cache import OmniglotImages, load_images
+
+if TYPE_CHECKING:  # the engine reads the config by attribute; it does not import it at run time
+    from distmeta.config import OmniglotConfig
 
 
 def split_alphabets(alphabets: list[str], config: OmniglotConfig) -> dict[str, list[str]]:

@@ -1,0 +1,15 @@
+"""The pure-torch engine (algorithms, models, tasks, execution) imports neither Ray nor the application config."""
+
+import subprocess
+import sys
+
+ENGINE = ["distmeta.algorithms", "distmeta.algorithms.truncated", "distmeta.models", "distmeta.tasks",
+          "distmeta.tasks.omniglot", "distmeta.execution"]
+
+
+def test_the_engine_imports_neither_ray_nor_the_config():
+    code = (f"import sys\nfor name in {ENGINE!r}:\n    __import__(name)\n"
+            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.') or m == 'distmeta.config'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
