@@ -23,7 +23,7 @@ from distmeta.errors import ConfigError, DistmetaError
 
 CPU = torch.device("cpu")
 
-CUDA_INDEX_URL = "https://download.pytorch.org/whl/cu128"
+CUDA_INDEX_URL = "https://download.pytorch.org/whl/cu130"
 """Where the CUDA builds of torch live (constraints-gpu.txt pins the one from here)."""
 
 
@@ -70,7 +70,7 @@ def cuda_torch_problem() -> str | None:
     else:
         return None
     return (f"GPUs were asked for, but {problem}. Install a CUDA build on every GPU node: "
-            f"pip install -c constraints-gpu.txt torch --index-url {CUDA_INDEX_URL} "
+            f"pip install -c constraints.txt -c constraints-gpu.txt torch --extra-index-url {CUDA_INDEX_URL} "
             f"(cluster/Dockerfile does), or pass --gpus-per-worker 0 to train on CPUs")
 
 
