@@ -24,8 +24,12 @@ import torch
 
 from distmeta.errors import DistmetaError
 
-# cuBLAS needs a fixed workspace to be deterministic; it must be set before cuBLAS starts.
+# cuBLAS is deterministic only with a fixed workspace, and torch reads its size once, when the
+# process first uses cuBLAS: so it is set when distmeta is imported (before any GPU work), not
+# when a deterministic experiment is built, which may come after other GPU work. It costs
+# 8 x 4 MiB of GPU memory per stream at most, with or without `train.deterministic`.
 CUBLAS_WORKSPACE = ":4096:8"
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
 
 # What torch had when this module was imported, restored when an experiment is not deterministic.
 _TORCH_DEFAULTS = {
@@ -50,7 +54,6 @@ class DeterminismError(DistmetaError):
 def set_determinism(deterministic: bool) -> None:
     """Deterministic kernels and no TF32 (True), or torch's defaults (False)."""
     if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         torch.backends.cuda.matmul.fp32_precision = "ieee"
         torch.backends.cudnn.conv.fp32_precision = "ieee"
     else:

@@ -55,3 +55,9 @@ def test_deterministic_and_the_chunk_size_do_not_change_what_a_checkpoint_resume
     plain = load_config(None, [])
     assert config_hash(plain) == config_hash(load_config(None, ["train.deterministic=true",
                                                                 "train.vmap_chunk_size=8"]))
+
+
+def test_cublas_gets_its_deterministic_workspace_before_any_gpu_work():
+    import os
+
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")  # set on import, or by the user
