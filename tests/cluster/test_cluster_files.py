@@ -174,3 +174,12 @@ def test_the_local_cluster_script_starts_and_stops_only_its_own_cluster(tmp_path
         stopped = script("stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert local_cluster.processes_of(folder) == []
+
+
+def test_every_raycluster_pod_runs_the_image_built_from_the_dockerfile():
+    text = (CLUSTER / "kuberay/raycluster.yaml").read_text()
+    assert "built from cluster/Dockerfile" in text
+    (cluster,) = [d for d in kuberay_documents("kuberay/raycluster.yaml") if d["kind"] == "RayCluster"]
+    groups = [cluster["spec"]["headGroupSpec"], *cluster["spec"]["workerGroupSpecs"]]
+    images = {container["image"] for group in groups for container in group["template"]["spec"]["containers"]}
+    assert images == {"REGISTRY/distmeta:0.1.0"}
