@@ -9,9 +9,16 @@ Variants: distmeta with vectorize auto / vmap / loop, the textbook per-task loop
 (`distmeta.reference`: functional_call + torch.autograd.grad, one task after
 another), and learn2learn's MAML wrapper when it can be imported.
 
-Each variant runs in its own process (so peak RSS is its own), with the same
+Each variant runs in its own process (so peak memory is its own), with the same
 tasks and weights; a meta-step is the meta-gradient of the batch plus an Adam
 step. The machine is shared and noisy: read the ratios, measured in one run.
+
+On a GPU (train.device auto: torch sees one) the batch and the weights are on
+it, every timed step ends with `torch.cuda.synchronize()` (kernels run
+asynchronously: the clock would otherwise stop when they are queued), peak
+memory is `torch.cuda.max_memory_allocated` (`memory_measured` says which; the
+host's peak RSS is kept in `peak_rss_mb` either way), and the machine record
+names the GPU.
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ def build(setup: str):
                           torch.arange(ways).repeat_interleave(spec["shots"]).repeat(n, 1),
                           torch.rand(n, ways * spec["query"], 1, 28, 28, generator=g),
                           torch.arange(ways).repeat_interleave(spec["query"]).repeat(n, 1), seed=0)
+        batch = batch.to(experiment.device)
     return experiment, batch, real_data
 
 
@@ -122,7 +130,10 @@ def learn2learn_step(experiment, batch):
 
 
 def run_child(setup: str, variant: str, steps: int, warmup: int) -> dict:
+    from distmeta.devices import synchronize
+
     experiment, batch, real_data = build(setup)
+    device = experiment.device
     step, how = step_function(variant, experiment, batch)
     if step is None:
         return {"setup": setup, "variant": variant, "skipped": how}
@@ -130,15 +141,21 @@ def run_child(setup: str, variant: str, steps: int, warmup: int) -> dict:
         step()
     times = []
     for _ in range(steps):
+        synchronize(device)
         started = time.perf_counter()
         step()
+        synchronize(device)
         times.append(time.perf_counter() - started)
     median = statistics.median(times)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    on_gpu = device.type == "cuda"
     return {
-        "setup": setup, "variant": variant, "runs_as": how, "real_data": real_data,
+        "setup": setup, "variant": variant, "runs_as": how, "real_data": real_data, "device": str(device),
         "ms_per_step": 1000 * median, "ms_p90": 1000 * sorted(times)[int(0.9 * (len(times) - 1))],
-        "tasks_per_s": len(batch) / median, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "steps": steps, "threads": torch.get_num_threads(),
+        "tasks_per_s": len(batch) / median,
+        "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if on_gpu else rss_mb,
+        "memory_measured": "cuda max_memory_allocated" if on_gpu else "host peak RSS",
+        "peak_rss_mb": rss_mb, "steps": steps, "threads": torch.get_num_threads(),
     }
 
 
@@ -176,15 +193,20 @@ def add_ratios(results: list[dict]) -> None:
 
 
 def table(results: list[dict]) -> str:
-    header = f"{'setup':6} {'variant':15} {'runs as':11} {'ms/step':>9} {'p90':>9} {'tasks/s':>9} {'peak RSS':>9} {'vs loop':>8}"
+    header = f"{'setup':6} {'variant':15} {'runs as':11} {'ms/step':>9} {'p90':>9} {'tasks/s':>9} {'peak mem':>9} {'vs loop':>8}"
     lines = [header, "-" * len(header)]
     for r in results:
         if "skipped" in r:
             lines.append(f"{r['setup']:6} {r['variant']:15} skipped: {r['skipped']}")
             continue
         lines.append(f"{r['setup']:6} {r['variant']:15} {r['runs_as']:11} {r['ms_per_step']:9.1f} {r['ms_p90']:9.1f} "
-                     f"{r['tasks_per_s']:9.0f} {r['peak_rss_mb']:7.0f}MB {r['speedup_vs_reference_loop']:7.2f}x")
+                     f"{r['tasks_per_s']:9.0f} {r['peak_memory_mb']:7.0f}MB {r['speedup_vs_reference_loop']:7.2f}x")
     return "\n".join(lines)
+
+
+def gpu_name() -> str | None:
+    """The GPU the variants ran on (train.device auto takes it when torch sees one), or None."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
 def main() -> None:
@@ -205,7 +227,8 @@ def main() -> None:
     print()
     print(table(results))
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-               "cpus": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
+               "cpus": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+               "gpu": gpu_name()}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": machine, "setups": SETUPS, "results": results}, indent=2))
     print(f"\nwrote {args.json}")

@@ -9,6 +9,9 @@ For classification any number of ways works and the labels may be any values
 meta-parameters for another N (`MetaAlgorithm.meta_parameters_for_ways`): a MAML-family
 head trained for N ways starts every class from the mean of the trained class rows, so
 that adaptation alone tells them apart.
+
+Whatever device the learner computes on, what it returns (outputs, values) is on
+the CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 
 from distmeta.algorithms import MetaAlgorithm, Params, build_algorithm
 from distmeta.config import Config
+from distmeta.devices import resolve_device, usable_device
 from distmeta.errors import DistmetaError
 from distmeta.experiment import Experiment, build_experiment
 from distmeta.models import build_model
@@ -39,10 +43,10 @@ class AdaptedModel:
 
     @torch.no_grad()
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw outputs: logits over the task's classes, or regression values."""
+        """Raw outputs, on the CPU: logits over the task's classes, or regression values."""
         device = next(iter(self.meta_params.values())).device
         x = torch.as_tensor(x, dtype=torch.float32, device=device)
-        return self.algorithm.predict(self.meta_params, self.adapted, x)
+        return self.algorithm.predict(self.meta_params, self.adapted, x).cpu()
 
     def predict(self, x: torch.Tensor) -> Any:
         outputs = self.outputs(x)
@@ -99,9 +103,14 @@ def _encode_labels(labels: Sequence) -> tuple[list, torch.Tensor]:
 
 
 def load(checkpoint: str | Path, device: str | None = None) -> Learner:
-    """A Learner from a checkpoint file or a run directory (its latest checkpoint)."""
+    """A Learner from a checkpoint file or a run directory (its latest checkpoint).
+
+    `device`: cpu, cuda or auto; None: the checkpoint's `train.device` where this machine
+    has it, else the CPU (a GPU-trained checkpoint runs on a laptop as it is).
+    """
     payload = load_checkpoint(checkpoint)
     config = checkpoint_config(payload)
-    experiment = build_experiment(config, torch.device(device) if device else None, check_data=False)
+    chosen = resolve_device(device, field="device") if device else usable_device(config.train.device)[0]
+    experiment = build_experiment(config, chosen, check_data=False)
     params = {name: value.to(experiment.device) for name, value in payload["meta_parameters"].items()}
     return Learner(experiment, params, payload["step"])

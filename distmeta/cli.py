@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="change a task setting for evaluation, e.g. --set task.shots=5")
+    evaluate.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                          help="where to evaluate (default: the checkpoint's train.device where this machine "
+                               "has it, else cpu: a GPU-trained checkpoint runs on a CPU machine as it is)")
     evaluate.add_argument("--json", type=Path, help="also write the result to this JSON file")
     return parser
 
@@ -242,6 +245,7 @@ def run_eval(args) -> int:
     import torch
 
     from distmeta.config import apply_override, from_dict, to_dict, validate
+    from distmeta.devices import resolve_device, usable_device
     from distmeta.evaluation import evaluate
     from distmeta.experiment import build_experiment
     from distmeta.training.checkpoint import load_checkpoint
@@ -252,10 +256,14 @@ def run_eval(args) -> int:
         apply_override(raw, override)
     config = from_dict(raw)
     validate(config)
-    experiment = build_experiment(config, check_data=False)
+    if args.device:
+        device, why = resolve_device(args.device, field="--device"), f"--device {args.device}"
+    else:
+        device, why = usable_device(config.train.device)
+    experiment = build_experiment(config, device, check_data=False)
     params = {name: value.to(experiment.device) for name, value in payload["meta_parameters"].items()}
     print(f"{payload['path']}: step {payload['step']}, {config.task.name} / {config.algorithm.name}; "
-          f"inner loops: {experiment.strategy} ({experiment.strategy_reason})")
+          f"device {experiment.device} ({why}); inner loops: {experiment.strategy} ({experiment.strategy_reason})")
     with torch.no_grad():
         result = evaluate(experiment, params, args.split, args.tasks, args.inner_steps)
     print(result)

@@ -111,8 +111,14 @@ class TrainConfig:
     """Steps between checkpoints (0: only at the end)."""
     vectorize: str = "auto"
     """How a task batch's inner loops run: vmap, loop, or auto (the faster per model and device)."""
+    vmap_chunk_size: int = 0
+    """Tasks vmap runs at once (torch.func.vmap's chunk_size), bounding GPU memory; 0: all of them."""
     device: str = "auto"
-    """cpu, cuda, or auto (cuda when available)."""
+    """cpu, cuda, or auto. A Ray worker uses the GPU Ray gave it (auto, cuda) or the CPU (auto
+    without a GPU, cpu); in one process auto is cuda when torch sees a GPU."""
+    deterministic: bool = False
+    """Bit-identical reruns on a GPU too: TF32 off, deterministic cuDNN and torch algorithms
+    (slower; an op without a deterministic implementation stops the run, named)."""
     run_dir: str = ""
     """Where metrics, checkpoints and the summary go ("": runs/<task>-<algorithm>-<time>).
     Training again with the same run_dir resumes from its latest checkpoint."""
@@ -185,7 +191,8 @@ def save_config(config: Config, path: str | Path) -> None:
 # Fields that change how a run is carried out or watched, not what it learns: a run
 # may be resumed with other values (e.g. more steps, or on a GPU).
 NOT_HASHED = ("train.run_dir", "train.steps", "train.log_every", "train.val_every", "train.val_tasks",
-              "train.checkpoint_every", "train.vectorize", "train.device")
+              "train.checkpoint_every", "train.vectorize", "train.device", "train.vmap_chunk_size",
+              "train.deterministic")
 
 
 # Fields added after runs were checkpointed, with the value that means the behaviour from
@@ -339,6 +346,7 @@ def validate(config: Config) -> None:
     _check_non_negative("train.val_every", config.train.val_every)
     _check_positive("train.val_tasks", config.train.val_tasks)
     _check_non_negative("train.checkpoint_every", config.train.checkpoint_every)
+    _check_non_negative("train.vmap_chunk_size", config.train.vmap_chunk_size)
     _check_positive("eval.tasks", config.eval.tasks)
     _check_positive("eval.batch_size", config.eval.batch_size)
     _check_omniglot(config)

@@ -62,17 +62,31 @@ def evaluate(
 
     The same tasks whatever the batch size, so validations during training are comparable.
     """
-    config = experiment.config
-    num_tasks = num_tasks or config.eval.tasks
+    num_tasks = num_tasks or experiment.config.eval.tasks
     steps = experiment.algorithm.test_inner_steps if inner_steps is None else inner_steps
+    losses, scores = task_results(experiment, meta_params, split, range(num_tasks), steps, batch_size)
+    return summarise(experiment.config.metric, losses, scores, steps, split)
+
+
+def task_results(experiment: Experiment, meta_params: Params, split: str, indices: range, steps: int,
+                 batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each task's query (loss, score), on the CPU, for tasks `indices` of `split`: a share of
+    an evaluation that several workers split among them gives the numbers one would."""
+    config = experiment.config
     batch_size = batch_size or config.eval.batch_size
     tasks = experiment.tasks(split)
-    losses, scores = [], []
-    for start in range(0, num_tasks, batch_size):
-        indices = range(start, min(start + batch_size, num_tasks))
-        batch = sample_tasks(tasks, config.seed, split, 0, indices).to(experiment.device)
-        loss, score = batch_evaluation(experiment.algorithm, meta_params, batch, steps, experiment.strategy)
-        losses.append(loss.cpu())
-        scores.append(score.cpu())
-    mean, ci95 = mean_and_ci95(torch.cat(scores))
-    return EvalResult(config.metric, mean, ci95, torch.cat(losses).mean().item(), num_tasks, steps, split)
+    losses, scores = [torch.empty(0)], [torch.empty(0)]
+    for start in range(indices.start, indices.stop, batch_size):
+        chunk = range(start, min(start + batch_size, indices.stop))
+        batch = sample_tasks(tasks, config.seed, split, 0, chunk).to(experiment.device)
+        loss, score = batch_evaluation(experiment.algorithm, meta_params, batch, steps, experiment.strategy,
+                                       experiment.vmap_chunk_size)
+        losses.append(loss.detach().cpu())
+        scores.append(score.detach().cpu())
+    return torch.cat(losses), torch.cat(scores)
+
+
+def summarise(metric: str, losses: torch.Tensor, scores: torch.Tensor, steps: int, split: str) -> EvalResult:
+    """The mean score with its 95% interval over every task's (loss, score)."""
+    mean, ci95 = mean_and_ci95(scores)
+    return EvalResult(metric, mean, ci95, losses.mean().item(), scores.numel(), steps, split)

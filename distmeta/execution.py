@@ -14,6 +14,11 @@ rounding); they differ only in speed and memory.
 Measured on a 2-core CPU (benchmarks/engine_speed.py): for the sinusoid MLP
 vmap is several times faster than the loop; for Conv4 the threaded loop is the
 faster and needs a fraction of vmap's memory.
+
+On a GPU the loop runs in the calling thread: the tasks' kernels queue on one
+CUDA stream whatever thread launches them, so threads would only contend for the
+GIL (and each would need its own copy of the model on the GPU). vmap's
+`chunk_size` (`train.vmap_chunk_size`) bounds its memory: that many tasks at once.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 from torch.func import vmap
 
 from distmeta.algorithms import MetaAlgorithm, Params
+from distmeta.determinism import refusals_named
 from distmeta.tasks import TaskBatch
 
 STRATEGIES = ("vmap", "loop")
@@ -55,53 +61,69 @@ def resolve_vectorize(vectorize: str, model_name: str, device: torch.device) -> 
     return "loop", "auto: conv model on CPU, the loop measured faster and lighter than vmap"
 
 
-def batch_meta_gradient(algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, strategy: str) -> BatchGradient:
-    """Meta-gradients of every task of `batch`, summed, with each task's query loss and score."""
+def batch_meta_gradient(algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, strategy: str,
+                        chunk_size: int | None = None) -> BatchGradient:
+    """Meta-gradients of every task of `batch`, summed, with each task's query loss and score.
+
+    `chunk_size`: tasks vmap runs at once (None: all); the loop ignores it.
+    """
+    with refusals_named():
+        return _batch_meta_gradient(algorithm, meta_params, batch, strategy, chunk_size)
+
+
+def _batch_meta_gradient(algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, strategy: str,
+                         chunk_size: int | None) -> BatchGradient:
     if strategy == "vmap":
-        per_task = vmap(algorithm.task_estimate, in_dims=(None, 0, 0, 0, 0))
+        per_task = vmap(algorithm.task_estimate, in_dims=(None, 0, 0, 0, 0), chunk_size=chunk_size)
         estimate = per_task(meta_params, *batch.tensors())
         grad_sum = {name: g.sum(0) for name, g in estimate.grads.items()}
         return BatchGradient(grad_sum, estimate.mean_loss, estimate.info["score"])
     _check_strategy(strategy)
-    parts = _in_threads(lambda chunk: _loop_meta_gradient(algorithm.using_autograd(), meta_params, chunk), batch)
+    parts = _in_threads(algorithm, lambda looped, chunk: _loop_meta_gradient(looped, meta_params, chunk), batch)
     grad_sum = {name: sum(part.grad_sum[name] for part in parts) for name in meta_params}
     return BatchGradient(grad_sum, torch.cat([p.losses for p in parts]), torch.cat([p.scores for p in parts]))
 
 
 def batch_evaluation(
-    algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, steps: int, strategy: str
+    algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, steps: int, strategy: str,
+    chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each task's query (loss, score) after `steps` inner steps; no meta-gradient."""
+    with refusals_named():
+        return _batch_evaluation(algorithm, meta_params, batch, steps, strategy, chunk_size)
+
+
+def _batch_evaluation(algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, steps: int, strategy: str,
+                      chunk_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     if strategy == "vmap":
-        per_task = vmap(algorithm.task_evaluation, in_dims=(None, 0, 0, 0, 0, None))
+        per_task = vmap(algorithm.task_evaluation, in_dims=(None, 0, 0, 0, 0, None), chunk_size=chunk_size)
         return per_task(meta_params, *batch.tensors(), steps)
     _check_strategy(strategy)
 
-    def evaluate_chunk(chunk: TaskBatch):
-        looped = algorithm.using_autograd()
+    def evaluate_chunk(looped: MetaAlgorithm, chunk: TaskBatch):
         results = [looped.task_evaluation(meta_params, *_one_task(chunk, i), steps) for i in range(len(chunk))]
         return tuple(torch.stack(column) for column in zip(*results))
 
-    parts = _in_threads(evaluate_chunk, batch)
+    parts = _in_threads(algorithm, evaluate_chunk, batch)
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 def batch_query_losses(algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch,
-                       strategy: str) -> torch.Tensor:
+                       strategy: str, chunk_size: int | None = None) -> torch.Tensor:
     """Each task's training-time query loss (`query_loss`: adapt, then predict), without the
     meta-gradient: the forward half of `batch_meta_gradient`, run the same way (a benchmark
     times it to split the meta-gradient's time into inner loop and outer backward)."""
     if strategy == "vmap":
-        losses, _ = vmap(algorithm.query_loss, in_dims=(None, 0, 0, 0, 0))(meta_params, *batch.tensors())
+        per_task = vmap(algorithm.query_loss, in_dims=(None, 0, 0, 0, 0), chunk_size=chunk_size)
+        losses, _ = per_task(meta_params, *batch.tensors())
         return losses.detach()
     _check_strategy(strategy)
 
-    def chunk_losses(chunk: TaskBatch) -> torch.Tensor:
-        looped = algorithm.using_autograd()
+    def chunk_losses(looped: MetaAlgorithm, chunk: TaskBatch) -> torch.Tensor:
         return torch.stack([looped.query_loss(meta_params, *_one_task(chunk, i))[0].detach()
                             for i in range(len(chunk))])
 
-    return torch.cat(_in_threads(chunk_losses, batch))
+    return torch.cat(_in_threads(algorithm, chunk_losses, batch))
 
 
 def _loop_meta_gradient(algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch) -> BatchGradient:
@@ -140,18 +162,21 @@ def _thread_pool(threads: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def _in_threads(work, batch: TaskBatch) -> list:
-    """`work` on contiguous chunks of the batch, one per torch thread, results in task order.
+def _in_threads(algorithm: MetaAlgorithm, work, batch: TaskBatch) -> list:
+    """`work(looped, chunk)` on contiguous chunks of the batch, one per torch thread, results in
+    task order; `looped` is `algorithm` differentiating with torch.autograd, with a model of its
+    own per thread (and no copy of the model when the batch runs in this thread alone).
 
     The chunks depend only on the thread count and batch size, so results are
-    reproducible on the same machine.
+    reproducible on the same machine. A batch on a GPU runs in this thread, in one chunk.
     """
     threads = min(torch.get_num_threads(), len(batch))
-    if threads <= 1 or threading.current_thread().name.startswith("distmeta-task"):
-        return [work(batch)]
+    on_gpu = batch.support_x.device.type != "cpu"
+    if threads <= 1 or on_gpu or threading.current_thread().name.startswith("distmeta-task"):
+        return [work(algorithm.using_autograd(own_model=False), batch)]
     bounds = [len(batch) * i // threads for i in range(threads + 1)]
     chunks = [batch.select(bounds[i], bounds[i + 1]) for i in range(threads)]
-    return list(_thread_pool(threads).map(work, chunks))
+    return list(_thread_pool(threads).map(lambda chunk: work(algorithm.using_autograd(), chunk), chunks))
 
 
 def _one_task(batch: TaskBatch, index: int) -> tuple[torch.Tensor, ...]:

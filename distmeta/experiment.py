@@ -14,7 +14,8 @@ from torch import nn
 
 from distmeta.algorithms import MetaAlgorithm, Params, build_algorithm
 from distmeta.config import Config
-from distmeta.errors import ConfigError
+from distmeta.determinism import set_determinism
+from distmeta.devices import CPU, resolve_device
 from distmeta.execution import resolve_vectorize
 from distmeta.models import build_model, initial_parameters
 from distmeta.tasks import SPLITS, TaskDistribution, build_task_distribution
@@ -37,17 +38,28 @@ class Experiment:
             self._distributions[split] = build_task_distribution(self.config, split)
         return self._distributions[split]
 
+    @property
+    def vmap_chunk_size(self) -> int | None:
+        """Tasks vmap runs at once (None: the whole batch), from `train.vmap_chunk_size`."""
+        return self.config.train.vmap_chunk_size or None
+
     def initial_meta_parameters(self) -> Params:
-        params = self.algorithm.init_meta_parameters(initial_parameters(self.model, self.config.seed), self.config.seed)
+        """Drawn on the CPU from the seed, then moved: a GPU run starts from the weights a
+        CPU run with the same seed starts from (the CUDA RNG draws other numbers)."""
+        params = self.algorithm.init_meta_parameters(initial_parameters(self._cpu_model(), self.config.seed),
+                                                     self.config.seed)
         return {name: value.to(self.device) for name, value in params.items()}
 
+    def _cpu_model(self) -> nn.Module:
+        if self.device.type == "cpu":
+            return self.model
+        return build_model(self.config, self.output_size, self.config.task.omniglot.image_size)
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device", "cuda was asked for, but torch sees no GPU here")
-    return torch.device(name)
+
+def driver_experiment(config: Config) -> Experiment:
+    """The experiment of a distributed run's driver: config and every split's data checked,
+    on the CPU, so that the driver never opens a CUDA context (see `distmeta.devices`)."""
+    return build_experiment(config, CPU)
 
 
 def build_experiment(config: Config, device: torch.device | None = None, check_data: bool = True) -> Experiment:
@@ -56,6 +68,7 @@ def build_experiment(config: Config, device: torch.device | None = None, check_d
     Without `check_data` no data is read: enough to use a checkpoint on new tasks.
     """
     device = device or resolve_device(config.train.device)
+    set_determinism(config.train.deterministic)
     output_size = config.task.ways if config.is_classification else 1
     model = build_model(config, output_size, config.task.omniglot.image_size).to(device)
     algorithm = build_algorithm(config.algorithm, model, config.is_classification, output_size)

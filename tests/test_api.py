@@ -5,7 +5,7 @@ import torch
 
 import distmeta
 from distmeta.config import load_config
-from distmeta.errors import CheckpointError
+from distmeta.errors import CheckpointError, ConfigError
 from distmeta.experiment import build_experiment
 from distmeta.training.checkpoint import save_checkpoint
 from distmeta.training.trainer import train
@@ -57,3 +57,16 @@ def test_loading_a_missing_or_damaged_checkpoint_names_it(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="without checkpoints"):
         distmeta.load(tmp_path / "empty")
+
+
+def test_a_checkpoint_trained_on_cuda_loads_on_the_cpu_and_answers_on_the_cpu(tmp_path):
+    config = load_config(None, ["train.device=cuda", f"train.run_dir={tmp_path}"])
+    params = build_experiment(config, torch.device("cpu"), check_data=False).initial_meta_parameters()
+    save_checkpoint(tmp_path, 7, config, params, {}, {})
+    for learner in (distmeta.load(tmp_path), distmeta.load(tmp_path, device="cpu")):
+        assert learner.device == torch.device("cpu")
+        x = torch.linspace(-5, 5, 10).unsqueeze(1)
+        outputs = learner.adapt(x, torch.sin(x), steps=1).predict(x)
+        assert outputs.device.type == "cpu" and outputs.shape == (10, 1)
+    with pytest.raises(ConfigError, match="^device: cuda was asked for"):
+        distmeta.load(tmp_path, device="cuda")

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import torch
+
 
 def distmeta(*args, cwd, timeout=120):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -57,3 +59,21 @@ def test_relative_data_paths_in_a_config_mean_the_same_to_ray_workers_as_to_the_
                        "--set", "train.val_every=0", "--set", "eval.tasks=4", "--run-dir", "run", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert "step 2/2" in trained.stdout and "meta-test" in trained.stdout
+
+
+def test_eval_runs_a_checkpoint_trained_on_cuda_on_this_cpu_machine(tmp_path):
+    from distmeta.config import load_config
+    from distmeta.experiment import build_experiment
+    from distmeta.training.checkpoint import save_checkpoint
+
+    config = load_config(None, ["train.device=cuda"])  # as a GPU run's checkpoint says
+    params = build_experiment(config, torch.device("cpu"), check_data=False).initial_meta_parameters()
+    save_checkpoint(tmp_path / "gpu-run", 100, config, params, {}, {})
+    asked = distmeta("eval", "gpu-run", "--device", "cpu", "--tasks", "8", cwd=tmp_path)
+    assert asked.returncode == 0, asked.stderr
+    assert "device cpu (--device cpu)" in asked.stdout and "test mse" in asked.stdout
+    by_default = distmeta("eval", "gpu-run", "--tasks", "8", cwd=tmp_path)
+    assert by_default.returncode == 0, by_default.stderr
+    assert "device cpu (the config says cuda, but torch sees no GPU here)" in by_default.stdout
+    refused = distmeta("eval", "gpu-run", "--device", "cuda", cwd=tmp_path)
+    assert refused.returncode == 2 and "--device: cuda was asked for, but torch sees no GPU here" in refused.stderr

@@ -75,3 +75,40 @@ def test_auto_picks_vmap_for_the_mlp_and_the_loop_for_conv4_on_cpu():
     assert resolve_vectorize("auto", "conv4", cpu)[0] == "loop"
     assert resolve_vectorize("auto", "conv4", torch.device("cuda"))[0] == "vmap"
     assert resolve_vectorize("loop", "mlp", cpu) == ("loop", "set in the config")
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_vmap_in_chunks_of_tasks_equals_the_loop(name):
+    for model_name, model, algorithm, batch in _setups(name):
+        params = meta_params_for(algorithm, model)
+        chunked = batch_meta_gradient(algorithm, params, batch, "vmap", chunk_size=2)  # 3 or 4 tasks: 2 chunks
+        looped = batch_meta_gradient(algorithm, params, batch, "loop")
+        for key in params:
+            torch.testing.assert_close(chunked.grad_sum[key], looped.grad_sum[key], rtol=1e-5, atol=1e-10,
+                                       msg=f"{name} on {model_name}: {key}")
+        torch.testing.assert_close(chunked.losses, looped.losses, rtol=1e-5, atol=1e-12)
+        evaluated = batch_evaluation(algorithm, params, batch, 3, "vmap", chunk_size=1)
+        torch.testing.assert_close(evaluated, batch_evaluation(algorithm, params, batch, 3, "loop"),
+                                   rtol=1e-5, atol=1e-12)
+
+
+def test_a_batch_off_the_cpu_loops_in_the_calling_thread_on_the_shared_model(monkeypatch):
+    import threading
+
+    from distmeta import execution
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    model = tiny_mlp()
+    algorithm = make_algorithm("maml", model, False)
+    calls = []
+
+    def work(looped, chunk):
+        calls.append((threading.current_thread().name, looped.model is model, len(chunk)))
+        return len(chunk)
+
+    on_meta = regression_batch(tasks=4).to("meta")  # stands in for a batch on a GPU
+    assert execution._in_threads(algorithm, work, on_meta) == [4]
+    assert calls == [(threading.current_thread().name, True, 4)]
+    calls.clear()
+    assert execution._in_threads(algorithm, work, regression_batch(tasks=4)) == [1, 1, 1, 1]
+    assert all(name.startswith("distmeta-task") and not shared for name, shared, _ in calls)

@@ -161,15 +161,17 @@ class MetaAlgorithm:
 
     # ---------------------------------------------------------------- derived
 
-    def using_autograd(self) -> "MetaAlgorithm":
+    def using_autograd(self, own_model: bool = True) -> "MetaAlgorithm":
         """A copy that differentiates with torch.autograd: for loops and threads, not vmap.
 
-        It has its own copy of the model, because `functional_call` swaps the
-        parameters of the module it is given, which two threads must not share.
+        With `own_model` it has its own copy of the model, because `functional_call`
+        swaps the parameters of the module it is given, which two threads must not
+        share; one thread alone (always so on a GPU) shares the model, uncopied.
         """
         twin = copy.copy(self)
         twin.autograd = True
-        twin.model = copy.deepcopy(self.model)
+        if own_model:
+            twin.model = copy.deepcopy(self.model)
         return twin
 
     def inner_loop(self, meta_params: Params, start: Params,

@@ -35,12 +35,13 @@ from distmeta.benchmarking.report import (CountRun, CountSummary, bench_json, be
 from distmeta.benchmarking.timing import timed_steps
 from distmeta.config import Config, from_dict, replace, to_dict
 from distmeta.errors import ConfigError, DistmetaError
-from distmeta.experiment import build_experiment
+from distmeta.experiment import driver_experiment
+from distmeta.runtime.cuda_probe import check_workers_torch
 from distmeta.runtime.collective import gathered
 from distmeta.runtime.launcher import (ClusterRequest, check_request, check_resources, cluster_cpus_and_gpus,
                                        connected_to_cluster, scaling_config, with_gpus_decided,
                                        worker_groups_that_fit)
-from distmeta.runtime.worker import describe_workers, enter_command_dir
+from distmeta.runtime.worker import describe_workers, enter_command_dir, worker_experiment
 from distmeta.training.trainer import initial_state
 
 SCALINGS = ("weak", "strong")
@@ -81,7 +82,7 @@ def run_bench(config: Config, request: BenchRequest, print_fn=print) -> BenchRes
     """Measure every worker count of `request` on the cluster; print the table, write JSON and plot."""
     batch = request.meta_batch or config.train.meta_batch_size
     check_bench_request(config, request, batch)
-    build_experiment(config)  # every split's data is checked here, on the driver
+    driver_experiment(config)  # every split's data is checked here, on the driver's CPU
     # The local cluster gets this machine's real cores (not one CPU per requested worker, as
     # `distmeta train` would): workers sharing cores would measure the sharing, not scaling.
     with connected_to_cluster(ClusterRequest(workers=1, cpus_per_worker=request.cpus_per_worker,
@@ -208,12 +209,13 @@ class ResultBox:
 
 def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, storage: Path) -> CountRun:
     """Run `cluster.workers` Ray Train workers through warm-up and timed steps; their times."""
+    check_workers_torch(cluster)
     box = ResultBox.remote()
     try:
         trainer = TorchTrainer(
             bench_worker,
             train_loop_config={"config": to_dict(config), "threads_per_worker": cluster.cpus_per_worker,
-                               "command_dir": os.getcwd(),
+                               "command_dir": os.getcwd(), "gpus_per_worker": cluster.gpus_per_worker,
                                "warmup": request.warmup, "steps": request.steps, "box": box},
             scaling_config=scaling_config(cluster),
             # a failed bench is reported, not retried: a retry would mix two runs' times
@@ -240,7 +242,7 @@ def bench_worker(loop_config: dict) -> None:
     box = loop_config["box"]
     try:
         config = from_dict(loop_config["config"])
-        experiment = build_experiment(config, ray.train.torch.get_device(), check_data=False)
+        experiment = worker_experiment(config, loop_config.get("gpus_per_worker", 0))
         state = initial_state(experiment)
         workers = describe_workers(experiment, rank)
         times = timed_steps(experiment, state, rank, world_size, loop_config["warmup"], loop_config["steps"])

@@ -33,6 +33,7 @@ from typing import Iterator
 import torch
 
 from distmeta.algorithms import Params
+from distmeta.devices import synchronize
 from distmeta.execution import batch_query_losses
 from distmeta.experiment import Experiment
 from distmeta.runtime.collective import barrier
@@ -71,8 +72,7 @@ class PhaseTimer:
     def synchronize(self) -> None:
         # CUDA kernels run asynchronously: without this a phase would end when its
         # kernels are queued, and their run time would land in a later phase.
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        synchronize(self.device)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -96,7 +96,8 @@ def timed_meta_step(experiment: Experiment, state: TrainState, rank: int = 0, wo
     with timer.phase("step"):
         _, batch = rank_meta_step(experiment, state, rank, world_size, timer)
     with timer.phase("inner_loop"):
-        batch_query_losses(experiment.algorithm, start_params, batch, experiment.strategy)
+        batch_query_losses(experiment.algorithm, start_params, batch, experiment.strategy,
+                           experiment.vmap_chunk_size)
     barrier()  # every rank ran the extra pass: start the next step together
     seconds = timer.seconds
     return StepTimes(sampling=seconds["sampling"], inner_loop=min(seconds["inner_loop"], seconds["meta_gradient"]),

@@ -1,6 +1,7 @@
 """Every collective call distmeta makes, each a no-op without a process group.
 
-A meta-step makes one: an all-reduce (sum) of one flat buffer. Every
+A meta-step makes one: an all-reduce (sum) of one flat buffer. A run starts with
+one more: rank 0's initial meta-parameters broadcast to every rank. Every
 meta-gradient and the sums of the metrics travel together, so a step costs one
 collective call whatever the number of parameter tensors. Not DDP: DDP hooks
 into `.backward()` and cannot take second-order gradients. The object
@@ -15,8 +16,12 @@ import torch.distributed as dist
 from distmeta.algorithms import Params
 
 
-def all_reduce_sum(grad_sum: Params, metric_sums: torch.Tensor) -> tuple[Params, torch.Tensor]:
-    """Sum `grad_sum` and `metric_sums` over all ranks (a no-op without a process group)."""
+def all_reduce_sum(grad_sum: Params, metric_sums: torch.Tensor) -> tuple[Params, torch.Tensor, torch.Tensor]:
+    """Sum `grad_sum` and `metric_sums` over all ranks (a no-op without a process group).
+
+    Returns the summed gradient (views into one flat buffer), the summed metrics, and
+    that flat buffer itself (one finiteness check covers all of it).
+    """
     names = list(grad_sum)
     flat = torch.cat([grad_sum[name].reshape(-1) for name in names] + [metric_sums.to(grad_sum[names[0]].dtype)])
     if distributed():
@@ -27,7 +32,26 @@ def all_reduce_sum(grad_sum: Params, metric_sums: torch.Tensor) -> tuple[Params,
         size = grad_sum[name].numel()
         reduced[name] = flat[offset:offset + size].view_as(grad_sum[name])
         offset += size
-    return reduced, flat[offset:]
+    return reduced, flat[offset:], flat
+
+
+def broadcast_parameters(params: Params) -> None:
+    """Rank 0's values of `params`, copied in place into every rank's, in one flat broadcast.
+
+    Ranks then start from the same meta-parameters without relying on drawing the same
+    random numbers (another torch build, device or library version could draw others).
+    """
+    if not distributed():
+        return
+    names = list(params)
+    flat = torch.cat([params[name].detach().reshape(-1) for name in names])
+    dist.broadcast(flat, src=0)
+    offset = 0
+    with torch.no_grad():
+        for name in names:
+            size = params[name].numel()
+            params[name].copy_(flat[offset:offset + size].view_as(params[name]))
+            offset += size
 
 
 def share_of_meta_batch(meta_batch_size: int, rank: int, world_size: int) -> range:

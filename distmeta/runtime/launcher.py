@@ -1,7 +1,9 @@
 """Launch distributed meta-training: check everything on the driver, then `TorchTrainer.fit()`.
 
-User errors (config, data, resources, a changed config on resume) are found
-here, before any worker starts, because Ray Train would retry them like crashes.
+User errors (config, data, resources, a changed config on resume, a torch that
+cannot use the GPUs asked for) are found here, before any worker starts, because
+Ray Train would retry them like crashes. The driver checks on the CPU and never
+computes on a device: the workers train and take the final meta-test.
 A run lives in `<storage>/<name>/`; running again with the same storage and name
 resumes from its latest checkpoint.
 """
@@ -26,10 +28,11 @@ from ray.train.torch import TorchTrainer
 from distmeta.algorithms import Params
 from distmeta.config import Config, to_dict
 from distmeta.errors import ConfigError, DistmetaError
-from distmeta.evaluation import EvalResult, evaluate
-from distmeta.experiment import build_experiment
+from distmeta.evaluation import EvalResult
+from distmeta.experiment import driver_experiment
+from distmeta.runtime.cuda_probe import check_workers_torch
 from distmeta.runtime.follow import MetricsFollower
-from distmeta.runtime.storage import ERROR_FILE, WORKERS_FILE, newest_readable_checkpoint
+from distmeta.runtime.storage import ERROR_FILE, META_TEST_FILE, WORKERS_FILE, newest_readable_checkpoint
 from distmeta.runtime.worker import train_worker
 from distmeta.training.checkpoint import check_resumable, load_checkpoint
 from distmeta.training.progress import summary_table
@@ -104,7 +107,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
                       final_eval: bool = True) -> DistributedResult:
     """Meta-train on Ray with `request.workers` workers; resumes `<storage>/<name>` if it has a checkpoint."""
     check_request(config, request)
-    experiment = build_experiment(config)  # every split's data is checked here, on the driver
+    driver_experiment(config)  # every split's data is checked here, on the driver's CPU
     storage = check_storage(request.storage)
     run_dir = storage / request.name
     previous = newest_readable_checkpoint(run_dir)
@@ -115,24 +118,39 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
         print_fn(f"resuming {run_dir} from the checkpoint of step {start_step} of {config.train.steps}; "
                  f"steps after it run again")
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
+    (run_dir / META_TEST_FILE).unlink(missing_ok=True)
     with connected_to_cluster(request):
         request = with_gpus_decided(request)
+        check_device(config, request)
         check_resources(request)
+        check_workers_torch(request)
         print_fn(f"run directory {run_dir}; {request.workers} worker(s) x ({request.cpus_per_worker} CPU, "
                  f"{request.gpus_per_worker} GPU); run the same command with --name {request.name} to resume")
         started = time.perf_counter()
         with MetricsFollower(run_dir / "metrics.jsonl", config.train.steps, config.metric, print_fn):
-            result = build_trainer(config, request, storage, run_dir).fit()
+            result = build_trainer(config, request, storage, run_dir, final_eval=final_eval).fit()
         wall = time.perf_counter() - started
     raise_worker_error(run_dir)
     with result.checkpoint.as_directory() as folder:
         payload = load_checkpoint(folder)
-    params = {name: value.to(experiment.device) for name, value in payload["meta_parameters"].items()}
-    test = evaluate(experiment, params, "test") if final_eval else None
+    params = payload["meta_parameters"]  # on the CPU
+    test = meta_test_result(run_dir) if final_eval else None
     summary = _summary(config, request, run_dir, payload, payload["step"] - start_step, wall, test)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_fn(summary_table(summary_rows(summary)))
     return DistributedResult(run_dir, params, payload["step"], test, summary)
+
+
+def check_device(config: Config, request: ClusterRequest) -> None:
+    """`train.device: cuda` needs workers with a GPU (the driver's own devices do not matter)."""
+    if config.train.device == "cuda" and not request.gpus_per_worker:
+        raise ConfigError("train.device", "cuda, but the workers get no GPU: pass --gpus-per-worker 1 "
+                                          "(or set train.device: auto)")
+
+
+def meta_test_result(run_dir: Path) -> EvalResult:
+    """The final meta-test the workers took (see `worker.final_meta_test`)."""
+    return EvalResult(**json.loads((run_dir / META_TEST_FILE).read_text()))
 
 
 def check_storage(storage: str) -> Path:
@@ -177,12 +195,14 @@ def init_ray(request: ClusterRequest) -> None:
 
 
 def build_trainer(config: Config, request: ClusterRequest, storage: Path, run_dir: Path,
-                  callbacks: tuple = ()) -> TorchTrainer:
-    """The TorchTrainer of one run: `request.workers` workers running `train_worker`."""
+                  callbacks: tuple = (), final_eval: bool = False) -> TorchTrainer:
+    """The TorchTrainer of one run: `request.workers` workers running `train_worker`
+    (with `final_eval`, they take the meta-test at the end)."""
     return TorchTrainer(
         train_worker,
         train_loop_config={"config": to_dict(config), "run_dir": str(run_dir),
-                           "threads_per_worker": request.cpus_per_worker, "command_dir": os.getcwd()},
+                           "threads_per_worker": request.cpus_per_worker, "command_dir": os.getcwd(),
+                           "gpus_per_worker": request.gpus_per_worker, "final_eval": final_eval},
         scaling_config=scaling_config(request),
         run_config=RunConfig(name=request.name, storage_path=str(storage),
                              failure_config=FailureConfig(max_failures=request.max_failures),

@@ -56,11 +56,11 @@ def rank_meta_step(experiment: Experiment, state: TrainState, rank: int, world_s
         clock.wait_for_slowest_rank()
     with clock.phase("all_reduce"):
         metric_sums = torch.stack([result.losses.sum(), result.scores.sum()])
-        grad_total, totals = all_reduce_sum(result.grad_sum, metric_sums)
+        grad_total, totals, reduced = all_reduce_sum(result.grad_sum, metric_sums)
     with clock.phase("optimizer"):
         meta_loss = totals[0] / tasks
         # every rank holds the same reduced values, so every rank stops here together
-        check_finite(state.step, task_seed(config.seed, "train", state.step, 0), meta_loss, grad_total)
+        check_finite(state.step, task_seed(config.seed, "train", state.step, 0), meta_loss, reduced)
         apply_meta_gradient(state, config.train, grad_total, tasks)
         # read back inside the clock: on a GPU this waits for the update to finish
         metrics = StepMetrics(meta_loss.item(), (totals[1] / tasks).item(), tasks)

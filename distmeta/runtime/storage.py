@@ -2,7 +2,8 @@
 
 Ray Train owns the `checkpoint_*` folders (each holds one of our `step_*.pt`
 files); rank 0 adds `metrics.jsonl`, `tensorboard/`, `workers.json`; the driver
-adds `summary.json`. A worker that stops on a user error leaves `distmeta_error.json`.
+adds `summary.json`. A worker that stops on a user error leaves `distmeta_error.json`;
+rank 0 writes the final meta-test, taken on the workers, to `meta_test.json`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from distmeta.training.checkpoint import checkpoint_files, load_checkpoint
 
 ERROR_FILE = "distmeta_error.json"
 WORKERS_FILE = "workers.json"
+META_TEST_FILE = "meta_test.json"
 
 
 def newest_readable_checkpoint(run_dir: Path) -> dict | None:

@@ -5,6 +5,11 @@ seeds come from (run seed, step, task index), so N workers see exactly the tasks
 one worker would), sums their meta-gradients, joins the one all-reduce of the
 step, and applies the same meta-optimiser step as every other rank. Rank 0 is
 the learner of record: it validates, logs and writes checkpoints.
+
+A worker computes on the device `distmeta.devices.worker_device` gives it (its
+GPU, or the CPU), starts from rank 0's meta-parameters (broadcast), and at the
+end takes its share of the meta-test, which rank 0 gathers and writes down: the
+driver never computes on a device.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ import ray.train
 import ray.train.torch
 import torch
 
-from distmeta.config import from_dict
+from distmeta.config import Config, from_dict
+from distmeta.devices import check_cuda_torch, worker_device
 from distmeta.errors import DistmetaError
+from distmeta.evaluation import EvalResult, summarise, task_results
 from distmeta.experiment import Experiment, build_experiment
-from distmeta.runtime.collective import from_rank_zero, gathered
+from distmeta.runtime.collective import broadcast_parameters, from_rank_zero, gathered, share_of_meta_batch
 from distmeta.runtime.step import rank_meta_step
-from distmeta.runtime.storage import ERROR_FILE, WORKERS_FILE, newest_readable_checkpoint
+from distmeta.runtime.storage import ERROR_FILE, META_TEST_FILE, WORKERS_FILE, newest_readable_checkpoint
 from distmeta.training.checkpoint import load_checkpoint, save_checkpoint
 from distmeta.training.progress import ProgressLog
 from distmeta.training.trainer import StepMetrics, TrainState, initial_state, train_loop
@@ -84,6 +91,31 @@ def describe_workers(experiment: Experiment, rank: int) -> list[dict] | None:
     return everyone if rank == 0 else None
 
 
+def worker_experiment(config: Config, gpus_per_worker: int) -> Experiment:
+    """This worker's experiment, on its device; a worker given GPUs that torch cannot use
+    stops here with what to install (a user error, so it is not retried)."""
+    if gpus_per_worker:
+        check_cuda_torch()
+    device = worker_device(config.train.device, ray.train.torch.get_device())
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return build_experiment(config, device, check_data=False)
+
+
+def final_meta_test(experiment: Experiment, state: TrainState, rank: int, world_size: int) -> EvalResult | None:
+    """The meta-test of the trained meta-parameters, its tasks shared among the ranks and
+    gathered on rank 0 (the same tasks, so the same numbers, as one process would take)."""
+    config = experiment.config
+    steps = experiment.algorithm.test_inner_steps
+    share = share_of_meta_batch(config.eval.tasks, rank, world_size)
+    everyone = gathered(task_results(experiment, state.meta_params, "test", share, steps))
+    if rank != 0:
+        return None
+    losses = torch.cat([losses for losses, _ in everyone])
+    scores = torch.cat([scores for _, scores in everyone])
+    return summarise(config.metric, losses, scores, steps, "test")
+
+
 def enter_command_dir(folder: str) -> None:
     """Work from the folder the command ran in, where this node has it.
 
@@ -104,9 +136,10 @@ def train_worker(loop_config: dict) -> None:
     run_dir = Path(loop_config["run_dir"])
     try:
         config = from_dict(loop_config["config"])
-        experiment = build_experiment(config, ray.train.torch.get_device(), check_data=False)
+        experiment = worker_experiment(config, loop_config.get("gpus_per_worker", 0))
         payload = from_rank_zero(restored_checkpoint(run_dir) if rank == 0 else None)
         state = initial_state(experiment, payload)
+        broadcast_parameters(state.meta_params)
         workers = describe_workers(experiment, rank)
         progress = None
         if rank == 0:
@@ -117,6 +150,10 @@ def train_worker(loop_config: dict) -> None:
                 progress.record({"event": "resumed", "from_step": payload["step"]})
         train_loop(experiment, state, progress, distributed_meta_step(rank, world_size),
                    report_checkpoint(experiment, rank))
+        if loop_config.get("final_eval"):
+            test = final_meta_test(experiment, state, rank, world_size)
+            if test is not None:
+                (run_dir / META_TEST_FILE).write_text(json.dumps(test.to_dict(), indent=2))
     except DistmetaError as error:
         # Ray Train retries every worker error like a crash; a user error is not
         # a crash, so it is written down for the driver and the worker ends cleanly.

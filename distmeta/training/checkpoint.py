@@ -3,7 +3,9 @@
 A checkpoint is one file `step_NNNNNNNN.pt` under `<run_dir>/checkpoints/`,
 written atomically, so that a crash mid-write never leaves a file that looks
 like a checkpoint. Tasks are sampled from (seed, step, rank)
-alone, so the step is all the sampler state there is.
+alone, so the step is all the sampler state there is. Every tensor in it is on
+the CPU (meta-parameters and optimiser state alike), so a checkpoint written on
+a GPU loads on a machine without one.
 """
 
 from __future__ import annotations
@@ -34,12 +36,23 @@ def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params:
         "config": to_dict(config),
         "config_hash": config_hash(config),
         "meta_parameters": {name: value.detach().cpu() for name, value in meta_params.items()},
-        "optimizer": optimizer_state,
+        "optimizer": on_cpu(optimizer_state),
         "metrics": metrics,
     }
     target = checkpoint_dir(run_dir) / f"step_{step:08d}.pt"
     write_atomically(target, lambda file: torch.save(payload, file))
     return target
+
+
+def on_cpu(value: Any) -> Any:
+    """`value` with every tensor in it (nested in dicts, lists, tuples) copied to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {key: on_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_cpu(item) for item in value)
+    return value
 
 
 def checkpoint_files(run_dir: str | Path) -> list[Path]:

@@ -53,7 +53,7 @@ def initial_state(experiment: Experiment, checkpoint: dict | None = None) -> Tra
         return TrainState(params, make_optimizer(experiment.config, params))
     params = {name: value.to(experiment.device) for name, value in checkpoint["meta_parameters"].items()}
     optimizer = make_optimizer(experiment.config, params)
-    optimizer.load_state_dict(checkpoint["optimizer"])
+    optimizer.load_state_dict(checkpoint["optimizer"])  # moves the (CPU) state to the parameters' device
     return TrainState(params, optimizer, checkpoint["step"])
 
 
@@ -66,13 +66,22 @@ def meta_batch(experiment: Experiment, step: int, indices: range | None = None) 
 
 
 def compute_meta_gradient(experiment: Experiment, meta_params: Params, batch: TaskBatch) -> BatchGradient:
-    return batch_meta_gradient(experiment.algorithm, meta_params, batch, experiment.strategy)
+    return batch_meta_gradient(experiment.algorithm, meta_params, batch, experiment.strategy,
+                               experiment.vmap_chunk_size)
 
 
-def check_finite(step: int, task_seed: int, meta_loss: torch.Tensor, grad_sum: Params) -> None:
-    """Stop before the update (and any checkpoint) when the loss or the gradient is NaN or infinite."""
-    finite = torch.isfinite(meta_loss).all() and all(torch.isfinite(g).all() for g in grad_sum.values())
-    if not finite:
+def flat(grad_sum: Params, meta_loss: torch.Tensor) -> torch.Tensor:
+    """The gradient and the loss in one flat buffer, for `check_finite`."""
+    return torch.cat([g.reshape(-1) for g in grad_sum.values()] + [meta_loss.reshape(-1)])
+
+
+def check_finite(step: int, task_seed: int, meta_loss: torch.Tensor, values: torch.Tensor) -> None:
+    """Stop before the update (and any checkpoint) when the loss or the gradient is NaN or infinite.
+
+    `values`: one flat buffer holding the gradient and the loss (the all-reduce's, or `flat`'s),
+    so that a GPU is waited for once per step, not once per parameter tensor.
+    """
+    if not bool(torch.isfinite(values).all()):
         raise NonFiniteLossError(step, task_seed, meta_loss.item())
 
 
@@ -109,7 +118,7 @@ def meta_step(experiment: Experiment, state: TrainState) -> StepMetrics:
     batch = meta_batch(experiment, state.step)
     result = compute_meta_gradient(experiment, state.meta_params, batch)
     meta_loss = result.losses.mean()
-    check_finite(state.step, batch.seed, meta_loss, result.grad_sum)
+    check_finite(state.step, batch.seed, meta_loss, flat(result.grad_sum, meta_loss))
     apply_meta_gradient(state, experiment.config.train, result.grad_sum, result.num_tasks)
     return StepMetrics(meta_loss.item(), result.scores.mean().item(), result.num_tasks)
 

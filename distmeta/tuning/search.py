@@ -29,7 +29,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from distmeta.config import Config, replace, save_config
 from distmeta.errors import ConfigError
-from distmeta.experiment import build_experiment
+from distmeta.experiment import driver_experiment
+from distmeta.runtime.cuda_probe import check_workers_torch
 from distmeta.runtime.launcher import (ClusterRequest, build_trainer, check_request, check_storage,
                                        cluster_cpus_and_gpus, connected_to_cluster, raise_worker_error, with_gpus_decided,
                                        worker_groups_that_fit)
@@ -111,11 +112,12 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
                              cpus_per_worker=request.cpus_per_worker, address=request.address,
                              storage=request.storage, name=request.name)
     check_request(base, cluster)
-    build_experiment(base)  # the data, checked once here rather than in every trial
+    driver_experiment(base)  # the data, checked once here (on the CPU) rather than in every trial
     storage = check_storage(request.storage)
     folder = storage / request.name
     with connected_to_cluster(cluster):
         cluster = with_gpus_decided(cluster)
+        check_workers_torch(cluster)
         concurrent = concurrent_trials(cluster)
         tuner = _tuner(base, space, request, cluster, storage, folder, metric, mode, concurrent, print_fn)
         started = time.perf_counter()

@@ -111,10 +111,48 @@ def test_the_commands_in_the_configs_comments_are_valid_too():
             load_config(CLUSTER.parent / args.config, args.overrides)
 
 
-def test_the_image_installs_distmeta_on_the_pinned_ray_image():
+def gpu_torch_pin() -> tuple[str, str]:
+    """(version, CUDA tag) of the torch that constraints-gpu.txt pins, e.g. ("2.13.0", "cu130")."""
+    constraints = (CLUSTER.parent / "constraints-gpu.txt").read_text()
+    pinned = re.search(r"^torch==(\S+)\+(cu\d+)$", constraints, re.MULTILINE)
+    assert pinned, "constraints-gpu.txt must pin torch==VERSION+cuNNN, a CUDA build"
+    return pinned.group(1), pinned.group(2)
+
+
+def gpu_install_is_pinned(command: str) -> bool:
+    """`command` installs with both constraints files and the index that holds the CUDA build."""
+    _, tag = gpu_torch_pin()
+    return ("constraints.txt" in command and "constraints-gpu.txt" in command
+            and f"--extra-index-url https://download.pytorch.org/whl/{tag}" in command)
+
+
+def test_the_gpu_constraints_pin_a_cuda_build_of_the_torch_the_cpu_constraints_pin():
+    version, tag = gpu_torch_pin()
+    cpu_pin = re.search(r"^torch==(\S+)$", (CLUSTER.parent / "constraints.txt").read_text(), re.MULTILINE).group(1)
+    assert version == cpu_pin  # so that both files apply at once: torch==2.13.0 admits 2.13.0+cu130
+    constraints = (CLUSTER.parent / "constraints-gpu.txt").read_text()
+    cuda_major = tag[2:-1]
+    assert re.search(rf"^nvidia-nccl-cu{cuda_major}==\S+$", constraints, re.MULTILINE), "NCCL must be pinned"
+    assert re.search(rf"^nvidia-cudnn-cu{cuda_major}==\S+$", constraints, re.MULTILINE), "cuDNN must be pinned"
+    assert f"https://download.pytorch.org/whl/{tag}" in constraints
+    from distmeta.devices import CUDA_INDEX_URL  # what a worker without a CUDA torch is told to install
+
+    assert CUDA_INDEX_URL == f"https://download.pytorch.org/whl/{tag}"
+
+
+def test_the_image_installs_distmeta_and_a_cuda_torch_on_the_pinned_ray_cuda_image():
     dockerfile = (CLUSTER / "Dockerfile").read_text()
-    assert f"FROM rayproject/ray:{pinned_ray_version()}-py311-gpu" in dockerfile
-    assert "pip install --no-cache-dir -c constraints.txt -e ." in dockerfile
+    assert f"FROM rayproject/ray:{pinned_ray_version()}-py311-gpu" in dockerfile  # Ray's image on NVIDIA's CUDA base
+    install = dockerfile[dockerfile.index("RUN pip install"):].replace("\\\n", " ")
+    assert "COPY --chown=ray:users pyproject.toml constraints.txt constraints-gpu.txt" in dockerfile
+    assert gpu_install_is_pinned(install) and "-e ." in install
+    assert "assert torch.version.cuda" in install  # a CPU torch fails the build, not the first run
+
+
+@pytest.mark.parametrize("name", RAY_UP_CONFIGS)
+def test_a_ray_up_config_installs_the_cuda_build_of_torch(name):
+    config = yaml.safe_load((CLUSTER / name).read_text())
+    assert any(gpu_install_is_pinned(command) for command in config["setup_commands"])
 
 
 def test_the_local_cluster_script_starts_and_stops_only_its_own_cluster(tmp_path, short_temp, temp_roots):
@@ -142,3 +180,12 @@ def test_the_local_cluster_script_starts_and_stops_only_its_own_cluster(tmp_path
             stopped = script("stop")
         assert stopped.returncode == 0 and "stopped" in stopped.stdout
         assert local_cluster.processes_of(folder) == []
+
+
+def test_every_raycluster_pod_runs_the_image_built_from_the_dockerfile():
+    text = (CLUSTER / "kuberay/raycluster.yaml").read_text()
+    assert "built from cluster/Dockerfile" in text
+    (cluster,) = [d for d in kuberay_documents("kuberay/raycluster.yaml") if d["kind"] == "RayCluster"]
+    groups = [cluster["spec"]["headGroupSpec"], *cluster["spec"]["workerGroupSpecs"]]
+    images = {container["image"] for group in groups for container in group["template"]["spec"]["containers"]}
+    assert images == {"REGISTRY/distmeta:0.1.0"}

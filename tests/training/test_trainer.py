@@ -79,3 +79,17 @@ def test_cosine_meta_lr_starts_at_meta_lr_halves_midway_and_ends_near_zero():
     assert meta_lr_at(schedule, 50) == pytest.approx(0.005)
     assert meta_lr_at(schedule, 99) < 1e-5
     assert meta_lr_at(TrainConfig(meta_lr=0.01), 99) == 0.01
+
+
+def test_a_meta_step_checks_finiteness_once_on_one_flat_buffer(tmp_path, monkeypatch):
+    from distmeta.experiment import build_experiment
+    from distmeta.training import trainer
+
+    config = load_config(None, [f"train.run_dir={tmp_path}", "train.meta_batch_size=4"])
+    experiment = build_experiment(config)
+    state = trainer.initial_state(experiment)
+    checked = []
+    real_isfinite = torch.isfinite
+    monkeypatch.setattr(torch, "isfinite", lambda values: checked.append(values.dim()) or real_isfinite(values))
+    trainer.meta_step(experiment, state)
+    assert checked == [1]  # one call, on a flat buffer: a GPU is waited for once per step

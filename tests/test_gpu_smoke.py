@@ -1,0 +1,40 @@
+"""benchmarks/gpu_smoke.py on this CPU-only machine: it says it checked nothing, and its checks
+themselves run (rehearsed with the CPU in the GPU's place)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu_smoke.py"
+
+
+def smoke(*args, timeout=600):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_without_a_gpu_it_exits_77_saying_nothing_was_checked_and_writes_nothing(tmp_path):
+    done = smoke("--json", str(tmp_path / "smoke.json"))
+    assert done.returncode == 77, done.stderr
+    assert done.stdout.startswith("no GPU: nothing checked (torch ")
+    assert not (tmp_path / "smoke.json").exists()
+
+
+def test_an_unknown_check_is_refused_naming_the_known_ones(tmp_path):
+    done = smoke("--only", "cuda_build,warp_drive", "--json", str(tmp_path / "smoke.json"))
+    assert done.returncode == 2 and "unknown checks ['warp_drive']" in done.stderr and "determinism" in done.stderr
+
+
+def test_the_in_process_checks_pass_when_rehearsed_on_the_cpu(tmp_path):
+    checks = ["cuda_build", "meta_gradients", "all_reduce", "checkpoint_on_cpu", "determinism"]
+    done = smoke("--rehearse-on-cpu", "--only", ",".join(checks), "--json", str(tmp_path / "smoke.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads((tmp_path / "smoke.json").read_text())
+    assert record["rehearsal_on_cpu"] and record["passed"]
+    assert [check["check"] for check in record["checks"]] == checks
+    by_name = {check["check"]: check for check in record["checks"]}
+    assert by_name["meta_gradients"]["largest_tf32_off"] <= 1e-4
+    assert len(by_name["meta_gradients"]["tf32_off"]) == 2 * (6 + 5)  # vmap and loop; protonet has no MLP run
+    assert by_name["checkpoint_on_cpu"]["on_cpu_only"] and by_name["determinism"]["deterministic_bit_identical"]
