@@ -37,7 +37,7 @@ def test_an_op_without_a_deterministic_implementation_is_named_once_as_a_user_er
     def refused(*args):
         alert_not_deterministic("scatter_add_cuda_kernel")  # what torch raises for such an op on a GPU
 
-    monkeypatch.setattr(algorithm, "task_meta_gradient", refused)
+    monkeypatch.setattr(algorithm, "task_estimate", refused)
     with pytest.raises(DeterminismError, match=r"^train\.deterministic: scatter_add_cuda_kernel has no "
                                                r"deterministic implementation"):
         batch_meta_gradient(algorithm, meta_params_for(algorithm, model), regression_batch(), "loop")
