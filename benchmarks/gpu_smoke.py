@@ -107,7 +107,8 @@ def check_train_on_ray(device: torch.device, folder: Path) -> dict:
 
 def meta_gradient_differences(device: torch.device, deterministic: bool) -> list[dict]:
     """Each algorithm's meta-gradient on `device` (vmap, loop) against the CPU loop, same weights and tasks."""
-    from distmeta.config import ALGORITHMS, load_config
+    from distmeta.algorithms import ALGORITHMS
+    from distmeta.config import load_config
     from distmeta.devices import CPU
     from distmeta.execution import batch_meta_gradient
     from distmeta.experiment import build_experiment
