@@ -84,6 +84,13 @@ def describe_workers(experiment: Experiment, rank: int) -> list[dict] | None:
     return everyone if rank == 0 else None
 
 
+def worker_device(config) -> torch.device:
+    """The CPU when `train.device: cpu` says so, even on a worker Ray gave a GPU; else Ray's device."""
+    if config.train.device == "cpu":
+        return torch.device("cpu")
+    return ray.train.torch.get_device()
+
+
 def enter_command_dir(folder: str) -> None:
     """Work from the folder the command ran in, where this node has it.
 
@@ -104,7 +111,7 @@ def train_worker(loop_config: dict) -> None:
     run_dir = Path(loop_config["run_dir"])
     try:
         config = from_dict(loop_config["config"])
-        experiment = build_experiment(config, ray.train.torch.get_device(), check_data=False)
+        experiment = build_experiment(config, worker_device(config), check_data=False)
         payload = from_rank_zero(restored_checkpoint(run_dir) if rank == 0 else None)
         state = initial_state(experiment, payload)
         workers = describe_workers(experiment, rank)

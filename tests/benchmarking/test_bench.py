@@ -39,7 +39,8 @@ def test_a_worker_count_the_cluster_cannot_hold_is_refused_before_anything_runs(
     out = tmp_path / "bench.json"
     assert main(["bench", "--workers", "1,64", *TINY, "--json", str(out)]) == 2
     error = capsys.readouterr().err
-    assert "--workers: 64 worker(s) x (1 CPU, 0 GPU) do not fit: the cluster has 2 CPUs and 0 GPUs" in error
+    assert ("--workers: 64 worker(s) x (1 CPU, 0 GPU) do not fit: the cluster holds at most 2 such worker(s); "
+            "its nodes now: head (2 CPU, 0 GPU)") in error
     assert not out.exists()
 
 

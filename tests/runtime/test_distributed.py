@@ -80,7 +80,8 @@ def test_a_nan_loss_fails_the_run_once_with_its_message(cluster, tmp_path):
 
 
 def test_more_workers_than_the_cluster_holds_are_refused_saying_what_it_has(cluster, tmp_path):
-    with pytest.raises(ConfigError, match=r"3 worker\(s\) .* do not fit: the cluster has 2 CPUs and 0 GPUs"):
+    with pytest.raises(ConfigError, match=r"3 worker\(s\) x \(1 CPU, 0 GPU\) do not fit: the cluster holds at most "
+                                          r"2 such worker\(s\); its nodes now: head \(2 CPU, 0 GPU\); no autoscaler"):
         run(tmp_path, "big", 3)
     assert not list((tmp_path / "big").glob("checkpoint_*"))
 
