@@ -50,7 +50,7 @@ def read_capacity() -> ClusterCapacity:
 
 def _live_node(node: dict) -> NodeShape:
     resources = node.get("Resources", {})
-    name = "head" if HEAD_RESOURCE in resources else f"node {node['NodeID'][:8]}"
+    name = "head" if HEAD_RESOURCE in resources else f"node {node['NodeID'][-8:]}"
     return NodeShape(name, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
 
 

@@ -92,8 +92,13 @@ def with_gpus_decided(request: ClusterRequest, capacity: ClusterCapacity) -> tup
     most = workers_at_most(capacity, gpu_worker)
     if workers_now(capacity, gpu_worker) >= request.workers or (most is not None and most >= request.workers):
         return dataclasses.replace(request, gpus_per_worker=1), " (a GPU per worker: the cluster has or can add them)"
-    reason = "no GPU in the cluster" if not most else f"the cluster holds {most} one-GPU worker(s), not {request.workers}"
-    return dataclasses.replace(request, gpus_per_worker=0), f" (training on CPU: {reason}; --gpus-per-worker 1 insists)"
+    if most == 0:
+        reason = "the cluster has no GPU and can add none"
+    elif most is None:
+        reason = f"the cluster has GPUs for {workers_now(capacity, gpu_worker)} worker(s) and may add more"
+    else:
+        reason = f"the cluster holds {most} one-GPU worker(s), not {request.workers}"
+    return dataclasses.replace(request, gpus_per_worker=0), f" (on CPU: {reason})"
 
 
 def worker_shape(request: ClusterRequest) -> WorkerShape:
