@@ -146,7 +146,9 @@ def add_bench_command(commands) -> None:
     bench.add_argument("--scale-timeout", type=float, default=900.0, help=SCALE_TIMEOUT_HELP)
     bench.add_argument("--algo", choices=ALGORITHMS,
                        help="sets algorithm.name (default: the config's)")
-    bench.add_argument("--task", choices=sorted(BENCH_TASKS), help="sine or omniglot (default: the config's)")
+    bench.add_argument("--task", choices=sorted(BENCH_TASKS),
+                       help="sine or omniglot (default: the config's); omniglot without task.omniglot.roots runs "
+                            "on synthetic Omniglot-shaped tasks (random images)")
     bench.add_argument("--meta-batch", type=int, help="weak scaling: tasks per worker; strong: tasks per step, "
                                                       "shared (default: train.meta_batch_size)")
     bench.add_argument("--scaling", choices=["weak", "strong"], default="weak",
@@ -242,13 +244,27 @@ def run_bench(args) -> int:
         overrides.append(f"task.name={BENCH_TASKS[args.task]}")
     if args.algo:
         overrides.append(f"algorithm.name={args.algo}")
-    config = load_config(args.config, overrides)
+    config = bench_config(args.config, overrides)
     request = BenchRequest(workers=parse_worker_counts(args.workers), gpus_per_worker=args.gpus_per_worker,
                            cpus_per_worker=args.cpus_per_worker, meta_batch=args.meta_batch, scaling=args.scaling,
                            steps=args.steps, warmup=args.warmup, rounds=args.rounds, address=args.address,
                            scale_timeout_s=args.scale_timeout, json_path=args.json, plot_path=args.plot, command=dict(vars(args)))
     bench(config, request)
     return 0
+
+
+def bench_config(path: str | None, overrides: list[str]):
+    """The bench's config: Omniglot without roots is benchmarked on synthetic Omniglot-shaped
+    tasks (random images; the bench says so), real roots given are used."""
+    from distmeta.config import load_config
+    from distmeta.errors import ConfigError
+
+    try:
+        return load_config(path, overrides)
+    except ConfigError as error:
+        if error.field != "task.omniglot.roots":
+            raise
+    return load_config(path, [*overrides, "task.omniglot.synthetic=true"])
 
 
 def run_eval(args) -> int:

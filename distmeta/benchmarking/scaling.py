@@ -289,7 +289,8 @@ def machine_info(runs: list[CountRun]) -> dict:
 
 def _request_record(config: Config, request: BenchRequest, batch: int, cluster: ClusterRequest,
                     runs: list[CountRun]) -> dict:
-    return {"command": request.command, "task": config.task.name, "algorithm": config.algorithm.name,
+    return {"command": request.command, "task": config.task.name, "synthetic_data": is_synthetic(config),
+            "data": _data_words(config), "algorithm": config.algorithm.name,
             "model": config.model_name, "scaling": request.scaling, "meta_batch": batch,
             "meta_batch_means": "tasks per worker" if request.scaling == "weak" else "global tasks per step",
             "steps": request.steps, "warmup": request.warmup, "rounds": request.rounds,
@@ -299,7 +300,22 @@ def _request_record(config: Config, request: BenchRequest, batch: int, cluster: 
 
 
 def _task_words(config: Config) -> str:
+    if is_synthetic(config):
+        return f"{config.task.name} (SYNTHETIC: random images of its shapes, not the dataset)"
     return config.task.name
+
+
+def is_synthetic(config: Config) -> bool:
+    return config.task.name == "omniglot" and config.task.omniglot.synthetic
+
+
+def _data_words(config: Config) -> str:
+    if config.task.name != "omniglot":
+        return "built in"
+    if config.task.omniglot.synthetic:
+        return (f"synthetic: random {config.task.omniglot.image_size}x{config.task.omniglot.image_size} images, "
+                f"{config.task.ways}-way {config.task.shots}-shot, {config.task.query_shots} query per class")
+    return ", ".join(config.task.omniglot.roots)
 
 
 def _batch_words(scaling: str, batch: int) -> str:
@@ -308,11 +324,13 @@ def _batch_words(scaling: str, batch: int) -> str:
 
 def _write_outputs(config: Config, request: BenchRequest, report: dict,
                    summaries: list[CountSummary]) -> tuple[Path, Path]:
-    stem = f"bench_{config.task.name}_{config.algorithm.name}_{request.scaling}"
+    task = f"{config.task.name}_synthetic" if is_synthetic(config) else config.task.name
+    stem = f"bench_{task}_{config.algorithm.name}_{request.scaling}"
     json_path = Path(request.json_path or f"{stem}.json")
     plot_path = Path(request.plot_path or json_path.with_suffix(".png"))
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2))
-    write_plot(plot_path, summaries, f"{config.task.name} / {config.algorithm.name}, {request.scaling} scaling, "
+    task = f"{config.task.name} (synthetic)" if is_synthetic(config) else config.task.name
+    write_plot(plot_path, summaries, f"{task} / {config.algorithm.name}, {request.scaling} scaling, "
                                      f"{_batch_words(request.scaling, report['request']['meta_batch'])}")
     return json_path, plot_path

@@ -1,12 +1,16 @@
 """What a cluster can hold, counted node by node (pure arithmetic, no Ray)."""
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from distmeta.errors import ConfigError
 from distmeta.runtime.autoscaling import node_types_of
 from distmeta.runtime.capacity import (ClusterCapacity, NodeShape, WorkerShape, check_within_maximum,
                                        workers_at_most, workers_now, workers_per_node)
 
+ROOT = Path(__file__).resolve().parents[2]
 GPU_WORKER = WorkerShape(cpus=1, gpus=1)
 HEAD = NodeShape("head", cpus=4, gpus=0)
 
@@ -76,3 +80,12 @@ def test_node_types_are_read_from_a_ray_up_config_without_the_head():
     types, max_worker_nodes = node_types_of(config)
     assert max_worker_nodes == 8
     assert types == (NodeShape("gpu_worker", None, 1, 8), NodeShape("spare", 2, 0, 8))
+
+
+@pytest.mark.parametrize("path", ["cluster/aws-gpu.yaml", "cluster/gcp-gpu.yaml"])
+def test_the_shipped_ray_up_configs_grow_to_eight_gpu_workers_and_refuse_nine(path):
+    types, max_worker_nodes = node_types_of(yaml.safe_load((ROOT / path).read_text()))
+    cluster = ClusterCapacity((NodeShape("head", cpus=8, gpus=0),), types, max_worker_nodes, autoscaling=True)
+    check_within_maximum(cluster, GPU_WORKER, 8, "--workers")
+    with pytest.raises(ConfigError, match=r"9 worker\(s\) x \(1 CPU, 1 GPU\) do not fit: the cluster holds at most 8"):
+        check_within_maximum(cluster, GPU_WORKER, 9, "--workers")
