@@ -5,9 +5,12 @@ What the cluster can grow to is read, in this order, from:
    a worker group against; set where the autoscaler reports it);
 2. the autoscaler's own config file: `$DISTMETA_AUTOSCALER_CONFIG`, else
    `~/ray_bootstrap_config.yaml`, where `ray up` puts it on the head node (a job
-   submitted to the cluster, and `--address auto` on the head, run there).
-An autoscaler whose node types neither gives (KubeRay's reads its RayCluster from
-Kubernetes) is still asked for the workers: the wait's timeout then says no.
+   submitted to the cluster, and `--address auto` on the head, run there);
+3. on KubeRay, the RayCluster resource, read from Kubernetes as KubeRay's autoscaler
+   reads it (`RAY_CLUSTER_NAME` and `RAY_CLUSTER_NAMESPACE` are set in every Ray pod;
+   the head pod's service account may read its RayCluster when autoscaling is on).
+An autoscaler whose node types none of these gives is still asked for the workers: the
+wait's timeout then says no.
 
 The request (`ray.autoscaler.sdk.request_resources`) is held while the run lasts, so
 that the autoscaler keeps the nodes through Ray Train's restarts after a failure, and
@@ -44,7 +47,8 @@ def read_capacity() -> ClusterCapacity:
     nodes = tuple(_live_node(node) for node in ray.nodes() if node.get("Alive"))
     if not autoscaler_runs():
         return ClusterCapacity(nodes)
-    node_types, max_worker_nodes = _node_types_from_gcs() or _node_types_from_file() or ((), None)
+    node_types, max_worker_nodes = (_node_types_from_gcs() or _node_types_from_file() or _node_types_from_kuberay()
+                                    or ((), None))
     return ClusterCapacity(nodes, node_types, max_worker_nodes, autoscaling=True)
 
 
@@ -84,6 +88,18 @@ def _node_types_from_file() -> tuple[tuple[NodeShape, ...], int | None] | None:
     if not path.is_file():
         return None
     return node_types_of(yaml.safe_load(path.read_text()))
+
+
+def _node_types_from_kuberay() -> tuple[tuple[NodeShape, ...], int | None] | None:
+    name, namespace = os.environ.get("RAY_CLUSTER_NAME"), os.environ.get("RAY_CLUSTER_NAMESPACE")
+    if not (name and namespace):
+        return None
+    from ray.autoscaler._private.kuberay.autoscaling_config import AutoscalingConfigProducer
+
+    try:
+        return node_types_of(AutoscalingConfigProducer(name, namespace)())
+    except Exception:  # no permission to read the RayCluster, or no API server: the maximum stays unknown
+        return None
 
 
 def node_types_of(config: dict) -> tuple[tuple[NodeShape, ...], int | None]:

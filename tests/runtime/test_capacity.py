@@ -89,3 +89,29 @@ def test_the_shipped_ray_up_configs_grow_to_eight_gpu_workers_and_refuse_nine(pa
     check_within_maximum(cluster, GPU_WORKER, 8, "--workers")
     with pytest.raises(ConfigError, match=r"9 worker\(s\) x \(1 CPU, 1 GPU\) do not fit: the cluster holds at most 8"):
         check_within_maximum(cluster, GPU_WORKER, 9, "--workers")
+
+
+def test_on_kuberay_the_node_types_come_from_the_raycluster_as_its_autoscaler_reads_them(monkeypatch):
+    from ray.autoscaler._private.kuberay import autoscaling_config
+
+    from distmeta.runtime import autoscaling
+
+    asked = []
+
+    class RayClusterReader:
+        def __init__(self, name, namespace):
+            asked.append((name, namespace))
+
+        def __call__(self):  # what KubeRay's autoscaler derives from cluster/kuberay/raycluster.yaml
+            return {"max_workers": 8, "head_node_type": "headgroup",
+                    "available_node_types": {"headgroup": {"resources": {"CPU": 4}, "max_workers": 0},
+                                             "gpu": {"resources": {"CPU": 4, "GPU": 1}, "min_workers": 0,
+                                                     "max_workers": 8}}}
+
+    monkeypatch.setattr(autoscaling_config, "AutoscalingConfigProducer", RayClusterReader)
+    monkeypatch.delenv("RAY_CLUSTER_NAME", raising=False)
+    assert autoscaling._node_types_from_kuberay() is None  # not on KubeRay
+    monkeypatch.setenv("RAY_CLUSTER_NAME", "distmeta")
+    monkeypatch.setenv("RAY_CLUSTER_NAMESPACE", "ml")
+    assert autoscaling._node_types_from_kuberay() == ((NodeShape("gpu", 4, 1, 8),), 8)
+    assert asked == [("distmeta", "ml")]
