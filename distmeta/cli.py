@@ -248,7 +248,8 @@ def run_bench(args) -> int:
     request = BenchRequest(workers=parse_worker_counts(args.workers), gpus_per_worker=args.gpus_per_worker,
                            cpus_per_worker=args.cpus_per_worker, meta_batch=args.meta_batch, scaling=args.scaling,
                            steps=args.steps, warmup=args.warmup, rounds=args.rounds, address=args.address,
-                           scale_timeout_s=args.scale_timeout, json_path=args.json, plot_path=args.plot, command=dict(vars(args)))
+                           scale_timeout_s=args.scale_timeout, json_path=args.json, plot_path=args.plot,
+                           command=dict(vars(args)))
     bench(config, request)
     return 0
 

@@ -105,10 +105,11 @@ def worker_shape(request: ClusterRequest) -> WorkerShape:
     return WorkerShape(request.cpus_per_worker, request.gpus_per_worker or 0)
 
 
-def check_resources(request: ClusterRequest, capacity: ClusterCapacity, field: str = "--workers") -> None:
+def check_resources(request: ClusterRequest, capacity: ClusterCapacity, field: str = "--workers",
+                    what: str = "") -> None:
     """Refuse at once what the cluster can never hold, even grown: a worker no node (type)
     holds, or more workers than its largest size holds; say what it can hold."""
-    check_within_maximum(capacity, worker_shape(request), request.workers, field)
+    check_within_maximum(capacity, worker_shape(request), request.workers, field, what)
 
 
 def train_distributed(config: Config, request: ClusterRequest, print_fn=print,

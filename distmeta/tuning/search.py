@@ -146,7 +146,7 @@ def concurrent_trials(cluster: ClusterRequest, capacity: ClusterCapacity, trials
     """Trials whose workers the cluster holds at once, grown to its maximum (where the
     autoscaler's node types are known; else as it is now), at most `trials`; refuses a
     trial that can never fit."""
-    check_resources(cluster, capacity, field="--workers-per-trial")
+    check_resources(cluster, capacity, "--workers-per-trial", what=f"one trial's {cluster.workers} worker(s)")
     worker = worker_shape(cluster)
     most = workers_at_most(capacity, worker)
     workers = most if most is not None else workers_now(capacity, worker)
