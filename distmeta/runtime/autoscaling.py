@@ -20,6 +20,7 @@ call replaces it).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -44,12 +45,16 @@ POLL_S = 1.0
 
 def read_capacity() -> ClusterCapacity:
     """The connected cluster's live nodes and, if it autoscales, the node types it can add."""
-    nodes = tuple(_live_node(node) for node in ray.nodes() if node.get("Alive"))
+    nodes = live_nodes()
     if not autoscaler_runs():
         return ClusterCapacity(nodes)
     node_types, max_worker_nodes = (_node_types_from_gcs() or _node_types_from_file() or _node_types_from_kuberay()
                                     or ((), None))
     return ClusterCapacity(nodes, node_types, max_worker_nodes, autoscaling=True)
+
+
+def live_nodes() -> tuple[NodeShape, ...]:
+    return tuple(_live_node(node) for node in ray.nodes() if node.get("Alive"))
 
 
 def _live_node(node: dict) -> NodeShape:
@@ -59,8 +64,8 @@ def _live_node(node: dict) -> NodeShape:
 
 
 def autoscaler_runs() -> bool:
-    """Whether an autoscaler manages the cluster (v2 says so in the GCS; v1's monitor
-    reports an `autoscaler_report` only when it was started with a config)."""
+    """Whether an autoscaler manages the cluster: v2 says so in the GCS; v1 reports its
+    node types in the GCS's key-value store."""
     from ray.autoscaler.v2.utils import is_autoscaler_v2
     from ray.experimental.internal_kv import _internal_kv_get
 
@@ -70,7 +75,18 @@ def autoscaler_runs() -> bool:
     except Exception:  # an older or unreachable GCS: fall back to v1's report
         pass
     status = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
-    return bool(status) and "autoscaler_report" in json.loads(status)
+    return bool(status) and reports_node_types(json.loads(status).get("autoscaler_report") or {})
+
+
+def reports_node_types(report: dict) -> bool:
+    """Whether a v1 autoscaler report comes from an autoscaler with a config.
+
+    Every cluster's head runs v1's monitor; without a config (`ray start` or `ray.init()`
+    alone) it reports each node as a type of its own named `node_<node id>`, and can add
+    nothing. An autoscaler with a config names the head by its node type.
+    """
+    mapping = report.get("node_type_mapping") or {}
+    return any(node_type != f"node_{node_id}" for node_id, node_type in mapping.items())
 
 
 def _node_types_from_gcs() -> tuple[tuple[NodeShape, ...], int | None] | None:
@@ -135,19 +151,19 @@ def workers_provided(worker: WorkerShape, workers: int, timeout_s: float, print_
     bundle = {"CPU": worker.cpus, **({"GPU": worker.gpus} if worker.gpus else {})}
     autoscaler_sdk.request_resources(bundles=[bundle] * (wanted or workers))
     try:
-        yield wait_for_workers(worker, workers, timeout_s, print_fn, label)
+        yield wait_for_workers(capacity, worker, workers, timeout_s, print_fn, label)
     finally:
         autoscaler_sdk.request_resources(bundles=[])
 
 
-def wait_for_workers(worker: WorkerShape, workers: int, timeout_s: float, print_fn=print,
+def wait_for_workers(capacity: ClusterCapacity, worker: WorkerShape, workers: int, timeout_s: float, print_fn=print,
                      label: str = "") -> ClusterCapacity:
     """Poll the live nodes until they hold `workers` workers; a line at every change."""
     kind = label or ("GPU workers'" if worker.gpus else "workers'")
     started = time.monotonic()
     said = None
     while True:
-        capacity = read_capacity()
+        capacity = dataclasses.replace(capacity, nodes=live_nodes())
         available = min(workers_now(capacity, worker), workers)
         if available >= workers:
             print_fn(f"the autoscaler provided them: {workers} of {workers} {kind} resources available "

@@ -115,3 +115,13 @@ def test_on_kuberay_the_node_types_come_from_the_raycluster_as_its_autoscaler_re
     monkeypatch.setenv("RAY_CLUSTER_NAMESPACE", "ml")
     assert autoscaling._node_types_from_kuberay() == ((NodeShape("gpu", 4, 1, 8),), 8)
     assert asked == [("distmeta", "ml")]
+
+
+def test_a_v1_monitor_without_a_config_is_not_taken_for_an_autoscaler():
+    from distmeta.runtime.autoscaling import reports_node_types
+
+    # `ray.init()` / `ray start` alone: each node its own read-only type
+    assert not reports_node_types({"node_type_mapping": {"3e63dca3": "node_3e63dca3"}})
+    assert not reports_node_types({})
+    # an autoscaler with a config names the head's node type
+    assert reports_node_types({"node_type_mapping": {"ffff0000": "ray.head.default"}})
