@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import ray
 import torch
 
 from distmeta.cli import main
@@ -94,7 +93,7 @@ def test_an_invalid_config_value_fails_before_ray_is_asked_for_anything(tmp_path
 
 
 @pytest.mark.parametrize("command", ["train", "tune", "bench"])
-def test_more_than_one_gpu_per_worker_is_refused_with_the_reason_before_ray_starts(command, tmp_path, capsys):
+def test_more_than_one_gpu_per_worker_is_refused_with_the_reason(command, tmp_path, capsys):
     space = tmp_path / "space.yaml"
     space.write_text("algorithm.inner_lr: {grid: [0.01]}\n")
     options = {"train": ["--storage", str(tmp_path)], "tune": ["--space", str(space), "--storage", str(tmp_path)],
@@ -102,7 +101,6 @@ def test_more_than_one_gpu_per_worker_is_refused_with_the_reason_before_ray_star
     assert main([command, "--gpus-per-worker", "2", *options]) == 2
     assert ("--gpus-per-worker: must be 0 or 1, got 2: a worker trains on one device, so further GPUs would sit "
             "idle; use more workers instead") in capsys.readouterr().err
-    assert not ray.is_initialized()
 
 
 def test_unwritable_storage_is_refused_naming_it(tmp_path):
