@@ -12,10 +12,11 @@ What the cluster can grow to is read, in this order, from:
 An autoscaler whose node types none of these gives is still asked for the workers: the
 wait's timeout then says no.
 
-The request (`ray.autoscaler.sdk.request_resources`) is held while the run lasts, so
-that the autoscaler keeps the nodes through Ray Train's restarts after a failure, and
-withdrawn when it ends (the request is the cluster's one standing request: a later
-call replaces it).
+The request (`ray.autoscaler.sdk.request_resources`) is the cluster's one standing
+request (a later call, from any driver, replaces it), so it is withdrawn as soon as it has
+served: once the resources are there, a run's own placement group holds them (and, while
+pending, is demand the autoscaler meets by itself). A bench, whose smaller worker counts
+leave nodes idle for a while before the larger ones need them again, holds it to the end.
 """
 
 from __future__ import annotations
@@ -132,15 +133,22 @@ def node_types_of(config: dict) -> tuple[tuple[NodeShape, ...], int | None]:
     return tuple(types), max_worker_nodes
 
 
-@contextmanager
-def workers_provided(worker: WorkerShape, workers: int, timeout_s: float, print_fn=print,
-                     wanted: int | None = None, label: str = "") -> Iterator[ClusterCapacity]:
-    """Inside: the live nodes hold `workers` workers of this shape (asking the autoscaler
-    for them and waiting, if they do not yet); the request is withdrawn at the end.
+def provide_workers(worker: WorkerShape, workers: int, timeout_s: float, print_fn=print,
+                    wanted: int | None = None, label: str = "") -> ClusterCapacity:
+    """Return once the live nodes hold `workers` workers of this shape, asking the
+    autoscaler for them and waiting if they do not yet; the request is then withdrawn.
 
     `wanted` (default `workers`) is how many workers' resources to ask for: a search
     asks for every concurrent trial's but starts once one trial's are there.
     """
+    with workers_provided(worker, workers, timeout_s, print_fn, wanted, label) as capacity:
+        return capacity
+
+
+@contextmanager
+def workers_provided(worker: WorkerShape, workers: int, timeout_s: float, print_fn=print,
+                     wanted: int | None = None, label: str = "") -> Iterator[ClusterCapacity]:
+    """As `provide_workers`, but the request stands until the end of the `with` block."""
     capacity = read_capacity()
     if workers_now(capacity, worker) >= workers:
         yield capacity

@@ -27,7 +27,7 @@ from distmeta.config import Config, to_dict
 from distmeta.errors import ConfigError, DistmetaError
 from distmeta.evaluation import EvalResult, evaluate
 from distmeta.experiment import build_experiment
-from distmeta.runtime.autoscaling import read_capacity, workers_provided
+from distmeta.runtime.autoscaling import provide_workers, read_capacity
 from distmeta.runtime.capacity import (ClusterCapacity, WorkerShape, check_within_maximum, workers_at_most,
                                        workers_now)
 from distmeta.runtime.follow import MetricsFollower
@@ -134,11 +134,11 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
         print_fn(f"run directory {run_dir}; {request.workers} worker(s) x ({request.cpus_per_worker} CPU, "
                  f"{request.gpus_per_worker} GPU){device_note}; run the same command with --name {request.name} "
                  f"to resume")
-        with workers_provided(worker_shape(request), request.workers, request.scale_timeout_s, print_fn):
-            started = time.perf_counter()
-            with MetricsFollower(run_dir / "metrics.jsonl", config.train.steps, config.metric, print_fn):
-                result = build_trainer(config, request, storage, run_dir).fit()
-            wall = time.perf_counter() - started
+        provide_workers(worker_shape(request), request.workers, request.scale_timeout_s, print_fn)
+        started = time.perf_counter()
+        with MetricsFollower(run_dir / "metrics.jsonl", config.train.steps, config.metric, print_fn):
+            result = build_trainer(config, request, storage, run_dir).fit()
+        wall = time.perf_counter() - started
     raise_worker_error(run_dir)
     with result.checkpoint.as_directory() as folder:
         payload = load_checkpoint(folder)

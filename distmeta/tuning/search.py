@@ -30,7 +30,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from distmeta.config import Config, replace, save_config
 from distmeta.errors import ConfigError
 from distmeta.experiment import build_experiment
-from distmeta.runtime.autoscaling import read_capacity, workers_provided
+from distmeta.runtime.autoscaling import provide_workers, read_capacity
 from distmeta.runtime.capacity import ClusterCapacity, workers_at_most, workers_now
 from distmeta.runtime.launcher import (ClusterRequest, build_trainer, check_request, check_resources, check_storage,
                                        connected_to_cluster, raise_worker_error, with_gpus_decided, worker_shape)
@@ -124,12 +124,13 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
         tuner = _tuner(base, space, request, cluster, storage, folder, metric, mode, concurrent, device_note,
                        print_fn)
         # every concurrent trial's workers are asked of the autoscaler; the search starts
-        # once one trial's are there, and the others start as their nodes come up
-        with workers_provided(worker_shape(cluster), cluster.workers, cluster.scale_timeout_s, print_fn,
-                              wanted=concurrent * cluster.workers, label="first trial's workers'"):
-            started = time.perf_counter()
-            grid = tuner.fit()
-            wall = time.perf_counter() - started
+        # once one trial's are there, and the others start as their nodes come up (their
+        # pending placement groups keep asking)
+        provide_workers(worker_shape(cluster), cluster.workers, cluster.scale_timeout_s, print_fn,
+                        wanted=concurrent * cluster.workers, label="first trial's workers'")
+        started = time.perf_counter()
+        grid = tuner.fit()
+        wall = time.perf_counter() - started
     ranked = rank_trials(grid, space, metric, mode, base.train.steps)
     best = _write_outputs(folder, base, space, ranked, metric, mode, wall)
     print_fn(ranked_table(ranked, space, metric))
