@@ -5,6 +5,7 @@ four "GPU" nodes (one CPU and one logical GPU each, no real GPU) and up to two
 two-CPU nodes. Workers train on CPU (`train.device: cpu`) with the GPU Ray gave them.
 """
 
+import json
 import time
 
 import pytest
@@ -54,6 +55,13 @@ def fresh_autoscaling_cluster(ray_home, tmp_path_factory):
     yield from started_cluster(ray_home, tmp_path_factory)
 
 
+def standing_request(cluster) -> list:
+    """The bundles the cluster's autoscaler is asked for (v1 keeps them in the GCS's key-value store)."""
+    from ray._raylet import GcsClient
+
+    return json.loads(GcsClient(address=cluster.address).internal_kv_get(b"autoscaler_resource_request", None))
+
+
 def train(cluster, storage, workers, gpus=1, cpus=1, lines=None):
     request = ClusterRequest(workers=workers, gpus_per_worker=gpus, cpus_per_worker=cpus, address=cluster.address,
                              storage=str(storage), name="run", scale_timeout_s=120)
@@ -70,6 +78,7 @@ def test_four_gpu_workers_on_a_cluster_with_no_gpu_node_yet_scale_it_up_and_trai
     assert result.summary["devices"] == ["cpu"] * 4  # train.device: cpu, whatever GPU Ray assigned
     assert "waiting for the autoscaler: 0 of 4 GPU workers' resources available" in "\n".join(lines)
     assert any(line.startswith("the autoscaler provided them: 4 of 4") for line in lines)
+    assert standing_request(fresh_autoscaling_cluster) == []  # withdrawn once it had served
 
 
 def test_five_gpu_workers_are_refused_at_once_naming_the_maximum(autoscaling_cluster, tmp_path):
@@ -116,6 +125,7 @@ def test_a_search_of_two_gpu_worker_trials_waits_for_the_autoscaler(fresh_autosc
     text = "\n".join(lines)
     assert "2 trial(s) at a time, each 2 worker(s) x (1 CPU, 1 GPU)" in text
     assert "waiting for the autoscaler: 0 of 2 first trial's workers' resources available" in text
+    assert standing_request(fresh_autoscaling_cluster) == []
 
 
 def test_an_autoscaler_whose_node_types_cannot_be_read_is_asked_and_its_timeout_names_what_is_missing(
