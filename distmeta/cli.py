@@ -61,7 +61,7 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
                        help="0 or 1: GPUs each worker owns (default: 1 when the cluster has, or its autoscaler "
                             "can add, a GPU per worker, else 0)")
     train.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs (torch threads) per worker (default 1)")
-    train.add_argument("--scale-timeout", type=float, default=900.0, help=SCALE_TIMEOUT_HELP)
+    train.add_argument("--scale-timeout", type=float, help=SCALE_TIMEOUT_HELP)
     train.add_argument("--storage", help="folder for runs, shared by all nodes (default: runs, or the parent "
                                          "of train.run_dir)")
     train.add_argument("--name", help="run name, the folder under --storage (default: the name of train.run_dir, "
@@ -81,7 +81,7 @@ def add_tune_options(search: argparse.ArgumentParser) -> None:
                         help="0 or 1: GPUs per worker (default: 1 when the cluster has, or its autoscaler can add, "
                              "a GPU for every worker of a trial)")
     search.add_argument("--cpus-per-worker", type=int, default=1)
-    search.add_argument("--scale-timeout", type=float, default=900.0, help=SCALE_TIMEOUT_HELP)
+    search.add_argument("--scale-timeout", type=float, help=SCALE_TIMEOUT_HELP)
     search.add_argument("--scheduler", default="asha", choices=["asha", "fifo"],
                         help="asha stops poor trials early (default); fifo runs every trial to the end")
     search.add_argument("--metric", help="what to rank by (default: val_accuracy, or val_mse for regression)")
@@ -143,7 +143,7 @@ def add_bench_command(commands) -> None:
                        help="0 or 1 (default: 1 when the cluster has, or can add, a GPU per worker of the smallest "
                             "count)")
     bench.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs (torch threads) per worker (default 1)")
-    bench.add_argument("--scale-timeout", type=float, default=900.0, help=SCALE_TIMEOUT_HELP)
+    bench.add_argument("--scale-timeout", type=float, help=SCALE_TIMEOUT_HELP)
     bench.add_argument("--algo", choices=ALGORITHMS,
                        help="sets algorithm.name (default: the config's)")
     bench.add_argument("--task", choices=sorted(BENCH_TASKS),
@@ -196,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def scale_timeout(args) -> dict:
+    """`--scale-timeout` where given; the requests' own default (900 s) otherwise."""
+    return {} if args.scale_timeout is None else {"scale_timeout_s": args.scale_timeout}
+
+
 def run_train(args) -> int:
     from distmeta.config import load_config
     from distmeta.training.trainer import default_run_dir, train
@@ -214,7 +219,7 @@ def run_train(args) -> int:
     request = ClusterRequest(workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                              cpus_per_worker=args.cpus_per_worker, address=args.address,
                              storage=args.storage or str(run_dir.parent), name=args.name or run_dir.name,
-                             scale_timeout_s=args.scale_timeout)
+                             **scale_timeout(args))
     train_distributed(config, request, final_eval=not args.no_eval)
     return 0
 
@@ -230,7 +235,7 @@ def run_tune(args) -> int:
     request = TuneRequest(trials=args.trials, workers_per_trial=args.workers_per_trial,
                           gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
                           scheduler=args.scheduler, metric=args.metric, mode=args.mode, address=args.address,
-                          storage=args.storage, name=name, scale_timeout_s=args.scale_timeout)
+                          storage=args.storage, name=name, **scale_timeout(args))
     run_search(config, space, request)
     return 0
 
@@ -248,7 +253,7 @@ def run_bench(args) -> int:
     request = BenchRequest(workers=parse_worker_counts(args.workers), gpus_per_worker=args.gpus_per_worker,
                            cpus_per_worker=args.cpus_per_worker, meta_batch=args.meta_batch, scaling=args.scaling,
                            steps=args.steps, warmup=args.warmup, rounds=args.rounds, address=args.address,
-                           scale_timeout_s=args.scale_timeout, json_path=args.json, plot_path=args.plot,
+                           **scale_timeout(args), json_path=args.json, plot_path=args.plot,
                            command=dict(vars(args)))
     bench(config, request)
     return 0
