@@ -11,6 +11,7 @@ import time
 import pytest
 import ray
 
+from distmeta.cli import main
 from distmeta.config import load_config
 from distmeta.errors import ConfigError, ScaleUpTimeoutError
 from distmeta.runtime.autoscaling import AUTOSCALER_CONFIG_ENV, read_capacity
@@ -139,3 +140,24 @@ def test_an_autoscaler_whose_node_types_cannot_be_read_is_asked_and_its_timeout_
             workers=1, gpus_per_worker=1, cpus_per_worker=2, address=autoscaling_cluster.address,
             storage=str(tmp_path), name="run", scale_timeout_s=3), print_fn=lines.append, final_eval=False)
     assert "waiting for the autoscaler: 0 of 1 GPU workers' resources available" in "\n".join(lines)
+
+
+BENCH = ["bench", "--task", "sine", "--gpus-per-worker", "1", "--steps", "1", "--warmup", "0", "--meta-batch", "2",
+         "--scale-timeout", "120", "--set", "train.device=cpu", "--set", "model.hidden_sizes=[8, 8]"]
+
+
+def test_a_bench_worker_count_beyond_the_maximum_is_refused_at_once(autoscaling_cluster, tmp_path, capsys):
+    assert main([*BENCH, "--workers", "1,8", "--address", autoscaling_cluster.address,
+                 "--json", str(tmp_path / "bench.json")]) == 2
+    assert ("--workers: 8 worker(s) x (1 CPU, 1 GPU) do not fit: the cluster holds at most 4 such worker(s) even "
+            "when the autoscaler has grown it") in capsys.readouterr().err
+
+
+def test_a_bench_of_gpu_worker_counts_waits_for_the_autoscaler_then_measures(fresh_autoscaling_cluster, tmp_path,
+                                                                               capsys):
+    out = tmp_path / "bench.json"
+    assert main([*BENCH, "--workers", "1,2", "--address", fresh_autoscaling_cluster.address, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "waiting for the autoscaler: 0 of 2 GPU workers' resources available" in printed
+    assert [result["workers"] for result in json.loads(out.read_text())["results"]] == [1, 2]
+    assert standing_request(fresh_autoscaling_cluster) == []  # withdrawn when the bench ended
