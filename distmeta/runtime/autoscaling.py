@@ -40,7 +40,6 @@ from distmeta.runtime.capacity import ClusterCapacity, NodeShape, WorkerShape, d
 AUTOSCALER_CONFIG_ENV = "DISTMETA_AUTOSCALER_CONFIG"
 RAY_UP_CONFIG = "~/ray_bootstrap_config.yaml"
 HEAD_RESOURCE = "node:__internal_head__"
-UNLIMITED = 1 << 20
 POLL_S = 1.0
 
 
@@ -95,7 +94,7 @@ def _node_types_from_gcs() -> tuple[tuple[NodeShape, ...], int | None] | None:
     if config is None or not config.node_group_configs:
         return None
     types = tuple(NodeShape(group.name, group.resources.get("CPU"), group.resources.get("GPU", 0.0),
-                            UNLIMITED if group.max_count == -1 else group.max_count)
+                            None if group.max_count == -1 else group.max_count)
                   for group in config.node_group_configs if group.max_count != 0)
     return types, None
 
@@ -127,8 +126,8 @@ def node_types_of(config: dict) -> tuple[tuple[NodeShape, ...], int | None]:
         if name == config.get("head_node_type"):
             continue
         resources = node_type.get("resources") or {}
-        count = node_type.get("max_workers", max_worker_nodes if max_worker_nodes is not None else UNLIMITED)
-        if count:
+        count = node_type.get("max_workers", max_worker_nodes)  # None: no limit given
+        if count != 0:
             types.append(NodeShape(name, resources.get("CPU"), resources.get("GPU", 0), count))
     return tuple(types), max_worker_nodes
 

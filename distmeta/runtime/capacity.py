@@ -32,7 +32,8 @@ class NodeShape:
     """None: the node type does not declare its CPUs (the autoscaler fills them in from the
     instance type, as on AWS): not counted as a limit."""
     gpus: float
-    count: int = 1
+    count: int | None = 1
+    """None: a node type without a limit."""
 
     def __str__(self) -> str:
         cpus = "? CPU" if self.cpus is None else f"{self.cpus:g} CPU"
@@ -50,30 +51,28 @@ class ClusterCapacity:
     autoscaling: bool = False
     """An autoscaler runs; with no node_types, what it can start is unknown."""
 
-    @property
-    def maximum_known(self) -> bool:
-        return not self.autoscaling or bool(self.node_types)
 
-
-def workers_per_node(node: NodeShape, worker: WorkerShape) -> int:
-    """How many workers of this shape one node of `node`'s shape holds."""
+def workers_per_node(node: NodeShape, worker: WorkerShape) -> int | None:
+    """How many workers of this shape one node of `node`'s shape holds; None when nothing
+    the node declares limits them (a CPU worker on a node type that leaves its CPUs to
+    the instance type)."""
     fits = math.inf
     if worker.cpus > 0 and node.cpus is not None:
         fits = min(fits, math.floor(node.cpus / worker.cpus + 1e-9))
     if worker.gpus > 0:
         fits = min(fits, math.floor(node.gpus / worker.gpus + 1e-9))
-    if math.isinf(fits):  # a worker that asks for nothing countable: one per node is what Ray Train places
-        return 1 << 20
-    return int(fits)
+    return None if math.isinf(fits) else int(fits)
 
 
 def workers_now(capacity: ClusterCapacity, worker: WorkerShape) -> int:
-    """Workers of this shape the live nodes hold at once (whatever else they run)."""
-    return sum(workers_per_node(node, worker) for node in capacity.nodes)
+    """Workers of this shape the live nodes hold at once (whatever else they run); a live
+    node declares its CPUs, so only a worker asking for nothing is unlimited (counted 0)."""
+    return sum(workers_per_node(node, worker) or 0 for node in capacity.nodes)
 
 
 def workers_at_most(capacity: ClusterCapacity, worker: WorkerShape) -> int | None:
-    """Workers of this shape the cluster holds once grown to its maximum; None when unknown.
+    """Workers of this shape the cluster holds once grown to its maximum; None when unknown
+    (node types not readable, or not declaring what would limit this worker).
 
     The maximum is the head node plus every worker node type at its max_workers, the
     most useful types first where the cluster-wide max_workers binds. Live worker nodes
@@ -83,27 +82,31 @@ def workers_at_most(capacity: ClusterCapacity, worker: WorkerShape) -> int | Non
     now = workers_now(capacity, worker)
     if not capacity.autoscaling:
         return now
-    if not capacity.node_types:
+    per_type = [(workers_per_node(node_type, worker), node_type.count) for node_type in capacity.node_types]
+    if not per_type or any(fits is None or (fits and count is None) for fits, count in per_type):
         return None
-    heads = [node for node in capacity.nodes if node.name == "head"]
-    grown = sum(workers_per_node(node, worker) for node in heads)
+    grown = sum(workers_per_node(node, worker) or 0 for node in capacity.nodes if node.name == "head")
     nodes_left = capacity.max_worker_nodes if capacity.max_worker_nodes is not None else math.inf
-    for node_type in sorted(capacity.node_types, key=lambda t: -workers_per_node(t, worker)):
-        started = min(node_type.count, nodes_left)
-        grown += started * workers_per_node(node_type, worker)
+    for fits, count in sorted(per_type, key=lambda fits_count: -fits_count[0]):
+        started = min(count or 0, nodes_left)
+        grown += started * fits
         nodes_left -= started
     return max(now, grown)
 
 
 def check_worker_fits_a_node(capacity: ClusterCapacity, worker: WorkerShape, field: str) -> None:
     """Refuse a worker no live node and no node type can hold, listing what they hold."""
-    shapes = capacity.nodes + capacity.node_types
-    if any(workers_per_node(shape, worker) >= 1 for shape in shapes):
+    if any(_may_hold(shape, worker) for shape in capacity.nodes + capacity.node_types):
         return
     if capacity.autoscaling and not capacity.node_types:
         return  # the autoscaler may start a node type we cannot see
     raise ConfigError(field, f"one worker {worker} fits on no node, and a worker cannot span nodes; "
                              f"{describe(capacity)}")
+
+
+def _may_hold(shape: NodeShape, worker: WorkerShape) -> bool:
+    fits = workers_per_node(shape, worker)
+    return fits is None or fits >= 1
 
 
 def check_within_maximum(capacity: ClusterCapacity, worker: WorkerShape, workers: int, field: str,
@@ -122,7 +125,7 @@ def describe(capacity: ClusterCapacity) -> str:
     """What the cluster has and can start, in words for an error message."""
     text = f"its nodes now: {', '.join(str(node) for node in capacity.nodes) or 'none'}"
     if capacity.node_types:
-        types = ", ".join(f"up to {t.count} x {t}" for t in capacity.node_types)
+        types = ", ".join(f"up to {'any number' if t.count is None else t.count} x {t}" for t in capacity.node_types)
         cap = (f" (at most {capacity.max_worker_nodes} worker nodes in all)"
                if capacity.max_worker_nodes is not None else "")
         return f"{text}; the autoscaler can add {types}{cap}"

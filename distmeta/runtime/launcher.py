@@ -75,6 +75,8 @@ def check_request(config: Config, request: ClusterRequest) -> None:
     if request.gpus_per_worker is not None and request.gpus_per_worker > 1:
         raise ConfigError("--gpus-per-worker", f"must be 0 or 1, got {request.gpus_per_worker}: a worker trains on one "
                                                f"device, so further GPUs would sit idle; use more workers instead")
+    if request.cpus_per_worker < 1:
+        raise ConfigError("--cpus-per-worker", f"must be at least 1, got {request.cpus_per_worker}")
     if request.scale_timeout_s <= 0:
         raise ConfigError("--scale-timeout", f"must be more than 0 seconds, got {request.scale_timeout_s:g}")
 

@@ -64,6 +64,10 @@ def test_a_worker_no_node_type_can_hold_is_refused_though_the_summed_cpus_would_
 def test_a_node_type_that_does_not_declare_its_cpus_is_not_limited_by_them():
     cluster = ClusterCapacity((HEAD,), (NodeShape("gpu_worker", cpus=None, gpus=1, count=8),), autoscaling=True)
     assert workers_at_most(cluster, WorkerShape(4, 1)) == 8
+    # CPU workers on it: nothing declared limits them, so the maximum is unknown and nothing refused
+    assert workers_per_node(NodeShape("gpu_worker", cpus=None, gpus=1), WorkerShape(1, 0)) is None
+    assert workers_at_most(cluster, WorkerShape(1, 0)) is None
+    check_within_maximum(cluster, WorkerShape(64, 0), 1000, "--workers")
 
 
 def test_an_autoscaler_whose_node_types_are_unknown_refuses_nothing_and_knows_no_maximum():
@@ -80,6 +84,8 @@ def test_node_types_are_read_from_a_ray_up_config_without_the_head():
     types, max_worker_nodes = node_types_of(config)
     assert max_worker_nodes == 8
     assert types == (NodeShape("gpu_worker", None, 1, 8), NodeShape("spare", 2, 0, 8))
+    del config["max_workers"]
+    assert node_types_of(config)[0][1] == NodeShape("spare", 2, 0, None)  # no limit given anywhere
 
 
 @pytest.mark.parametrize("path", ["cluster/aws-gpu.yaml", "cluster/gcp-gpu.yaml"])
@@ -125,3 +131,12 @@ def test_a_v1_monitor_without_a_config_is_not_taken_for_an_autoscaler():
     assert not reports_node_types({})
     # an autoscaler with a config names the head's node type
     assert reports_node_types({"node_type_mapping": {"ffff0000": "ray.head.default"}})
+
+
+def test_a_node_type_without_a_limit_leaves_the_maximum_unknown():
+    cluster = ClusterCapacity((HEAD,), (NodeShape("gpu", cpus=4, gpus=1, count=None),), autoscaling=True)
+    assert workers_at_most(cluster, GPU_WORKER) is None
+    check_within_maximum(cluster, GPU_WORKER, 100, "--workers")
+    # a type that cannot hold the worker does not matter, limited or not
+    cpu_only = ClusterCapacity((HEAD,), (NodeShape("gpu", 4, 1, 2), NodeShape("cpu", 8, 0, None)), autoscaling=True)
+    assert workers_at_most(cpu_only, GPU_WORKER) == 2
