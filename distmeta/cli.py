@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SCALE_TIMEOUT_HELP = ("seconds to wait for an autoscaling cluster to add the nodes the workers need before "
+                      "giving up (default 900)")
+
+
 def add_train_options(train: argparse.ArgumentParser) -> None:
     """What `distmeta train` and `distmeta submit train` share: the run itself, not where it runs."""
     train.add_argument("config", nargs="?", help="YAML config; omitted: the built-in defaults")
@@ -57,8 +61,10 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
                        help="override a config field, e.g. --set algorithm.inner_lr=0.4 (repeatable)")
     train.add_argument("--workers", type=int, default=1, help="Ray Train workers sharing each meta-batch (default 1)")
     train.add_argument("--gpus-per-worker", type=int, default=None,
-                       help="GPUs each worker owns (default: 1 when the cluster has a GPU per worker, else 0)")
+                       help="0 or 1: GPUs each worker owns (default: 1 when the cluster has, or its autoscaler "
+                            "can add, a GPU per worker, else 0)")
     train.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs (torch threads) per worker (default 1)")
+    train.add_argument("--scale-timeout", type=float, help=SCALE_TIMEOUT_HELP)
     train.add_argument("--storage", help="folder for runs, shared by all nodes (default: runs, or the parent "
                                          "of train.run_dir)")
     train.add_argument("--name", help="run name, the folder under --storage (default: the name of train.run_dir, "
@@ -75,8 +81,10 @@ def add_tune_options(search: argparse.ArgumentParser) -> None:
     search.add_argument("--trials", type=int, default=8, help="samples of the space; each covers every grid point")
     search.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers of each trial")
     search.add_argument("--gpus-per-worker", type=int, default=None,
-                        help="GPUs per worker (default: 1 when the cluster has a GPU for every worker of a trial)")
+                        help="0 or 1: GPUs per worker (default: 1 when the cluster has, or its autoscaler can add, "
+                             "a GPU for every worker of a trial)")
     search.add_argument("--cpus-per-worker", type=int, default=1)
+    search.add_argument("--scale-timeout", type=float, help=SCALE_TIMEOUT_HELP)
     search.add_argument("--scheduler", default="asha", choices=["asha", "fifo"],
                         help="asha stops poor trials early (default); fifo runs every trial to the end")
     search.add_argument("--metric", help="what to rank by (default: val_accuracy, or val_mse for regression)")
@@ -133,11 +141,15 @@ def add_bench_command(commands) -> None:
     bench.add_argument("--workers", help="worker counts, e.g. 1,2,4,8 (default: 1, 2, 4, ... up to what the "
                                          "cluster holds)")
     bench.add_argument("--gpus-per-worker", type=int, default=None,
-                       help="0 or 1 (default: 1 when the cluster has a GPU per worker of the smallest count)")
+                       help="0 or 1 (default: 1 when the cluster has, or can add, a GPU per worker of the smallest "
+                            "count)")
     bench.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs (torch threads) per worker (default 1)")
+    bench.add_argument("--scale-timeout", type=float, help=SCALE_TIMEOUT_HELP)
     bench.add_argument("--algo", help="sets algorithm.name, e.g. maml (default: the config's; an unknown name "
                                       "is refused with the list of known ones)")
-    bench.add_argument("--task", choices=sorted(BENCH_TASKS), help="sine or omniglot (default: the config's)")
+    bench.add_argument("--task", choices=sorted(BENCH_TASKS),
+                       help="sine or omniglot (default: the config's); omniglot without task.omniglot.roots runs "
+                            "on synthetic Omniglot-shaped tasks (random images)")
     bench.add_argument("--meta-batch", type=int, help="weak scaling: tasks per worker; strong: tasks per step, "
                                                       "shared (default: train.meta_batch_size)")
     bench.add_argument("--scaling", choices=["weak", "strong"], default="weak",
@@ -185,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def scale_timeout(args) -> dict:
+    """`--scale-timeout` where given; the requests' own default (900 s) otherwise."""
+    return {} if args.scale_timeout is None else {"scale_timeout_s": args.scale_timeout}
+
+
 def run_train(args) -> int:
     from distmeta.config import load_config
     from distmeta.training.trainer import default_run_dir, train
@@ -202,7 +219,8 @@ def run_train(args) -> int:
     run_dir = Path(config.train.run_dir or default_run_dir(config))
     request = ClusterRequest(workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                              cpus_per_worker=args.cpus_per_worker, address=args.address,
-                             storage=args.storage or str(run_dir.parent), name=args.name or run_dir.name)
+                             storage=args.storage or str(run_dir.parent), name=args.name or run_dir.name,
+                             **scale_timeout(args))
     train_distributed(config, request, final_eval=not args.no_eval)
     return 0
 
@@ -218,27 +236,41 @@ def run_tune(args) -> int:
     request = TuneRequest(trials=args.trials, workers_per_trial=args.workers_per_trial,
                           gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
                           scheduler=args.scheduler, metric=args.metric, mode=args.mode, address=args.address,
-                          storage=args.storage, name=name)
+                          storage=args.storage, name=name, **scale_timeout(args))
     run_search(config, space, request)
     return 0
 
 
 def run_bench(args) -> int:
     from distmeta.benchmarking.scaling import BenchRequest, parse_worker_counts, run_bench as bench
-    from distmeta.config import load_config
 
     overrides = list(args.overrides)
     if args.task:
         overrides.append(f"task.name={BENCH_TASKS[args.task]}")
     if args.algo:
         overrides.append(f"algorithm.name={args.algo}")
-    config = load_config(args.config, overrides)
+    config = bench_config(args.config, overrides)
     request = BenchRequest(workers=parse_worker_counts(args.workers), gpus_per_worker=args.gpus_per_worker,
                            cpus_per_worker=args.cpus_per_worker, meta_batch=args.meta_batch, scaling=args.scaling,
                            steps=args.steps, warmup=args.warmup, rounds=args.rounds, address=args.address,
-                           json_path=args.json, plot_path=args.plot, command=dict(vars(args)))
+                           **scale_timeout(args), json_path=args.json, plot_path=args.plot,
+                           command=dict(vars(args)))
     bench(config, request)
     return 0
+
+
+def bench_config(path: str | None, overrides: list[str]):
+    """The bench's config: Omniglot without roots is benchmarked on synthetic Omniglot-shaped
+    tasks (random images; the bench says so), real roots given are used."""
+    from distmeta.config import load_config
+    from distmeta.errors import ConfigError
+
+    try:
+        return load_config(path, overrides)
+    except ConfigError as error:
+        if error.field != "task.omniglot.roots":
+            raise
+    return load_config(path, [*overrides, "task.omniglot.synthetic=true"])
 
 
 def run_eval(args) -> int:

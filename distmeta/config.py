@@ -45,6 +45,9 @@ class OmniglotConfig:
     """Fraction of alphabets held out for meta-validation (at least one)."""
     test_fraction: float = 0.25
     """Fraction of alphabets held out for meta-test (at least one)."""
+    synthetic: bool = False
+    """Random images of Omniglot's shapes instead of the data (no roots): for measuring
+    speed without the dataset, as `distmeta bench --task omniglot` does when given no roots."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,7 @@ NOT_HASHED = ("train.run_dir", "train.steps", "train.log_every", "train.val_ever
 
 # Fields added after runs were checkpointed, with the value that means the behaviour from
 # before them: hashed only when set otherwise, so that older checkpoints stay resumable.
-HASHED_WHEN_SET = {"algorithm.inner_batch_size": 0}
+HASHED_WHEN_SET = {"algorithm.inner_batch_size": 0, "task.omniglot.synthetic": False}
 
 
 def config_hash(config: Config) -> str:
@@ -208,9 +211,12 @@ def config_hash(config: Config) -> str:
         section, key = name.split(".")
         data[section].pop(key)
     for name, old_behaviour in HASHED_WHEN_SET.items():
-        section, key = name.split(".")
-        if data[section][key] == old_behaviour:
-            data[section].pop(key)
+        *sections, key = name.split(".")
+        parent = data
+        for section in sections:
+            parent = parent[section]
+        if parent[key] == old_behaviour:
+            parent.pop(key)
     canonical = json.dumps(data, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -362,8 +368,12 @@ def _check_omniglot(config: Config) -> None:
             raise ConfigError(f"task.omniglot.{name}", f"must be between 0 and 1, got {value}")
     if omniglot.val_fraction + omniglot.test_fraction >= 1.0:
         raise ConfigError("task.omniglot.test_fraction", "val_fraction + test_fraction must leave alphabets to train on")
-    if config.task.name == "omniglot" and not omniglot.roots:
-        raise ConfigError("task.omniglot.roots", "give at least one Omniglot folder or zip")
+    if omniglot.synthetic and omniglot.roots:
+        raise ConfigError("task.omniglot.synthetic", "random images replace the data: give roots or "
+                                                     "synthetic: true, not both")
+    if config.task.name == "omniglot" and not omniglot.roots and not omniglot.synthetic:
+        raise ConfigError("task.omniglot.roots", "give at least one Omniglot folder or zip (or, to measure speed "
+                                                 "without the data, task.omniglot.synthetic=true)")
 
 
 def _check_combinations(config: Config) -> None:

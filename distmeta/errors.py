@@ -63,3 +63,7 @@ class CheckpointError(DistmetaError):
     def __init__(self, path, message: str):
         self.path = str(path)
         super().__init__(f"{self.path}: {message}")
+
+
+class ScaleUpTimeoutError(DistmetaError):
+    """The autoscaler did not provide the workers' resources in time; nothing was started."""

@@ -38,9 +38,10 @@ from distmeta.errors import ConfigError, DistmetaError
 from distmeta.experiment import driver_experiment
 from distmeta.runtime.cuda_probe import check_workers_torch
 from distmeta.runtime.collective import gathered
-from distmeta.runtime.launcher import (ClusterRequest, check_request, check_resources, cluster_cpus_and_gpus,
-                                       connected_to_cluster, scaling_config, with_gpus_decided,
-                                       worker_groups_that_fit)
+from distmeta.runtime.autoscaling import read_capacity, workers_provided
+from distmeta.runtime.capacity import ClusterCapacity, workers_at_most, workers_now
+from distmeta.runtime.launcher import (ClusterRequest, check_request, check_resources, connected_to_cluster,
+                                       scaling_config, torch_config, with_gpus_decided, worker_shape)
 from distmeta.runtime.worker import describe_workers, enter_command_dir, worker_experiment
 from distmeta.training.trainer import initial_state
 
@@ -52,7 +53,7 @@ class BenchRequest:
     workers: tuple[int, ...] | None = None
     """Worker counts to measure; None: 1, 2, 4, ... up to what the cluster holds."""
     gpus_per_worker: int | None = None
-    """None: 1 when the cluster has a GPU for every worker of the smallest count, else 0."""
+    """None: 1 when the cluster has, or can add, a GPU for every worker of the smallest count, else 0."""
     cpus_per_worker: int = 1
     meta_batch: int | None = None
     """Weak scaling: tasks per worker; strong: the global batch. None: the config's train.meta_batch_size."""
@@ -64,6 +65,8 @@ class BenchRequest:
     rounds: int = 1
     """Runs of every worker count, taken in turn (1, 2, 1, 2, ...); their steps are pooled."""
     address: str | None = None
+    scale_timeout_s: float = 900.0
+    """How long to wait for an autoscaler to add the nodes of the largest count."""
     json_path: str | None = None
     plot_path: str | None = None
     command: dict = dataclasses.field(default_factory=dict)
@@ -87,18 +90,21 @@ def run_bench(config: Config, request: BenchRequest, print_fn=print) -> BenchRes
     # `distmeta train` would): workers sharing cores would measure the sharing, not scaling.
     with connected_to_cluster(ClusterRequest(workers=1, cpus_per_worker=request.cpus_per_worker,
                                              address=request.address)):
-        clusters = cluster_requests(request)
+        capacity = read_capacity()
+        clusters, device_note = cluster_requests(request, capacity)
         for cluster in clusters:  # every count (the default ones too) is checked before any runs
             check_request(_config_for(config, request.scaling, batch, cluster.workers), cluster)
-            check_resources(cluster)
+            check_resources(cluster, capacity)
         counts = ", ".join(str(cluster.workers) for cluster in clusters)
-        print_fn(f"bench: {config.task.name} / {config.algorithm.name} / {config.model_name}, {request.scaling} "
+        print_fn(f"bench: {_task_words(config)} / {config.algorithm.name} / {config.model_name}, {request.scaling} "
                  f"scaling, {_batch_words(request.scaling, batch)}; workers {counts}, each "
-                 f"({clusters[0].cpus_per_worker} CPU, {clusters[0].gpus_per_worker} GPU); "
+                 f"({clusters[0].cpus_per_worker} CPU, {clusters[0].gpus_per_worker} GPU){device_note}; "
                  f"{request.warmup} warm-up + {request.steps} timed meta-steps per count and round, "
                  f"{request.rounds} round(s)")
         rounds: dict[int, list[CountRun]] = {cluster.workers: [] for cluster in clusters}
-        with tempfile.TemporaryDirectory(prefix="distmeta-bench-") as storage:
+        largest = clusters[-1]
+        with (workers_provided(worker_shape(largest), largest.workers, request.scale_timeout_s, print_fn),
+              tempfile.TemporaryDirectory(prefix="distmeta-bench-") as storage):
             for round_ in range(1, request.rounds + 1):
                 for cluster in clusters:
                     run = measure(_config_for(config, request.scaling, batch, cluster.workers), cluster, request,
@@ -129,6 +135,8 @@ def check_bench_request(config: Config, request: BenchRequest, batch: int) -> No
         raise ConfigError("--rounds", f"must be at least 1, got {request.rounds}")
     if request.warmup < 0:
         raise ConfigError("--warmup", f"must be 0 or more, got {request.warmup}")
+    if request.scale_timeout_s <= 0:
+        raise ConfigError("--scale-timeout", f"must be more than 0 seconds, got {request.scale_timeout_s:g}")
     if batch < 1:
         raise ConfigError("--meta-batch", f"must be at least 1, got {batch}")
     if request.workers is not None and not request.workers:
@@ -162,8 +170,9 @@ def _config_for(config: Config, scaling: str, batch: int, workers: int) -> Confi
     return replace(config, train={"meta_batch_size": global_batch_size(scaling, batch, workers)})
 
 
-def cluster_requests(request: BenchRequest) -> list[ClusterRequest]:
-    """One request per worker count, all with the same CPUs and GPUs per worker.
+def cluster_requests(request: BenchRequest, capacity: ClusterCapacity) -> tuple[list[ClusterRequest], str]:
+    """One request per worker count, all with the same CPUs and GPUs per worker, and what
+    to say about an automatic GPU choice.
 
     "GPUs: automatic" is decided once, on the smallest count, so that every count runs
     on the same kind of device; a larger count the GPUs cannot hold is then refused,
@@ -171,14 +180,17 @@ def cluster_requests(request: BenchRequest) -> list[ClusterRequest]:
     """
     smallest = ClusterRequest(workers=min(request.workers or (1,)), gpus_per_worker=request.gpus_per_worker,
                               cpus_per_worker=request.cpus_per_worker, address=request.address)
-    decided = with_gpus_decided(smallest)
-    counts = sorted(set(request.workers or default_worker_counts(decided)))
-    return [dataclasses.replace(decided, workers=workers) for workers in counts]
+    decided, device_note = with_gpus_decided(smallest, capacity)
+    counts = sorted(set(request.workers or default_worker_counts(decided, capacity)))
+    return [dataclasses.replace(decided, workers=workers) for workers in counts], device_note
 
 
-def default_worker_counts(one_worker: ClusterRequest) -> list[int]:
-    """1, 2, 4, ... up to the number of workers the cluster holds at once."""
-    most = worker_groups_that_fit(dataclasses.replace(one_worker, workers=1))
+def default_worker_counts(one_worker: ClusterRequest, capacity: ClusterCapacity) -> list[int]:
+    """1, 2, 4, ... up to the number of workers the cluster holds at once, grown to its
+    maximum where the autoscaler's node types are known."""
+    worker = worker_shape(one_worker)
+    most = workers_at_most(capacity, worker)
+    most = most if most is not None else workers_now(capacity, worker)
     counts = [1]
     while counts[-1] * 2 <= most:
         counts.append(counts[-1] * 2)
@@ -218,6 +230,7 @@ def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, stor
                                "command_dir": os.getcwd(), "gpus_per_worker": cluster.gpus_per_worker,
                                "warmup": request.warmup, "steps": request.steps, "box": box},
             scaling_config=scaling_config(cluster),
+            torch_config=torch_config(config),
             # a failed bench is reported, not retried: a retry would mix two runs' times
             run_config=RunConfig(name=f"bench-{cluster.workers}-workers-{time.strftime('%H%M%S')}",
                                  storage_path=str(storage), failure_config=FailureConfig(max_failures=0)),
@@ -268,7 +281,8 @@ def device_name(device: torch.device) -> str:
 
 
 def machine_info(runs: list[CountRun]) -> dict:
-    cpus, gpus = cluster_cpus_and_gpus()
+    total = ray.cluster_resources()
+    cpus, gpus = total.get("CPU", 0), total.get("GPU", 0)
     names = sorted({device["device_name"] for run in runs for device in run.devices})
     return {"platform": platform.platform(), "python": platform.python_version(), "host": socket.gethostname(),
             "cpu_count": os.cpu_count(), "torch": torch.__version__, "ray": ray.__version__,
@@ -277,7 +291,8 @@ def machine_info(runs: list[CountRun]) -> dict:
 
 def _request_record(config: Config, request: BenchRequest, batch: int, cluster: ClusterRequest,
                     runs: list[CountRun]) -> dict:
-    return {"command": request.command, "task": config.task.name, "algorithm": config.algorithm.name,
+    return {"command": request.command, "task": config.task.name, "synthetic_data": is_synthetic(config),
+            "data": _data_words(config), "algorithm": config.algorithm.name,
             "model": config.model_name, "scaling": request.scaling, "meta_batch": batch,
             "meta_batch_means": "tasks per worker" if request.scaling == "weak" else "global tasks per step",
             "steps": request.steps, "warmup": request.warmup, "rounds": request.rounds,
@@ -286,17 +301,38 @@ def _request_record(config: Config, request: BenchRequest, batch: int, cluster: 
             "inner_loops": runs[0].devices[0]["inner_loops"] if runs[0].devices else config.train.vectorize}
 
 
+def _task_words(config: Config) -> str:
+    if is_synthetic(config):
+        return f"{config.task.name} (SYNTHETIC: random images of its shapes, not the dataset)"
+    return config.task.name
+
+
+def is_synthetic(config: Config) -> bool:
+    return config.task.name == "omniglot" and config.task.omniglot.synthetic
+
+
+def _data_words(config: Config) -> str:
+    if config.task.name != "omniglot":
+        return "built in"
+    if config.task.omniglot.synthetic:
+        return (f"synthetic: random {config.task.omniglot.image_size}x{config.task.omniglot.image_size} images, "
+                f"{config.task.ways}-way {config.task.shots}-shot, {config.task.query_shots} query per class")
+    return ", ".join(config.task.omniglot.roots)
+
+
 def _batch_words(scaling: str, batch: int) -> str:
     return f"{batch} tasks per worker" if scaling == "weak" else f"{batch} tasks per step shared among the workers"
 
 
 def _write_outputs(config: Config, request: BenchRequest, report: dict,
                    summaries: list[CountSummary]) -> tuple[Path, Path]:
-    stem = f"bench_{config.task.name}_{config.algorithm.name}_{request.scaling}"
+    task = f"{config.task.name}_synthetic" if is_synthetic(config) else config.task.name
+    stem = f"bench_{task}_{config.algorithm.name}_{request.scaling}"
     json_path = Path(request.json_path or f"{stem}.json")
     plot_path = Path(request.plot_path or json_path.with_suffix(".png"))
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2))
-    write_plot(plot_path, summaries, f"{config.task.name} / {config.algorithm.name}, {request.scaling} scaling, "
+    task = f"{config.task.name} (synthetic)" if is_synthetic(config) else config.task.name
+    write_plot(plot_path, summaries, f"{task} / {config.algorithm.name}, {request.scaling} scaling, "
                                      f"{_batch_words(request.scaling, report['request']['meta_batch'])}")
     return json_path, plot_path

@@ -14,9 +14,9 @@ from distmeta.tuning.space import load_space
 
 
 PASSED_TO_JOB = {
-    "train": ["--workers", "--gpus-per-worker", "--cpus-per-worker", "--no-eval"],
-    "tune": ["--trials", "--workers-per-trial", "--gpus-per-worker", "--cpus-per-worker", "--scheduler", "--metric",
-             "--mode"],
+    "train": ["--workers", "--gpus-per-worker", "--cpus-per-worker", "--scale-timeout", "--no-eval"],
+    "tune": ["--trials", "--workers-per-trial", "--gpus-per-worker", "--cpus-per-worker", "--scale-timeout",
+             "--scheduler", "--metric", "--mode"],
 }
 """The options of `submit train|tune` that the job's own command takes as they are."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -23,13 +22,16 @@ from pathlib import Path
 import ray
 import ray.train
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
+from ray.train.torch import TorchConfig, TorchTrainer
 
 from distmeta.algorithms import Params
 from distmeta.config import Config, to_dict
 from distmeta.errors import ConfigError, DistmetaError
 from distmeta.evaluation import EvalResult
 from distmeta.experiment import driver_experiment
+from distmeta.runtime.autoscaling import provide_workers, read_capacity
+from distmeta.runtime.capacity import (ClusterCapacity, WorkerShape, check_within_maximum, workers_at_most,
+                                       workers_now)
 from distmeta.runtime.cuda_probe import check_workers_torch
 from distmeta.runtime.follow import MetricsFollower
 from distmeta.runtime.storage import ERROR_FILE, META_TEST_FILE, WORKERS_FILE, newest_readable_checkpoint
@@ -43,7 +45,7 @@ from distmeta.training.trainer import run_summary, summary_rows
 class ClusterRequest:
     workers: int = 1
     gpus_per_worker: int | None = 0
-    """None: 1 when the cluster has a GPU for every worker, else 0 (CPU workers)."""
+    """0 or 1. None: 1 when the cluster has, or its autoscaler can add, a GPU for every worker, else 0."""
     cpus_per_worker: int = 1
     address: str | None = None
     """A running Ray cluster ("auto", "ray://host:10001", ...); None starts a local one."""
@@ -51,6 +53,9 @@ class ClusterRequest:
     name: str = "distmeta"
     max_failures: int = 3
     """Worker-group restarts (from the latest checkpoint) before the run fails."""
+    scale_timeout_s: float = 900.0
+    """How long to wait for an autoscaler to add the nodes the workers need (cloud GPU
+    nodes take minutes to boot and pull their image)."""
 
 
 @dataclass
@@ -69,38 +74,47 @@ def check_request(config: Config, request: ClusterRequest) -> None:
         raise ConfigError("train.meta_batch_size", f"{config.train.meta_batch_size} tasks cannot be shared among "
                                                    f"{request.workers} workers: give each at least one")
     if request.gpus_per_worker is not None and request.gpus_per_worker < 0:
-        raise ConfigError("--gpus-per-worker", f"must be 0 or more, got {request.gpus_per_worker}")
+        raise ConfigError("--gpus-per-worker", f"must be 0 or 1, got {request.gpus_per_worker}")
+    if request.gpus_per_worker is not None and request.gpus_per_worker > 1:
+        raise ConfigError("--gpus-per-worker", f"must be 0 or 1, got {request.gpus_per_worker}: a worker trains on one "
+                                               f"device, so further GPUs would sit idle; use more workers instead")
+    if request.cpus_per_worker < 1:
+        raise ConfigError("--cpus-per-worker", f"must be at least 1, got {request.cpus_per_worker}")
+    if request.scale_timeout_s <= 0:
+        raise ConfigError("--scale-timeout", f"must be more than 0 seconds, got {request.scale_timeout_s:g}")
 
 
-def with_gpus_decided(request: ClusterRequest) -> ClusterRequest:
-    """Decide "GPUs per worker: automatic" from what the running cluster has."""
+def with_gpus_decided(request: ClusterRequest, capacity: ClusterCapacity) -> tuple[ClusterRequest, str]:
+    """Decide "GPUs per worker: automatic" from what the cluster has or can grow to.
+
+    Returns the request and what to say about the choice in the run's first line
+    (nothing when the user chose): one GPU per worker when the live nodes, or the node
+    types the autoscaler can add, hold `request.workers` one-GPU workers; else CPUs.
+    """
     if request.gpus_per_worker is not None:
-        return request
-    gpus = ray.cluster_resources().get("GPU", 0)
-    return dataclasses.replace(request, gpus_per_worker=1 if gpus >= request.workers else 0)
+        return request, ""
+    gpu_worker = WorkerShape(request.cpus_per_worker, 1)
+    most = workers_at_most(capacity, gpu_worker)
+    if workers_now(capacity, gpu_worker) >= request.workers or (most is not None and most >= request.workers):
+        return dataclasses.replace(request, gpus_per_worker=1), " (a GPU per worker: the cluster has or can add them)"
+    if most == 0:
+        reason = "the cluster has no GPU and can add none"
+    elif most is None:
+        reason = f"the cluster has GPUs for {workers_now(capacity, gpu_worker)} worker(s) and may add more"
+    else:
+        reason = f"the cluster holds {most} one-GPU worker(s), not {request.workers}"
+    return dataclasses.replace(request, gpus_per_worker=0), f" (on CPU: {reason})"
 
 
-def cluster_cpus_and_gpus() -> tuple[float, float]:
-    total = ray.cluster_resources()
-    return total.get("CPU", 0), total.get("GPU", 0)
+def worker_shape(request: ClusterRequest) -> WorkerShape:
+    return WorkerShape(request.cpus_per_worker, request.gpus_per_worker or 0)
 
 
-def worker_groups_that_fit(request: ClusterRequest) -> int:
-    """How many groups of `request.workers` workers the cluster holds at once."""
-    cpus, gpus = cluster_cpus_and_gpus()
-    fits = math.floor(cpus / (request.workers * request.cpus_per_worker))
-    if request.gpus_per_worker:
-        fits = min(fits, math.floor(gpus / (request.workers * request.gpus_per_worker)))
-    return fits
-
-
-def check_resources(request: ClusterRequest) -> None:
-    """Refuse at once a request the cluster cannot hold, saying what it has."""
-    if worker_groups_that_fit(request) < 1:
-        cpus, gpus = cluster_cpus_and_gpus()
-        raise ConfigError("--workers", f"{request.workers} worker(s) x ({request.cpus_per_worker} CPU, "
-                                       f"{request.gpus_per_worker} GPU) do not fit: the cluster has {cpus:g} CPUs "
-                                       f"and {gpus:g} GPUs")
+def check_resources(request: ClusterRequest, capacity: ClusterCapacity, field: str = "--workers",
+                    what: str = "") -> None:
+    """Refuse at once what the cluster can never hold, even grown: a worker no node (type)
+    holds, or more workers than its largest size holds; say what it can hold."""
+    check_within_maximum(capacity, worker_shape(request), request.workers, field, what)
 
 
 def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
@@ -120,12 +134,15 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
     (run_dir / META_TEST_FILE).unlink(missing_ok=True)
     with connected_to_cluster(request):
-        request = with_gpus_decided(request)
+        capacity = read_capacity()
+        request, device_note = with_gpus_decided(request, capacity)
         check_device(config, request)
-        check_resources(request)
-        check_workers_torch(request)
+        check_resources(request, capacity)
         print_fn(f"run directory {run_dir}; {request.workers} worker(s) x ({request.cpus_per_worker} CPU, "
-                 f"{request.gpus_per_worker} GPU); run the same command with --name {request.name} to resume")
+                 f"{request.gpus_per_worker} GPU){device_note}; run the same command with --name {request.name} "
+                 f"to resume")
+        provide_workers(worker_shape(request), request.workers, request.scale_timeout_s, print_fn)
+        check_workers_torch(request)  # on a node the autoscaler may just have added
         started = time.perf_counter()
         with MetricsFollower(run_dir / "metrics.jsonl", config.train.steps, config.metric, print_fn):
             result = build_trainer(config, request, storage, run_dir, final_eval=final_eval).fit()
@@ -204,6 +221,7 @@ def build_trainer(config: Config, request: ClusterRequest, storage: Path, run_di
                            "threads_per_worker": request.cpus_per_worker, "command_dir": os.getcwd(),
                            "gpus_per_worker": request.gpus_per_worker, "final_eval": final_eval},
         scaling_config=scaling_config(request),
+        torch_config=torch_config(config),
         run_config=RunConfig(name=request.name, storage_path=str(storage),
                              failure_config=FailureConfig(max_failures=request.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=3), callbacks=list(callbacks)),
@@ -217,6 +235,12 @@ def scaling_config(request: ClusterRequest) -> ScalingConfig:
         resources["GPU"] = request.gpus_per_worker
     return ScalingConfig(num_workers=request.workers, use_gpu=request.gpus_per_worker > 0,
                          resources_per_worker=resources)
+
+
+def torch_config(config: Config) -> TorchConfig:
+    """gloo when `train.device: cpu` keeps the workers on CPU although Ray gave them GPUs
+    (Ray picks nccl for any worker holding a GPU); else Ray's choice."""
+    return TorchConfig(backend="gloo" if config.train.device == "cpu" else None)
 
 
 def raise_worker_error(run_dir: Path) -> None:

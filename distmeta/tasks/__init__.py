@@ -21,6 +21,10 @@ def build_task_distribution(config: Config, split: str) -> TaskDistribution:
     task = config.task
     if task.name == "sinusoid":
         return SinusoidTasks(task.shots, task.query_shots)
+    if task.omniglot.synthetic:
+        from distmeta.tasks.synthetic_omniglot import SyntheticOmniglotTasks
+
+        return SyntheticOmniglotTasks(task.ways, task.shots, task.query_shots, task.omniglot.image_size)
     from distmeta.tasks.omniglot import OmniglotTasks  # pyarrow and Pillow only when needed
 
     return OmniglotTasks(task.omniglot, split, task.ways, task.shots, task.query_shots)

@@ -30,10 +30,11 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from distmeta.config import Config, replace, save_config
 from distmeta.errors import ConfigError
 from distmeta.experiment import driver_experiment
+from distmeta.runtime.autoscaling import provide_workers, read_capacity
+from distmeta.runtime.capacity import ClusterCapacity, workers_at_most, workers_now
 from distmeta.runtime.cuda_probe import check_workers_torch
-from distmeta.runtime.launcher import (ClusterRequest, build_trainer, check_request, check_storage,
-                                       cluster_cpus_and_gpus, connected_to_cluster, raise_worker_error, with_gpus_decided,
-                                       worker_groups_that_fit)
+from distmeta.runtime.launcher import (ClusterRequest, build_trainer, check_request, check_resources, check_storage,
+                                       connected_to_cluster, raise_worker_error, with_gpus_decided, worker_shape)
 from distmeta.training.progress import column_table
 from distmeta.tuning.plot import plot_search
 from distmeta.tuning.space import Dimension, SearchSpace, with_values
@@ -59,6 +60,8 @@ class TuneRequest:
     address: str | None = None
     storage: str = "runs"
     name: str = "tune"
+    scale_timeout_s: float = 900.0
+    """How long to wait for an autoscaler to add the nodes of the first trial."""
 
 
 @dataclass
@@ -110,16 +113,23 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
     metric, mode = metric_and_mode(base, request)
     cluster = ClusterRequest(workers=request.workers_per_trial, gpus_per_worker=request.gpus_per_worker,
                              cpus_per_worker=request.cpus_per_worker, address=request.address,
-                             storage=request.storage, name=request.name)
+                             storage=request.storage, name=request.name, scale_timeout_s=request.scale_timeout_s)
     check_request(base, cluster)
     driver_experiment(base)  # the data, checked once here (on the CPU) rather than in every trial
     storage = check_storage(request.storage)
     folder = storage / request.name
     with connected_to_cluster(cluster):
-        cluster = with_gpus_decided(cluster)
+        capacity = read_capacity()
+        cluster, device_note = with_gpus_decided(cluster, capacity)
+        concurrent = concurrent_trials(cluster, capacity, request.trials * space.grid_size())
+        tuner = _tuner(base, space, request, cluster, storage, folder, metric, mode, concurrent, device_note,
+                       print_fn)
+        # every concurrent trial's workers are asked of the autoscaler; the search starts
+        # once one trial's are there, and the others start as their nodes come up (their
+        # pending placement groups keep asking)
+        provide_workers(worker_shape(cluster), cluster.workers, cluster.scale_timeout_s, print_fn,
+                        wanted=concurrent * cluster.workers, label="first trial's workers'")
         check_workers_torch(cluster)
-        concurrent = concurrent_trials(cluster)
-        tuner = _tuner(base, space, request, cluster, storage, folder, metric, mode, concurrent, print_fn)
         started = time.perf_counter()
         grid = tuner.fit()
         wall = time.perf_counter() - started
@@ -135,19 +145,19 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
     return SearchResult(folder, ranked, best, metric, mode)
 
 
-def concurrent_trials(cluster: ClusterRequest) -> int:
-    """Trials whose workers all fit the cluster at once; refuses a trial that can never fit."""
-    fits = worker_groups_that_fit(cluster)
-    if fits < 1:
-        cpus, gpus = cluster_cpus_and_gpus()
-        raise ConfigError("--workers-per-trial", f"one trial needs {cluster.workers} worker(s) x "
-                                                 f"({cluster.cpus_per_worker} CPU, {cluster.gpus_per_worker} GPU): "
-                                                 f"the cluster has {cpus:g} CPUs and {gpus:g} GPUs")
-    return fits
+def concurrent_trials(cluster: ClusterRequest, capacity: ClusterCapacity, trials: int) -> int:
+    """Trials whose workers the cluster holds at once, grown to its maximum (where the
+    autoscaler's node types are known; else as it is now), at most `trials`; refuses a
+    trial that can never fit."""
+    check_resources(cluster, capacity, "--workers-per-trial", what=f"one trial's {cluster.workers} worker(s)")
+    worker = worker_shape(cluster)
+    most = workers_at_most(capacity, worker)
+    workers = most if most is not None else workers_now(capacity, worker)
+    return max(1, min(trials, workers // cluster.workers))
 
 
 def _tuner(base: Config, space: SearchSpace, request: TuneRequest, cluster: ClusterRequest, storage: Path,
-           folder: Path, metric: str, mode: str, concurrent: int, print_fn) -> tune.Tuner:
+           folder: Path, metric: str, mode: str, concurrent: int, device_note: str, print_fn) -> tune.Tuner:
     trainable = tune.with_resources(_trial_driver(base, cluster, folder / "trials"), TRIAL_DRIVER_RESOURCES)
     param_space = {dimension.path: _tune_domain(dimension) for dimension in space.dimensions}
     if tune.Tuner.can_restore(str(folder)):
@@ -160,7 +170,7 @@ def _tuner(base: Config, space: SearchSpace, request: TuneRequest, cluster: Clus
                                reduction_factor=2) if request.scheduler == "asha" else FIFOScheduler())
     print_fn(f"search {folder}: {request.trials} sample(s) x {space.grid_size()} grid point(s), "
              f"{concurrent} trial(s) at a time, each {cluster.workers} worker(s) x ({cluster.cpus_per_worker} CPU, "
-             f"{cluster.gpus_per_worker} GPU); {request.scheduler} on {metric} ({mode})")
+             f"{cluster.gpus_per_worker} GPU){device_note}; {request.scheduler} on {metric} ({mode})")
     return tune.Tuner(
         trainable,
         param_space=param_space,

@@ -39,7 +39,8 @@ def test_a_worker_count_the_cluster_cannot_hold_is_refused_before_anything_runs(
     out = tmp_path / "bench.json"
     assert main(["bench", "--workers", "1,64", *TINY, "--json", str(out)]) == 2
     error = capsys.readouterr().err
-    assert "--workers: 64 worker(s) x (1 CPU, 0 GPU) do not fit: the cluster has 2 CPUs and 0 GPUs" in error
+    assert ("--workers: 64 worker(s) x (1 CPU, 0 GPU) do not fit: the cluster holds at most 2 such worker(s); "
+            "its nodes now: head (2 CPU, 0 GPU)") in error
     assert not out.exists()
 
 
@@ -53,3 +54,14 @@ def test_missing_omniglot_data_is_named_on_the_driver(tmp_path, capsys):
     assert main(["bench", "--task", "omniglot", "--set", f"task.omniglot.roots=[{missing}]",
                  "--set", f"task.omniglot.cache_dir={tmp_path / 'cache'}"]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+def test_omniglot_without_roots_is_benchmarked_on_synthetic_tasks_and_says_so(cluster, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--task", "omniglot", "--workers", "1", "--steps", "2", "--warmup", "0", "--meta-batch", "2",
+                 "--set", "model.channels=8", "--json", str(out)]) == 0
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert first_line.startswith("bench: omniglot (SYNTHETIC: random images of its shapes, not the dataset) / maml")
+    request = json.loads(out.read_text())["request"]
+    assert request["task"] == "omniglot" and request["synthetic_data"] is True
+    assert request["data"] == "synthetic: random 28x28 images, 5-way 10-shot, 10 query per class"

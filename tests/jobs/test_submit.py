@@ -97,7 +97,7 @@ def test_a_job_that_fails_on_the_cluster_ends_failed_and_submit_exits_with_its_m
     assert failed.returncode == 1
     job_id = job_id_in(failed.stdout)
     assert (f"job {job_id} FAILED: distmeta train: error: --workers: 3 worker(s) x (1 CPU, 0 GPU) do not fit: "
-            f"the cluster has 2 CPUs") in failed.stderr
+            f"the cluster holds at most 2 such worker(s)") in failed.stderr
     status = distmeta("jobs", "status", job_id, "--address", cluster.dashboard_address, home=home, cwd=tmp_path)
     assert "FAILED" in status.stdout
 

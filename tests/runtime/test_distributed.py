@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from distmeta.cli import main
 from distmeta.config import load_config
 from distmeta.errors import ConfigError, DatasetError, DistmetaError
 from distmeta.runtime.collective import share_of_meta_batch
@@ -80,7 +81,8 @@ def test_a_nan_loss_fails_the_run_once_with_its_message(cluster, tmp_path):
 
 
 def test_more_workers_than_the_cluster_holds_are_refused_saying_what_it_has(cluster, tmp_path):
-    with pytest.raises(ConfigError, match=r"3 worker\(s\) .* do not fit: the cluster has 2 CPUs and 0 GPUs"):
+    with pytest.raises(ConfigError, match=r"3 worker\(s\) x \(1 CPU, 0 GPU\) do not fit: the cluster holds at most "
+                                          r"2 such worker\(s\); its nodes now: head \(2 CPU, 0 GPU\); no autoscaler"):
         run(tmp_path, "big", 3)
     assert not list((tmp_path / "big").glob("checkpoint_*"))
 
@@ -88,6 +90,17 @@ def test_more_workers_than_the_cluster_holds_are_refused_saying_what_it_has(clus
 def test_an_invalid_config_value_fails_before_ray_is_asked_for_anything(tmp_path):
     with pytest.raises(ConfigError, match="algorithm.inner_lr"):
         run(tmp_path, "bad", 2, "algorithm.inner_lr=-1")
+
+
+@pytest.mark.parametrize("command", ["train", "tune", "bench"])
+def test_more_than_one_gpu_per_worker_is_refused_with_the_reason(command, tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text("algorithm.inner_lr: {grid: [0.01]}\n")
+    options = {"train": ["--storage", str(tmp_path)], "tune": ["--space", str(space), "--storage", str(tmp_path)],
+               "bench": ["--workers", "1"]}[command]
+    assert main([command, "--gpus-per-worker", "2", *options]) == 2
+    assert ("--gpus-per-worker: must be 0 or 1, got 2: a worker trains on one device, so further GPUs would sit "
+            "idle; use more workers instead") in capsys.readouterr().err
 
 
 def test_unwritable_storage_is_refused_naming_it(tmp_path):

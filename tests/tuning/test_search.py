@@ -59,7 +59,8 @@ def test_the_best_config_trains_with_distmeta_train(cluster, tmp_path):
 def test_a_trial_that_can_never_fit_is_refused_before_any_trial_starts(cluster, tmp_path):
     base = load_config(None, QUICK)
     space = parse_space({"algorithm.inner_lr": {"grid": [0.01]}}, base)
-    with pytest.raises(ConfigError, match="--workers-per-trial: one trial needs 3 worker"):
+    with pytest.raises(ConfigError, match=r"--workers-per-trial: one trial's 3 worker\(s\) x \(1 CPU, 0 GPU\) do "
+                                          r"not fit: the cluster holds at most 2 such worker\(s\)"):
         run_search(base, space, TuneRequest(workers_per_trial=3, storage=str(tmp_path), name="big"))
     assert not (tmp_path / "big").exists()
 
