@@ -221,7 +221,7 @@ class ResultBox:
 
 def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, storage: Path) -> CountRun:
     """Run `cluster.workers` Ray Train workers through warm-up and timed steps; their times."""
-    check_workers_torch(cluster)
+    check_workers_torch(cluster, config.train.device)
     box = ResultBox.remote()
     try:
         trainer = TorchTrainer(

@@ -15,12 +15,13 @@ import ray
 from distmeta.devices import CudaTorchError, cuda_torch_problem
 
 
-def check_workers_torch(request) -> None:
+def check_workers_torch(request, device: str) -> None:
     """Raise CudaTorchError when `request` asks for GPUs that the workers' torch cannot use.
 
-    `request`: a `ClusterRequest`, GPUs per worker decided, on a connected cluster.
+    `request`: a `ClusterRequest`, GPUs per worker decided, on a connected cluster;
+    `device`: `train.device` (with "cpu", workers holding a GPU do not use it: nothing to check).
     """
-    if not request.gpus_per_worker:
+    if not request.gpus_per_worker or device == "cpu":
         return
     probe = ray.remote(num_cpus=request.cpus_per_worker, num_gpus=request.gpus_per_worker,
                        max_retries=0)(cuda_torch_problem)

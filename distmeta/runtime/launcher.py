@@ -142,7 +142,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
                  f"{request.gpus_per_worker} GPU){device_note}; run the same command with --name {request.name} "
                  f"to resume")
         provide_workers(worker_shape(request), request.workers, request.scale_timeout_s, print_fn)
-        check_workers_torch(request)  # on a node the autoscaler may just have added
+        check_workers_torch(request, config.train.device)  # on a node the autoscaler may just have added
         started = time.perf_counter()
         with MetricsFollower(run_dir / "metrics.jsonl", config.train.steps, config.metric, print_fn):
             result = build_trainer(config, request, storage, run_dir, final_eval=final_eval).fit()

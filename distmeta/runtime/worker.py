@@ -94,7 +94,7 @@ def describe_workers(experiment: Experiment, rank: int) -> list[dict] | None:
 def worker_experiment(config: Config, gpus_per_worker: int) -> Experiment:
     """This worker's experiment, on its device; a worker given GPUs that torch cannot use
     stops here with what to install (a user error, so it is not retried)."""
-    if gpus_per_worker:
+    if gpus_per_worker and config.train.device != "cpu":  # a worker told to use the CPU needs no CUDA
         check_cuda_torch()
     device = worker_device(config.train.device, ray.train.torch.get_device())
     if device.type == "cuda":

@@ -129,7 +129,7 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
         # pending placement groups keep asking)
         provide_workers(worker_shape(cluster), cluster.workers, cluster.scale_timeout_s, print_fn,
                         wanted=concurrent * cluster.workers, label="first trial's workers'")
-        check_workers_torch(cluster)
+        check_workers_torch(cluster, base.train.device)
         started = time.perf_counter()
         grid = tuner.fit()
         wall = time.perf_counter() - started
