@@ -25,19 +25,21 @@ SPLIT_SEED = 0
 
 
 @functools.lru_cache(maxsize=1)
-def digits_split() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """{"train": (images, labels), "test": (images, labels)}: pixels scaled to [0, 1], images
-    flattened to 64 values, split once by a fixed permutation."""
+def all_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of the whole data set: 1,797 images flattened to 64 pixels in [0, 1]."""
     try:
         from sklearn.datasets import load_digits
     except ImportError as error:
-        raise ImportError("the digits optimisee needs scikit-learn: pip install 'distmeta[test]'") from error
+        raise ImportError("the digits optimisee needs scikit-learn: pip install 'distmeta[digits]'") from error
     digits = load_digits()
-    images = torch.from_numpy(digits.data / 16.0).float()
-    labels = torch.from_numpy(digits.target).long()
-    order = torch.from_numpy(np.random.default_rng(SPLIT_SEED).permutation(len(labels)))
-    cut = int(TRAIN_FRACTION * len(labels))
-    return {"train": (images[order[:cut]], labels[order[:cut]]), "test": (images[order[cut:]], labels[order[cut:]])}
+    return torch.from_numpy(digits.data / 16.0).float(), torch.from_numpy(digits.target).long()
+
+
+def split_indices(split: str, size: int) -> torch.Tensor:
+    """Which of `size` images belong to `split`: a fixed permutation cut at TRAIN_FRACTION."""
+    order = torch.from_numpy(np.random.default_rng(SPLIT_SEED).permutation(size))
+    cut = int(TRAIN_FRACTION * size)
+    return order[:cut] if split == "train" else order[cut:]
 
 
 class DigitsMLPFamily:
@@ -50,7 +52,9 @@ class DigitsMLPFamily:
             raise ValueError(f"hidden and batch_size must be at least 1, got {hidden}, {batch_size}")
         self.split = split
         self.hidden = hidden
-        self.images, self.labels = digits_split()[split]
+        images, labels = all_digits()
+        indices = split_indices(split, len(labels))
+        self.images, self.labels = images[indices], labels[indices]
         self.batch_size = min(batch_size, len(self.labels))
 
     def init(self, seed: int) -> tuple[Params, TaskData]:
