@@ -42,6 +42,8 @@ class MetaTrainingSettings:
     """Optimisee steps per meta-step (and per meta-gradient estimate)."""
     meta_loss: str = "mean"
     """"mean": the mean loss over the truncation; "final": its last loss."""
+    log_loss: bool = False
+    """Meta-train on log(optimisee loss), so that late, small losses count as much as early ones."""
     pairs: int = 8
     """Antithetic pairs of ES / PES."""
     sigma: float = 0.01
@@ -120,7 +122,7 @@ def meta_train(settings: MetaTrainingSettings, family: OptimiseeFamily, rule: Up
     meta_params = {name: value.requires_grad_(True)
                    for name, value in rule.init_meta_parameters({}, generator).items()}
     outer = torch.optim.Adam(meta_params.values(), lr=settings.meta_lr)
-    unroll = OptimiseeUnroll(rule, family, settings.unroll_length, settings.loss_clip)
+    unroll = OptimiseeUnroll(rule, family, settings.unroll_length, settings.loss_clip, settings.log_loss)
     estimator = build_estimator(settings)
     states: list[dict[str, Any]] = [{} for _ in range(settings.unrolls)]
     result = MetaTrainingResult(rule, meta_params)

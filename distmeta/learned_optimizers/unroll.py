@@ -7,7 +7,10 @@ Andrychowicz et al.'s meta-loss, so that a truncation's last loss sees all of it
 
 A learned optimiser early in meta-training may blow an optimisee up. As in the references,
 the loss the estimators see is clipped at `loss_clip`, and a NaN counts as `loss_clip`:
-one diverging unroll then bounds the meta-loss instead of making it NaN.
+one diverging unroll then bounds the meta-loss instead of making it NaN. With `log_loss`
+the estimators see log(loss) instead (learned_optimization's tasks normalise their losses
+likewise): a loss that falls by orders of magnitude along the unroll then weighs as much at
+the end of the unroll as at its start.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from torch.func import grad
 from distmeta.algorithms.truncated import InnerState
 from distmeta.algorithms.update_rules import Params, UpdateRule
 from distmeta.tasks.optimisee import OptimiseeFamily
+
+
+LOG_FLOOR = 1e-12
+"""log_loss takes the log of max(loss, LOG_FLOOR): an exact zero must not give -inf."""
 
 
 def clipped_loss(loss: torch.Tensor, clip: float) -> torch.Tensor:
@@ -39,6 +46,7 @@ class OptimiseeUnroll:
     family: OptimiseeFamily
     length: int
     loss_clip: float = 1e3
+    log_loss: bool = False
     second_order: bool = False
 
     def __post_init__(self):
@@ -63,4 +71,6 @@ class OptimiseeUnroll:
             grads = {name: g.detach() for name, g in grads.items()}
         params, rule_state = self.rule.bind(meta_params).update(grads, state["rule"], state["params"])
         loss = clipped_loss(loss_of(params), self.loss_clip)
+        if self.log_loss:
+            loss = loss.clamp(min=LOG_FLOOR).log()
         return loss, {"params": params, "rule": rule_state, "task": task, "step": step + 1}

@@ -62,6 +62,13 @@ def test_the_unrolls_losses_are_the_losses_after_each_update_that_an_evaluation_
     assert state["step"].item() == 6
 
 
+def test_with_log_loss_the_unroll_gives_the_log_of_the_clipped_loss():
+    plain, logged = OptimiseeUnroll(Adam(0.1), SMALL, 3), OptimiseeUnroll(Adam(0.1), SMALL, 3, log_loss=True)
+    loss, _ = plain.step({}, plain.init_state({}, seed=4))
+    log_loss, _ = logged.step({}, logged.init_state({}, seed=4))
+    torch.testing.assert_close(log_loss, loss.log())
+
+
 @pytest.mark.parametrize("estimator", ["truncated_backprop", "es", "pes"])
 @pytest.mark.parametrize("optimizer", ["lstm", "mlp"])
 def test_meta_training_reruns_bit_identically_and_moves_the_meta_parameters(optimizer, estimator):
