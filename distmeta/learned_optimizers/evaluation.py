@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch.func import grad
 
-from distmeta.algorithms.update_rules import Params, UpdateRule
+from distmeta.algorithms.update_rules import UpdateRule
 from distmeta.tasks.optimisee import OptimiseeFamily
 
 

@@ -10,7 +10,6 @@ beyond what the loss clipping catches) is skipped and counted, not applied.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -151,8 +150,3 @@ def meta_train(settings: MetaTrainingSettings, family: OptimiseeFamily, rule: Up
     result.meta_params = {name: value.detach().clone() for name, value in meta_params.items()}
     return result
 
-
-def mean_recent_loss(result: MetaTrainingResult, last: int = 10) -> float:
-    """The mean meta-loss of the last `last` meta-steps (nan before any)."""
-    recent = result.losses[-last:]
-    return sum(recent) / len(recent) if recent else math.nan

@@ -90,3 +90,22 @@ def test_a_short_meta_training_of_the_lstm_lowers_the_loss_of_held_out_quadratic
                          test_family, seeds, 20)[:, -1].mean()
     after = loss_curves(result.rule.bind(result.meta_params), test_family, seeds, 20)[:, -1].mean()
     assert after < 0.5 * before
+
+
+class SquareRootAtZero(QuadraticFamily):
+    """Loss sum sqrt|theta| from theta = 0: finite at step 0, but its gradient there is infinite."""
+
+    def init(self, seed):
+        params, task = super().init(seed)
+        return {"theta": torch.zeros_like(params["theta"])}, task
+
+    def loss(self, params, task, step):
+        return params["theta"].abs().sqrt().sum()
+
+
+def test_a_meta_gradient_that_is_not_finite_is_skipped_and_counted_not_applied():
+    result = meta_train(dataclasses.replace(QUICK, meta_steps=2), SquareRootAtZero(dimensions=3, functions=8))
+    initial = result.rule.init_meta_parameters({}, torch.Generator().manual_seed(QUICK.seed))
+    assert result.skipped_steps == 2 and len(result.losses) == 2
+    for name, value in initial.items():
+        torch.testing.assert_close(result.meta_params[name], value, rtol=0, atol=0)
