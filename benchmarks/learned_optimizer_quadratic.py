@@ -14,7 +14,7 @@ and after 1,000 steps (a horizon 10x that of meta-training, at the same settings
 
 Target (issue 15): log10 mean final loss at 100 steps <= -1.0 for the learned optimiser and
 below every tuned baseline; a public reproduction of L2L reached -0.70 (Adam -0.06) on the
-U[0, 1] variant of the problem. Writes benchmarks/results/learned_optimizer_quadratic.json
+U[0, 1] variant of the problem (`--entries uniform`, written to ..._uniform.json). Writes benchmarks/results/learned_optimizer_quadratic.json
 (and the trained meta-parameters, `..._<optimiser>.pt`, which `LearnedOptimizer` can load)
 and prints the table. One torch thread; the meta-training wall time is in the JSON.
 """
@@ -77,10 +77,17 @@ def main() -> None:
     parser.add_argument("--estimator", default="truncated_backprop", choices=["truncated_backprop", "es", "pes"])
     parser.add_argument("--seeds", type=int, default=5, help="meta-test tasks (and tuning tasks)")
     parser.add_argument("--horizon", type=int, default=1000, help="the long held-out horizon")
-    parser.add_argument("--json", default=str(RESULTS / "learned_optimizer_quadratic.json"))
+    parser.add_argument("--entries", default="normal", choices=["normal", "uniform"],
+                        help="W and y from N(0, 1), or from U[0, 1] as learning-to-learn's problem")
+    parser.add_argument("--json", default=None, help="default: benchmarks/results/learned_optimizer_quadratic"
+                                                     "[_uniform].json")
     args = parser.parse_args()
+    if args.json is None:
+        suffix = "" if args.entries == "normal" else "_uniform"
+        args.json = str(RESULTS / f"learned_optimizer_quadratic{suffix}.json")
     torch.set_num_threads(1)
-    test_family, train_family = QuadraticFamily("test"), QuadraticFamily("train")
+    test_family = QuadraticFamily("test", entries=args.entries)
+    train_family = QuadraticFamily("train", entries=args.entries)
     test_seeds = [optimisee_seed(0, "test", 0, index) for index in range(args.seeds)]
     tuning_seeds = [optimisee_seed(0, "train", TUNING_STEP, index) for index in range(args.seeds)]
     results = {}
@@ -104,7 +111,8 @@ def main() -> None:
     report = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
                           "torch": torch.__version__, "torch_threads": 1},
               "command": "python benchmarks/learned_optimizer_quadratic.py " + " ".join(sys.argv[1:]),
-              "problem": "10-d quadratics, 128 functions, W, y ~ N(0, 1), theta0 ~ N(0, 0.01^2); 100 steps",
+              "problem": f"10-d quadratics, 128 functions, W, y ~ {'N(0, 1)' if args.entries == 'normal' else 'U[0, 1]'}"
+                         ", theta0 ~ N(0, 0.01^2); 100 steps",
               "test_seeds": test_seeds, "target_log10": TARGET, "results": results}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -3,9 +3,9 @@
     f(theta) = mean over a batch of functions of || W theta - y ||^2,
 
 with W (d x d) and y (d) drawn from N(0, 1) for each function of the batch (10 dimensions, 128
-functions) and theta ~ N(0, 0.01^2) at the start, as in learning-to-learn's `quadratic`
-problem (which draws W and y from U[0, 1]; N(0, 1) centres them). No minibatches: every
-step sees the same loss.
+functions) and theta ~ N(0, 0.01^2) at the start. `entries="uniform"` draws W and y from
+U[0, 1] instead, exactly learning-to-learn's `quadratic` problem (the one its public
+reproductions report on). No minibatches: every step sees the same loss.
 """
 
 from __future__ import annotations
@@ -15,12 +15,19 @@ import torch
 from distmeta.tasks.optimisee import Params, TaskData
 
 
+ENTRIES = ("normal", "uniform")
+
+
 class QuadraticFamily:
     """Batches of random 10-d least-squares problems; `split` only picks the seed stream."""
 
-    def __init__(self, split: str = "train", dimensions: int = 10, functions: int = 128, init_std: float = 0.01):
+    def __init__(self, split: str = "train", dimensions: int = 10, functions: int = 128, init_std: float = 0.01,
+                 entries: str = "normal"):
         if dimensions < 1 or functions < 1:
             raise ValueError(f"dimensions and functions must be at least 1, got {dimensions}, {functions}")
+        if entries not in ENTRIES:
+            raise ValueError(f"entries must be one of {ENTRIES}, got {entries!r}")
+        self.entries = entries
         self.split = split
         self.dimensions = dimensions
         self.functions = functions
@@ -29,8 +36,9 @@ class QuadraticFamily:
     def init(self, seed: int) -> tuple[Params, TaskData]:
         generator = torch.Generator().manual_seed(seed)
         n, d = self.functions, self.dimensions
-        matrix = torch.randn(n, d, d, generator=generator)
-        target = torch.randn(n, d, generator=generator)
+        draw = torch.randn if self.entries == "normal" else torch.rand
+        matrix = draw(n, d, d, generator=generator)
+        target = draw(n, d, generator=generator)
         theta = self.init_std * torch.randn(n, d, generator=generator)
         return {"theta": theta}, {"matrix": matrix, "target": target}
 

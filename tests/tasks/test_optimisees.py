@@ -20,6 +20,12 @@ def test_a_quadratic_task_is_drawn_from_its_seed_alone():
     assert task_a["matrix"].shape == (128, 10, 10) and params_a["theta"].shape == (128, 10)
 
 
+def test_uniform_entries_draw_w_and_y_from_0_to_1_as_learning_to_learn_does():
+    _, task = QuadraticFamily(entries="uniform").init(7)
+    assert 0 <= task["matrix"].min() and task["matrix"].max() < 1 and 0 <= task["target"].min()
+    assert QuadraticFamily().init(7)[1]["matrix"].min() < 0
+
+
 def test_a_quadratic_loss_is_the_mean_squared_residual_and_zero_at_its_solution():
     family = QuadraticFamily(dimensions=3, functions=4)
     params, task = family.init(1)
@@ -75,6 +81,7 @@ def test_the_wider_digits_mlp_has_twice_the_hidden_units():
     (lambda: DigitsMLPFamily("val"), "split must be 'train' or 'test', got 'val'"),
     (lambda: DigitsMLPFamily(hidden=0), "hidden and batch_size must be at least 1"),
     (lambda: QuadraticFamily(dimensions=0), "dimensions and functions must be at least 1"),
+    (lambda: QuadraticFamily(entries="cauchy"), "entries must be one of \\('normal', 'uniform'\\), got 'cauchy'"),
 ])
 def test_bad_family_settings_are_refused_naming_them(make, message):
     with pytest.raises(ValueError, match=message):
