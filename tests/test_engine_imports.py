@@ -4,6 +4,8 @@ import subprocess
 import sys
 
 ENGINE = ["distmeta.algorithms", "distmeta.algorithms.truncated", "distmeta.models", "distmeta.tasks",
+          "distmeta.learned_optimizers", "distmeta.learned_optimizers.meta_training",
+          "distmeta.learned_optimizers.evaluation", "distmeta.tasks.quadratic", "distmeta.tasks.digits",
           "distmeta.tasks.omniglot", "distmeta.execution"]
 
 

@@ -6,8 +6,9 @@ horizons), so the unroll is cut into truncations of `truncation_length` steps, o
 meta-step. Its state (the optimisee's parameters, the rule's state, the position in the
 unroll) is carried from one meta-step to the next in `MetaGradient.unroll_state`, and starts
 afresh (seeded) once the unroll is over. The meta-loss of a truncation is the mean of the
-losses at its steps. Three estimators of its gradient, as in learned_optimization's
-`outer_trainers`:
+losses at its steps (`meta_loss="mean"`, Andrychowicz et al.'s sum along the trajectory) or
+the loss at its last step (`meta_loss="final"`). Three estimators of its gradient, as in
+learned_optimization's `outer_trainers`:
 
 - `TruncatedBackprop`: backprop through the truncation from the carried state, which is
   taken as a constant (biased: what earlier truncations did to the state is ignored).
@@ -85,13 +86,19 @@ class RuleUnroll:
         return loss, {"params": params, "rule": rule_state}
 
 
-def run_truncation(unroll: Unroll, meta_params: Params, state: InnerState, steps: int) -> tuple[torch.Tensor, InnerState]:
-    """`steps` steps of `unroll` from `state`: the mean of their losses, and the state after them."""
+META_LOSSES = ("mean", "final")
+"""What a truncation's meta-loss is: the mean of the losses at its steps, or the last of them."""
+
+
+def run_truncation(unroll: Unroll, meta_params: Params, state: InnerState, steps: int,
+                   meta_loss: str = "mean") -> tuple[torch.Tensor, InnerState]:
+    """`steps` steps of `unroll` from `state`: the meta-loss of their losses (their mean, or the
+    last one), and the state after them."""
     losses = []
     for _ in range(steps):
         loss, state = unroll.step(meta_params, state)
         losses.append(loss)
-    return torch.stack(losses).mean(), state
+    return (losses[-1] if meta_loss == "final" else torch.stack(losses).mean()), state
 
 
 @dataclass(frozen=True)
@@ -99,9 +106,10 @@ class TruncatedBackprop(MetaGradientEstimator):
     """The gradient of a truncation's mean loss by backprop, from the carried state held constant."""
 
     truncation_length: int
+    meta_loss: str = "mean"
 
     def __post_init__(self):
-        _check_settings(self.truncation_length)
+        _check_settings(self.truncation_length, meta_loss=self.meta_loss)
 
     def estimate(self, unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any],
                  seed: int = 0) -> MetaGradient:
@@ -109,7 +117,7 @@ class TruncatedBackprop(MetaGradientEstimator):
         steps = min(self.truncation_length, unroll.length - position)
         leaves = {name: value.detach().requires_grad_(True) for name, value in meta_params.items()}
         with torch.enable_grad():
-            loss, state = run_truncation(unroll, leaves, _detached(state), steps)
+            loss, state = run_truncation(unroll, leaves, _detached(state), steps, self.meta_loss)
             grads = _autograd(loss, leaves)
         return MetaGradient(loss.detach(), grads, {"position": position + steps, "inner": _detached(state)},
                             {"steps": torch.tensor(steps)})
@@ -125,9 +133,10 @@ class AntitheticES(MetaGradientEstimator):
     truncation_length: int
     pairs: int
     sigma: float
+    meta_loss: str = "mean"
 
     def __post_init__(self):
-        _check_settings(self.truncation_length, self.pairs, self.sigma)
+        _check_settings(self.truncation_length, self.pairs, self.sigma, self.meta_loss)
 
     def estimate(self, unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any],
                  seed: int = 0) -> MetaGradient:
@@ -136,10 +145,10 @@ class AntitheticES(MetaGradientEstimator):
         meta_params = _detached(meta_params)
         noise = antithetic_noise(meta_params, self.pairs, self.sigma, seed)
         with torch.no_grad():
-            perturbed = vmap(lambda shifted: run_truncation(unroll, shifted, state, steps)[0])
+            perturbed = vmap(lambda shifted: run_truncation(unroll, shifted, state, steps, self.meta_loss)[0])
             positive = perturbed(_shifted(meta_params, noise, +1))
             negative = perturbed(_shifted(meta_params, noise, -1))
-            loss, state = run_truncation(unroll, meta_params, state, steps)
+            loss, state = run_truncation(unroll, meta_params, state, steps, self.meta_loss)
         grads = _es_gradient(positive - negative, noise, self.sigma)
         return MetaGradient(loss, grads, {"position": position + steps, "inner": _detached(state)},
                             {"steps": torch.tensor(steps)})
@@ -156,9 +165,10 @@ class PES(MetaGradientEstimator):
     truncation_length: int
     pairs: int
     sigma: float
+    meta_loss: str = "mean"
 
     def __post_init__(self):
-        _check_settings(self.truncation_length, self.pairs, self.sigma)
+        _check_settings(self.truncation_length, self.pairs, self.sigma, self.meta_loss)
 
     def estimate(self, unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any],
                  seed: int = 0) -> MetaGradient:
@@ -176,7 +186,7 @@ class PES(MetaGradientEstimator):
         noise = antithetic_noise(meta_params, self.pairs, self.sigma, seed)
         accumulated = {name: unroll_state["accumulated"][name] + noise[name] for name in meta_params}
         with torch.no_grad():
-            perturbed = vmap(lambda shifted, state: run_truncation(unroll, shifted, state, steps))
+            perturbed = vmap(lambda shifted, state: run_truncation(unroll, shifted, state, steps, self.meta_loss))
             positive, positive_state = perturbed(_shifted(meta_params, noise, +1), unroll_state["positive"])
             negative, negative_state = perturbed(_shifted(meta_params, noise, -1), unroll_state["negative"])
         grads = _es_gradient(positive - negative, accumulated, self.sigma)
@@ -206,8 +216,10 @@ def _resume(unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any], s
     return 0, _detached(unroll.init_state(_detached(meta_params), seed))
 
 
-def _check_settings(truncation_length: int, pairs: int = 1, sigma: float = 1.0) -> None:
+def _check_settings(truncation_length: int, pairs: int = 1, sigma: float = 1.0, meta_loss: str = "mean") -> None:
     """Refuse an estimator's bad settings when it is made, before any unroll runs."""
+    if meta_loss not in META_LOSSES:
+        raise ValueError(f"meta_loss must be one of {META_LOSSES}, got {meta_loss!r}")
     if truncation_length < 1:
         raise ValueError(f"truncation_length must be at least 1, got {truncation_length}")
     if pairs < 1:

@@ -123,3 +123,15 @@ def test_an_unroll_state_saved_and_loaded_between_meta_steps_resumes_exactly(est
     torch.testing.assert_close(resumed.grads["x"], uninterrupted.grads["x"], rtol=0, atol=0)
     afresh = estimator.estimate(UNROLL, RATES, {}, seed=4)
     assert not torch.allclose(resumed.grads["x"], afresh.grads["x"])
+
+
+def test_the_final_meta_loss_is_the_gradient_of_the_truncations_last_loss():
+    rates = RATES["x"].clone().requires_grad_(True)
+    x = start(3)["x"]
+    for _ in range(LENGTH - 1):
+        x = x - rates * A * (x - B)
+    (exact,) = torch.autograd.grad(0.5 * (A * (x - B).square()).sum(), rates)  # the loss at step LENGTH - 1
+    estimate = TruncatedBackprop(LENGTH, meta_loss="final").estimate(UNROLL, RATES, {}, seed=3)
+    torch.testing.assert_close(estimate.grads["x"], exact, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="meta_loss must be one of \\('mean', 'final'\\), got 'last'"):
+        PES(2, pairs=4, sigma=0.1, meta_loss="last")
