@@ -1,5 +1,6 @@
 """The loopback cluster: ports, token authentication whatever the caller's environment, and
-stopping every process it started (a whole submit round trip is in test_submit.py)."""
+stopping every process it started (a cluster started from a home that `ray.init()` left a token
+in, and whole submit round trips, are in test_submit.py)."""
 
 import os
 import subprocess
@@ -41,34 +42,6 @@ def alive_nodes(cluster, env: dict) -> int:
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return int(done.stdout.strip().splitlines()[-1])
-
-
-def test_a_cluster_starts_with_the_token_a_ray_init_left_in_home(tmp_path, short_temp, temp_roots):
-    # What a user does first: `make run` (a ray.init, which writes ~/.ray/auth_token), then this.
-    home = tmp_path / "home"
-    env = caller_environment(home)
-    made = subprocess.run([sys.executable, "-c", "import ray; ray.init(num_cpus=1, include_dashboard=False); "
-                                                 "ray.shutdown()"], env={**env, "TMPDIR": short_temp},
-                          capture_output=True, text=True, timeout=120)
-    assert made.returncode == 0, made.stderr
-    token = (home / ".ray" / "auth_token").read_text()
-    folder = tmp_path / "cluster"
-    with leaves_no_ray_process(temp_roots, "the local cluster"):
-        cluster = local_cluster.start(folder, worker_nodes=1, env=env, temp_root=short_temp)
-        try:
-            assert Path(cluster.token_file).read_text() == token
-            assert oct(Path(cluster.token_file).stat().st_mode & 0o777) == "0o600"
-            assert alive_nodes(cluster, env) == 2
-            listed = jobs_list(cluster, env)  # the token in HOME is presented without being asked
-            assert listed.returncode == 0 and "no submitted jobs" in listed.stdout, listed.stderr
-            refused = jobs_list(cluster, caller_environment(tmp_path / "empty-home"))
-            assert refused.returncode == 2
-            assert "requires a Ray authentication token and none was found" in refused.stderr
-            assert "ray get-auth-token" in refused.stderr
-        finally:
-            stopped = local_cluster.stop(folder)
-    assert stopped > 10 and local_cluster.processes_of(folder) == []
-    assert not Path(cluster.ray_temp_dir).exists() and not Path(cluster.token_file).exists()
 
 
 def test_a_cluster_starts_whatever_auth_settings_the_caller_has(tmp_path, short_temp, temp_roots):

@@ -10,10 +10,12 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from distmeta.jobs import local_cluster
+from tests.jobs.test_local_cluster import alive_nodes
 from tests.ray_processes import leaves_no_ray_process
 
 TINY = ["--set", "train.steps=12", "--set", "train.log_every=6", "--set", "train.val_every=0",
@@ -55,6 +57,18 @@ def distmeta(*args, home, cwd, timeout=180):
 
 def job_id_in(output: str) -> str:
     return output.split("submitted job ", 1)[1].split()[0]
+
+
+def test_the_cluster_takes_the_token_a_ray_init_left_in_home_and_refuses_a_client_without_it(job_cluster,
+                                                                                              tmp_path):
+    cluster, home = job_cluster
+    assert Path(cluster.token_file).read_text() == (home / ".ray" / "auth_token").read_text()
+    assert oct(Path(cluster.token_file).stat().st_mode & 0o777) == "0o600"
+    assert alive_nodes(cluster, clean_environment(home)) == 2
+    refused = distmeta("jobs", "list", "--address", cluster.dashboard_address, home=tmp_path, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "requires a Ray authentication token and none was found" in refused.stderr
+    assert "ray get-auth-token" in refused.stderr
 
 
 def test_a_submitted_training_run_succeeds_and_the_jobs_commands_show_it(job_cluster, tmp_path):
