@@ -124,11 +124,9 @@ class TruncatedBackprop(MetaGradientEstimator):
 
 
 @dataclass(frozen=True)
-class AntitheticES(MetaGradientEstimator):
-    """Antithetic evolution strategies over a truncation, from the carried state.
-
-    grad ~ mean over pairs of (L(theta + eps) - L(theta - eps)) eps / (2 sigma^2).
-    """
+class _AntitheticPairs(MetaGradientEstimator):
+    """What ES and PES share: `pairs` antithetic perturbations of scale `sigma` over each
+    truncation of `truncation_length` steps, scored by the `meta_loss` of each."""
 
     truncation_length: int
     pairs: int
@@ -137,6 +135,14 @@ class AntitheticES(MetaGradientEstimator):
 
     def __post_init__(self):
         _check_settings(self.truncation_length, self.pairs, self.sigma, self.meta_loss)
+
+
+@dataclass(frozen=True)
+class AntitheticES(_AntitheticPairs):
+    """Antithetic evolution strategies over a truncation, from the carried state.
+
+    grad ~ mean over pairs of (L(theta + eps) - L(theta - eps)) eps / (2 sigma^2).
+    """
 
     def estimate(self, unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any],
                  seed: int = 0) -> MetaGradient:
@@ -155,20 +161,12 @@ class AntitheticES(MetaGradientEstimator):
 
 
 @dataclass(frozen=True)
-class PES(MetaGradientEstimator):
+class PES(_AntitheticPairs):
     """Persistent evolution strategies: antithetic pairs whose states and summed noise persist.
 
     grad ~ mean over pairs of (L(theta + eps) - L(theta - eps)) xi / (2 sigma^2), where xi
     is the sum of the pair's perturbations since its unroll began (eps included).
     """
-
-    truncation_length: int
-    pairs: int
-    sigma: float
-    meta_loss: str = "mean"
-
-    def __post_init__(self):
-        _check_settings(self.truncation_length, self.pairs, self.sigma, self.meta_loss)
 
     def estimate(self, unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any],
                  seed: int = 0) -> MetaGradient:

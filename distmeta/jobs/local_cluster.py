@@ -60,10 +60,6 @@ class LocalCluster:
     """The session of each node started so far: every process of that node is in it."""
 
     @property
-    def marker(self) -> str:
-        return f"{MARKER}={self.folder}"
-
-    @property
     def token_file(self) -> str:
         return str(Path(self.folder) / TOKEN_FILE)
 
@@ -139,8 +135,9 @@ def caller_token(env: dict) -> tuple[str, str]:
         return found
     default = Path(env.get("HOME") or Path.home()) / ".ray" / "auth_token"
     default.parent.mkdir(parents=True, exist_ok=True)
-    write_private(default, secrets.token_hex(32))
-    return default.read_text(), f"{default} (generated now)"
+    token = secrets.token_hex(32)
+    write_private(default, token)
+    return token, f"{default} (generated now)"
 
 
 def write_private(path: Path, text: str) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from distmeta.errors import DistmetaError
 from distmeta.jobs import local_cluster, processes
+from tests.cluster_clients import alive_nodes
 from tests.ray_processes import leaves_no_ray_process, session_folders
 
 
@@ -31,17 +32,6 @@ def jobs_list(cluster, env: dict) -> subprocess.CompletedProcess:
     """`distmeta jobs list` against the cluster, as a client in `env` runs it."""
     return subprocess.run([sys.executable, "-m", "distmeta", "jobs", "list", "--address", cluster.dashboard_address],
                           env=env, capture_output=True, text=True, timeout=120)
-
-
-def alive_nodes(cluster, env: dict) -> int:
-    """Nodes alive in the cluster, asked by a Ray client authenticating as the start printed."""
-    script = (f"import ray; ray.init(address='{cluster.gcs_address}', log_to_driver=False); "
-              f"print(sum(node['Alive'] for node in ray.nodes())); ray.shutdown()")
-    env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": cluster.token_file}
-    env.pop("RAY_AUTH_TOKEN", None)
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return int(done.stdout.strip().splitlines()[-1])
 
 
 def test_a_cluster_starts_whatever_auth_settings_the_caller_has(tmp_path, short_temp, temp_roots):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from distmeta.jobs import local_cluster
-from tests.jobs.test_local_cluster import alive_nodes
+from tests.cluster_clients import alive_nodes
 from tests.ray_processes import leaves_no_ray_process
 
 TINY = ["--set", "train.steps=12", "--set", "train.log_every=6", "--set", "train.val_every=0",
