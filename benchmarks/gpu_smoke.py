@@ -6,10 +6,11 @@ Checks, each recorded in the JSON with what it measured:
   cuda_build          torch is a CUDA build and sees the GPU (name, capability, CUDA, cuDNN)
   train_in_process    `distmeta train --in-process` on the GPU, vmap and loop: finite losses
   train_on_ray        Ray Train workers each on a GPU (NCCL), vmap and loop, meta-test on the workers
-  meta_gradients      every algorithm, Conv4 and the MLP, GPU (vmap and loop) against the CPU loop,
-                      the largest difference over the gradient's largest entry: TF32 off
-                      (train.deterministic) within 1e-4; by default it is reported (TF32
-                      convolutions on Ampere and newer)
+  meta_gradients      every algorithm, Conv4 and the MLP, GPU (vmap and loop) against the CPU loop
+                      in float64, the largest difference over the gradient's largest entry:
+                      float64 within 1e-9; float32 with TF32 off (train.deterministic) and by
+                      default (TF32 convolutions on Ampere and newer) reported, next to the
+                      float32 CPU loop's own distance from the float64 reference
   all_reduce          `all_reduce_sum` on CUDA tensors in 2 processes (NCCL on 2 GPUs; gloo's
                       CUDA path when there is one GPU, plus a 1-rank NCCL all-reduce)
   bench               `distmeta bench --gpus-per-worker 1`: the record names the GPU
@@ -105,40 +106,72 @@ def check_train_on_ray(device: torch.device, folder: Path) -> dict:
     return {"ok": ok, **runs}
 
 
-def meta_gradient_differences(device: torch.device, deterministic: bool) -> list[dict]:
-    """Each algorithm's meta-gradient on `device` (vmap, loop) against the CPU loop, same weights and tasks."""
-    from distmeta.algorithms import ALGORITHMS
+def _same_tasks_and_weights(model: str, name: str, deterministic: bool, device: torch.device):
+    """The CPU and device experiments of one algorithm, its initial weights and one fixed meta-batch."""
     from distmeta.config import load_config
     from distmeta.devices import CPU
-    from distmeta.execution import batch_meta_gradient
     from distmeta.experiment import build_experiment
     from distmeta.tasks import TaskBatch
     from distmeta.training.trainer import meta_batch
+
+    overrides = [*(CONV if model == "conv4" else []), f"algorithm.name={name}",
+                 f"train.deterministic={str(deterministic).lower()}", "train.meta_batch_size=4"]
+    config = load_config(None, overrides)
+    on_cpu = build_experiment(config, CPU, check_data=False)
+    on_device = build_experiment(config, device, check_data=False)
+    params = on_cpu.initial_meta_parameters()
+    if model == "conv4":  # Omniglot-shaped images; the values do not matter here
+        g = torch.Generator().manual_seed(0)
+        labels = torch.arange(5).repeat(4, 1)
+        batch = TaskBatch(torch.rand(4, 5, 1, 28, 28, generator=g), labels,
+                          torch.rand(4, 5, 1, 28, 28, generator=g), labels, seed=0)
+    else:
+        batch = meta_batch(on_cpu, 0)
+    return on_cpu, on_device, params, batch
+
+
+def _in_dtype(params: dict, batch, dtype: torch.dtype, device: torch.device):
+    from distmeta.tasks import TaskBatch
+
+    moved = {key: value.to(device, dtype) for key, value in params.items()}
+    floats = [x.to(device, dtype) for x in (batch.support_x, batch.query_x)]
+    targets = [y.to(device, dtype) if y.is_floating_point() else y.to(device) for y in (batch.support_y, batch.query_y)]
+    return moved, TaskBatch(floats[0], targets[0], floats[1], targets[1], seed=batch.seed)
+
+
+def meta_gradient_differences(device: torch.device, deterministic: bool) -> list[dict]:
+    """Each algorithm's meta-gradient on `device` (vmap, loop) against the CPU loop in float64.
+
+    The reference is float64 because the float32 CPU loop is itself up to ~1e-2 off it on
+    Conv4 with full-network adaptation (inner lr 0.4, two steps: a ReLU or max-pool
+    selection that flips with rounding moves the gradient by a step), measured on the CPU
+    here; a float32 device result could only match it to that. So the device is checked
+    in float64, where it must agree to rounding, and its float32 results are reported
+    next to the CPU's own float32 distance from the same reference.
+    """
+    from distmeta.algorithms import ALGORITHMS
+    from distmeta.devices import CPU
+    from distmeta.execution import batch_meta_gradient
 
     rows = []
     for model in ("conv4", "mlp"):
         for name in ALGORITHMS:
             if model == "mlp" and name == "protonet":
                 continue
-            overrides = [*(CONV if model == "conv4" else []), f"algorithm.name={name}",
-                         f"train.deterministic={str(deterministic).lower()}", "train.meta_batch_size=4"]
-            config = load_config(None, overrides)
-            on_cpu = build_experiment(config, CPU, check_data=False)
-            on_device = build_experiment(config, device, check_data=False)
-            params = on_cpu.initial_meta_parameters()
-            if model == "conv4":  # Omniglot-shaped images; the values do not matter here
-                g = torch.Generator().manual_seed(0)
-                labels = torch.arange(5).repeat(4, 1)
-                batch = TaskBatch(torch.rand(4, 5, 1, 28, 28, generator=g), labels,
-                                  torch.rand(4, 5, 1, 28, 28, generator=g), labels, seed=0)
-            else:
-                batch = meta_batch(on_cpu, 0)
-            reference = batch_meta_gradient(on_cpu.algorithm, params, batch, "loop").grad_sum
+            on_cpu, on_device, params, batch = _same_tasks_and_weights(model, name, deterministic, device)
+            reference = batch_meta_gradient(on_cpu.algorithm, *_in_dtype(params, batch, torch.float64, CPU),
+                                            "loop").grad_sum
+            cpu_float32 = batch_meta_gradient(on_cpu.algorithm, *_in_dtype(params, batch, torch.float32, CPU),
+                                              "loop").grad_sum
+            row = {"model": model, "algorithm": name,
+                   "cpu_loop_float32": largest_relative_difference(cpu_float32, reference)}
             for strategy in ("vmap", "loop"):
-                moved = {key: value.to(device) for key, value in params.items()}
-                got = batch_meta_gradient(on_device.algorithm, moved, batch.to(device), strategy).grad_sum
-                worst = largest_relative_difference(got, reference)
-                rows.append({"model": model, "algorithm": name, "strategy": strategy, "max_relative_difference": worst})
+                for dtype in (torch.float64, torch.float32):
+                    got = batch_meta_gradient(on_device.algorithm, *_in_dtype(params, batch, dtype, device),
+                                              strategy).grad_sum
+                    row[f"{strategy}_{str(dtype).removeprefix('torch.')}"] = largest_relative_difference(
+                        got, reference)
+            rows.append(row)
     return rows
 
 
@@ -149,15 +182,25 @@ def largest_relative_difference(got: dict, reference: dict) -> float:
     under batch norm is zero but for rounding, and rounding over zero is no measure.
     """
     scale = max(value.abs().max().item() for value in reference.values()) or 1e-30
-    return max((got[key].cpu() - reference[key]).abs().max().item() for key in reference) / scale
+    return max((got[key].cpu().double() - reference[key].double()).abs().max().item() for key in reference) / scale
+
+
+FLOAT64_TOLERANCE = 1e-9
 
 
 def check_meta_gradients(device: torch.device) -> dict:
+    """Float64 on the device equals float64 on the CPU; float32 (TF32 off and default) is reported."""
     strict = meta_gradient_differences(device, deterministic=True)
     default = meta_gradient_differences(device, deterministic=False)
-    worst_strict = max(row["max_relative_difference"] for row in strict)
-    return {"ok": worst_strict <= 1e-4, "tolerance_tf32_off": 1e-4, "largest_tf32_off": worst_strict,
-            "largest_default": max(row["max_relative_difference"] for row in default),
+
+    def largest(rows: list[dict], column: str) -> float:
+        return max(row[key] for row in rows for key in row if key.endswith(column) and key != "cpu_loop_float32")
+
+    worst_float64 = max(largest(strict, "float64"), largest(default, "float64"))
+    return {"ok": worst_float64 <= FLOAT64_TOLERANCE, "tolerance_float64": FLOAT64_TOLERANCE,
+            "largest_float64": worst_float64, "largest_float32_tf32_off": largest(strict, "float32"),
+            "largest_float32_default": largest(default, "float32"),
+            "largest_cpu_float32": max(row["cpu_loop_float32"] for row in strict),
             "tf32_off": strict, "default": default}
 
 
