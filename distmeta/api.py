@@ -23,10 +23,11 @@ from typing import Any, Sequence
 import torch
 
 from distmeta.algorithms import MetaAlgorithm, Params, build_algorithm
-from distmeta.config import Config
+from distmeta.config import Config, config_hash
 from distmeta.devices import resolve_device, usable_device
 from distmeta.errors import DistmetaError
 from distmeta.experiment import Experiment, build_experiment
+from distmeta.knowledge import EmbeddingSpec, KnowledgeBase, SimilarTask, task_embedding
 from distmeta.models import build_model
 from distmeta.training.checkpoint import checkpoint_config, load_checkpoint
 
@@ -59,26 +60,76 @@ class AdaptedModel:
 class Learner:
     """Meta-trained parameters with the algorithm that adapts them."""
 
-    def __init__(self, experiment: Experiment, meta_params: Params, step: int):
+    def __init__(self, experiment: Experiment, meta_params: Params, step: int, run_dir: Path | None = None):
         self.experiment = experiment
         self.config: Config = experiment.config
         self.algorithm = experiment.algorithm
         self.device = experiment.device
         self.meta_params = meta_params
         self.step = step
+        self.run_dir = run_dir
+        """The run folder, where the knowledge base lives (None: a learner built in memory)."""
+        self.knowledge_metric = "cosine"
+        """How `knowledge` compares embeddings: cosine or euclidean (set before its first use)."""
+        self._knowledge: KnowledgeBase | None = None
 
-    def adapt(self, support_x, support_y, steps: int | None = None) -> AdaptedModel:
-        """Adapt to a task from its support set; `steps` defaults to algorithm.test_inner_steps."""
+    def adapt(self, support_x, support_y, steps: int | None = None, warm_start: str | None = None,
+              neighbours: int = 5) -> AdaptedModel:
+        """Adapt to a task from its support set; `steps` defaults to algorithm.test_inner_steps.
+
+        `warm_start="knowledge"` starts from the meta-parameters plus the similarity-weighted
+        mean of what adaptation learned on the `neighbours` nearest tasks of the run's knowledge
+        base (`distmeta kb build`), rather than from the plain meta-parameters.
+        """
         steps = self.algorithm.test_inner_steps if steps is None else steps
         x = torch.as_tensor(support_x, dtype=torch.float32, device=self.device)
         if not self.config.is_classification:
             y = torch.as_tensor(support_y, dtype=torch.float32, device=self.device).reshape(len(x), -1)
-            adapted = self._adapt(self.algorithm, self.meta_params, x, y, steps)
-            return AdaptedModel(self.algorithm, self.meta_params, adapted, None)
+            start = self._start(warm_start, self.algorithm, self.meta_params, x, y, neighbours)
+            adapted = self._adapt(self.algorithm, start, x, y, steps)
+            return AdaptedModel(self.algorithm, start, adapted, None)
         classes, y = _encode_labels(support_y)
         algorithm, params = self._for_ways(len(classes))
-        adapted = self._adapt(algorithm, params, x, y.to(self.device), steps)
-        return AdaptedModel(algorithm, params, adapted, classes)
+        start = self._start(warm_start, algorithm, params, x, y.to(self.device), neighbours)
+        adapted = self._adapt(algorithm, start, x, y.to(self.device), steps)
+        return AdaptedModel(algorithm, start, adapted, classes)
+
+    def similar_tasks(self, support_x, support_y, k: int = 5) -> list[SimilarTask]:
+        """The `k` stored tasks nearest this support set in the run's knowledge base, nearest first."""
+        x = torch.as_tensor(support_x, dtype=torch.float32, device=self.device)
+        if self.config.is_classification:
+            y = _encode_labels(support_y)[1].to(self.device)
+        else:
+            y = torch.as_tensor(support_y, dtype=torch.float32, device=self.device).reshape(len(x), -1)
+        return self.knowledge.nearest(self._embedding(self.algorithm, self.meta_params, x, y), k)
+
+    @property
+    def knowledge(self) -> KnowledgeBase:
+        """The run's knowledge base at this learner's step, read on first use."""
+        if self._knowledge is None:
+            if self.run_dir is None:
+                raise DistmetaError("this learner has no run folder, so no knowledge base: load it from a run")
+            self._knowledge = KnowledgeBase.open(self.run_dir, config_hash(self.config), self.step,
+                                                 self.knowledge_metric)
+        return self._knowledge
+
+    def _embedding(self, algorithm, params: Params, x, y) -> torch.Tensor:
+        header = self.knowledge.header
+        spec = EmbeddingSpec(header.embedding_kind, header.embedding_size, header.projection_seed)
+        return task_embedding(spec, algorithm, params, x, y)
+
+    def _start(self, warm_start: str | None, algorithm, params: Params, x, y, neighbours: int) -> Params:
+        """The parameters adaptation starts from: `params`, or a warm start from the knowledge base."""
+        if warm_start is None:
+            return params
+        if warm_start != "knowledge":
+            raise DistmetaError(f"warm_start: must be None or 'knowledge', got {warm_start!r}")
+        delta = self.knowledge.warm_start_delta(self._embedding(algorithm, params, x, y), neighbours)
+        for name, value in delta.items():
+            if value.shape != params[name].shape:
+                raise DistmetaError(f"warm_start: the knowledge base's {name} has shape {tuple(value.shape)}, "
+                                    f"this task's {tuple(params[name].shape)} (another number of ways?)")
+        return {**params, **{name: params[name] + value.to(params[name]) for name, value in delta.items()}}
 
     def _adapt(self, algorithm, params: Params, x, y, steps: int) -> Params:
         adapted = algorithm.adapt(params, x, y, steps, differentiable=False)
@@ -113,4 +164,4 @@ def load(checkpoint: str | Path, device: str | None = None) -> Learner:
     chosen = resolve_device(device, field="device") if device else usable_device(config.train.device)[0]
     experiment = build_experiment(config, chosen, check_data=False)
     params = {name: value.to(experiment.device) for name, value in payload["meta_parameters"].items()}
-    return Learner(experiment, params, payload["step"])
+    return Learner(experiment, params, payload["step"], Path(payload["path"]).parent.parent)

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_command(commands)
 
+    add_kb_command(commands)
+
     evaluate = commands.add_parser("eval", help="meta-test a checkpoint: mean and 95%% interval over many tasks")
     evaluate.add_argument("checkpoint", help="checkpoint file or run directory (its latest checkpoint)")
     evaluate.add_argument("--tasks", type=int, help="number of tasks (default eval.tasks, 600)")
@@ -167,6 +169,33 @@ def add_bench_command(commands) -> None:
 BENCH_TASKS = {"sine": "sinusoid", "omniglot": "omniglot"}
 
 
+def add_kb_command(commands) -> None:
+    kb = commands.add_parser("kb", help="the knowledge base of a run: build it, summarise it, query it")
+    actions = kb.add_subparsers(dest="kb_command", required=True)
+    build = actions.add_parser("build", help="adapt to N tasks and store their embeddings and adaptations")
+    build.add_argument("run", help="run directory (its latest checkpoint is used)")
+    build.add_argument("--tasks", type=int, required=True, help="number of tasks to store")
+    build.add_argument("--split", default="train", choices=["train", "val", "test"],
+                       help="which tasks (default train: the tasks the learner was meta-trained on)")
+    build.add_argument("--embedding", default=None, choices=["gradient", "features"],
+                       help="task embedding (default gradient, or the kind the store already holds)")
+    build.add_argument("--size", type=int, default=None, help="embedding size after projection (default 64)")
+    build.add_argument("--inner-steps", type=int, help="adaptation steps (default algorithm.test_inner_steps)")
+    build.add_argument("--writers", type=int, default=1,
+                       help="write the tasks as this many shards (one file each), as workers would")
+    build.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to compute (default as eval)")
+    stats = actions.add_parser("stats", help="files, steps, records and families; a 2-D plot of the embeddings")
+    stats.add_argument("run")
+    stats.add_argument("--plot", type=Path, help="PNG to write (default <run>/knowledge/embeddings.png)")
+    query = actions.add_parser("query", help="the stored tasks nearest a task, and the warm start's effect on it")
+    query.add_argument("run")
+    query.add_argument("--task-index", type=int, default=0, help="which task of the split (as distmeta eval's)")
+    query.add_argument("--split", default="test", choices=["train", "val", "test"])
+    query.add_argument("--k", type=int, default=5)
+    query.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"])
+    query.add_argument("--inner-steps", type=int, help="adaptation steps (default algorithm.test_inner_steps)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -184,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
             from distmeta.jobs.commands import run_jobs
 
             return run_jobs(args)
+        if args.command == "kb":
+            from distmeta.knowledge.commands import run_kb
+
+            return run_kb(args)
         return run_eval(args)
     except DistmetaError as error:
         print(f"distmeta {args.command}: error: {error}", file=sys.stderr)

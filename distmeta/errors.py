@@ -65,5 +65,13 @@ class CheckpointError(DistmetaError):
         super().__init__(f"{self.path}: {message}")
 
 
+class KnowledgeBaseError(DistmetaError):
+    """A knowledge-base file is unreadable, from another config, or the store cannot answer."""
+
+    def __init__(self, path, message: str):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
 class ScaleUpTimeoutError(DistmetaError):
     """The autoscaler did not provide the workers' resources in time; nothing was started."""

@@ -1,0 +1,63 @@
+"""The knowledge base's index served by a Ray actor, for many concurrent clients.
+
+The actor holds one `ExactIndex` (distmeta.knowledge.search: the math lives there, not here)
+and answers `search` calls from any number of clients at once: it is a threaded actor
+(`max_concurrency`), and a search only reads the index's matrices, so concurrent calls need no
+lock. Embeddings travel as numpy arrays (Ray's zero-copy path for the object store).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import ray
+import torch
+
+from distmeta.knowledge.search import ExactIndex, Neighbours
+
+
+class KnowledgeIndexActor:
+    """An `ExactIndex` in an actor; `search` returns (distances, indices) as numpy arrays."""
+
+    def __init__(self, embeddings: np.ndarray, metric: str, torch_threads: int):
+        torch.set_num_threads(torch_threads)
+        self.index = ExactIndex(torch.from_numpy(np.ascontiguousarray(embeddings)), metric)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        found = self.index.search(torch.from_numpy(np.ascontiguousarray(queries)), k)
+        return found.distances.numpy(), found.indices.numpy()
+
+    def size(self) -> tuple[int, int]:
+        """(stored rows, bytes the index's matrices take)."""
+        return len(self.index), self.index.nbytes
+
+
+class ServedIndex:
+    """A client's handle on a served index: `search` as `ExactIndex.search`, over Ray."""
+
+    def __init__(self, actor):
+        self.actor = actor
+
+    def search(self, queries: torch.Tensor, k: int) -> Neighbours:
+        return self.result(self.submit(queries, k))
+
+    def submit(self, queries: torch.Tensor, k: int) -> ray.ObjectRef:
+        """Send a search without waiting (many clients, or one client pipelining requests)."""
+        return self.actor.search.remote(queries.float().reshape(len(queries), -1).numpy(), k)
+
+    @staticmethod
+    def result(reference: ray.ObjectRef) -> Neighbours:
+        distances, indices = ray.get(reference)
+        return Neighbours(torch.from_numpy(distances), torch.from_numpy(indices))
+
+    def stop(self) -> None:
+        ray.kill(self.actor)
+
+
+def serve_index(embeddings: torch.Tensor, metric: str = "cosine", max_concurrency: int = 4,
+                num_cpus: float = 1, torch_threads: int = 1) -> ServedIndex:
+    """Start an actor holding an exact index of `embeddings` (on the Ray cluster already
+    initialised) and return a handle once it is ready: a bad input fails here, not at the first query."""
+    remote = ray.remote(num_cpus=num_cpus, max_concurrency=max_concurrency)(KnowledgeIndexActor)
+    actor = remote.remote(embeddings.float().numpy(), metric, torch_threads)
+    ray.get(actor.size.remote())
+    return ServedIndex(actor)

@@ -1,0 +1,46 @@
+"""The Ray-served knowledge index answers concurrent clients with the neighbours of an exact brute-force search."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import ray
+import torch
+
+from distmeta.knowledge import ExactIndex
+from distmeta.runtime.knowledge_index import serve_index
+
+
+def brute_force(stored, queries, k, metric):
+    if metric == "cosine":
+        unit = torch.nn.functional.normalize
+        distances = 1 - unit(queries, dim=1) @ unit(stored, dim=1).T
+    else:
+        distances = torch.cdist(queries.double(), stored.double()).float()
+    return distances.topk(k, dim=1, largest=False).indices
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_the_served_index_gives_many_concurrent_clients_the_brute_force_neighbours(cluster, metric):
+    generator = torch.Generator().manual_seed(0)
+    stored = torch.randn(2000, 32, generator=generator)
+    queries = torch.randn(64, 32, generator=generator)
+    served = serve_index(stored, metric, max_concurrency=4, num_cpus=0.5)
+    try:
+        assert ray.get(served.actor.size.remote())[0] == 2000
+
+        def client(rows: range):
+            return [served.search(queries[r:r + 1], 5).indices[0] for r in rows]
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(client, [range(i, 64, 8) for i in range(8)]))
+        pipelined = [served.submit(queries[r:r + 1], 5) for r in range(64)]
+        expected = brute_force(stored, queries, 5, metric)
+        for i, rows in enumerate(range(i, 64, 8) for i in range(8)):
+            for row, found in zip(rows, answers[i]):
+                assert torch.equal(found, expected[row])
+        for row, reference in enumerate(pipelined):
+            assert torch.equal(served.result(reference).indices[0], expected[row])
+        assert torch.equal(served.search(queries, 5).indices, ExactIndex(stored, metric).search(queries, 5).indices)
+    finally:
+        served.stop()
