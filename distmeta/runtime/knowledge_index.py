@@ -47,7 +47,8 @@ class ServedIndex:
     @staticmethod
     def result(reference: ray.ObjectRef) -> Neighbours:
         distances, indices = ray.get(reference)
-        return Neighbours(torch.from_numpy(distances), torch.from_numpy(indices))
+        # ray.get's arrays are read-only views of the object store; torch wants its own memory
+        return Neighbours(torch.from_numpy(distances.copy()), torch.from_numpy(indices.copy()))
 
     def stop(self) -> None:
         ray.kill(self.actor)
