@@ -73,16 +73,19 @@ class SimpleFunctionTasks:
 
 
 def function_values(family: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """MMAML's parameter ranges (simple_functions.py)."""
+    """MMAML's FiveFunctionsMetaDataset ranges: slopes and tanh/|x| scales U[-3, 3], centres and
+    biases U[-3, 3], quadratic curvature +-U[0.02, 0.15]."""
     if family == "sinusoid":
         return rng.uniform(0.1, 5.0) * np.sin(x - rng.uniform(0, np.pi))
     if family == "linear":
         return rng.uniform(-3, 3) * x + rng.uniform(-3, 3)
+    slope, center, bias = rng.uniform(-3, 3), rng.uniform(-3, 3), rng.uniform(-3, 3)
     if family == "quadratic":
-        return rng.uniform(-0.15, 0.15) * (x - rng.uniform(-3, 3)) ** 2 + rng.uniform(-3, 3)
+        curvature = rng.uniform(0.02, 0.15) * rng.choice([-1.0, 1.0])
+        return curvature * (x - center) ** 2 + bias
     if family == "l1norm":
-        return rng.uniform(-0.15, 0.15) * np.abs(x - rng.uniform(-3, 3)) + rng.uniform(-3, 3)
-    return rng.uniform(-3, 3) * np.tanh(x - rng.uniform(-3, 3)) + rng.uniform(-3, 3)
+        return slope * np.abs(x - center) + bias
+    return slope * np.tanh(x - center) + bias
 
 
 # ---------------------------------------------------------------- 1. identification and warm starts

@@ -69,8 +69,9 @@ class Learner:
         self.step = step
         self.run_dir = run_dir
         """The run folder, where the knowledge base lives (None: a learner built in memory)."""
-        self.knowledge_metric = "cosine"
-        """How `knowledge` compares embeddings: cosine or euclidean (set before its first use)."""
+        self.knowledge_metric = "euclidean"
+        """How `knowledge` compares embeddings: euclidean (the default: it gave the better warm starts,
+        benchmarks/knowledge_base.py) or cosine; set before its first use."""
         self._knowledge: KnowledgeBase | None = None
 
     def adapt(self, support_x, support_y, steps: int | None = None, warm_start: str | None = None,

@@ -177,10 +177,12 @@ def add_kb_command(commands) -> None:
     build.add_argument("--tasks", type=int, required=True, help="number of tasks to store")
     build.add_argument("--split", default="train", choices=["train", "val", "test"],
                        help="which tasks (default train: the tasks the learner was meta-trained on)")
-    build.add_argument("--embedding", default=None, choices=["gradient", "features"],
-                       help="task embedding (default gradient, or the kind the store already holds)")
+    build.add_argument("--embedding", default=None, choices=["features", "gradient"],
+                       help="task embedding (default features, or the kind the store already holds)")
     build.add_argument("--size", type=int, default=None, help="embedding size after projection (default 64)")
     build.add_argument("--inner-steps", type=int, help="adaptation steps (default algorithm.test_inner_steps)")
+    build.add_argument("--store-steps", type=int, default=100,
+                       help="steps of the stored adaptation, on the task's support and query sets (default 100)")
     build.add_argument("--writers", type=int, default=1,
                        help="write the tasks as this many shards (one file each), as workers would")
     build.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to compute (default as eval)")
@@ -192,7 +194,7 @@ def add_kb_command(commands) -> None:
     query.add_argument("--task-index", type=int, default=0, help="which task of the split (as distmeta eval's)")
     query.add_argument("--split", default="test", choices=["train", "val", "test"])
     query.add_argument("--k", type=int, default=5)
-    query.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"])
+    query.add_argument("--metric", default="euclidean", choices=["euclidean", "cosine"])
     query.add_argument("--inner-steps", type=int, help="adaptation steps (default algorithm.test_inner_steps)")
 
 

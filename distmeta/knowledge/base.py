@@ -41,14 +41,14 @@ class SimilarTask:
 class KnowledgeBase:
     """The records of one meta-parameters' step, with an exact index over their embeddings."""
 
-    def __init__(self, header: StoreHeader, records: TaskRecords, metric: str = "cosine", source: str = ""):
+    def __init__(self, header: StoreHeader, records: TaskRecords, metric: str = "euclidean", source: str = ""):
         self.header = header
         self.records = records
         self.index = ExactIndex(records.embedding, metric)
         self.source = source
 
     @staticmethod
-    def open(run_dir: str | Path, config_hash: str, step: int, metric: str = "cosine") -> "KnowledgeBase":
+    def open(run_dir: str | Path, config_hash: str, step: int, metric: str = "euclidean") -> "KnowledgeBase":
         store = KnowledgeStore(run_dir)
         header, records = store.load(config_hash, step)
         return KnowledgeBase(header, records, metric, str(store.folder))

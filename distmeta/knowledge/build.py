@@ -1,5 +1,12 @@
 """Filling the knowledge base: adapt to tasks, embed them, and keep what adaptation learned.
 
+What is kept of a task is learned from all of its data: the stored adaptation runs
+`store_steps` steps on support and query together (a past task's query set is known, and the
+warm start of a new task is only as good as its neighbours' fits: on the 5-family regression
+stand-in, deltas adapted on the whole task for 100 steps cut the 1-step MSE of warm starts
+about twice as much as deltas adapted on the 5 support points for 10 steps). The losses and
+scores kept are honest held-out ones: the query set after `inner_steps` steps on the support set.
+
 Task `i` of a build is task_seed(run seed, split, BUILD_STREAM, i): a stream of its own, apart
 from training steps and from `distmeta eval` (step 0), so that evaluation tasks are never in
 the store. A build can be shared among writers by task index (`shard`): each computes its own
@@ -20,6 +27,8 @@ from distmeta.tasks import TaskDistribution, task_seed
 
 BUILD_STREAM = 1 << 40
 """The 'step' in the seeds of built tasks: far from any training step."""
+DEFAULT_STORE_STEPS = 100
+"""Steps of the stored adaptation (on the whole task) unless told otherwise."""
 
 
 def shard(num_tasks: int, rank: int, world: int) -> range:
@@ -41,8 +50,10 @@ def adapted_layout(algorithm: MetaAlgorithm, meta_params: Params) -> tuple[tuple
 
 def build_records(algorithm: MetaAlgorithm, meta_params: Params, distribution: TaskDistribution, *,
                   run_seed: int, split: str, indices: range, inner_steps: int, spec: EmbeddingSpec,
-                  family_of: Callable[[int], str | None] | None = None) -> TaskRecords:
-    """Adapt to tasks `indices` of the build stream of `split`; one row each."""
+                  store_steps: int = DEFAULT_STORE_STEPS, family_of: Callable[[int], str | None] | None = None) -> TaskRecords:
+    """Adapt to tasks `indices` of the build stream of `split`; one row each: its embedding (support set
+    alone), the delta of `store_steps` steps on the whole task, query loss and score before and after
+    `inner_steps` steps on the support set."""
     names, _ = adapted_layout(algorithm, meta_params)
     device = next(iter(meta_params.values())).device
     family_of = family_of or getattr(distribution, "task_family", None)
@@ -57,7 +68,8 @@ def build_records(algorithm: MetaAlgorithm, meta_params: Params, distribution: T
         rows["family"].append(family_of(seed) if family_of else None)
         rows["embedding"].append(task_embedding(spec, algorithm, meta_params, support_x, support_y))
         adapted = algorithm.adapt(meta_params, support_x, support_y, inner_steps, differentiable=False)
-        rows["delta"].append(flat_delta(meta_params, adapted, names))
+        rows["delta"].append(whole_task_delta(algorithm, meta_params, names, store_steps,
+                                              torch.cat([support_x, query_x]), torch.cat([support_y, query_y])))
         with torch.no_grad():
             for when, state in (("before", algorithm.adapt(meta_params, support_x, support_y, 0, False)),
                                 ("after", adapted)):
@@ -73,6 +85,13 @@ def build_records(algorithm: MetaAlgorithm, meta_params: Params, distribution: T
     )
 
 
+def whole_task_delta(algorithm: MetaAlgorithm, meta_params: Params, names: tuple[str, ...], steps: int,
+                     task_x: torch.Tensor, task_y: torch.Tensor) -> torch.Tensor:
+    if not names:
+        return torch.zeros(0, dtype=torch.float16)
+    return flat_delta(meta_params, algorithm.adapt(meta_params, task_x, task_y, steps, differentiable=False), names)
+
+
 def flat_delta(meta_params: Params, adapted: Params, names: tuple[str, ...]) -> torch.Tensor:
     """The adapted parameters less their starting meta-parameters, flat, float16, on the CPU."""
     if not names:
@@ -82,8 +101,9 @@ def flat_delta(meta_params: Params, adapted: Params, names: tuple[str, ...]) -> 
 
 
 def build_header(algorithm: MetaAlgorithm, meta_params: Params, *, run: str, config_hash: str, step: int,
-                 spec: EmbeddingSpec, inner_steps: int, writer: str = "") -> StoreHeader:
+                 spec: EmbeddingSpec, inner_steps: int, store_steps: int = DEFAULT_STORE_STEPS,
+                 writer: str = "") -> StoreHeader:
     names, shapes = adapted_layout(algorithm, meta_params)
     return StoreHeader(run=run, config_hash=config_hash, step=step, embedding_kind=spec.kind,
                        embedding_size=spec.size, projection_seed=spec.projection_seed, inner_steps=inner_steps,
-                       adapted_names=names, adapted_shapes=shapes, writer=writer)
+                       store_steps=store_steps, adapted_names=names, adapted_shapes=shapes, writer=writer)

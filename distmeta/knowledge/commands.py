@@ -26,6 +26,8 @@ def run_kb(args) -> int:
 def kb_build(args) -> int:
     if args.tasks < 1:
         raise DistmetaError(f"--tasks: must be positive, got {args.tasks}")
+    if args.store_steps < 0:
+        raise DistmetaError(f"--store-steps: must be 0 or more, got {args.store_steps}")
     if args.writers < 1 or args.writers > args.tasks:
         raise DistmetaError(f"--writers: must be in [1, --tasks], got {args.writers}")
     learner = load(args.run, device=args.device)
@@ -37,10 +39,10 @@ def kb_build(args) -> int:
     for rank in range(args.writers):
         records = build_records(learner.algorithm, learner.meta_params, distribution, run_seed=learner.config.seed,
                                 split=args.split, indices=shard(args.tasks, rank, args.writers),
-                                inner_steps=steps, spec=spec)
+                                inner_steps=steps, store_steps=args.store_steps, spec=spec)
         header = build_header(learner.algorithm, learner.meta_params, run=learner.run_dir.name,
                               config_hash=config_hash(learner.config), step=learner.step, spec=spec,
-                              inner_steps=steps, writer=f"kb-build-{rank}")
+                              inner_steps=steps, store_steps=args.store_steps, writer=f"kb-build-{rank}")
         path = store.append(header, records)
         print(f"wrote {len(records)} record(s) to {path}")
     print(f"{args.tasks} task(s) of the {args.split} split at step {learner.step}, {spec.kind} embedding of "
@@ -72,7 +74,7 @@ def kb_stats(args) -> int:
         metric = "accuracy" if learner.config.is_classification else "mse"
         before, after = records.metrics["score_before"], records.metrics["score_after"]
         print(f"step {step} ({state}): {len(records)} record(s), {header.embedding_kind} embedding of "
-              f"{header.embedding_size}, {header.inner_steps} inner step(s); query {metric} before adaptation "
+              f"{header.embedding_size}, {header.inner_steps} inner step(s) (stored adaptations: {header.store_steps} step(s) on the whole task); query {metric} before adaptation "
               f"{before.mean():.4f}, after {after.mean():.4f}")
         families = family_counts(records.family)
         if families:

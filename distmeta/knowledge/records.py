@@ -2,7 +2,7 @@
 
 One row per task: where it came from (task index, seed, split, family where the task
 distribution names one), its embedding, the compact form of what adaptation learned (the
-adapted parameters less the meta-parameters they started from, in float16: warm starts need
+adapted parameters, fitted to the whole task, less the meta-parameters they started from, in float16: warm starts need
 no more precision than that) and its query loss and score before and after adaptation.
 What every row of a file shares (run, config hash, meta-parameters' step, the embedding's
 kind, size and projection seed, the adapted parameters' names and shapes) is its `StoreHeader`.
@@ -31,6 +31,9 @@ class StoreHeader:
     embedding_size: int
     projection_seed: int
     inner_steps: int
+    """Support-set steps behind the loss and score after adaptation."""
+    store_steps: int = 0
+    """Steps on the whole task (support and query) behind the stored adapted parameters."""
     adapted_names: tuple[str, ...] = ()
     adapted_shapes: tuple[tuple[int, ...], ...] = ()
     writer: str = ""

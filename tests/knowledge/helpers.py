@@ -9,6 +9,7 @@ from distmeta.experiment import build_experiment
 from distmeta.knowledge import EmbeddingSpec, KnowledgeStore, build_header, build_records, shard
 from distmeta.training.checkpoint import save_checkpoint
 
+STORE_STEPS = 20
 SINUSOID = ["model.hidden_sizes=[16,16]", "algorithm.test_inner_steps=3", "task.shots=5"]
 
 
@@ -27,7 +28,7 @@ def fill(run_dir: Path, config, experiment, params, tasks: int, *, step: int = 0
     spec = spec or EmbeddingSpec(projection_seed=config.seed)
     steps = config.algorithm.test_inner_steps
     records = build_records(experiment.algorithm, params, experiment.tasks(split), run_seed=config.seed, split=split,
-                            indices=shard(tasks, rank, world), inner_steps=steps, spec=spec)
+                            indices=shard(tasks, rank, world), inner_steps=steps, store_steps=STORE_STEPS, spec=spec)
     header = build_header(experiment.algorithm, params, run=run_dir.name, config_hash=config_hash(config), step=step,
-                          spec=spec, inner_steps=steps, writer=f"test-{rank}")
+                          spec=spec, inner_steps=steps, store_steps=STORE_STEPS, writer=f"test-{rank}")
     return KnowledgeStore(run_dir).append(header, records)

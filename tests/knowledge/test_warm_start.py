@@ -8,7 +8,7 @@ from distmeta.cli import main
 from distmeta.errors import KnowledgeBaseError
 from distmeta.knowledge.build import BUILD_STREAM
 from distmeta.tasks import task_seed
-from tests.knowledge.helpers import fill, sinusoid_run
+from tests.knowledge.helpers import STORE_STEPS, fill, sinusoid_run
 
 
 def stored_task(learner, index):
@@ -32,16 +32,17 @@ def test_a_warm_start_from_a_store_holding_the_task_starts_where_its_stored_adap
     learner = distmeta.load(tmp_path)
     task = stored_task(learner, 4)
     support_x, support_y = task.support_x[0], task.support_y[0]
-    stored_end = learner.adapt(support_x, support_y, steps=config.algorithm.test_inner_steps)
+    whole_x, whole_y = torch.cat([support_x, task.query_x[0]]), torch.cat([support_y, task.query_y[0]])
+    stored_end = learner.adapt(whole_x, whole_y, steps=STORE_STEPS)
     warm = learner.adapt(support_x, support_y, steps=0, warm_start="knowledge", neighbours=1)
     plain = learner.adapt(support_x, support_y, steps=0)
     x = torch.linspace(-5, 5, 50).unsqueeze(1)
     # the stored delta is float16: equal to its rounding
     assert torch.allclose(warm.predict(x), stored_end.predict(x), atol=1e-3)
     assert not torch.allclose(plain.predict(x), stored_end.predict(x), atol=1e-3)
-    support_loss = {name: float(((model.predict(support_x) - support_y) ** 2).mean())
-                    for name, model in (("warm", warm), ("plain", plain))}
-    assert support_loss["warm"] < support_loss["plain"]
+    task_loss = {name: float(((model.predict(whole_x) - whole_y) ** 2).mean())
+                 for name, model in (("warm", warm), ("plain", plain))}
+    assert task_loss["warm"] < task_loss["plain"]
 
 
 def test_a_warm_start_without_a_knowledge_base_says_how_to_build_one(tmp_path):
@@ -55,13 +56,14 @@ def test_a_warm_start_without_a_knowledge_base_says_how_to_build_one(tmp_path):
 
 def test_kb_build_stats_and_query_from_the_command_line(tmp_path, capsys):
     sinusoid_run(tmp_path)
-    assert main(["kb", "build", str(tmp_path), "--tasks", "12", "--writers", "2", "--size", "8"]) == 0
+    assert main(["kb", "build", str(tmp_path), "--tasks", "12", "--writers", "2", "--size", "8",
+                 "--store-steps", "5"]) == 0
     assert main(["kb", "stats", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "2 file(s), 12 record(s)" in out and "step 0 (current): 12 record(s), gradient embedding of 8" in out
+    assert "2 file(s), 12 record(s)" in out and "step 0 (current): 12 record(s), features embedding of 8" in out
     assert (tmp_path / "knowledge" / "embeddings.png").stat().st_size > 0
     assert main(["kb", "query", str(tmp_path), "--task-index", "3", "--k", "4", "--metric", "euclidean"]) == 0
     out = capsys.readouterr().out
     assert "query loss after 3 step(s) from the meta-parameters" in out and "from knowledge" in out
-    assert main(["kb", "build", str(tmp_path), "--tasks", "2", "--embedding", "features"]) == 2
+    assert main(["kb", "build", str(tmp_path), "--tasks", "2", "--embedding", "gradient"]) == 2
     assert "one step has one space" in capsys.readouterr().err
