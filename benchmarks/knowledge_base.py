@@ -7,9 +7,10 @@
    functions (Vuorio et al. 2019, `maml/datasets/simple_functions.py`): sinusoid, linear,
    quadratic, |x| (l1 norm) and tanh, x ~ U[-5, 5], Gaussian noise 0.3 on every target, 5-shot.
    MAML (1-40-40-1, inner lr 0.01, 1 inner step, meta-batch 25) is meta-trained in this process
-   for --steps steps; `--stored` tasks of the train stream are stored (10 inner steps each);
-   then on --tasks held-out test tasks: the nearest stored task's family (top-1, both
-   embeddings), and the query MSE after 1 inner step from the plain MAML initialisation and from
+   for --steps steps; `--stored` tasks of the train stream are stored (as `distmeta kb build`:
+   features embedding, adaptation of --store-steps steps on the whole task); then on --tasks
+   held-out test tasks: the nearest stored task's family (top-1; both embeddings, both
+   metrics), and the query MSE after 1 inner step from the plain MAML initialisation and from
    the knowledge base's warm start (k = 1, 5, 10 neighbours), mean +- 95% interval.
 2. Lookup latency (p50 / p99 of one query, and queries/s) at each of --sizes stored tasks of 64
    entries (random: exact search's time does not depend on the values): the exact index in this
@@ -26,6 +27,7 @@ import resource
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,7 @@ from distmeta.training.checkpoint import save_checkpoint  # noqa: E402
 from distmeta.training.trainer import initial_state, meta_step  # noqa: E402
 
 FAMILIES = ("sinusoid", "linear", "quadratic", "l1norm", "tanh")
+WARM_START_NEIGHBOURS = (1, 5, 10)
 NOISE = 0.3
 
 
@@ -108,46 +111,57 @@ def train_learner(run_dir: Path, steps: int):
 def identification_and_warm_start(args, run_dir: Path) -> dict:
     config, experiment, state, train_s = train_learner(run_dir, args.steps)
     algorithm, params, tasks = experiment.algorithm, state.meta_params, experiment.tasks("train")
-    test_tasks = [tasks.sample(1, task_seed(config.seed, "test", 0, i)) for i in range(args.tasks)]
-    test_families = [tasks.task_family(task_seed(config.seed, "test", 0, i)) for i in range(args.tasks)]
+    test_seeds = [task_seed(config.seed, "test", 0, i) for i in range(args.tasks)]
+    test_tasks = [tasks.sample(1, seed) for seed in test_seeds]
+    test_families = [tasks.task_family(seed) for seed in test_seeds]
     result = {"train_seconds": round(train_s, 1), "meta_steps": state.step, "stored_tasks": args.stored,
-              "held_out_tasks": args.tasks, "embeddings": {}}
-    for kind in ("gradient", "features"):
-        spec = EmbeddingSpec(kind, 64, config.seed)
-        started = time.perf_counter()
-        records = build_records(algorithm, params, tasks, run_seed=config.seed, split="train",
-                                indices=range(args.stored), inner_steps=10, spec=spec)
-        build_s = time.perf_counter() - started
-        header = build_header(algorithm, params, run=run_dir.name, config_hash=config_hash(config), step=state.step,
-                              spec=spec, inner_steps=10)
-        base = KnowledgeBase(header, records, "cosine")
-        if kind == "gradient":  # the default kind also goes to the run's store, as `kb build` would
-            KnowledgeStore(run_dir).append(header, records)
-        result["embeddings"][kind] = evaluate_kind(args, algorithm, params, base, test_tasks, test_families, spec)
-        result["embeddings"][kind]["build_seconds"] = round(build_s, 1)
+              "held_out_tasks": args.tasks, "store_steps": args.store_steps, "test_inner_steps": 10,
+              "embeddings": {}}
+    spec = EmbeddingSpec("features", 64, config.seed)
+    started = time.perf_counter()
+    records = build_records(algorithm, params, tasks, run_seed=config.seed, split="train",
+                            indices=range(args.stored), inner_steps=10, store_steps=args.store_steps, spec=spec)
+    result["build_seconds"] = round(time.perf_counter() - started, 1)
+    header = build_header(algorithm, params, run=run_dir.name, config_hash=config_hash(config), step=state.step,
+                          spec=spec, inner_steps=10, store_steps=args.store_steps)
+    KnowledgeStore(run_dir).append(header, records)  # the default kind, as `distmeta kb build` stores it
+    for kind in ("features", "gradient"):
+        kind_spec = EmbeddingSpec(kind, 64, config.seed)
+        if kind != "features":  # the same stored tasks and adaptations, embedded the other way
+            embeddings = [task_embedding(kind_spec, algorithm, params, *first_support(tasks, seed))
+                          for seed in records.task_seed]
+            records = replace(records, embedding=torch.stack(embeddings))
+            header = replace(header, embedding_kind=kind)
+        bases = {metric: KnowledgeBase(header, records, metric) for metric in ("euclidean", "cosine")}
+        result["embeddings"][kind] = evaluate_kind(algorithm, params, bases, test_tasks, test_families, kind_spec)
         print(kind, json.dumps(result["embeddings"][kind]), flush=True)
     return result
 
 
-def evaluate_kind(args, algorithm, params, base, test_tasks, test_families, spec) -> dict:
-    hits, euclidean_hits = [], []
-    euclidean = ExactIndex(base.records.embedding, "euclidean")
-    plain, warm = [], {k: [] for k in (1, 5, 10)}
+def first_support(tasks, seed):
+    task = tasks.sample(1, seed)
+    return task.support_x[0], task.support_y[0]
+
+
+def evaluate_kind(algorithm, params, bases, test_tasks, test_families, spec) -> dict:
+    hits = {metric: [] for metric in bases}
+    plain, warm = [], {(metric, k): [] for metric in bases for k in WARM_START_NEIGHBOURS}
     for task, family in zip(test_tasks, test_families):
         sx, sy, qx, qy = (t[0] for t in task.tensors())
         embedding = task_embedding(spec, algorithm, params, sx, sy)
-        hits.append(base.nearest(embedding, 1)[0].family == family)
-        euclidean_hits.append(base.records.family[int(euclidean.search(embedding, 1).indices[0, 0])] == family)
         plain.append(query_mse(algorithm, params, sx, sy, qx, qy))
-        for k in warm:
-            delta = base.warm_start_delta(embedding, k)
-            start = {**params, **{name: params[name] + value for name, value in delta.items()}}
-            warm[k].append(query_mse(algorithm, start, sx, sy, qx, qy))
-    summary = {"top1_family_cosine": mean_ci(hits), "top1_family_euclidean": mean_ci(euclidean_hits),
-               "chance": 1 / len(FAMILIES), "mse_1_step_plain": mean_ci(plain)}
-    for k, values in warm.items():
-        summary[f"mse_1_step_warm_start_k{k}"] = mean_ci(values)
-        summary[f"mse_reduction_k{k}"] = round(1 - float(np.mean(values)) / float(np.mean(plain)), 4)
+        for metric, base in bases.items():
+            hits[metric].append(base.nearest(embedding, 1)[0].family == family)
+            for k in WARM_START_NEIGHBOURS:
+                delta = base.warm_start_delta(embedding, k)
+                start = {**params, **{name: params[name] + value for name, value in delta.items()}}
+                warm[(metric, k)].append(query_mse(algorithm, start, sx, sy, qx, qy))
+    summary = {f"top1_family_{metric}": mean_ci(values) for metric, values in hits.items()}
+    summary["chance"] = 1 / len(FAMILIES)
+    summary["mse_1_step_plain"] = mean_ci(plain)
+    for (metric, k), values in warm.items():
+        summary[f"mse_1_step_warm_start_{metric}_k{k}"] = mean_ci(values)
+        summary[f"mse_reduction_{metric}_k{k}"] = round(1 - float(np.mean(values)) / float(np.mean(plain)), 4)
     return summary
 
 
@@ -260,6 +274,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--stored", type=int, default=2000)
+    parser.add_argument("--store-steps", type=int, default=100)
     parser.add_argument("--tasks", type=int, default=600)
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/knowledge-base-bench"))
