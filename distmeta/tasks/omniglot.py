@@ -52,6 +52,7 @@ class OmniglotTasks:
         self.alphabets = split_alphabets([a for a, _ in data.characters], config)[split]
         characters = [i for i, (alphabet, _) in enumerate(data.characters) if alphabet in self.alphabets]
         self._drawings = [data.drawings_of(i) for i in characters]
+        self._alphabet_of = [data.characters[i][0] for i in characters]
         self._check_drawings(data, characters)
         rotations = 4 if config.rotations else 1
         # class c is character c // rotations, turned by (c % rotations) quarter turns
@@ -84,6 +85,13 @@ class OmniglotTasks:
                 rows = rng.choice(self._drawings[character], per_class, replace=False)
                 images[task, slot] = np.rot90(self._images[rows], quarter_turns, axes=(1, 2))
         return self._to_batch(images, labels, seed)
+
+    def task_family(self, seed: int) -> str:
+        """The alphabet most of the classes of task `seed` come from (the first in name order on
+        a tie): what the knowledge base colours and compares tasks by. It repeats `sample`'s first draw."""
+        classes = np.random.default_rng(seed).choice(self.num_classes, self.ways, replace=False)
+        alphabets = [self._alphabet_of[int(c) // self._rotations] for c in classes]
+        return max(sorted(set(alphabets)), key=alphabets.count)
 
     def _to_batch(self, images: np.ndarray, labels: np.ndarray, seed: int) -> TaskBatch:
         tasks = images.shape[0]

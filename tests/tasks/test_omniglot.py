@@ -191,6 +191,25 @@ def test_support_and_query_of_a_class_share_one_rotation(tmp_path):
                 assert (query[:, :6].sum() > query[:, -6:].sum()) == left_stroke
 
 
+def test_a_tasks_family_is_the_alphabet_most_of_its_classes_come_from(tmp_path):
+    # every character of every alphabet gets its own bar row, so an image says which alphabet it is from
+    for a, alphabet in enumerate(ALPHABETS):
+        for c in range(2):
+            for d in range(3):
+                write_png(tmp_path / "data" / alphabet / f"character{c + 1:02d}" / f"{d:02d}.png", mark=2 * a + c)
+    distribution = tasks(tmp_path, tmp_path / "data", ways=3, shots=1, query=1, rotations=False)
+
+    def alphabet_of(image):
+        row = int(image[0, :, 8:24].mean(dim=1).argmax())  # the bar's row, in the 28-pixel image
+        mark = round((row * 105 / 28 - 13) / 8)
+        return ALPHABETS[mark // 2]
+
+    for seed in range(6):
+        alphabets = [alphabet_of(image) for image in distribution.sample(1, seed).support_x[0]]
+        assert set(alphabets) <= set(distribution.alphabets)
+        assert distribution.task_family(seed) == max(sorted(set(alphabets)), key=alphabets.count)
+
+
 def test_splits_are_disjoint_by_alphabet_and_fixed_by_the_split_seed(tmp_path):
     names = [f"A{i}" for i in range(10)]
     cfg = OmniglotConfig(roots=("x",), split_seed=3, val_fraction=0.2, test_fraction=0.3)
