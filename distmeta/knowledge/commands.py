@@ -72,10 +72,10 @@ def kb_stats(args) -> int:
         header, records = store.load(config_hash(learner.config), step)
         state = "current" if step == learner.step else "stale: older meta-parameters"
         metric = "accuracy" if learner.config.is_classification else "mse"
-        before, after = records.metrics["score_before"], records.metrics["score_after"]
         print(f"step {step} ({state}): {len(records)} record(s), {header.embedding_kind} embedding of "
-              f"{header.embedding_size}, {header.inner_steps} inner step(s) (stored adaptations: {header.store_steps} step(s) on the whole task); query {metric} before adaptation "
-              f"{before.mean():.4f}, after {after.mean():.4f}")
+              f"{header.embedding_size}, {header.inner_steps} inner step(s) (stored adaptations: "
+              f"{header.store_steps} step(s) on the whole task); query {metric} before adaptation "
+              f"{finite_mean(records.metrics['score_before'])}, after {finite_mean(records.metrics['score_after'])}")
         families = family_counts(records.family)
         if families:
             print("  families: " + ", ".join(f"{name} {count}" for name, count in families.items()))
@@ -90,6 +90,14 @@ def kb_stats(args) -> int:
                         f"({header.embedding_kind} embedding, PCA)")
         print(f"plot: {path}")
     return 0
+
+
+def finite_mean(values) -> str:
+    """The mean of the finite values, and how many were not (a task whose adaptation diverged)."""
+    finite = values[values.isfinite()]
+    mean = f"{float(finite.mean()):.4f}" if len(finite) else "-"
+    diverged = len(values) - len(finite)
+    return mean + (f" ({diverged} task(s) diverged: NaN or infinite)" if diverged else "")
 
 
 def family_counts(families: list[str | None]) -> dict[str, int]:
