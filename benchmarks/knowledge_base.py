@@ -205,7 +205,7 @@ def throughput(search, queries: torch.Tensor, clients: int, per_client: int) -> 
 def lookup_latency(args) -> dict:
     import ray
 
-    from distmeta.runtime.knowledge_index import serve_index
+    from distmeta.runtime.knowledge import serve_index
 
     faiss = optional_faiss()
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)

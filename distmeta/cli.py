@@ -184,7 +184,10 @@ def add_kb_command(commands) -> None:
     build.add_argument("--store-steps", type=int, default=100,
                        help="steps of the stored adaptation, on the task's support and query sets (default 100)")
     build.add_argument("--writers", type=int, default=1,
-                       help="write the tasks as this many shards (one file each), as workers would")
+                       help="write the tasks as this many shards (one file each) in this process")
+    build.add_argument("--workers", type=int, default=0,
+                       help="build on this many Ray workers instead, one shard (file) each")
+    build.add_argument("--address", help="a running Ray cluster for --workers (default: start a local one)")
     build.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to compute (default as eval)")
     stats = actions.add_parser("stats", help="files, steps, records and families; a 2-D plot of the embeddings")
     stats.add_argument("run")

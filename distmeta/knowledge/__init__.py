@@ -1,6 +1,6 @@
 """A knowledge base of learned tasks: embeddings, an append-only Parquet store, exact search, warm starts.
 
-Pure torch and pyarrow: Ray serving lives in `distmeta.runtime.knowledge_index`.
+Pure torch and pyarrow: Ray serving lives in `distmeta.runtime.knowledge`.
 """
 
 from distmeta.knowledge.base import KnowledgeBase, SimilarTask

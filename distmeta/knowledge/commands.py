@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from dataclasses import dataclass
 
 from distmeta.api import Learner, load
 from distmeta.config import config_hash
@@ -28,26 +29,55 @@ def kb_build(args) -> int:
         raise DistmetaError(f"--tasks: must be positive, got {args.tasks}")
     if args.store_steps < 0:
         raise DistmetaError(f"--store-steps: must be 0 or more, got {args.store_steps}")
+    if args.workers:
+        args.writers = args.workers  # one shard per Ray worker
     if args.writers < 1 or args.writers > args.tasks:
-        raise DistmetaError(f"--writers: must be in [1, --tasks], got {args.writers}")
+        raise DistmetaError(f"--writers/--workers: must be in [1, --tasks], got {args.writers}")
     learner = load(args.run, device=args.device)
-    store = KnowledgeStore(learner.run_dir)
-    spec = build_spec(store, learner, args.embedding, args.size)
-    steps = learner.algorithm.test_inner_steps if args.inner_steps is None else args.inner_steps
-    distribution = learner.experiment.tasks(args.split)
+    spec = build_spec(KnowledgeStore(learner.run_dir), learner, args.embedding, args.size)
+    request = BuildRequest(args.tasks, args.split, spec.kind, spec.size,
+                           learner.algorithm.test_inner_steps if args.inner_steps is None else args.inner_steps,
+                           args.store_steps, args.writers)
     started = time.perf_counter()
-    for rank in range(args.writers):
-        records = build_records(learner.algorithm, learner.meta_params, distribution, run_seed=learner.config.seed,
-                                split=args.split, indices=shard(args.tasks, rank, args.writers),
-                                inner_steps=steps, store_steps=args.store_steps, spec=spec)
-        header = build_header(learner.algorithm, learner.meta_params, run=learner.run_dir.name,
-                              config_hash=config_hash(learner.config), step=learner.step, spec=spec,
-                              inner_steps=steps, store_steps=args.store_steps, writer=f"kb-build-{rank}")
-        path = store.append(header, records)
-        print(f"wrote {len(records)} record(s) to {path}")
+    if args.workers:
+        from distmeta.runtime.knowledge import build_on_ray
+
+        written = build_on_ray(learner.run_dir, request, args.workers, args.address)
+    else:
+        written = [write_shard(learner, request, rank) for rank in range(request.writers)]
+    for path, rows in written:
+        print(f"wrote {rows} record(s) to {path}")
     print(f"{args.tasks} task(s) of the {args.split} split at step {learner.step}, {spec.kind} embedding of "
-          f"{spec.size}, {steps} inner step(s), in {time.perf_counter() - started:.1f} s")
+          f"{spec.size}, {request.inner_steps} inner step(s), in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What `kb build` stores: the same for every writer, which takes shard `rank` of `writers`."""
+
+    tasks: int
+    split: str
+    embedding: str
+    size: int
+    inner_steps: int
+    store_steps: int
+    writers: int
+
+
+def write_shard(learner: Learner, request: BuildRequest, rank: int) -> tuple[str, int]:
+    """Build shard `rank` of `request` and append it to the run's store as one file: (its path, rows).
+    The same function runs in this process and in Ray workers (`distmeta.runtime.knowledge`)."""
+    spec = EmbeddingSpec(request.embedding, request.size, learner.config.seed)
+    records = build_records(learner.algorithm, learner.meta_params, learner.experiment.tasks(request.split),
+                            run_seed=learner.config.seed, split=request.split,
+                            indices=shard(request.tasks, rank, request.writers), inner_steps=request.inner_steps,
+                            store_steps=request.store_steps, spec=spec)
+    header = build_header(learner.algorithm, learner.meta_params, run=learner.run_dir.name,
+                          config_hash=config_hash(learner.config), step=learner.step, spec=spec,
+                          inner_steps=request.inner_steps, store_steps=request.store_steps,
+                          writer=f"kb-build-{rank}-of-{request.writers}")
+    return str(KnowledgeStore(learner.run_dir).append(header, records)), len(records)
 
 
 def build_spec(store: KnowledgeStore, learner: Learner, kind: str | None, size: int | None) -> EmbeddingSpec:

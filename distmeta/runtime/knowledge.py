@@ -1,18 +1,28 @@
-"""The knowledge base's index served by a Ray actor, for many concurrent clients.
+"""The knowledge base on Ray: its index served by an actor, and builds shared among workers.
 
-The actor holds one `ExactIndex` (distmeta.knowledge.search: the math lives there, not here)
+Serving: the actor holds one `ExactIndex` (distmeta.knowledge.search: the math lives there, not here)
 and answers `search` calls from any number of clients at once: it is a threaded actor
 (`max_concurrency`), and a search only reads the index's matrices, so concurrent calls need no
 lock. Embeddings travel as numpy arrays (Ray's zero-copy path for the object store).
+
+Building: `build_on_ray` runs `distmeta kb build`'s own `write_shard` in one Ray task per
+worker; each appends its shard as its own file, so the records are gathered in the store (no
+reduction), and they are those one writer makes (tasks are seeded by index alone).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import ray
 import torch
 
 from distmeta.knowledge.search import ExactIndex, Neighbours
+
+if TYPE_CHECKING:
+    from distmeta.knowledge.commands import BuildRequest
 
 
 class KnowledgeIndexActor:
@@ -62,3 +72,28 @@ def serve_index(embeddings: torch.Tensor, metric: str = "cosine", max_concurrenc
     actor = remote.remote(embeddings.float().numpy(), metric, torch_threads)
     ray.get(actor.size.remote())
     return ServedIndex(actor)
+
+
+def build_on_ray(run_dir: Path, request: "BuildRequest", workers: int, address: str | None = None,
+                 cpus_per_worker: float = 1) -> list[tuple[str, int]]:
+    """Shard w of `workers` built and written by Ray task w; (path, rows) of each file, by rank.
+    Uses the Ray cluster already initialised, else `address`, else starts (and stops) a local one."""
+    started_here = not ray.is_initialized()
+    if started_here and address:
+        ray.init(address=address, log_to_driver=False)
+    elif started_here:
+        ray.init(num_cpus=max(1, int(workers * cpus_per_worker)), include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=cpus_per_worker)(write_shard_in_worker)
+        return ray.get([task.remote(str(run_dir), request, rank) for rank in range(workers)])
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def write_shard_in_worker(run_dir: str, request: "BuildRequest", rank: int) -> tuple[str, int]:
+    from distmeta.api import load  # imported in the worker: the driver sends only the function
+    from distmeta.knowledge.commands import write_shard
+
+    torch.set_num_threads(1)  # one shard per CPU slot
+    return write_shard(load(run_dir, device="cpu"), request, rank)

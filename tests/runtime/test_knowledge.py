@@ -1,4 +1,5 @@
-"""The Ray-served knowledge index answers concurrent clients with the neighbours of an exact brute-force search."""
+"""The knowledge base on Ray: the served index answers concurrent clients with the brute-force neighbours;
+records built by 2 Ray workers equal those of 1 writer in this process."""
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -7,7 +8,11 @@ import ray
 import torch
 
 from distmeta.knowledge import ExactIndex
-from distmeta.runtime.knowledge_index import serve_index
+from distmeta.config import config_hash
+from distmeta.knowledge import KnowledgeStore
+from distmeta.knowledge.commands import BuildRequest
+from distmeta.runtime.knowledge import build_on_ray, serve_index
+from tests.knowledge.helpers import STORE_STEPS, fill, sinusoid_run
 
 
 def brute_force(stored, queries, k, metric):
@@ -45,3 +50,19 @@ def test_the_served_index_gives_many_concurrent_clients_the_brute_force_neighbou
     finally:
         served.stop()
 
+
+
+@pytest.mark.slow
+def test_records_built_by_two_ray_workers_equal_those_of_one_writer(cluster, tmp_path):
+    one_dir, two_dir = tmp_path / "one", tmp_path / "two"
+    config, experiment, params = sinusoid_run(one_dir)
+    sinusoid_run(two_dir)
+    fill(one_dir, config, experiment, params, tasks=6)
+    request = BuildRequest(tasks=6, split="train", embedding="features", size=64,
+                           inner_steps=config.algorithm.test_inner_steps, store_steps=STORE_STEPS, writers=2)
+    written = build_on_ray(two_dir, request, workers=2, cpus_per_worker=0.5)
+    assert [rows for _, rows in written] == [3, 3] and len(KnowledgeStore(two_dir).files()) == 2
+    one = KnowledgeStore(one_dir).load(config_hash(config), 0)[1].sorted_by_task()
+    two = KnowledgeStore(two_dir).load(config_hash(config), 0)[1].sorted_by_task()
+    assert one.task_seed == two.task_seed
+    assert torch.equal(one.embedding, two.embedding) and torch.equal(one.adapted_delta, two.adapted_delta)
