@@ -149,7 +149,7 @@ def kb_query(args) -> int:
     similar = learner.similar_tasks(support_x, support_y, args.k)
     print(f"{'rank':>4} | {args.metric + ' distance':>18} | {'task':>6} | {'family':>12} | query loss after")
     for rank, task in enumerate(similar, 1):
-        print(f"{rank:>4} | {task.distance:>18.4f} | {task.task_index:>6} | {str(task.family):>12} | "
+        print(f"{rank:>4} | {task.distance:>18.4f} | {task.task_index:>6} | {task.family or '-':>12} | "
               f"{task.loss_after:.4f}")
     if learner.knowledge.header.delta_size:
         steps = learner.algorithm.test_inner_steps if args.inner_steps is None else args.inner_steps
