@@ -102,14 +102,20 @@ def _encode_labels(labels: Sequence) -> tuple[list, torch.Tensor]:
     return classes, torch.tensor([index[v] for v in values], dtype=torch.long)
 
 
-def load(checkpoint: str | Path, device: str | None = None) -> Learner:
-    """A Learner from a checkpoint file or a run directory (its latest checkpoint).
+def load(checkpoint: str | Path, device: str | None = None):
+    """A Learner from a checkpoint file or a run directory (its latest checkpoint); for a
+    learned-optimiser run, a `TrainedOptimizer` (`.optimizer(model.parameters())`).
 
     `device`: cpu, cuda or auto; None: the checkpoint's `train.device` where this machine
-    has it, else the CPU (a GPU-trained checkpoint runs on a laptop as it is).
+    has it, else the CPU (a GPU-trained checkpoint runs on a laptop as it is). A learned
+    optimiser follows the parameters it is given to their device instead.
     """
     payload = load_checkpoint(checkpoint)
     config = checkpoint_config(payload)
+    if config.learns_update_rule:
+        from distmeta.learned_optimizer_runs.trained import TrainedOptimizer
+
+        return TrainedOptimizer(config, payload["meta_parameters"], payload["step"])
     chosen = resolve_device(device, field="device") if device else usable_device(config.train.device)[0]
     experiment = build_experiment(config, chosen, check_data=False)
     params = {name: value.to(experiment.device) for name, value in payload["meta_parameters"].items()}

@@ -21,7 +21,11 @@ import yaml
 
 from distmeta.errors import ConfigError
 
-TASKS = ("sinusoid", "omniglot")
+TASKS = ("sinusoid", "omniglot", "quadratic", "digits")
+OPTIMISEE_TASKS = ("quadratic", "digits")
+"""Task families whose tasks are optimisees: what a learned optimiser (`algorithm.name:
+learned_optimizer`) is meta-trained on, and the only tasks it runs on."""
+LEARNED_OPTIMIZER = "learned_optimizer"
 MODELS = ("auto", "mlp", "conv4")
 VECTORIZE = ("auto", "vmap", "loop")
 META_OPTIMIZERS = ("adam", "sgd")
@@ -51,9 +55,31 @@ class OmniglotConfig:
 
 
 @dataclass(frozen=True)
+class QuadraticConfig:
+    """10-d quadratics ||W theta - y||^2 (Andrychowicz et al.'s first experiment)."""
+
+    dimensions: int = 10
+    functions: int = 128
+    """Functions per task, whose mean loss is the task's loss."""
+    init_std: float = 0.01
+    """Standard deviation of the starting theta."""
+    entries: str = "normal"
+    """normal: W, y ~ N(0, 1); uniform: W, y ~ U[0, 1] (learning-to-learn's own problem)."""
+
+
+@dataclass(frozen=True)
+class DigitsConfig:
+    """A 64-hidden-10 sigmoid MLP on scikit-learn's bundled 8x8 digits, in minibatches."""
+
+    hidden: int = 20
+    batch_size: int = 128
+
+
+@dataclass(frozen=True)
 class TaskConfig:
     name: str = "sinusoid"
-    """Task family: sinusoid (regression, built in) or omniglot (N-way K-shot)."""
+    """Task family: sinusoid (regression, built in), omniglot (N-way K-shot), or an optimisee
+    family for a learned optimiser: quadratic or digits."""
     ways: int = 5
     """Classes per task (classification only)."""
     shots: int = 10
@@ -61,6 +87,8 @@ class TaskConfig:
     query_shots: int = 10
     """Query examples per class; for regression, query points per task."""
     omniglot: OmniglotConfig = field(default_factory=OmniglotConfig)
+    quadratic: QuadraticConfig = field(default_factory=QuadraticConfig)
+    digits: DigitsConfig = field(default_factory=DigitsConfig)
 
 
 @dataclass(frozen=True)
@@ -74,10 +102,48 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class LearnedOptimizerConfig:
+    """How a learned optimiser (`algorithm.name: learned_optimizer`) is meta-trained and compared.
+
+    Each of `train.meta_batch_size` persistent unrolls (an optimisee task trained by the
+    rule) moves on by one truncation per meta-step and gives one estimate of the
+    meta-gradient; `train.steps` meta-steps, at `train.meta_lr`.
+    """
+
+    rule: str = "lstm"
+    """lstm (Andrychowicz et al.'s coordinate-wise LSTM) or mlp (learned_optimization's per-parameter MLP)."""
+    estimator: str = "truncated_backprop"
+    """truncated_backprop, es (antithetic ES) or pes (persistent ES)."""
+    unroll_length: int = 100
+    """Optimisee steps in a whole unroll, after which its task is replaced by a fresh one."""
+    truncation_length: int = 20
+    """Optimisee steps per meta-step: the steps each meta-gradient estimate covers."""
+    meta_loss: str = "mean"
+    """mean: the mean optimisee loss over the truncation; final: its last loss."""
+    log_loss: bool = False
+    """Meta-train on log(optimisee loss), so that late, small losses count as much as early ones."""
+    pairs: int = 8
+    """Antithetic pairs of es / pes per unroll."""
+    sigma: float = 0.01
+    """Standard deviation of the es / pes perturbations of the meta-parameters."""
+    gradient_clip: float = 1.0
+    """Global-norm clip of the meta-gradient (0: off)."""
+    loss_clip: float = 1000.0
+    """The optimisee loss the estimators see is clipped here (NaN counts as the clip)."""
+    eval_tasks: int = 5
+    """Held-out optimisee tasks `distmeta eval` trains with every optimiser (and validation with the rule)."""
+    eval_steps: int = 0
+    """Optimisee steps `distmeta eval` runs (0: 10 x unroll_length, a horizon meta-training never saw)."""
+    tuning_tasks: int = 5
+    """Meta-train tasks on which each hand-designed baseline's learning rate is picked from the grid."""
+
+
+@dataclass(frozen=True)
 class AlgorithmConfig:
     name: str = "maml"
     """maml, fomaml, reptile, anil, metasgd or protonet: a name in the algorithm registry
-    (`distmeta.algorithms.ALGORITHMS`), which also checks the fields below for that algorithm."""
+    (`distmeta.algorithms.ALGORITHMS`), which also checks the fields below for that algorithm;
+    or learned_optimizer, which meta-trains an update rule on an optimisee task family."""
     inner_lr: float = 0.01
     """Inner-loop (adaptation) learning rate; Meta-SGD's initial per-parameter rate."""
     inner_steps: int = 1
@@ -90,6 +156,8 @@ class AlgorithmConfig:
     """Reptile while meta-training: each inner step on its own minibatch of this many support
     examples, as in Nichol et al.; 0: every step on the whole support set. Adaptation at
     validation and test always uses the whole support set."""
+    learned_optimizer: LearnedOptimizerConfig = field(default_factory=LearnedOptimizerConfig)
+    """learned_optimizer only."""
 
 
 @dataclass(frozen=True)
@@ -147,16 +215,27 @@ class Config:
 
     @property
     def is_classification(self) -> bool:
-        return self.task.name != "sinusoid"
+        return self.task.name == "omniglot"
+
+    @property
+    def learns_update_rule(self) -> bool:
+        """A learned-optimiser run: an update rule meta-trained on optimisee tasks, not an
+        initialisation adapted to few-shot tasks (see `distmeta.learned_optimizer_runs`)."""
+        return self.algorithm.name == LEARNED_OPTIMIZER
 
     @property
     def metric(self) -> str:
-        """What a task's score is: accuracy (classification) or mse (regression)."""
+        """What a task's score is: accuracy (classification), mse (regression), or a learned
+        optimiser's optimisee loss."""
+        if self.learns_update_rule:
+            return "loss"
         return "accuracy" if self.is_classification else "mse"
 
     @property
     def model_name(self) -> str:
-        """The model actually built, with `auto` resolved."""
+        """The model actually built, with `auto` resolved (a learned optimiser's: its rule)."""
+        if self.learns_update_rule:
+            return self.algorithm.learned_optimizer.rule
         if self.model.name != "auto":
             return self.model.name
         return "conv4" if self.is_classification else "mlp"
@@ -200,7 +279,10 @@ NOT_HASHED = ("train.run_dir", "train.steps", "train.log_every", "train.val_ever
 
 # Fields added after runs were checkpointed, with the value that means the behaviour from
 # before them: hashed only when set otherwise, so that older checkpoints stay resumable.
-HASHED_WHEN_SET = {"algorithm.inner_batch_size": 0, "task.omniglot.synthetic": False}
+HASHED_WHEN_SET = {"algorithm.inner_batch_size": 0, "task.omniglot.synthetic": False,
+                   "algorithm.learned_optimizer": dataclasses.asdict(LearnedOptimizerConfig()),
+                   "task.quadratic": dataclasses.asdict(QuadraticConfig()),
+                   "task.digits": dataclasses.asdict(DigitsConfig())}
 
 
 def config_hash(config: Config) -> str:
@@ -377,6 +459,9 @@ def _check_omniglot(config: Config) -> None:
 
 
 def _check_combinations(config: Config) -> None:
+    if config.learns_update_rule or config.task.name in OPTIMISEE_TASKS:
+        _check_algorithm(config)
+        return
     model = config.model_name
     if config.is_classification and model == "mlp":
         raise ConfigError("model.name", f"mlp takes 1-d inputs; {config.task.name} needs conv4")
@@ -388,14 +473,18 @@ def _check_combinations(config: Config) -> None:
 def _check_algorithm_name(config: Config) -> None:
     from distmeta.algorithms import ALGORITHMS  # here, not above: the registry imports torch and the models
 
-    _check_choice("algorithm.name", config.algorithm.name, tuple(ALGORITHMS))
+    _check_choice("algorithm.name", config.algorithm.name, (*ALGORITHMS, LEARNED_OPTIMIZER))
 
 
 def _check_algorithm(config: Config) -> None:
-    """The fields of the algorithm section, as the algorithm's registry entry checks them."""
+    """The fields of the algorithm section, as the algorithm's registry entry checks them
+    (a learned optimiser's, and its pairing with an optimisee task, as its run checks them)."""
     from distmeta.algorithms import check_algorithm_settings
+    from distmeta.learned_optimizer_runs.settings import check_learned_optimizer_config
 
-    check_algorithm_settings(config.algorithm, config.is_classification, config.task.name)
+    check_learned_optimizer_config(config)
+    if not config.learns_update_rule:
+        check_algorithm_settings(config.algorithm, config.is_classification, config.task.name)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -35,13 +35,13 @@ from distmeta.benchmarking.report import (CountRun, CountSummary, bench_json, be
 from distmeta.benchmarking.timing import timed_steps
 from distmeta.config import Config, from_dict, replace, to_dict
 from distmeta.errors import ConfigError, DistmetaError
-from distmeta.experiment import driver_experiment
 from distmeta.runtime.cuda_probe import check_workers_torch
 from distmeta.runtime.collective import gathered
 from distmeta.runtime.autoscaling import read_capacity, workers_provided
 from distmeta.runtime.capacity import ClusterCapacity, workers_at_most, workers_now
-from distmeta.runtime.launcher import (ClusterRequest, check_request, check_resources, connected_to_cluster,
-                                       scaling_config, torch_config, with_gpus_decided, worker_shape)
+from distmeta.runtime.launcher import (ClusterRequest, check_on_driver, check_request, check_resources,
+                                       connected_to_cluster, scaling_config, torch_config, with_gpus_decided,
+                                       worker_shape)
 from distmeta.runtime.worker import describe_workers, enter_command_dir, worker_experiment
 from distmeta.training.trainer import initial_state
 
@@ -85,7 +85,9 @@ def run_bench(config: Config, request: BenchRequest, print_fn=print) -> BenchRes
     """Measure every worker count of `request` on the cluster; print the table, write JSON and plot."""
     batch = request.meta_batch or config.train.meta_batch_size
     check_bench_request(config, request, batch)
-    driver_experiment(config)  # every split's data is checked here, on the driver's CPU
+    check_on_driver(config)  # every split's data (or the optimisee) is checked here, on the driver's CPU
+    if config.learns_update_rule and request.gpus_per_worker is None:
+        request = dataclasses.replace(request, gpus_per_worker=0)  # learned optimisers train on the CPU
     # The local cluster gets this machine's real cores (not one CPU per requested worker, as
     # `distmeta train` would): workers sharing cores would measure the sharing, not scaling.
     with connected_to_cluster(ClusterRequest(workers=1, cpus_per_worker=request.cpus_per_worker,
@@ -108,7 +110,7 @@ def run_bench(config: Config, request: BenchRequest, print_fn=print) -> BenchRes
             for round_ in range(1, request.rounds + 1):
                 for cluster in clusters:
                     run = measure(_config_for(config, request.scaling, batch, cluster.workers), cluster, request,
-                                  Path(storage))
+                                  Path(storage), bench_worker_of(config))
                     rounds[cluster.workers].append(run)
                     measured = summarize(run)
                     print_fn(f"{cluster.workers} worker(s), round {round_}/{request.rounds}: "
@@ -118,8 +120,12 @@ def run_bench(config: Config, request: BenchRequest, print_fn=print) -> BenchRes
         machine = machine_info(runs)
     summaries, note = with_efficiency([summarize(run) for run in runs])
     report = bench_json(_request_record(config, request, batch, clusters[0], runs), machine, summaries, note)
+    if config.learns_update_rule:
+        report["unroll_steps"] = unroll_steps(config, summaries)
     print_fn(bench_table(summaries))
     print_fn(f"efficiency {note}")
+    if config.learns_update_rule:
+        print_fn(unroll_steps_line(report["unroll_steps"]))
     json_path, plot_path = _write_outputs(config, request, report, summaries)
     print_fn(f"results: {json_path}, {plot_path}")
     return BenchResult(summaries, report, json_path, plot_path)
@@ -219,13 +225,42 @@ class ResultBox:
         return self.value
 
 
-def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, storage: Path) -> CountRun:
-    """Run `cluster.workers` Ray Train workers through warm-up and timed steps; their times."""
+def bench_worker_of(config: Config):
+    """The per-worker bench function: the few-shot meta-step's, or a learned optimiser's."""
+    if config.learns_update_rule:
+        from distmeta.runtime.optimizer_worker import bench_worker as optimizer_bench_worker
+
+        return optimizer_bench_worker
+    return bench_worker
+
+
+def unroll_steps(config: Config, summaries: list[CountSummary]) -> dict:
+    """A learned optimiser's throughput in optimisee (unroll) steps per second: each "task" of a
+    meta-step is one unroll moved on by `truncation_length` steps (ES / PES pairs not counted)."""
+    truncation = config.algorithm.learned_optimizer.truncation_length
+    rates = {str(s.workers): s.tasks_per_s * truncation for s in summaries}
+    base = summaries[0]
+    return {"truncation_length": truncation, "unroll_steps_per_s": rates,
+            "ratio_to_smallest": {str(s.workers): s.tasks_per_s / base.tasks_per_s for s in summaries},
+            "smallest_workers": base.workers}
+
+
+def unroll_steps_line(record: dict) -> str:
+    rates = ", ".join(f"{workers} worker(s) {rate:,.0f}" for workers, rate in record["unroll_steps_per_s"].items())
+    ratios = ", ".join(f"{workers}: {ratio:.2f}x" for workers, ratio in record["ratio_to_smallest"].items())
+    return (f"unroll steps/s (a task = one unroll moved on by {record['truncation_length']} steps): {rates}; "
+            f"relative to {record['smallest_workers']} worker(s): {ratios}")
+
+
+def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, storage: Path,
+            worker=None) -> CountRun:
+    """Run `cluster.workers` Ray Train workers through warm-up and timed steps; their times
+    (`worker`: the per-worker function, by default the few-shot meta-step's `bench_worker`)."""
     check_workers_torch(cluster, config.train.device)
     box = ResultBox.remote()
     try:
         trainer = TorchTrainer(
-            bench_worker,
+            worker or bench_worker,
             train_loop_config={"config": to_dict(config), "threads_per_worker": cluster.cpus_per_worker,
                                "command_dir": os.getcwd(), "gpus_per_worker": cluster.gpus_per_worker,
                                "warmup": request.warmup, "steps": request.steps, "box": box},

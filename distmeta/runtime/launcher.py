@@ -121,7 +121,9 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
                       final_eval: bool = True) -> DistributedResult:
     """Meta-train on Ray with `request.workers` workers; resumes `<storage>/<name>` if it has a checkpoint."""
     check_request(config, request)
-    driver_experiment(config)  # every split's data is checked here, on the driver's CPU
+    check_on_driver(config)
+    if config.learns_update_rule and request.gpus_per_worker is None:
+        request = dataclasses.replace(request, gpus_per_worker=0)  # learned optimisers train on the CPU
     storage = check_storage(request.storage)
     run_dir = storage / request.name
     previous = newest_readable_checkpoint(run_dir)
@@ -130,7 +132,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
         check_resumable(previous, config)
         start_step = previous["step"]
         print_fn(f"resuming {run_dir} from the checkpoint of step {start_step} of {config.train.steps}; "
-                 f"steps after it run again")
+                 f"steps after it run again{unrolls_note(config, previous)}")
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
     (run_dir / META_TEST_FILE).unlink(missing_ok=True)
     with connected_to_cluster(request):
@@ -156,6 +158,27 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_fn(summary_table(summary_rows(summary)))
     return DistributedResult(run_dir, params, payload["step"], test, summary)
+
+
+def check_on_driver(config: Config) -> None:
+    """Everything about the run that can be checked on the driver's CPU, before any worker
+    starts: every split's data (a few-shot run), the optimisee's first loss (a learned optimiser)."""
+    if config.learns_update_rule:
+        from distmeta.learned_optimizer_runs.training import build_run
+
+        build_run(config)
+        return
+    driver_experiment(config)
+
+
+def unrolls_note(config: Config, checkpoint: dict) -> str:
+    """For a learned optimiser: where its persistent unrolls continue ("" otherwise)."""
+    if not config.learns_update_rule:
+        return ""
+    from distmeta.learned_optimizer_runs.unroll_states import KEY, describe_positions
+
+    return f"; {describe_positions(checkpoint.get(KEY) or {}, config.algorithm.learned_optimizer.unroll_length)} " \
+           f"continue where they were"
 
 
 def check_device(config: Config, request: ClusterRequest) -> None:
@@ -216,7 +239,7 @@ def build_trainer(config: Config, request: ClusterRequest, storage: Path, run_di
     """The TorchTrainer of one run: `request.workers` workers running `train_worker`
     (with `final_eval`, they take the meta-test at the end)."""
     return TorchTrainer(
-        train_worker,
+        worker_function(config),
         train_loop_config={"config": to_dict(config), "run_dir": str(run_dir),
                            "threads_per_worker": request.cpus_per_worker, "command_dir": os.getcwd(),
                            "gpus_per_worker": request.gpus_per_worker, "final_eval": final_eval},
@@ -226,6 +249,15 @@ def build_trainer(config: Config, request: ClusterRequest, storage: Path, run_di
                              failure_config=FailureConfig(max_failures=request.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=3), callbacks=list(callbacks)),
     )
+
+
+def worker_function(config: Config):
+    """What each worker of the run runs: the few-shot meta-step, or a learned optimiser's."""
+    if config.learns_update_rule:
+        from distmeta.runtime.optimizer_worker import train_worker as optimizer_train_worker
+
+        return optimizer_train_worker
+    return train_worker
 
 
 def scaling_config(request: ClusterRequest) -> ScalingConfig:

@@ -28,8 +28,10 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
-def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params: dict, optimizer_state: dict, metrics: dict) -> Path:
-    """Write the checkpoint of `step` atomically and return its path."""
+def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params: dict, optimizer_state: dict, metrics: dict,
+                    extra: dict | None = None) -> Path:
+    """Write the checkpoint of `step` atomically and return its path; `extra` holds what else a
+    kind of run must resume from (a learned optimiser's persistent unrolls), its tensors moved to the CPU."""
     payload = {
         "format_version": FORMAT_VERSION,
         "step": step,
@@ -38,6 +40,7 @@ def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params:
         "meta_parameters": {name: value.detach().cpu() for name, value in meta_params.items()},
         "optimizer": on_cpu(optimizer_state),
         "metrics": metrics,
+        **on_cpu(extra or {}),
     }
     target = checkpoint_dir(run_dir) / f"step_{step:08d}.pt"
     write_atomically(target, lambda file: torch.save(payload, file))

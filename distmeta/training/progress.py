@@ -20,12 +20,14 @@ class ProgressLog:
     """Prints progress lines; appends every record to `<run_dir>/metrics.jsonl` and
     writes its numbers as TensorBoard scalars under `<run_dir>/tensorboard`."""
 
-    def __init__(self, run_dir: str | Path, total_steps: int, metric: str, print_fn=print):
+    def __init__(self, run_dir: str | Path, total_steps: int, metric: str, print_fn=print, unit: str = "tasks"):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tensorboard: SummaryWriter | None = None
         self.total_steps = total_steps
         self.metric = metric
+        self.unit = unit
+        """What `count_tasks` counts: tasks, or a learned optimiser's "unroll steps"."""
         self.print = print_fn
         self.started = time.perf_counter()
         self.interval_start = self.started
@@ -64,6 +66,8 @@ class ProgressLog:
             "elapsed_s": elapsed,
             "eta_s": elapsed / done_fraction - elapsed if done_fraction > 0 else None,
         }
+        if self.unit != "tasks":
+            record["rate_unit"] = self.unit  # tasks_per_s counts these instead
         if val is not None:
             record[f"val_{self.metric}"] = val["mean"]
             record[f"val_{self.metric}_ci95"] = val["ci95"]
@@ -83,7 +87,7 @@ def format_line(record: dict, total_steps: int, metric: str) -> str:
     if f"val_{metric}" in record:
         line += f" | val {metric} {score(record[f'val_{metric}'])}"
     eta = record.get("eta_s")
-    return line + f" | {record['tasks_per_s']:,.0f} tasks/s | ETA {format_duration(eta) if eta is not None else '?'}"
+    return line + f" | {record['tasks_per_s']:,.0f} {record.get('rate_unit', 'tasks')}/s | ETA {format_duration(eta) if eta is not None else '?'}"
 
 
 def summary_table(rows: list[tuple[str, str]]) -> str:

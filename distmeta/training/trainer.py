@@ -139,6 +139,10 @@ class TrainResult:
 
 def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResult:
     """Meta-train as the config says, resuming from `train.run_dir` if it holds checkpoints."""
+    if config.learns_update_rule:
+        from distmeta.learned_optimizer_runs.training import train_in_process
+
+        return train_in_process(config, print_fn, final_eval)
     if not config.train.run_dir:
         config = replace(config, train={"run_dir": default_run_dir(config)})
     run_dir = Path(config.train.run_dir)
@@ -242,7 +246,8 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
         ("run", f"{summary['task']} / {summary['algorithm']} / {summary['model']}"),
         ("steps", str(summary["steps"])),
         ("wall time", format_duration(summary["wall_time_s"])),
-        ("tasks/s", f"{summary['tasks_per_s']:,.0f}" if summary["tasks_per_s"] else "-"),
+        (f"{summary['final_train'].get('rate_unit', 'tasks')}/s",
+         f"{summary['tasks_per_s']:,.0f}" if summary["tasks_per_s"] else "-"),
         ("device", ", ".join(summary["devices"]) + f" ({summary['inner_loops']})"),
     ]
     for key, value in summary["final_train"].items():
