@@ -29,12 +29,12 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from distmeta.config import Config, replace, save_config
 from distmeta.errors import ConfigError
-from distmeta.experiment import driver_experiment
 from distmeta.runtime.autoscaling import provide_workers, read_capacity
 from distmeta.runtime.capacity import ClusterCapacity, workers_at_most, workers_now
 from distmeta.runtime.cuda_probe import check_workers_torch
-from distmeta.runtime.launcher import (ClusterRequest, build_trainer, check_request, check_resources, check_storage,
-                                       connected_to_cluster, raise_worker_error, with_gpus_decided, worker_shape)
+from distmeta.runtime.launcher import (ClusterRequest, build_trainer, check_on_driver, check_request, check_resources,
+                                       check_storage, connected_to_cluster, raise_worker_error, with_gpus_decided,
+                                       worker_shape)
 from distmeta.training.progress import column_table
 from distmeta.tuning.plot import plot_search
 from distmeta.tuning.space import Dimension, SearchSpace, with_values
@@ -93,7 +93,7 @@ def metric_and_mode(config: Config, request: TuneRequest) -> tuple[str, str]:
     mode = request.mode or ("max" if "accuracy" in metric else "min")
     if mode not in ("max", "min"):
         raise ConfigError("--mode", f"must be max or min, got {mode!r}")
-    known = {f"val_{m}" for m in ("accuracy", "mse")} | {"meta_loss", "train_accuracy", "train_mse"}
+    known = {f"{part}_{m}" for part in ("val", "train") for m in ("accuracy", "mse", "loss")} | {"meta_loss"}
     if metric not in known:
         raise ConfigError("--metric", f"unknown metric {metric!r}; one of {', '.join(sorted(known))}")
     return metric, mode
@@ -115,7 +115,7 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
                              cpus_per_worker=request.cpus_per_worker, address=request.address,
                              storage=request.storage, name=request.name, scale_timeout_s=request.scale_timeout_s)
     check_request(base, cluster)
-    driver_experiment(base)  # the data, checked once here (on the CPU) rather than in every trial
+    check_on_driver(base)  # the data (or the optimisee), checked once here (on the CPU) rather than in every trial
     storage = check_storage(request.storage)
     folder = storage / request.name
     with connected_to_cluster(cluster):
