@@ -274,7 +274,8 @@ def save_config(config: Config, path: str | Path) -> None:
 # may be resumed with other values (e.g. more steps, or on a GPU).
 NOT_HASHED = ("train.run_dir", "train.steps", "train.log_every", "train.val_every", "train.val_tasks",
               "train.checkpoint_every", "train.vectorize", "train.device", "train.vmap_chunk_size",
-              "train.deterministic")
+              "train.deterministic", "algorithm.learned_optimizer.eval_tasks",
+              "algorithm.learned_optimizer.eval_steps", "algorithm.learned_optimizer.tuning_tasks")
 
 
 # Fields added after runs were checkpointed, with the value that means the behaviour from
@@ -289,18 +290,26 @@ def config_hash(config: Config) -> str:
     """A short stable fingerprint of everything that changes what is learned."""
     data = to_dict(config)
     data.pop("eval")
-    for name in NOT_HASHED:
-        section, key = name.split(".")
-        data[section].pop(key)
-    for name, old_behaviour in HASHED_WHEN_SET.items():
-        *sections, key = name.split(".")
-        parent = data
-        for section in sections:
-            parent = parent[section]
+    for name, old_behaviour in HASHED_WHEN_SET.items():  # first: a section at its defaults goes whole
+        parent, key = _parent_of(data, name)
         if parent[key] == old_behaviour:
             parent.pop(key)
+    for name in NOT_HASHED:
+        parent, key = _parent_of(data, name)
+        if parent is not None:
+            parent.pop(key, None)
     canonical = json.dumps(data, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _parent_of(data: dict, name: str) -> tuple[dict | None, str]:
+    """The dict holding the dotted field `name` in `data`, and its key (None: a section on the
+    way is gone, e.g. one left out of the hash)."""
+    *sections, key = name.split(".")
+    parent = data
+    for section in sections:
+        parent = parent.get(section) if isinstance(parent, dict) else None
+    return parent, key
 
 
 def replace(config: Config, **sections: dict) -> Config:

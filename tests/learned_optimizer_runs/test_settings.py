@@ -72,3 +72,12 @@ def test_an_optimisee_whose_loss_is_not_finite_at_step_0_is_refused_before_train
     with pytest.raises(ConfigError, match="before any update") as error:
         build_run(config)
     assert error.value.field == "task.quadratic"
+
+
+def test_evaluation_settings_may_change_on_resume_but_what_is_learned_may_not():
+    from distmeta.config import config_hash
+
+    base = load_config(None, TINY)
+    assert config_hash(load_config(None, [*TINY, "algorithm.learned_optimizer.eval_steps=50",
+                                          "algorithm.learned_optimizer.tuning_tasks=3"])) == config_hash(base)
+    assert config_hash(load_config(None, [*TINY, "algorithm.learned_optimizer.sigma=0.1"])) != config_hash(base)
