@@ -10,5 +10,6 @@ worker that runs it is `distmeta.runtime.optimizer_worker`.
 - `settings`: the config's learned-optimiser section checked, and the pieces it describes;
 - `training`: the run state, one rank's meta-step, the loop, in-process training;
 - `unroll_states`: the persistent unrolls in checkpoints, keyed by task index;
+- `trained`: what `distmeta.load(run)` returns for such a run (`.optimizer(params)`);
 - `comparison`: `distmeta eval` of a trained rule against tuned hand-designed optimisers.
 """

@@ -13,6 +13,7 @@ JSON file and a PNG of the loss curves (mean over tasks, band from the lowest to
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ import torch
 
 from distmeta.algorithms.update_rules import SGD, Params
 from distmeta.config import Config
-from distmeta.learned_optimizer_runs.settings import optimisee_family
+from distmeta.errors import ConfigError
+from distmeta.learned_optimizer_runs.settings import eval_steps, optimisee_family
+from distmeta.learned_optimizer_runs.training import one_torch_thread
 from distmeta.learned_optimizers.evaluation import loss_curves, tune_learning_rate
 from distmeta.learned_optimizers.hand_designed import Adam, Momentum, RMSprop
 from distmeta.learned_optimizers.rules import make_rule
@@ -171,11 +174,6 @@ def evaluate_run(payload: dict, config: Config, tasks: int | None = None, steps:
                  print_fn=print) -> dict:
     """`distmeta eval` of a learned-optimiser checkpoint: compare, print the table, write JSON and PNG
     (by default `eval_<task>.json` / `.png` beside the checkpoint's run folder)."""
-    import json
-
-    from distmeta.errors import ConfigError
-    from distmeta.learned_optimizer_runs.settings import eval_steps
-
     section = config.algorithm.learned_optimizer
     tasks = section.eval_tasks if tasks is None else tasks
     steps = eval_steps(config) if steps is None else steps
@@ -189,7 +187,8 @@ def evaluate_run(payload: dict, config: Config, tasks: int | None = None, steps:
     print_fn(f"{payload['path']}: step {payload['step']}, learned {section.rule} on {config.task.name}; "
              f"{tasks} held-out task(s), {steps} optimisee steps; baselines tuned on {section.tuning_tasks} "
              f"meta-train task(s) over {len(GRID)} learning rates")
-    results = compare(config, payload["meta_parameters"], tasks, steps)
+    with one_torch_thread():
+        results = compare(config, payload["meta_parameters"], tasks, steps)
     record = {"command": command, "checkpoint": payload["path"], "meta_steps": payload["step"],
               "task": config.task.name, "rule": section.rule, "tasks": tasks,
               "test_seeds": [optimisee_seed(config.seed, "test", 0, index) for index in range(tasks)],

@@ -12,6 +12,10 @@ import math
 
 from distmeta.config import LEARNED_OPTIMIZER, OPTIMISEE_TASKS, AlgorithmConfig, Config, LearnedOptimizerConfig
 from distmeta.errors import ConfigError
+from distmeta.learned_optimizers.meta_training import MetaTrainingSettings
+from distmeta.tasks.digits import DigitsMLPFamily
+from distmeta.tasks.optimisee import OptimiseeFamily
+from distmeta.tasks.quadratic import ENTRIES, QuadraticFamily
 
 SECTION = "algorithm.learned_optimizer"
 CONFIG_FIELD = {"optimizer": f"{SECTION}.rule", "unrolls": "train.meta_batch_size", "meta_steps": "train.steps",
@@ -67,8 +71,6 @@ def _check_section(section: LearnedOptimizerConfig) -> None:
 
 
 def _check_family(config: Config) -> None:
-    from distmeta.tasks.quadratic import ENTRIES
-
     quadratic, digits = config.task.quadratic, config.task.digits
     for field in ("dimensions", "functions"):
         if getattr(quadratic, field) < 1:
@@ -85,8 +87,6 @@ def _check_family(config: Config) -> None:
 
 def meta_training_settings(config: Config):
     """The `MetaTrainingSettings` the config describes (the pure-torch meta-trainer's)."""
-    from distmeta.learned_optimizers.meta_training import MetaTrainingSettings
-
     section = config.algorithm.learned_optimizer
     shared = {field.name for field in dataclasses.fields(MetaTrainingSettings)} & set(dataclasses.asdict(section))
     return MetaTrainingSettings(optimizer=section.rule, unrolls=config.train.meta_batch_size,
@@ -94,16 +94,12 @@ def meta_training_settings(config: Config):
                                 **{field: getattr(section, field) for field in shared})
 
 
-def optimisee_family(config: Config, split: str, width: int = 1):
+def optimisee_family(config: Config, split: str, width: int = 1) -> OptimiseeFamily:
     """The optimisee family of `task.name` on `split` ("train" or "test"); `width` multiplies
     the digits MLP's hidden units (the wider held-out variant)."""
     if config.task.name == "quadratic":
-        from distmeta.tasks.quadratic import QuadraticFamily
-
         q = config.task.quadratic
         return QuadraticFamily(split, q.dimensions, q.functions, q.init_std, q.entries)
-    from distmeta.tasks.digits import DigitsMLPFamily
-
     return DigitsMLPFamily(split, config.task.digits.hidden * width, config.task.digits.batch_size)
 
 
