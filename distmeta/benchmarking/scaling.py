@@ -42,6 +42,7 @@ from distmeta.runtime.capacity import ClusterCapacity, workers_at_most, workers_
 from distmeta.runtime.launcher import (ClusterRequest, check_on_driver, check_request, check_resources,
                                        connected_to_cluster, scaling_config, torch_config, with_gpus_decided,
                                        worker_shape)
+from distmeta.runtime.optimizer_worker import bench_worker as optimizer_bench_worker
 from distmeta.runtime.worker import describe_workers, enter_command_dir, worker_experiment
 from distmeta.training.trainer import initial_state
 
@@ -122,6 +123,7 @@ def run_bench(config: Config, request: BenchRequest, print_fn=print) -> BenchRes
     report = bench_json(_request_record(config, request, batch, clusters[0], runs), machine, summaries, note)
     if config.learns_update_rule:
         report["unroll_steps"] = unroll_steps(config, summaries)
+        report["measurement"] = UNROLL_MEASUREMENT
     print_fn(bench_table(summaries))
     print_fn(f"efficiency {note}")
     if config.learns_update_rule:
@@ -228,10 +230,21 @@ class ResultBox:
 def bench_worker_of(config: Config):
     """The per-worker bench function: the few-shot meta-step's, or a learned optimiser's."""
     if config.learns_update_rule:
-        from distmeta.runtime.optimizer_worker import bench_worker as optimizer_bench_worker
-
         return optimizer_bench_worker
     return bench_worker
+
+
+UNROLL_MEASUREMENT = (
+    "A learned optimiser's meta-step, as its Ray workers take it in training (rank_meta_step of "
+    "distmeta.learned_optimizer_runs.training), with time.perf_counter around each phase: inner_loop = the "
+    "meta-gradient estimates of this rank's unrolls (each moved on by truncation_length optimisee steps, the "
+    "unroll forward and its meta-backward together, which cannot be timed apart); sync_wait = a dist.barrier() "
+    "before the all-reduce; all_reduce = all_reduce_sum, the one collective of a step; optimizer = the "
+    "finiteness check, the clip and the meta-optimiser step. Nothing is sampled (sampling = 0) and there is no "
+    "separate outer backward (outer_backward = 0). Per step, phase times are the mean over ranks and the step "
+    "time is the slowest rank's wall clock; wall_s is the sum of the timed steps' times; tasks_per_s = unrolls "
+    "(global batch) x steps / wall_s; unroll_steps_per_s = tasks_per_s x truncation_length."
+)
 
 
 def unroll_steps(config: Config, summaries: list[CountSummary]) -> dict:

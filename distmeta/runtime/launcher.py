@@ -29,11 +29,14 @@ from distmeta.config import Config, to_dict
 from distmeta.errors import ConfigError, DistmetaError
 from distmeta.evaluation import EvalResult
 from distmeta.experiment import driver_experiment
+from distmeta.learned_optimizer_runs.training import build_run
+from distmeta.learned_optimizer_runs.unroll_states import KEY, describe_positions
 from distmeta.runtime.autoscaling import provide_workers, read_capacity
 from distmeta.runtime.capacity import (ClusterCapacity, WorkerShape, check_within_maximum, workers_at_most,
                                        workers_now)
 from distmeta.runtime.cuda_probe import check_workers_torch
 from distmeta.runtime.follow import MetricsFollower
+from distmeta.runtime.optimizer_worker import train_worker as optimizer_train_worker
 from distmeta.runtime.storage import ERROR_FILE, META_TEST_FILE, WORKERS_FILE, newest_readable_checkpoint
 from distmeta.runtime.worker import train_worker
 from distmeta.training.checkpoint import check_resumable, load_checkpoint
@@ -164,8 +167,6 @@ def check_on_driver(config: Config) -> None:
     """Everything about the run that can be checked on the driver's CPU, before any worker
     starts: every split's data (a few-shot run), the optimisee's first loss (a learned optimiser)."""
     if config.learns_update_rule:
-        from distmeta.learned_optimizer_runs.training import build_run
-
         build_run(config)
         return
     driver_experiment(config)
@@ -175,8 +176,6 @@ def unrolls_note(config: Config, checkpoint: dict) -> str:
     """For a learned optimiser: where its persistent unrolls continue ("" otherwise)."""
     if not config.learns_update_rule:
         return ""
-    from distmeta.learned_optimizer_runs.unroll_states import KEY, describe_positions
-
     return f"; {describe_positions(checkpoint.get(KEY) or {}, config.algorithm.learned_optimizer.unroll_length)} " \
            f"continue where they were"
 
@@ -254,8 +253,6 @@ def build_trainer(config: Config, request: ClusterRequest, storage: Path, run_di
 def worker_function(config: Config):
     """What each worker of the run runs: the few-shot meta-step, or a learned optimiser's."""
     if config.learns_update_rule:
-        from distmeta.runtime.optimizer_worker import train_worker as optimizer_train_worker
-
         return optimizer_train_worker
     return train_worker
 

@@ -17,6 +17,7 @@ import ray
 import ray.train
 import torch
 
+from distmeta.benchmarking.machine import cpu_model
 from distmeta.benchmarking.timing import PhaseTimer
 from distmeta.config import from_dict
 from distmeta.errors import DistmetaError
@@ -107,9 +108,7 @@ def bench_worker(loop_config: dict) -> None:
         times = [timed_step(run, state, rank, world_size) for _ in range(loop_config["steps"])]
         everyone = gathered({"times": times, "threads": torch.get_num_threads()})
         if rank == 0:
-            from distmeta.benchmarking.scaling import device_name
-
-            devices = [{**worker, "device_name": device_name(torch.device("cpu")), "threads": ranked["threads"]}
+            devices = [{**worker, "device_name": cpu_model(), "threads": ranked["threads"]}
                        for worker, ranked in zip(workers, everyone)]
             ray.get(box.put.remote({"ranks": [ranked["times"] for ranked in everyone], "devices": devices}))
     except DistmetaError as error:
