@@ -154,7 +154,8 @@ def write_plot(path: Path, results: list[OptimizerResult], title: str) -> None:
         curves = result.curves.double()
         steps = range(curves.shape[1])
         label = result.name if result.learning_rate is None else f"{result.name} (lr {result.learning_rate:.3g})"
-        line, = axes.plot(steps, curves.mean(0).numpy(), label=label, linewidth=2 if result.learning_rate is None else 1)
+        width = 2 if result.learning_rate is None else 1
+        line, = axes.plot(steps, curves.mean(0).numpy(), label=label, linewidth=width)
         axes.fill_between(steps, curves.min(0).values.numpy(), curves.max(0).values.numpy(), color=line.get_color(),
                           alpha=0.15)
     axes.set_yscale("log")

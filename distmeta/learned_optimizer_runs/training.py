@@ -286,7 +286,11 @@ def checkpoint_to_resume(run_dir: Path, config: Config, print_fn) -> dict | None
 
 def resume_line(run: OptimizerRun, checkpoint: dict) -> str:
     """What a resumed run says: the step, and where its persistent unrolls continue."""
-    states = checkpoint.get(KEY) or {}
     return (f"resuming from {checkpoint['path']} (step {checkpoint['step']} of {run.config.train.steps}); "
-            f"{describe_positions(states, run.unroll.length)} continue where they were; steps after it were "
-            f"not saved and run again")
+            f"{unrolls_line(run.config, checkpoint)}; steps after it were not saved and run again")
+
+
+def unrolls_line(config: Config, checkpoint: dict) -> str:
+    """Where a checkpoint's unrolls continue: "3 unroll(s) at optimisee steps 4, 4, 4 of 6 continue where they were"."""
+    length = config.algorithm.learned_optimizer.unroll_length
+    return f"{describe_positions(checkpoint.get(KEY) or {}, length)} continue where they were"

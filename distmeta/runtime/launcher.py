@@ -29,8 +29,7 @@ from distmeta.config import Config, to_dict
 from distmeta.errors import ConfigError, DistmetaError
 from distmeta.evaluation import EvalResult
 from distmeta.experiment import driver_experiment
-from distmeta.learned_optimizer_runs.training import build_run
-from distmeta.learned_optimizer_runs.unroll_states import KEY, describe_positions
+from distmeta.learned_optimizer_runs.training import build_run, unrolls_line
 from distmeta.runtime.autoscaling import provide_workers, read_capacity
 from distmeta.runtime.capacity import (ClusterCapacity, WorkerShape, check_within_maximum, workers_at_most,
                                        workers_now)
@@ -174,10 +173,7 @@ def check_on_driver(config: Config) -> None:
 
 def unrolls_note(config: Config, checkpoint: dict) -> str:
     """For a learned optimiser: where its persistent unrolls continue ("" otherwise)."""
-    if not config.learns_update_rule:
-        return ""
-    return f"; {describe_positions(checkpoint.get(KEY) or {}, config.algorithm.learned_optimizer.unroll_length)} " \
-           f"continue where they were"
+    return f"; {unrolls_line(config, checkpoint)}" if config.learns_update_rule else ""
 
 
 def check_device(config: Config, request: ClusterRequest) -> None:

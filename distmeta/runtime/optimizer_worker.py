@@ -21,9 +21,9 @@ from distmeta.benchmarking.machine import cpu_model
 from distmeta.benchmarking.timing import PhaseTimer
 from distmeta.config import from_dict
 from distmeta.errors import DistmetaError
-from distmeta.learned_optimizer_runs.training import (OptimizerRun, RunState, build_run, checkpoint_payload,
-                                                      UNIT, final_meta_test, initial_state, rank_meta_step, resume_line,
-                                                      train_loop)
+from distmeta.learned_optimizer_runs.training import (UNIT, OptimizerRun, RunState, build_run, checkpoint_payload,
+                                                      final_meta_test, initial_state, rank_meta_step, train_loop,
+                                                      unrolls_line)
 from distmeta.runtime.collective import barrier, broadcast_parameters, from_rank_zero, gathered, share_of_meta_batch
 from distmeta.runtime.storage import ERROR_FILE, META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker import enter_command_dir, restored_checkpoint
@@ -77,7 +77,8 @@ def train_worker(loop_config: dict) -> None:
             (run_dir / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
             progress = ProgressLog(run_dir, config.train.steps, config.metric, unit=UNIT)
             if payload is not None:
-                progress.record({"event": "resumed", "from_step": payload["step"], "note": resume_line(run, payload)})
+                progress.record({"event": "resumed", "from_step": payload["step"],
+                                 "note": unrolls_line(config, payload)})
         train_loop(run, state, progress, lambda run, state: rank_meta_step(run, state, rank, world_size),
                    report_checkpoint(run, rank))
         if loop_config.get("final_eval") and rank == 0:
