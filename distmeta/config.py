@@ -21,7 +21,8 @@ import yaml
 
 from distmeta.errors import ConfigError
 
-TASKS = ("sinusoid", "omniglot")
+TASKS = ("sinusoid", "multimodal", "omniglot")
+REGRESSION_TASKS = ("sinusoid", "multimodal")
 MODELS = ("auto", "mlp", "conv4")
 VECTORIZE = ("auto", "vmap", "loop")
 META_OPTIMIZERS = ("adam", "sgd")
@@ -53,7 +54,7 @@ class OmniglotConfig:
 @dataclass(frozen=True)
 class TaskConfig:
     name: str = "sinusoid"
-    """Task family: sinusoid (regression, built in) or omniglot (N-way K-shot)."""
+    """Task family: sinusoid or multimodal (regression, built in) or omniglot (N-way K-shot)."""
     ways: int = 5
     """Classes per task (classification only)."""
     shots: int = 10
@@ -61,6 +62,11 @@ class TaskConfig:
     query_shots: int = 10
     """Query examples per class; for regression, query points per task."""
     omniglot: OmniglotConfig = field(default_factory=OmniglotConfig)
+    modes: tuple[str, ...] = ("sinusoid", "linear", "quadratic", "tanh", "abs")
+    """multimodal only: the function families tasks are drawn from, uniformly (sinusoid,
+    linear, quadratic, tanh, abs; the MMAML paper's 2 modes are the first two, 3 the first three)."""
+    noise_std: float = 0.3
+    """multimodal only: std of the Gaussian noise on every output (0.3 in the MMAML paper)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class AlgorithmConfig:
     name: str = "maml"
-    """maml, fomaml, reptile, anil, metasgd or protonet: a name in the algorithm registry
+    """maml, fomaml, reptile, anil, metasgd, protonet, mmaml, alfa or protomaml: a name in the algorithm registry
     (`distmeta.algorithms.ALGORITHMS`), which also checks the fields below for that algorithm."""
     inner_lr: float = 0.01
     """Inner-loop (adaptation) learning rate; Meta-SGD's initial per-parameter rate."""
@@ -85,7 +91,8 @@ class AlgorithmConfig:
     test_inner_steps: int = 10
     """Inner-loop steps at validation and meta-test time."""
     first_order: bool = False
-    """Drop second-order terms of the meta-gradient (maml, anil, metasgd); fomaml implies it."""
+    """Drop second-order terms of the meta-gradient (maml, anil, metasgd, mmaml, alfa, protomaml);
+    fomaml implies it."""
     inner_batch_size: int = 0
     """Reptile while meta-training: each inner step on its own minibatch of this many support
     examples, as in Nichol et al.; 0: every step on the whole support set. Adaptation at
@@ -147,7 +154,7 @@ class Config:
 
     @property
     def is_classification(self) -> bool:
-        return self.task.name != "sinusoid"
+        return self.task.name not in REGRESSION_TASKS
 
     @property
     def metric(self) -> str:
@@ -200,7 +207,8 @@ NOT_HASHED = ("train.run_dir", "train.steps", "train.log_every", "train.val_ever
 
 # Fields added after runs were checkpointed, with the value that means the behaviour from
 # before them: hashed only when set otherwise, so that older checkpoints stay resumable.
-HASHED_WHEN_SET = {"algorithm.inner_batch_size": 0, "task.omniglot.synthetic": False}
+HASHED_WHEN_SET = {"algorithm.inner_batch_size": 0, "task.omniglot.synthetic": False,
+                   "task.modes": ["sinusoid", "linear", "quadratic", "tanh", "abs"], "task.noise_std": 0.3}
 
 
 def config_hash(config: Config) -> str:
@@ -356,6 +364,7 @@ def validate(config: Config) -> None:
     _check_positive("eval.tasks", config.eval.tasks)
     _check_positive("eval.batch_size", config.eval.batch_size)
     _check_omniglot(config)
+    _check_multimodal(config)
     _check_combinations(config)
 
 
@@ -374,6 +383,19 @@ def _check_omniglot(config: Config) -> None:
     if config.task.name == "omniglot" and not omniglot.roots and not omniglot.synthetic:
         raise ConfigError("task.omniglot.roots", "give at least one Omniglot folder or zip (or, to measure speed "
                                                  "without the data, task.omniglot.synthetic=true)")
+
+
+def _check_multimodal(config: Config) -> None:
+    from distmeta.tasks.multimodal import MODES  # here, not above: the task module imports torch
+
+    if not config.task.modes:
+        raise ConfigError("task.modes", f"give at least one mode (from {', '.join(MODES)})")
+    for i, mode in enumerate(config.task.modes):
+        _check_choice(f"task.modes[{i}]", mode, MODES)
+    if len(set(config.task.modes)) != len(config.task.modes):
+        raise ConfigError("task.modes", f"names a mode twice: {list(config.task.modes)}")
+    if not (config.task.noise_std >= 0) or not math.isfinite(config.task.noise_std):
+        raise ConfigError("task.noise_std", f"must be zero or more, got {config.task.noise_std}")
 
 
 def _check_combinations(config: Config) -> None:
