@@ -6,8 +6,9 @@ For each number of modes (2: sinusoid, linear; 3: + quadratic; 5: + tanh, |x|), 
 this process (no Ray; one Ray worker gives the same parameters) and meta-tests on the same
 600 held-out tasks:
 - MAML, MMAML and ALFA on the mixture, `--steps` meta-steps each;
-- Multi-MAML: one MAML per mode, each trained `--steps` steps on its mode alone, and each
-  test task adapted by the MAML of its mode (given the mode: an upper reference, as in the paper).
+- Multi-MAML: one MAML per mode, trained on its mode alone, and each test task adapted by the
+  MAML of its mode (given the mode: an upper reference, as in the paper). The M models share the
+  budget of one method: `--steps` / M steps each, so that every method sees as many tasks.
 Writes one JSON (default benchmarks/results/multimodal_regression.json) with the command, the
 configs, wall times, the test MSE of each (mean and 95% interval over 600 tasks), the spread
 of MMAML's and ALFA's task-conditioned outputs on those tasks, and the paper's figures.
@@ -45,7 +46,7 @@ from distmeta.tasks.multimodal import MODE_SETS  # noqa: E402
 from distmeta.training.trainer import train  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "multimodal_regression.json"
-RUNS = ROOT / "runs" / "multimodal_regression"
+RUNS = Path(os.environ.get("DISTMETA_BENCH_RUNS", ROOT / "runs" / "multimodal_regression"))
 TEST_TASKS = 600
 PAPER = {
     "source": "Vuorio et al. 2019, Multimodal Model-Agnostic Meta-Learning via Task-Aware Modulation "
@@ -71,10 +72,13 @@ def base_overrides(args, modes: tuple[str, ...]) -> list[str]:
     ]
 
 
-def train_one(args, modes: tuple[str, ...], algorithm: str, run_name: str):
-    """(config, meta-parameters, training seconds) of one in-process run (resumed if checkpointed)."""
+def train_one(args, modes: tuple[str, ...], algorithm: str, run_name: str, steps: int | None = None):
+    """(config, meta-parameters, training seconds, overrides) of one in-process run (`steps`:
+    --steps unless given; resumed if checkpointed)."""
     overrides = base_overrides(args, modes) + [f"algorithm.name={algorithm}",
                                                f"train.run_dir={RUNS / run_name}"]
+    if steps is not None:
+        overrides += [f"train.steps={steps}", f"train.checkpoint_every={steps}", f"train.log_every={max(steps // 4, 1)}"]
     config = load_config(None, overrides)
     started = time.perf_counter()
     result = train(config, print_fn=lambda line: print(f"  [{run_name}] {line}", flush=True), final_eval=False)
@@ -124,7 +128,8 @@ def run_modes(args, count: int) -> dict:
     scores = torch.empty(TEST_TASKS)
     seconds, per_mode_overrides = 0.0, {}
     for index, mode in enumerate(modes):
-        config, params, took, overrides = train_one(args, (mode,), "maml", f"{count}modes-multimaml-{mode}")
+        config, params, took, overrides = train_one(args, (mode,), "maml", f"{count}modes-multimaml-{mode}",
+                                                    steps=max(args.steps // len(modes), 1))
         seconds += took
         per_mode_overrides[mode] = overrides
         chosen = (batch.modes == index).nonzero().flatten()
@@ -133,7 +138,7 @@ def run_modes(args, count: int) -> dict:
             subset = type(tasks)(*(t[chosen] for t in tasks.tensors()), seed=tasks.seed, modes=tasks.modes[chosen])
             scores[chosen] = test_mse(config, params, subset)
     results["multi-maml"] = summary(scores, seconds, [], per_mode_overrides=per_mode_overrides,
-                                    note="one MAML per mode; each test task adapted by its mode's MAML")
+                                    note="one MAML per mode, --steps / modes steps each; each test task adapted by its mode's MAML")
     print(f"  multi-maml: test mse {results['multi-maml']['mse']:.3f} +- {results['multi-maml']['ci95']:.3f}",
           flush=True)
     results["mode_counts"] = torch.bincount(batch.modes, minlength=len(modes)).tolist()
@@ -142,12 +147,12 @@ def run_modes(args, count: int) -> dict:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000, help="meta-steps per method (and per Multi-MAML mode)")
+    parser.add_argument("--steps", type=int, default=800, help="meta-steps per method (shared among Multi-MAML's modes)")
     parser.add_argument("--modes", default="2,3,5", help="mode counts to run: 2, 3 and/or 5")
     parser.add_argument("--meta-batch-size", type=int, default=25)
     parser.add_argument("--meta-lr", type=float, default=0.001)
     parser.add_argument("--inner-lr", type=float, default=0.01)
-    parser.add_argument("--inner-steps", type=int, default=5)
+    parser.add_argument("--inner-steps", type=int, default=2)
     parser.add_argument("--hidden", type=lambda s: [int(w) for w in s.split(",")], default=[40, 40])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)

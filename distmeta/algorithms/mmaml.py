@@ -40,8 +40,8 @@ class MMAML(MetaAlgorithm):
         super().__init__(*args, **kwargs)
         self.hidden_layers = [index for index, module in enumerate(self.model.features) if isinstance(module, nn.Linear)]
         widths = [self.model.features[index].out_features for index in self.hidden_layers]
-        self.modulation_sizes = widths
-        self.encoder = SetEncoder(2, ENCODER_HIDDEN, 2 * sum(widths))
+        # None for a model without hidden linear layers (Conv4): the config check refuses it first
+        self.encoder = SetEncoder(2, ENCODER_HIDDEN, 2 * sum(widths)) if widths else None
 
     @classmethod
     def check_settings(cls, settings, is_classification: bool, task_name: str) -> None:
@@ -51,6 +51,8 @@ class MMAML(MetaAlgorithm):
 
     def init_meta_parameters(self, model_params: Params, seed: int = 0) -> Params:
         """The model's parameters, then the encoder's under `encoder.`, drawn from `seed`."""
+        if self.encoder is None:
+            raise ValueError("mmaml modulates the hidden linear layers of an MLP; this model has none")
         like = next(iter(model_params.values()))  # the model's dtype and device
         encoder = {name: value.to(like) for name, value in initial_parameters(self.encoder, seed + 1).items()}
         encoder["output.weight"] = encoder["output.weight"] * ENCODER_OUTPUT_SCALE
