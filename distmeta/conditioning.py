@@ -24,16 +24,18 @@ def task_conditioning_outputs(experiment: Experiment, meta_params: Params, split
     """(tasks, outputs): the conditioning vector of tasks 0..num_tasks-1 of `split` (those an
     evaluation adapts to); None for an algorithm with nothing task-conditioned."""
     config = experiment.config
-    batch = sample_tasks(experiment.tasks(split), config.seed, split, 0, range(num_tasks)).to(experiment.device)
     algorithm = experiment.algorithm.using_autograd(own_model=False)
-    rows = []
-    for task in range(len(batch)):
-        support_x, support_y = batch.support_x[task], batch.support_y[task]
-        output = algorithm.task_conditioning(meta_params, support_x, support_y)
-        if output is None:
-            return None
-        rows.append(output.detach().cpu())
-    return torch.stack(rows)
+
+    def outputs_of(indices: range) -> list[torch.Tensor | None]:
+        batch = sample_tasks(experiment.tasks(split), config.seed, split, 0, indices).to(experiment.device)
+        return [algorithm.task_conditioning(meta_params, batch.support_x[i], batch.support_y[i])
+                for i in range(len(batch))]
+
+    first = outputs_of(range(1))[0]
+    if first is None:  # asked of one task only: most algorithms condition nothing
+        return None
+    rest = outputs_of(range(1, num_tasks)) if num_tasks > 1 else []
+    return torch.stack([output.detach().cpu() for output in [first, *rest]])
 
 
 def conditioning_spread(outputs: torch.Tensor) -> dict[str, float]:

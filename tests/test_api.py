@@ -47,14 +47,14 @@ def test_any_number_of_ways_with_any_labels(tmp_path, algorithm, ways):
     assert model.predict(support_x) == labels
 
 
-@pytest.mark.parametrize("algorithm", ["protomaml", "alfa"])
-def test_the_task_conditioned_classifiers_adapt_to_another_number_of_ways(tmp_path, algorithm):
-    learner = distmeta.load(classification_checkpoint(tmp_path, algorithm))
+def test_proto_maml_adapts_to_another_number_of_ways_from_its_prototypes(tmp_path):
+    learner = distmeta.load(classification_checkpoint(tmp_path, "protomaml"))
     torch.manual_seed(0)
     support_x = torch.rand(7, 1, 28, 28)
     labels = [f"character-{i}" for i in range(7)]
-    model = learner.adapt(support_x, labels, steps=30)
-    assert model.predict(support_x) == labels
+    # one example per class: each is its own prototype, so the head recognises it before any step
+    assert learner.adapt(support_x, labels, steps=0).predict(support_x) == labels
+    assert learner.adapt(support_x, labels, steps=2).predict(support_x) == labels
 
 
 @pytest.mark.parametrize("algorithm", ["mmaml", "alfa"])
