@@ -1,6 +1,7 @@
 """Multimodal 5-shot regression (the MMAML paper's section 5.1): MAML, Multi-MAML, MMAML, ALFA.
 
-    python benchmarks/multimodal_regression.py [--steps 2000] [--modes 2,3,5] [--out PATH]
+    python benchmarks/multimodal_regression.py [--steps 800] [--modes 2,3,5] [--out PATH]
+    python benchmarks/multimodal_regression.py --table         # the README table of the results JSON
 
 For each number of modes (2: sinusoid, linear; 3: + quadratic; 5: + tanh, |x|), trains in
 this process (no Ray; one Ray worker gives the same parameters) and meta-tests on the same
@@ -145,6 +146,29 @@ def run_modes(args, count: int) -> dict:
     return results
 
 
+def markdown_table(record: dict) -> str:
+    """The README's table of a results JSON: test MSE +- 95% interval per method and mode count,
+    with the paper's figure beside ours."""
+    counts = list(record["results"])
+    paper = record["paper"]
+    header = "| method | " + " | ".join(f"{c} modes (paper)" for c in counts) + " |"
+    lines = [header, "|---" * (len(counts) + 1) + "|"]
+    for method in ("maml", "multi-maml", "mmaml", "alfa"):
+        cells = []
+        for count in counts:
+            result = record["results"][count][method]
+            theirs = paper.get(method, {}).get(count)
+            cells.append(f"{result['mse']:.3f} +- {result['ci95']:.3f} ({theirs if theirs is not None else '-'})")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    spreads = []
+    for method in ("mmaml", "alfa"):
+        for count in counts:
+            spread = record["results"][count][method]["conditioning"]
+            spreads.append(f"{method} {count} modes: std {spread['conditioning_std']:.3g}, between-mode std "
+                           f"{spread['between_mode_std']:.3g}, mean abs {spread['conditioning_mean_abs']:.3g}")
+    return "\n".join(lines) + "\n\nTask-conditioned outputs on 200 test tasks: " + "; ".join(spreads) + "."
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=800, help="meta-steps per method (shared among Multi-MAML's modes)")
@@ -156,11 +180,15 @@ def parse_args(argv=None):
     parser.add_argument("--hidden", type=lambda s: [int(w) for w in s.split(",")], default=[40, 40])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--table", action="store_true", help="print the README table of --out's results and stop")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(args.out.read_text())))
+        return
     counts = [int(c) for c in args.modes.split(",")]
     unknown = [c for c in counts if c not in MODE_SETS]
     if unknown:
