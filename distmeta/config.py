@@ -21,7 +21,7 @@ import yaml
 
 from distmeta.errors import ConfigError
 
-TASKS = ("sinusoid", "omniglot", "quadratic", "digits")
+TASKS = ("sinusoid", "multimodal", "omniglot", "quadratic", "digits")
 OPTIMISEE_TASKS = ("quadratic", "digits")
 """Task families whose tasks are optimisees: what a learned optimiser (`algorithm.name:
 learned_optimizer`) is meta-trained on, and the only tasks it runs on."""
@@ -78,8 +78,8 @@ class DigitsConfig:
 @dataclass(frozen=True)
 class TaskConfig:
     name: str = "sinusoid"
-    """Task family: sinusoid (regression, built in), omniglot (N-way K-shot), or an optimisee
-    family for a learned optimiser: quadratic or digits."""
+    """Task family: sinusoid or multimodal (regression, built in), omniglot (N-way K-shot), or an
+    optimisee family for a learned optimiser: quadratic or digits."""
     ways: int = 5
     """Classes per task (classification only)."""
     shots: int = 10
@@ -89,6 +89,11 @@ class TaskConfig:
     omniglot: OmniglotConfig = field(default_factory=OmniglotConfig)
     quadratic: QuadraticConfig = field(default_factory=QuadraticConfig)
     digits: DigitsConfig = field(default_factory=DigitsConfig)
+    modes: tuple[str, ...] = ("sinusoid", "linear", "quadratic", "tanh", "abs")
+    """multimodal only: the function families tasks are drawn from, uniformly (sinusoid,
+    linear, quadratic, tanh, abs; the MMAML paper's 2 modes are the first two, 3 the first three)."""
+    noise_std: float = 0.3
+    """multimodal only: std of the Gaussian noise on every output (0.3 in the MMAML paper)."""
 
 
 @dataclass(frozen=True)
@@ -141,9 +146,9 @@ class LearnedOptimizerConfig:
 @dataclass(frozen=True)
 class AlgorithmConfig:
     name: str = "maml"
-    """maml, fomaml, reptile, anil, metasgd or protonet: a name in the algorithm registry
-    (`distmeta.algorithms.ALGORITHMS`), which also checks the fields below for that algorithm;
-    or learned_optimizer, which meta-trains an update rule on an optimisee task family."""
+    """maml, fomaml, reptile, anil, metasgd, protonet, mmaml, alfa or protomaml: a name in the
+    algorithm registry (`distmeta.algorithms.ALGORITHMS`), which also checks the fields below for
+    that algorithm; or learned_optimizer, which meta-trains an update rule on an optimisee task family."""
     inner_lr: float = 0.01
     """Inner-loop (adaptation) learning rate; Meta-SGD's initial per-parameter rate."""
     inner_steps: int = 1
@@ -151,7 +156,8 @@ class AlgorithmConfig:
     test_inner_steps: int = 10
     """Inner-loop steps at validation and meta-test time."""
     first_order: bool = False
-    """Drop second-order terms of the meta-gradient (maml, anil, metasgd); fomaml implies it."""
+    """Drop second-order terms of the meta-gradient (maml, anil, metasgd, mmaml, alfa, protomaml);
+    fomaml implies it."""
     inner_batch_size: int = 0
     """Reptile while meta-training: each inner step on its own minibatch of this many support
     examples, as in Nichol et al.; 0: every step on the whole support set. Adaptation at
@@ -283,7 +289,8 @@ NOT_HASHED = ("train.run_dir", "train.steps", "train.log_every", "train.val_ever
 HASHED_WHEN_SET = {"algorithm.inner_batch_size": 0, "task.omniglot.synthetic": False,
                    "algorithm.learned_optimizer": dataclasses.asdict(LearnedOptimizerConfig()),
                    "task.quadratic": dataclasses.asdict(QuadraticConfig()),
-                   "task.digits": dataclasses.asdict(DigitsConfig())}
+                   "task.digits": dataclasses.asdict(DigitsConfig()),
+                   "task.modes": ["sinusoid", "linear", "quadratic", "tanh", "abs"], "task.noise_std": 0.3}
 
 
 def config_hash(config: Config) -> str:
@@ -447,6 +454,7 @@ def validate(config: Config) -> None:
     _check_positive("eval.tasks", config.eval.tasks)
     _check_positive("eval.batch_size", config.eval.batch_size)
     _check_omniglot(config)
+    _check_multimodal(config)
     _check_combinations(config)
 
 
@@ -465,6 +473,19 @@ def _check_omniglot(config: Config) -> None:
     if config.task.name == "omniglot" and not omniglot.roots and not omniglot.synthetic:
         raise ConfigError("task.omniglot.roots", "give at least one Omniglot folder or zip (or, to measure speed "
                                                  "without the data, task.omniglot.synthetic=true)")
+
+
+def _check_multimodal(config: Config) -> None:
+    from distmeta.tasks.multimodal import MODES  # here, not above: the task module imports torch
+
+    if not config.task.modes:
+        raise ConfigError("task.modes", f"give at least one mode (from {', '.join(MODES)})")
+    for i, mode in enumerate(config.task.modes):
+        _check_choice(f"task.modes[{i}]", mode, MODES)
+    if len(set(config.task.modes)) != len(config.task.modes):
+        raise ConfigError("task.modes", f"names a mode twice: {list(config.task.modes)}")
+    if not (config.task.noise_std >= 0) or not math.isfinite(config.task.noise_std):
+        raise ConfigError("task.noise_std", f"must be zero or more, got {config.task.noise_std}")
 
 
 def _check_combinations(config: Config) -> None:

@@ -47,6 +47,40 @@ def test_any_number_of_ways_with_any_labels(tmp_path, algorithm, ways):
     assert model.predict(support_x) == labels
 
 
+def test_proto_maml_adapts_to_another_number_of_ways_from_its_prototypes(tmp_path):
+    learner = distmeta.load(classification_checkpoint(tmp_path, "protomaml"))
+    torch.manual_seed(0)
+    support_x = torch.rand(7, 1, 28, 28)
+    labels = [f"character-{i}" for i in range(7)]
+    # one example per class: each is its own prototype, so the head recognises it before any step
+    assert learner.adapt(support_x, labels, steps=0).predict(support_x) == labels
+    # fine-tuning from there (an untrained embedding at lr 0.4) need not keep that; it runs at 7 ways
+    assert learner.adapt(support_x, labels, steps=2).outputs(support_x).shape == (7, 7)
+
+
+@pytest.mark.parametrize("algorithm", ["mmaml", "alfa"])
+def test_a_multimodal_checkpoint_resumes_and_adapts_through_the_api(tmp_path, algorithm):
+    common = ["task.name=multimodal", "task.shots=5", f"algorithm.name={algorithm}", "algorithm.inner_steps=2",
+              "train.log_every=2", "train.val_every=2", "train.val_tasks=5", "train.checkpoint_every=2",
+              "model.hidden_sizes=[16, 16]"]
+
+    def run(run_dir, steps):
+        config = load_config(None, [*common, f"train.run_dir={run_dir}", f"train.steps={steps}"])
+        return train(config, print_fn=lambda *_: None, final_eval=False)
+
+    assert run(tmp_path, 2).steps == 2
+    resumed, whole = run(tmp_path, 4), run(tmp_path / "whole", 4)
+    assert resumed.steps == whole.steps == 4
+    for name in whole.meta_params:
+        torch.testing.assert_close(resumed.meta_params[name], whole.meta_params[name])
+    records = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if "val_mse" in line]
+    assert records and all("val_conditioning_std" in line for line in records)
+    learner = distmeta.load(tmp_path)
+    x = torch.linspace(-5, 5, 5).unsqueeze(1)
+    prediction = learner.adapt(x, 2 * x + 1, steps=3).predict(x)
+    assert prediction.shape == (5, 1) and torch.isfinite(prediction).all()
+
+
 def test_loading_a_missing_or_damaged_checkpoint_names_it(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         distmeta.load(tmp_path / "missing")

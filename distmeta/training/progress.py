@@ -50,8 +50,9 @@ class ProgressLog:
                 self.tensorboard.add_scalar(key, value, record["step"])
         self.tensorboard.flush()
 
-    def log_interval(self, step: int, start_step: int, meta_loss: float, train_score: float, val: dict | None) -> dict:
-        """Print and record one line; returns the record."""
+    def log_interval(self, step: int, start_step: int, meta_loss: float, train_score: float, val: dict | None,
+                     extra: dict | None = None) -> dict:
+        """Print and record one line, with the numbers of `extra` in the record; returns the record."""
         now = time.perf_counter()
         tasks_per_s = self.interval_tasks / max(now - self.interval_start, 1e-9)
         done_fraction = (step - start_step) / max(self.total_steps - start_step, 1)
@@ -71,6 +72,7 @@ class ProgressLog:
         if val is not None:
             record[f"val_{self.metric}"] = val["mean"]
             record[f"val_{self.metric}_ci95"] = val["ci95"]
+        record.update(extra or {})
         self.print(format_line(record, self.total_steps, self.metric))
         self.record(record)
         self.interval_start, self.interval_tasks = now, 0

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from distmeta.algorithms import Params
+from distmeta.conditioning import validation_conditioning
 from distmeta.config import Config, TrainConfig, replace, save_config
 from distmeta.errors import NonFiniteLossError
 from distmeta.evaluation import EvalResult, evaluate
@@ -197,9 +198,11 @@ def train_loop(experiment: Experiment, state: TrainState, progress: ProgressLog 
             validate = (train.val_every and step % train.val_every == 0) or last
             if validate or step % train.log_every == 0:
                 val = evaluate(experiment, state.meta_params, "val", train.val_tasks).to_dict() if validate else None
+                # task-conditioned algorithms: the spread of what they generate, so that collapse shows
+                extra = validation_conditioning(experiment, state.meta_params, train.val_tasks) if validate else {}
                 loss = sum(m.meta_loss for m in window) / len(window)
                 score = sum(m.score for m in window) / len(window)
-                state.history.append(progress.log_interval(step, start_step, loss, score, val))
+                state.history.append(progress.log_interval(step, start_step, loss, score, val, extra))
                 window = []
         if checkpoint_fn is not None and ((train.checkpoint_every and step % train.checkpoint_every == 0) or last):
             checkpoint_fn(state)

@@ -55,6 +55,17 @@ def test_two_protonet_workers_equal_one_on_omniglot(cluster, tmp_path):
         torch.testing.assert_close(two.meta_params[name], one.meta_params[name], atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
+def test_two_mmaml_workers_equal_one_on_multimodal_regression(cluster, tmp_path):
+    multimodal = ["task.name=multimodal", "task.modes=[sinusoid, linear, quadratic]", "task.shots=5",
+                  "algorithm.name=mmaml", "train.steps=3", "train.checkpoint_every=3", "train.log_every=3"]
+    one = run(tmp_path, "one", 1, *multimodal)
+    two = run(tmp_path, "two", 2, *multimodal)
+    assert any(name.startswith("encoder.") for name in one.meta_params)
+    for name in one.meta_params:
+        torch.testing.assert_close(two.meta_params[name], one.meta_params[name], atol=1e-5, rtol=0)
+
+
 def test_a_run_leaves_metrics_tensorboard_logs_and_a_summary(cluster, tmp_path):
     result = run(tmp_path, "logged", 2, "train.log_every=1")
     run_dir = tmp_path / "logged"
