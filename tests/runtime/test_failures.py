@@ -20,7 +20,7 @@ import torch
 import distmeta.runtime.launcher
 from distmeta.config import load_config
 from distmeta.runtime.launcher import ClusterRequest, train_distributed
-from distmeta.runtime.storage import newest_readable_checkpoint
+from distmeta.training.checkpoint import newest_readable_checkpoint
 from distmeta.training.checkpoint import checkpoint_files
 from tests.ray_processes import kill_processes_of
 
