@@ -89,5 +89,15 @@ class StorageError(DistmetaError):
         super().__init__(f"{self.path}: {message}")
 
 
+class InputError(DistmetaError, ValueError):
+    """An argument of the Python API has the wrong shape, length, type or labels."""
+
+    def __init__(self, argument: str, expected: str, received: str):
+        self.argument = argument
+        self.expected = expected
+        self.received = received
+        super().__init__(f"{argument}: expected {expected}, got {received}")
+
+
 class ScaleUpTimeoutError(DistmetaError):
     """The autoscaler did not provide the workers' resources in time; nothing was started."""

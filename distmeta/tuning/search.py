@@ -35,6 +35,7 @@ from distmeta.runtime.capacity import ClusterCapacity, workers_at_most, workers_
 from distmeta.runtime.cuda_probe import check_workers_torch
 from distmeta.runtime.launcher import (ClusterRequest, build_trainer, check_request, check_resources, check_storage,
                                        connected_to_cluster, with_gpus_decided, worker_shape)
+from distmeta.runtime.worker_errors import error_box, raise_sent_error
 from distmeta.training.progress import column_table
 from distmeta.tuning.plot import plot_search
 from distmeta.tuning.space import Dimension, SearchSpace, with_values

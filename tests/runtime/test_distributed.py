@@ -7,7 +7,7 @@ import torch
 
 from distmeta.cli import main
 from distmeta.config import load_config
-from distmeta.errors import ConfigError, DatasetError, DistmetaError, NonFiniteLossError
+from distmeta.errors import ConfigError, DatasetError, NonFiniteLossError
 from distmeta.runtime.collective import share_of_meta_batch
 from distmeta.runtime.launcher import ClusterRequest, train_distributed
 from distmeta.training.trainer import train
