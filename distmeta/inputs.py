@@ -23,18 +23,21 @@ def described(shape: tuple) -> str:
 
 def as_tensor(value, argument: str) -> torch.Tensor:
     """`value` (a tensor, an array, nested lists of numbers) as a tensor of real numbers."""
-    if isinstance(value, torch.Tensor):
-        tensor = value
-    else:
+    if not isinstance(value, torch.Tensor):
         try:
-            tensor = torch.as_tensor(np.asarray(value))
-        except (TypeError, ValueError, RuntimeError) as error:
+            array = np.asarray(value)
+        except ValueError as error:  # ragged nested lists
             raise InputError(argument, "numbers (a tensor, an array or nested lists of one shape)",
                              f"{type(value).__name__} that is not ({error})") from None
-    if tensor.dtype == torch.bool or tensor.is_complex() or not (tensor.is_floating_point()
-                                                                  or tensor.dtype in INTEGER_DTYPES):
-        raise InputError(argument, "real numbers", f"dtype {tensor.dtype}")
-    return tensor
+        if array.dtype == object:
+            raise InputError(argument, "numbers (a tensor, an array or nested lists of one shape)",
+                             f"{type(value).__name__} of other things")
+        if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+            raise InputError(argument, "real numbers", f"dtype {array.dtype}")
+        value = torch.as_tensor(array)
+    if value.is_complex() or not (value.is_floating_point() or value.dtype in INTEGER_DTYPES):
+        raise InputError(argument, "real numbers", f"dtype {value.dtype}")
+    return value
 
 
 INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -51,12 +54,11 @@ def model_inputs(value, argument: str, example_shape: tuple[int, ...], device: t
 
 def regression_targets(value, argument: str, count: int, outputs: int, device: torch.device) -> torch.Tensor:
     """`value` as float32 targets of shape (count, outputs); (count,) is taken for one output."""
-    tensor = as_tensor(value, argument)
-    if outputs == 1 and tensor.dim() == 1:
-        tensor = tensor.unsqueeze(1)
+    given = as_tensor(value, argument)
+    tensor = given.unsqueeze(1) if outputs == 1 and given.dim() == 1 else given
     if tuple(tensor.shape) != (count, outputs):
         expected = f"shape ({count}, {outputs})" + (f" or ({count},)" if outputs == 1 else "")
-        raise InputError(argument, f"{expected}: one target per input", f"shape {described(tuple(tensor.shape))}")
+        raise InputError(argument, f"{expected}: one target per input", f"shape {described(tuple(given.shape))}")
     return tensor.to(device=device, dtype=torch.float32)
 
 
