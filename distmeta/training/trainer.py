@@ -200,7 +200,8 @@ def train_loop(experiment: Experiment, state: TrainState, progress: ProgressLog 
                 progress.count_tasks(window[-1].tasks)
                 validate = (train.val_every and step % train.val_every == 0) or last
                 if validate or step % train.log_every == 0:
-                    val = evaluate(experiment, state.meta_params, "val", train.val_tasks).to_dict() if validate else None
+                    val = (evaluate(experiment, state.meta_params, "val", train.val_tasks).to_dict() if validate
+                           else None)
                     loss = sum(m.meta_loss for m in window) / len(window)
                     score = sum(m.score for m in window) / len(window)
                     state.history.append(progress.log_interval(step, start_step, loss, score, val))
