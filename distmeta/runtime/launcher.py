@@ -25,7 +25,6 @@ from ray.actor import ActorHandle
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from distmeta.algorithms import Params
 from distmeta.config import Config, to_dict
 from distmeta.errors import ConfigError
 from distmeta.evaluation import EvalResult
@@ -40,7 +39,7 @@ from distmeta.runtime.worker import train_worker
 from distmeta.runtime.worker_errors import error_box, raise_sent_error
 from distmeta.training.checkpoint import check_resumable, load_checkpoint, newest_readable_checkpoint
 from distmeta.training.progress import summary_table
-from distmeta.training.trainer import run_summary, summary_rows
+from distmeta.training.trainer import TrainResult, run_summary, summary_rows
 
 
 @dataclass(frozen=True)
@@ -58,15 +57,6 @@ class ClusterRequest:
     scale_timeout_s: float = 900.0
     """How long to wait for an autoscaler to add the nodes the workers need (cloud GPU
     nodes take minutes to boot and pull their image)."""
-
-
-@dataclass
-class DistributedResult:
-    run_dir: Path
-    meta_params: Params
-    steps: int
-    test: EvalResult | None
-    summary: dict
 
 
 def check_request(config: Config, request: ClusterRequest) -> None:
@@ -120,7 +110,7 @@ def check_resources(request: ClusterRequest, capacity: ClusterCapacity, field: s
 
 
 def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
-                      final_eval: bool = True) -> DistributedResult:
+                      final_eval: bool = True) -> TrainResult:
     """Meta-train on Ray with `request.workers` workers; resumes `<storage>/<name>` if it has a checkpoint."""
     check_request(config, request)
     driver_experiment(config)  # every split's data is checked here, on the driver's CPU
@@ -157,7 +147,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
     summary = _summary(config, request, run_dir, payload, payload["step"] - start_step, wall, test)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_fn(summary_table(summary_rows(summary)))
-    return DistributedResult(run_dir, params, payload["step"], test, summary)
+    return TrainResult(run_dir, params, payload["step"], test, summary)
 
 
 def check_device(config: Config, request: ClusterRequest) -> None:

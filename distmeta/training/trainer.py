@@ -134,6 +134,8 @@ def default_run_dir(config: Config) -> str:
 
 @dataclass
 class TrainResult:
+    """What a run ended with, in one process (`train`) or on Ray (`runtime.launcher.train_distributed`)."""
+
     run_dir: Path
     meta_params: Params
     steps: int
