@@ -10,6 +10,12 @@ A worker computes on the device `distmeta.devices.worker_device` gives it (its
 GPU, or the CPU), starts from rank 0's meta-parameters (broadcast), and at the
 end takes its share of the meta-test, which rank 0 gathers and writes down: the
 driver never computes on a device.
+
+A user error (`DistmetaError`: bad data on one node, a storage that refuses a write,
+a NaN) is not a crash for Ray Train to retry: the ranks agree on it before their next
+collective (`runtime.agreement`), then each sends it to the driver's error box
+(`runtime.worker_errors`) and ends cleanly; a storage failure is turned into a
+`StorageError` naming the run folder (`storage_writes`).
 """
 
 from __future__ import annotations
@@ -184,7 +190,8 @@ def train_worker(loop_config: dict) -> None:
         failure.agree()  # what rank 0 did after the last checkpoint
         if loop_config.get("final_eval"):
             test = final_meta_test(experiment, state, rank, world_size)
-            if test is not None:
-                (run_dir / META_TEST_FILE).write_text(json.dumps(test.to_dict(), indent=2))
+            if test is not None:  # after the last collective: no rank waits for this one
+                with storage_writes(run_dir, META_TEST_FILE):
+                    (run_dir / META_TEST_FILE).write_text(json.dumps(test.to_dict(), indent=2))
     except DistmetaError as error:
         send_error(loop_config["errors"], error)
