@@ -40,7 +40,8 @@ class NoClock:
 
 
 def rank_meta_step(experiment: Experiment, state: TrainState, rank: int, world_size: int,
-                   clock: StepClock | None = None, failure: RankFailure | None = None) -> tuple[StepMetrics, TaskBatch]:
+                   clock: StepClock | None = None,
+                   failure: RankFailure | None = None) -> tuple[StepMetrics, TaskBatch]:
     """Sample this rank's tasks, sum their meta-gradients, all-reduce, apply the update.
 
     Phases, in order: `sampling`, `meta_gradient`, `sync_wait`, `all_reduce`, `optimizer`.
