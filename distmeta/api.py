@@ -11,23 +11,30 @@ head trained for N ways starts every class from the mean of the trained class ro
 that adaptation alone tells them apart.
 
 Whatever device the learner computes on, what it returns (outputs, values) is on
-the CPU.
+the CPU. Inputs are checked first (`distmeta.inputs`): a wrong shape, length, dtype or
+label count raises an `InputError` naming the argument. An image learner also takes
+drawings (file paths, PIL images, arrays of any size) and preprocesses them as the
+training data was (`Learner.preprocess`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from distmeta.algorithms import MetaAlgorithm, Params, build_algorithm
 from distmeta.config import Config
 from distmeta.devices import resolve_device, usable_device
-from distmeta.errors import DistmetaError
+from distmeta.errors import InputError
 from distmeta.experiment import Experiment, build_experiment
+from distmeta.inputs import class_labels, inner_steps, model_inputs, regression_targets
 from distmeta.models import build_model
+from distmeta.tasks.drawings import drawing_pixels, open_drawing, to_model_input
 from distmeta.training.checkpoint import checkpoint_config, load_checkpoint
 
 
@@ -35,6 +42,7 @@ from distmeta.training.checkpoint import checkpoint_config, load_checkpoint
 class AdaptedModel:
     """A model adapted to one task; `predict` gives labels (classification) or values."""
 
+    learner: Learner
     algorithm: MetaAlgorithm
     meta_params: Params
     adapted: Params
@@ -42,13 +50,12 @@ class AdaptedModel:
     """The support set's labels, sorted; output i is classes[i]. None for regression."""
 
     @torch.no_grad()
-    def outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw outputs, on the CPU: logits over the task's classes, or regression values."""
-        device = next(iter(self.meta_params.values())).device
-        x = torch.as_tensor(x, dtype=torch.float32, device=device)
-        return self.algorithm.predict(self.meta_params, self.adapted, x).cpu()
+    def outputs(self, x) -> torch.Tensor:
+        """Raw outputs, on the CPU: logits over the task's classes, or regression values.
+        `x`: as `Learner.adapt`'s `support_x`."""
+        return self.algorithm.predict(self.meta_params, self.adapted, self.learner.inputs(x, "x")).cpu()
 
-    def predict(self, x: torch.Tensor) -> Any:
+    def predict(self, x) -> Any:
         outputs = self.outputs(x)
         if self.classes is None:
             return outputs
@@ -67,18 +74,59 @@ class Learner:
         self.meta_params = meta_params
         self.step = step
 
+    @property
+    def takes_images(self) -> bool:
+        return self.config.model_name == "conv4"
+
+    @property
+    def example_shape(self) -> tuple[int, ...]:
+        """The shape of one input as the model takes it: (1, size, size) images, or (1,) values."""
+        if self.takes_images:
+            size = self.config.task.omniglot.image_size
+            return (1, size, size)
+        return (1,)
+
+    def preprocess(self, drawings) -> torch.Tensor:
+        """Drawings as the model takes them, preprocessed exactly as the training data was
+        (`distmeta.tasks.drawings`): a (N, 1, size, size) float tensor on the CPU.
+
+        `drawings`: one or a list of file paths, PIL images or arrays of any size (dark
+        strokes on a light ground, as Omniglot's PNGs: uint8, bool, or floats in [0, 1]).
+        """
+        if not self.takes_images:
+            raise InputError("drawings", "a learner of images", f"a {self.config.model_name} learner of values")
+        if isinstance(drawings, (str, Path, Image.Image)):
+            drawings = [drawings]
+        if not drawings:
+            raise InputError("drawings", "at least one drawing", "none")
+        size = self.config.task.omniglot.image_size
+        pixels = np.stack([drawing_pixels(open_drawing(drawing, f"drawings[{i}]"), size)
+                           for i, drawing in enumerate(drawings)])
+        return to_model_input(pixels)
+
+    def inputs(self, x, argument: str) -> torch.Tensor:
+        """`x` checked and on the learner's device: a (N, *example_shape) batch, or (image
+        learners) drawings to preprocess: a path or PIL image, or a list of drawings."""
+        if self.takes_images and (isinstance(x, (str, Path, Image.Image)) or
+                                  (isinstance(x, (list, tuple)) and x and not _numbers(x[0]))):
+            x = self.preprocess(x)
+        return model_inputs(x, argument, self.example_shape, self.device)
+
     def adapt(self, support_x, support_y, steps: int | None = None) -> AdaptedModel:
-        """Adapt to a task from its support set; `steps` defaults to algorithm.test_inner_steps."""
-        steps = self.algorithm.test_inner_steps if steps is None else steps
-        x = torch.as_tensor(support_x, dtype=torch.float32, device=self.device)
+        """Adapt to a task from its support set; `steps` defaults to algorithm.test_inner_steps.
+
+        `support_x`: a (N, *example_shape) batch; an image learner also takes drawings
+        (see `preprocess`). `support_y`: N labels (any values), or N regression targets."""
+        steps = self.algorithm.test_inner_steps if steps is None else inner_steps(steps)
+        x = self.inputs(support_x, "support_x")
         if not self.config.is_classification:
-            y = torch.as_tensor(support_y, dtype=torch.float32, device=self.device).reshape(len(x), -1)
+            y = regression_targets(support_y, "support_y", len(x), self.experiment.output_size, self.device)
             adapted = self._adapt(self.algorithm, self.meta_params, x, y, steps)
-            return AdaptedModel(self.algorithm, self.meta_params, adapted, None)
-        classes, y = _encode_labels(support_y)
+            return AdaptedModel(self, self.algorithm, self.meta_params, adapted, None)
+        classes, y = class_labels(support_y, "support_y", len(x))
         algorithm, params = self._for_ways(len(classes))
         adapted = self._adapt(algorithm, params, x, y.to(self.device), steps)
-        return AdaptedModel(algorithm, params, adapted, classes)
+        return AdaptedModel(self, algorithm, params, adapted, classes)
 
     def _adapt(self, algorithm, params: Params, x, y, steps: int) -> Params:
         adapted = algorithm.adapt(params, x, y, steps, differentiable=False)
@@ -93,13 +141,13 @@ class Learner:
         return algorithm, self.algorithm.meta_parameters_for_ways(self.meta_params, ways)
 
 
-def _encode_labels(labels: Sequence) -> tuple[list, torch.Tensor]:
-    values = labels.tolist() if isinstance(labels, torch.Tensor) else list(labels)
-    classes = sorted(set(values), key=lambda v: (str(type(v)), v))
-    if len(classes) < 2:
-        raise DistmetaError(f"support_y: a classification task needs at least 2 classes, got {classes}")
-    index = {label: i for i, label in enumerate(classes)}
-    return classes, torch.tensor([index[v] for v in values], dtype=torch.long)
+def _numbers(item) -> bool:
+    """Whether `item` (the first of a list) is a number or a row of numbers, not a drawing."""
+    if isinstance(item, (int, float)):
+        return True
+    if isinstance(item, (list, tuple)):
+        return bool(item) and _numbers(item[0])
+    return False
 
 
 def load(checkpoint: str | Path, device: str | None = None):

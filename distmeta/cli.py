@@ -103,6 +103,8 @@ def add_job_commands(commands) -> None:
     """`distmeta submit train|tune ...` and `distmeta jobs list|status|logs|stop`."""
     address_help = (f"the cluster's job server (its dashboard), e.g. http://HEAD:8265 "
                     f"(default: $RAY_API_SERVER_ADDRESS, else {DEFAULT_ADDRESS})")
+    token_help = ("a file holding the cluster's Ray token (`ray get-auth-token` on its head) "
+                  "(default: $RAY_AUTH_TOKEN, else the file $RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token)")
     submit = commands.add_parser("submit", help="send a train or tune command to a Ray cluster as a job",
                                  description="Validate the config here, then run `distmeta train` or `distmeta tune` "
                                              "on a cluster as a Ray job, with the working directory and this "
@@ -113,6 +115,7 @@ def add_job_commands(commands) -> None:
         add_options(parser)
         parser.set_defaults(storage=None)  # on a cluster: an absolute path, DEFAULT_CLUSTER_STORAGE unless given
         parser.add_argument("--address", default=None, help=address_help)
+        parser.add_argument("--token-file", default=None, help=token_help)
         parser.add_argument("--working-dir", help="folder sent with the job as its current directory; the config "
                                                   "(and space) must be inside it (default: the current folder)")
         parser.add_argument("--pip", dest="pip_packages", action="append", default=[], metavar="REQUIREMENT",
@@ -132,6 +135,7 @@ def add_job_commands(commands) -> None:
         parser.add_argument("job_id", metavar="ID")
     for parser in (listing, status, logs, stop):
         parser.add_argument("--address", default=None, help=address_help)
+        parser.add_argument("--token-file", default=None, help=token_help)
 
 
 def add_bench_command(commands) -> None:

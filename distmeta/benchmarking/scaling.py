@@ -36,6 +36,7 @@ from distmeta.benchmarking.timing import timed_steps
 from distmeta.config import Config, from_dict, replace, to_dict
 from distmeta.errors import ConfigError, DistmetaError
 from distmeta.runtime.cuda_probe import check_workers_torch
+from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import gathered
 from distmeta.runtime.autoscaling import read_capacity, workers_provided
 from distmeta.runtime.capacity import ClusterCapacity, workers_at_most, workers_now
@@ -44,6 +45,7 @@ from distmeta.runtime.launcher import (ClusterRequest, check_on_driver, check_re
                                        worker_shape)
 from distmeta.runtime.optimizer_worker import bench_worker as optimizer_bench_worker
 from distmeta.runtime.worker import describe_workers, enter_command_dir, worker_experiment
+from distmeta.runtime.worker_errors import error_box, raise_sent_error, send_error
 from distmeta.training.trainer import initial_state
 
 SCALINGS = ("weak", "strong")
@@ -210,7 +212,7 @@ def default_worker_counts(one_worker: ClusterRequest, capacity: ClusterCapacity)
 
 @ray.remote(num_cpus=0)
 class ResultBox:
-    """Where rank 0 leaves its times (or a worker its user error) for the driver.
+    """Where rank 0 leaves its times for the driver (a user error goes to the error box).
 
     An actor rather than a file, so that it works when rank 0 runs on another node
     without storage shared with the driver; it holds no CPU the workers need.
@@ -220,8 +222,7 @@ class ResultBox:
         self.value: dict | None = None
 
     def put(self, value: dict) -> None:
-        if self.value is None or "error" not in self.value:  # the first error is the one to report
-            self.value = value
+        self.value = value
 
     def get(self) -> dict | None:
         return self.value
@@ -272,25 +273,25 @@ def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, stor
     check_workers_torch(cluster, config.train.device)
     box = ResultBox.remote()
     try:
-        trainer = TorchTrainer(
-            worker or bench_worker,
-            train_loop_config={"config": to_dict(config), "threads_per_worker": cluster.cpus_per_worker,
-                               "command_dir": os.getcwd(), "gpus_per_worker": cluster.gpus_per_worker,
-                               "warmup": request.warmup, "steps": request.steps, "box": box},
-            scaling_config=scaling_config(cluster),
-            torch_config=torch_config(config),
-            # a failed bench is reported, not retried: a retry would mix two runs' times
-            run_config=RunConfig(name=f"bench-{cluster.workers}-workers-{time.strftime('%H%M%S')}",
-                                 storage_path=str(storage), failure_config=FailureConfig(max_failures=0)),
-        )
-        trainer.fit()
+        with error_box() as errors:
+            trainer = TorchTrainer(
+                worker or bench_worker,
+                train_loop_config={"config": to_dict(config), "threads_per_worker": cluster.cpus_per_worker,
+                                   "command_dir": os.getcwd(), "gpus_per_worker": cluster.gpus_per_worker,
+                                   "warmup": request.warmup, "steps": request.steps, "box": box, "errors": errors},
+                scaling_config=scaling_config(cluster),
+                torch_config=torch_config(config),
+                # a failed bench is reported, not retried: a retry would mix two runs' times
+                run_config=RunConfig(name=f"bench-{cluster.workers}-workers-{time.strftime('%H%M%S')}",
+                                     storage_path=str(storage), failure_config=FailureConfig(max_failures=0)),
+            )
+            trainer.fit()
+            raise_sent_error(errors)  # e.g. a NaN loss, as the workers raised it
         outcome = ray.get(box.get.remote())
     finally:
         ray.kill(box)
     if outcome is None:
         raise DistmetaError(f"the {cluster.workers}-worker bench ended without sending its times")
-    if "error" in outcome:
-        raise DistmetaError(f"{outcome['error']['type']}: {outcome['error']['message']}")
     return CountRun(cluster.workers, config.train.meta_batch_size, outcome["ranks"], outcome["devices"])
 
 
@@ -301,12 +302,16 @@ def bench_worker(loop_config: dict) -> None:
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     box = loop_config["box"]
+    failure = RankFailure(rank)
     try:
-        config = from_dict(loop_config["config"])
-        experiment = worker_experiment(config, loop_config.get("gpus_per_worker", 0))
+        with failure.catching():  # this rank's data and device
+            config = from_dict(loop_config["config"])
+            experiment = worker_experiment(config, loop_config.get("gpus_per_worker", 0))
+        failure.agree()
         state = initial_state(experiment)
         workers = describe_workers(experiment, rank)
-        times = timed_steps(experiment, state, rank, world_size, loop_config["warmup"], loop_config["steps"])
+        times = timed_steps(experiment, state, rank, world_size, loop_config["warmup"], loop_config["steps"],
+                            failure)
         mine = {"times": [t.to_dict() for t in times], "device_name": device_name(experiment.device),
                 "threads": torch.get_num_threads()}
         everyone = gathered(mine)
@@ -314,9 +319,8 @@ def bench_worker(loop_config: dict) -> None:
             devices = [{**worker, "device_name": ranked["device_name"], "threads": ranked["threads"]}
                        for worker, ranked in zip(workers, everyone)]
             ray.get(box.put.remote({"ranks": [ranked["times"] for ranked in everyone], "devices": devices}))
-    except DistmetaError as error:
-        # a user error (e.g. a NaN loss, every rank at once) is not a crash: the driver says it
-        ray.get(box.put.remote({"error": {"type": type(error).__name__, "message": str(error)}}))
+    except DistmetaError as error:  # every rank at once (see runtime.agreement): not a crash
+        send_error(loop_config["errors"], error)
 
 
 def device_name(device: torch.device) -> str:

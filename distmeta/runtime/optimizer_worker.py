@@ -24,9 +24,11 @@ from distmeta.errors import DistmetaError
 from distmeta.learned_optimizer_runs.training import (UNIT, OptimizerRun, RunState, build_run, checkpoint_payload,
                                                       final_meta_test, initial_state, rank_meta_step, train_loop,
                                                       unrolls_line)
+from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import barrier, broadcast_parameters, from_rank_zero, gathered, share_of_meta_batch
-from distmeta.runtime.storage import ERROR_FILE, META_TEST_FILE, WORKERS_FILE
+from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker import enter_command_dir, restored_checkpoint
+from distmeta.runtime.worker_errors import send_error
 from distmeta.training.checkpoint import save_checkpoint
 from distmeta.training.progress import ProgressLog
 
@@ -63,10 +65,14 @@ def train_worker(loop_config: dict) -> None:
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     run_dir = Path(loop_config["run_dir"])
+    failure = RankFailure(rank)
     try:
-        config = from_dict(loop_config["config"])
-        run = build_run(config)
-        payload = from_rank_zero(restored_checkpoint(run_dir) if rank == 0 else None)
+        with failure.catching():  # this rank's settings, and rank 0's checkpoint
+            config = from_dict(loop_config["config"])
+            run = build_run(config)
+            restored = restored_checkpoint(run_dir) if rank == 0 else None
+        failure.agree()
+        payload = from_rank_zero(restored)
         indices = share_of_meta_batch(config.train.meta_batch_size, rank, world_size)
         state = initial_state(run, indices, payload)
         broadcast_parameters(state.meta_params)
@@ -84,10 +90,8 @@ def train_worker(loop_config: dict) -> None:
         if loop_config.get("final_eval") and rank == 0:
             test = final_meta_test(run, state.meta_params, range(config.algorithm.learned_optimizer.eval_tasks))
             (run_dir / META_TEST_FILE).write_text(json.dumps(test.to_dict(), indent=2))
-    except DistmetaError as error:
-        # a user error is not a crash (Ray Train would retry it): written down for the driver
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ERROR_FILE).write_text(json.dumps({"type": type(error).__name__, "message": str(error)}))
+    except DistmetaError as error:  # every rank at once: a non-finite meta-gradient is all-reduced first
+        send_error(loop_config["errors"], error)
 
 
 def bench_worker(loop_config: dict) -> None:
@@ -98,9 +102,12 @@ def bench_worker(loop_config: dict) -> None:
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     box = loop_config["box"]
+    failure = RankFailure(rank)
     try:
-        config = from_dict(loop_config["config"])
-        run = build_run(config)
+        with failure.catching():
+            config = from_dict(loop_config["config"])
+            run = build_run(config)
+        failure.agree()
         state = initial_state(run, share_of_meta_batch(config.train.meta_batch_size, rank, world_size))
         workers = describe_worker(rank)
         for _ in range(loop_config["warmup"]):
@@ -113,7 +120,7 @@ def bench_worker(loop_config: dict) -> None:
                        for worker, ranked in zip(workers, everyone)]
             ray.get(box.put.remote({"ranks": [ranked["times"] for ranked in everyone], "devices": devices}))
     except DistmetaError as error:
-        ray.get(box.put.remote({"error": {"type": type(error).__name__, "message": str(error)}}))
+        send_error(loop_config["errors"], error)
 
 
 def timed_step(run: OptimizerRun, state: RunState, rank: int, world_size: int) -> dict[str, float]:

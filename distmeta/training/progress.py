@@ -11,6 +11,8 @@ from pathlib import Path
 
 from tensorboardX import SummaryWriter
 
+from distmeta.errors import StorageError
+
 
 def format_duration(seconds: float) -> str:
     return str(timedelta(seconds=int(round(seconds))))
@@ -39,6 +41,12 @@ class ProgressLog:
         self.tasks += tasks
 
     def record(self, record: dict) -> None:
+        try:
+            self._write(record)
+        except OSError as error:  # storage full, read-only or gone: stop, naming it
+            raise StorageError(self.path, f"the run's metrics could not be written ({error})") from None
+
+    def _write(self, record: dict) -> None:
         with self.path.open("a") as file:
             file.write(json.dumps(record) + "\n")
         if "step" not in record:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -26,8 +27,11 @@ from distmeta.evaluation import EvalResult, evaluate
 from distmeta.execution import BatchGradient, batch_meta_gradient
 from distmeta.experiment import Experiment, build_experiment
 from distmeta.tasks import TaskBatch, sample_tasks
-from distmeta.training.checkpoint import check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint
+from distmeta.training.checkpoint import check_resumable, newest_readable_checkpoint, save_checkpoint
 from distmeta.training.progress import ProgressLog, format_duration, summary_table
+
+if TYPE_CHECKING:  # a distributed worker's; the loop itself needs no collective
+    from distmeta.runtime.agreement import RankFailure
 
 
 @dataclass
@@ -131,6 +135,8 @@ def default_run_dir(config: Config) -> str:
 
 @dataclass
 class TrainResult:
+    """What a run ended with, in one process (`train`) or on Ray (`runtime.launcher.train_distributed`)."""
+
     run_dir: Path
     meta_params: Params
     steps: int
@@ -168,24 +174,26 @@ def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResul
 
 
 def _checkpoint_to_resume(run_dir: Path, config: Config, print_fn) -> dict | None:
-    path = latest_checkpoint(run_dir)
-    if path is None:
+    checkpoint = newest_readable_checkpoint(run_dir)
+    if checkpoint is None:
         return None
-    checkpoint = load_checkpoint(path)
     check_resumable(checkpoint, config)
-    print_fn(f"resuming from {path} (step {checkpoint['step']} of {config.train.steps}); "
+    print_fn(f"resuming from {checkpoint['path']} (step {checkpoint['step']} of {config.train.steps}); "
              f"steps after it were not saved and run again")
     return checkpoint
 
 
 def train_loop(experiment: Experiment, state: TrainState, progress: ProgressLog | None,
                step_fn: Callable[[Experiment, TrainState], StepMetrics] = meta_step,
-               checkpoint_fn: Callable[[TrainState], None] | None = None) -> None:
+               checkpoint_fn: Callable[[TrainState], None] | None = None,
+               leader_failure: RankFailure | None = None) -> None:
     """Meta-steps until `train.steps`, with logs, validation and checkpoints at their intervals.
 
     A Ray worker runs this too, with its own `step_fn` (its share of the tasks and
     an all-reduce) and `checkpoint_fn` (called on every rank, as Ray's report must
-    be); only the leader, the one given `progress`, validates and logs.
+    be); only the leader, the one given `progress`, validates and logs. A user error
+    in that work is kept in `leader_failure` when given, for the ranks to agree on at
+    their next collective (see `runtime.agreement`), rather than raised at once.
     """
     train = experiment.config.train
     start_step = state.step
@@ -193,17 +201,20 @@ def train_loop(experiment: Experiment, state: TrainState, progress: ProgressLog 
     while state.step < train.steps:
         window.append(step_fn(experiment, state))
         step, last = state.step, state.step == train.steps
-        if progress is not None:
-            progress.count_tasks(window[-1].tasks)
-            validate = (train.val_every and step % train.val_every == 0) or last
-            if validate or step % train.log_every == 0:
-                val = evaluate(experiment, state.meta_params, "val", train.val_tasks).to_dict() if validate else None
-                # task-conditioned algorithms: the spread of what they generate, so that collapse shows
-                extra = validation_conditioning(experiment, state.meta_params, train.val_tasks) if validate else {}
-                loss = sum(m.meta_loss for m in window) / len(window)
-                score = sum(m.score for m in window) / len(window)
-                state.history.append(progress.log_interval(step, start_step, loss, score, val, extra))
-                window = []
+        leader_work = leader_failure.catching() if leader_failure is not None else nullcontext()
+        with leader_work:
+            if progress is not None:
+                progress.count_tasks(window[-1].tasks)
+                validate = (train.val_every and step % train.val_every == 0) or last
+                if validate or step % train.log_every == 0:
+                    val = (evaluate(experiment, state.meta_params, "val", train.val_tasks).to_dict() if validate
+                           else None)
+                    # task-conditioned algorithms: the spread of what they generate, so that collapse shows
+                    extra = validation_conditioning(experiment, state.meta_params, train.val_tasks) if validate else {}
+                    loss = sum(m.meta_loss for m in window) / len(window)
+                    score = sum(m.score for m in window) / len(window)
+                    state.history.append(progress.log_interval(step, start_step, loss, score, val, extra))
+                    window = []
         if checkpoint_fn is not None and ((train.checkpoint_every and step % train.checkpoint_every == 0) or last):
             checkpoint_fn(state)
 
