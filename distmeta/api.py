@@ -11,24 +11,31 @@ head trained for N ways starts every class from the mean of the trained class ro
 that adaptation alone tells them apart.
 
 Whatever device the learner computes on, what it returns (outputs, values) is on
-the CPU.
+the CPU. Inputs are checked first (`distmeta.inputs`): a wrong shape, length, dtype or
+label count raises an `InputError` naming the argument. An image learner also takes
+drawings (file paths, PIL images, arrays of any size) and preprocesses them as the
+training data was (`Learner.preprocess`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from distmeta.algorithms import MetaAlgorithm, Params, build_algorithm
 from distmeta.config import Config, config_hash
 from distmeta.devices import resolve_device, usable_device
-from distmeta.errors import DistmetaError
+from distmeta.errors import DistmetaError, InputError
 from distmeta.experiment import Experiment, build_experiment
+from distmeta.inputs import class_labels, inner_steps, model_inputs, regression_targets
 from distmeta.knowledge import EmbeddingSpec, KnowledgeBase, SimilarTask, task_embedding
 from distmeta.models import build_model
+from distmeta.tasks.drawings import drawing_pixels, open_drawing, to_model_input
 from distmeta.training.checkpoint import checkpoint_config, load_checkpoint
 
 
@@ -36,6 +43,7 @@ from distmeta.training.checkpoint import checkpoint_config, load_checkpoint
 class AdaptedModel:
     """A model adapted to one task; `predict` gives labels (classification) or values."""
 
+    learner: Learner
     algorithm: MetaAlgorithm
     meta_params: Params
     adapted: Params
@@ -43,13 +51,12 @@ class AdaptedModel:
     """The support set's labels, sorted; output i is classes[i]. None for regression."""
 
     @torch.no_grad()
-    def outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw outputs, on the CPU: logits over the task's classes, or regression values."""
-        device = next(iter(self.meta_params.values())).device
-        x = torch.as_tensor(x, dtype=torch.float32, device=device)
-        return self.algorithm.predict(self.meta_params, self.adapted, x).cpu()
+    def outputs(self, x) -> torch.Tensor:
+        """Raw outputs, on the CPU: logits over the task's classes, or regression values.
+        `x`: as `Learner.adapt`'s `support_x`."""
+        return self.algorithm.predict(self.meta_params, self.adapted, self.learner.inputs(x, "x")).cpu()
 
-    def predict(self, x: torch.Tensor) -> Any:
+    def predict(self, x) -> Any:
         outputs = self.outputs(x)
         if self.classes is None:
             return outputs
@@ -74,34 +81,73 @@ class Learner:
         benchmarks/knowledge_base.py) or cosine; set before its first use."""
         self._knowledge: KnowledgeBase | None = None
 
+    @property
+    def takes_images(self) -> bool:
+        return self.config.model_name == "conv4"
+
+    @property
+    def example_shape(self) -> tuple[int, ...]:
+        """The shape of one input as the model takes it: (1, size, size) images, or (1,) values."""
+        if self.takes_images:
+            size = self.config.task.omniglot.image_size
+            return (1, size, size)
+        return (1,)
+
+    def preprocess(self, drawings) -> torch.Tensor:
+        """Drawings as the model takes them, preprocessed exactly as the training data was
+        (`distmeta.tasks.drawings`): a (N, 1, size, size) float tensor on the CPU.
+
+        `drawings`: one or a list of file paths, PIL images or arrays of any size (dark
+        strokes on a light ground, as Omniglot's PNGs: uint8, bool, or floats in [0, 1]).
+        """
+        if not self.takes_images:
+            raise InputError("drawings", "a learner of images", f"a {self.config.model_name} learner of values")
+        if isinstance(drawings, (str, Path, Image.Image)):
+            drawings = [drawings]
+        if not drawings:
+            raise InputError("drawings", "at least one drawing", "none")
+        size = self.config.task.omniglot.image_size
+        pixels = np.stack([drawing_pixels(open_drawing(drawing, f"drawings[{i}]"), size)
+                           for i, drawing in enumerate(drawings)])
+        return to_model_input(pixels)
+
+    def inputs(self, x, argument: str) -> torch.Tensor:
+        """`x` checked and on the learner's device: a (N, *example_shape) batch, or (image
+        learners) drawings to preprocess: a path or PIL image, or a list of drawings."""
+        if self.takes_images and (isinstance(x, (str, Path, Image.Image)) or
+                                  (isinstance(x, (list, tuple)) and x and not _numbers(x[0]))):
+            x = self.preprocess(x)
+        return model_inputs(x, argument, self.example_shape, self.device)
+
     def adapt(self, support_x, support_y, steps: int | None = None, warm_start: str | None = None,
               neighbours: int = 5) -> AdaptedModel:
         """Adapt to a task from its support set; `steps` defaults to algorithm.test_inner_steps.
 
+        `support_x`: a (N, *example_shape) batch; an image learner also takes drawings
+        (see `preprocess`). `support_y`: N labels (any values), or N regression targets.
         `warm_start="knowledge"` starts from the meta-parameters plus the similarity-weighted
         mean of what adaptation learned on the `neighbours` nearest tasks of the run's knowledge
-        base (`distmeta kb build`), rather than from the plain meta-parameters.
-        """
-        steps = self.algorithm.test_inner_steps if steps is None else steps
-        x = torch.as_tensor(support_x, dtype=torch.float32, device=self.device)
+        base (`distmeta kb build`), rather than from the plain meta-parameters."""
+        steps = self.algorithm.test_inner_steps if steps is None else inner_steps(steps)
+        x = self.inputs(support_x, "support_x")
         if not self.config.is_classification:
-            y = torch.as_tensor(support_y, dtype=torch.float32, device=self.device).reshape(len(x), -1)
+            y = regression_targets(support_y, "support_y", len(x), self.experiment.output_size, self.device)
             start = self._start(warm_start, self.algorithm, self.meta_params, x, y, neighbours)
             adapted = self._adapt(self.algorithm, start, x, y, steps)
-            return AdaptedModel(self.algorithm, start, adapted, None)
-        classes, y = _encode_labels(support_y)
+            return AdaptedModel(self, self.algorithm, start, adapted, None)
+        classes, y = class_labels(support_y, "support_y", len(x))
         algorithm, params = self._for_ways(len(classes))
         start = self._start(warm_start, algorithm, params, x, y.to(self.device), neighbours)
         adapted = self._adapt(algorithm, start, x, y.to(self.device), steps)
-        return AdaptedModel(algorithm, start, adapted, classes)
+        return AdaptedModel(self, algorithm, start, adapted, classes)
 
     def similar_tasks(self, support_x, support_y, k: int = 5) -> list[SimilarTask]:
         """The `k` stored tasks nearest this support set in the run's knowledge base, nearest first."""
-        x = torch.as_tensor(support_x, dtype=torch.float32, device=self.device)
+        x = self.inputs(support_x, "support_x")
         if self.config.is_classification:
-            y = _encode_labels(support_y)[1].to(self.device)
+            y = class_labels(support_y, "support_y", len(x))[1].to(self.device)
         else:
-            y = torch.as_tensor(support_y, dtype=torch.float32, device=self.device).reshape(len(x), -1)
+            y = regression_targets(support_y, "support_y", len(x), self.experiment.output_size, self.device)
         return self.knowledge.nearest(self._embedding(self.algorithm, self.meta_params, x, y), k)
 
     @property
@@ -124,7 +170,7 @@ class Learner:
         if warm_start is None:
             return params
         if warm_start != "knowledge":
-            raise DistmetaError(f"warm_start: must be None or 'knowledge', got {warm_start!r}")
+            raise InputError("warm_start", "None or 'knowledge'", repr(warm_start))
         delta = self.knowledge.warm_start_delta(self._embedding(algorithm, params, x, y), neighbours)
         for name, value in delta.items():
             if value.shape != params[name].shape:
@@ -145,23 +191,29 @@ class Learner:
         return algorithm, self.algorithm.meta_parameters_for_ways(self.meta_params, ways)
 
 
-def _encode_labels(labels: Sequence) -> tuple[list, torch.Tensor]:
-    values = labels.tolist() if isinstance(labels, torch.Tensor) else list(labels)
-    classes = sorted(set(values), key=lambda v: (str(type(v)), v))
-    if len(classes) < 2:
-        raise DistmetaError(f"support_y: a classification task needs at least 2 classes, got {classes}")
-    index = {label: i for i, label in enumerate(classes)}
-    return classes, torch.tensor([index[v] for v in values], dtype=torch.long)
+def _numbers(item) -> bool:
+    """Whether `item` (the first of a list) is a number or a row of numbers, not a drawing."""
+    if isinstance(item, (int, float)):
+        return True
+    if isinstance(item, (list, tuple)):
+        return bool(item) and _numbers(item[0])
+    return False
 
 
-def load(checkpoint: str | Path, device: str | None = None) -> Learner:
-    """A Learner from a checkpoint file or a run directory (its latest checkpoint).
+def load(checkpoint: str | Path, device: str | None = None):
+    """A Learner from a checkpoint file or a run directory (its latest checkpoint); for a
+    learned-optimiser run, a `TrainedOptimizer` (`.optimizer(model.parameters())`).
 
     `device`: cpu, cuda or auto; None: the checkpoint's `train.device` where this machine
-    has it, else the CPU (a GPU-trained checkpoint runs on a laptop as it is).
+    has it, else the CPU (a GPU-trained checkpoint runs on a laptop as it is). A learned
+    optimiser follows the parameters it is given to their device instead.
     """
     payload = load_checkpoint(checkpoint)
     config = checkpoint_config(payload)
+    if config.learns_update_rule:
+        from distmeta.learned_optimizer_runs.trained import TrainedOptimizer
+
+        return TrainedOptimizer(config, payload["meta_parameters"], payload["step"])
     chosen = resolve_device(device, field="device") if device else usable_device(config.train.device)[0]
     experiment = build_experiment(config, chosen, check_data=False)
     params = {name: value.to(experiment.device) for name, value in payload["meta_parameters"].items()}

@@ -40,15 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="meta-test a checkpoint: mean and 95%% interval over many tasks")
     evaluate.add_argument("checkpoint", help="checkpoint file or run directory (its latest checkpoint)")
-    evaluate.add_argument("--tasks", type=int, help="number of tasks (default eval.tasks, 600)")
-    evaluate.add_argument("--inner-steps", type=int, help="adaptation steps (default algorithm.test_inner_steps)")
+    evaluate.add_argument("--tasks", type=int, help="number of tasks (default eval.tasks, 600; a learned optimiser: "
+                                                    "algorithm.learned_optimizer.eval_tasks, 5)")
+    evaluate.add_argument("--inner-steps", type=int, help="adaptation steps (default algorithm.test_inner_steps; a "
+                                                          "learned optimiser: optimisee steps, default "
+                                                          "algorithm.learned_optimizer.eval_steps)")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="change a task setting for evaluation, e.g. --set task.shots=5")
     evaluate.add_argument("--device", choices=["auto", "cpu", "cuda"],
                           help="where to evaluate (default: the checkpoint's train.device where this machine "
                                "has it, else cpu: a GPU-trained checkpoint runs on a CPU machine as it is)")
-    evaluate.add_argument("--json", type=Path, help="also write the result to this JSON file")
+    evaluate.add_argument("--json", type=Path, help="also write the result to this JSON file (a learned optimiser: "
+                                                    "default <run>/eval_<task>.json)")
+    evaluate.add_argument("--plot", type=Path, help="a learned optimiser's loss-curve PNG (default: the JSON "
+                                                    "file's name, .png)")
     return parser
 
 
@@ -99,6 +105,8 @@ def add_job_commands(commands) -> None:
     """`distmeta submit train|tune ...` and `distmeta jobs list|status|logs|stop`."""
     address_help = (f"the cluster's job server (its dashboard), e.g. http://HEAD:8265 "
                     f"(default: $RAY_API_SERVER_ADDRESS, else {DEFAULT_ADDRESS})")
+    token_help = ("a file holding the cluster's Ray token (`ray get-auth-token` on its head) "
+                  "(default: $RAY_AUTH_TOKEN, else the file $RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token)")
     submit = commands.add_parser("submit", help="send a train or tune command to a Ray cluster as a job",
                                  description="Validate the config here, then run `distmeta train` or `distmeta tune` "
                                              "on a cluster as a Ray job, with the working directory and this "
@@ -109,6 +117,7 @@ def add_job_commands(commands) -> None:
         add_options(parser)
         parser.set_defaults(storage=None)  # on a cluster: an absolute path, DEFAULT_CLUSTER_STORAGE unless given
         parser.add_argument("--address", default=None, help=address_help)
+        parser.add_argument("--token-file", default=None, help=token_help)
         parser.add_argument("--working-dir", help="folder sent with the job as its current directory; the config "
                                                   "(and space) must be inside it (default: the current folder)")
         parser.add_argument("--pip", dest="pip_packages", action="append", default=[], metavar="REQUIREMENT",
@@ -128,6 +137,7 @@ def add_job_commands(commands) -> None:
         parser.add_argument("job_id", metavar="ID")
     for parser in (listing, status, logs, stop):
         parser.add_argument("--address", default=None, help=address_help)
+        parser.add_argument("--token-file", default=None, help=token_help)
 
 
 def add_bench_command(commands) -> None:
@@ -326,6 +336,8 @@ def run_eval(args) -> int:
         apply_override(raw, override)
     config = from_dict(raw)
     validate(config)
+    if config.learns_update_rule:
+        return run_optimizer_eval(args, payload, config)
     if args.device:
         device, why = resolve_device(args.device, field="--device"), f"--device {args.device}"
     else:
@@ -339,6 +351,18 @@ def run_eval(args) -> int:
     print(result)
     if args.json:
         args.json.write_text(json.dumps({**result.to_dict(), "checkpoint": payload["path"]}, indent=2))
+    return 0
+
+
+def run_optimizer_eval(args, payload: dict, config) -> int:
+    """`distmeta eval` of a learned optimiser: against tuned baselines (`--inner-steps`: optimisee steps)."""
+    from distmeta.errors import ConfigError
+    from distmeta.learned_optimizer_runs.comparison import evaluate_run
+
+    if args.split != "test":
+        raise ConfigError("--split", "a learned optimiser is compared on held-out (test) optimisee tasks only")
+    evaluate_run(payload, config, args.tasks, args.inner_steps, args.json, args.plot,
+                 command="distmeta " + " ".join(sys.argv[1:]))
     return 0
 
 

@@ -21,7 +21,11 @@ import yaml
 
 from distmeta.errors import ConfigError
 
-TASKS = ("sinusoid", "omniglot")
+TASKS = ("sinusoid", "multimodal", "omniglot", "quadratic", "digits")
+OPTIMISEE_TASKS = ("quadratic", "digits")
+"""Task families whose tasks are optimisees: what a learned optimiser (`algorithm.name:
+learned_optimizer`) is meta-trained on, and the only tasks it runs on."""
+LEARNED_OPTIMIZER = "learned_optimizer"
 MODELS = ("auto", "mlp", "conv4")
 VECTORIZE = ("auto", "vmap", "loop")
 META_OPTIMIZERS = ("adam", "sgd")
@@ -51,9 +55,31 @@ class OmniglotConfig:
 
 
 @dataclass(frozen=True)
+class QuadraticConfig:
+    """10-d quadratics ||W theta - y||^2 (Andrychowicz et al.'s first experiment)."""
+
+    dimensions: int = 10
+    functions: int = 128
+    """Functions per task, whose mean loss is the task's loss."""
+    init_std: float = 0.01
+    """Standard deviation of the starting theta."""
+    entries: str = "normal"
+    """normal: W, y ~ N(0, 1); uniform: W, y ~ U[0, 1] (learning-to-learn's own problem)."""
+
+
+@dataclass(frozen=True)
+class DigitsConfig:
+    """A 64-hidden-10 sigmoid MLP on scikit-learn's bundled 8x8 digits, in minibatches."""
+
+    hidden: int = 20
+    batch_size: int = 128
+
+
+@dataclass(frozen=True)
 class TaskConfig:
     name: str = "sinusoid"
-    """Task family: sinusoid (regression, built in) or omniglot (N-way K-shot)."""
+    """Task family: sinusoid or multimodal (regression, built in), omniglot (N-way K-shot), or an
+    optimisee family for a learned optimiser: quadratic or digits."""
     ways: int = 5
     """Classes per task (classification only)."""
     shots: int = 10
@@ -61,6 +87,13 @@ class TaskConfig:
     query_shots: int = 10
     """Query examples per class; for regression, query points per task."""
     omniglot: OmniglotConfig = field(default_factory=OmniglotConfig)
+    quadratic: QuadraticConfig = field(default_factory=QuadraticConfig)
+    digits: DigitsConfig = field(default_factory=DigitsConfig)
+    modes: tuple[str, ...] = ("sinusoid", "linear", "quadratic", "tanh", "abs")
+    """multimodal only: the function families tasks are drawn from, uniformly (sinusoid,
+    linear, quadratic, tanh, abs; the MMAML paper's 2 modes are the first two, 3 the first three)."""
+    noise_std: float = 0.3
+    """multimodal only: std of the Gaussian noise on every output (0.3 in the MMAML paper)."""
 
 
 @dataclass(frozen=True)
@@ -74,10 +107,48 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class LearnedOptimizerConfig:
+    """How a learned optimiser (`algorithm.name: learned_optimizer`) is meta-trained and compared.
+
+    Each of `train.meta_batch_size` persistent unrolls (an optimisee task trained by the
+    rule) moves on by one truncation per meta-step and gives one estimate of the
+    meta-gradient; `train.steps` meta-steps, at `train.meta_lr`.
+    """
+
+    rule: str = "lstm"
+    """lstm (Andrychowicz et al.'s coordinate-wise LSTM) or mlp (learned_optimization's per-parameter MLP)."""
+    estimator: str = "truncated_backprop"
+    """truncated_backprop, es (antithetic ES) or pes (persistent ES)."""
+    unroll_length: int = 100
+    """Optimisee steps in a whole unroll, after which its task is replaced by a fresh one."""
+    truncation_length: int = 20
+    """Optimisee steps per meta-step: the steps each meta-gradient estimate covers."""
+    meta_loss: str = "mean"
+    """mean: the mean optimisee loss over the truncation; final: its last loss."""
+    log_loss: bool = False
+    """Meta-train on log(optimisee loss), so that late, small losses count as much as early ones."""
+    pairs: int = 8
+    """Antithetic pairs of es / pes per unroll."""
+    sigma: float = 0.01
+    """Standard deviation of the es / pes perturbations of the meta-parameters."""
+    gradient_clip: float = 1.0
+    """Global-norm clip of the meta-gradient (0: off)."""
+    loss_clip: float = 1000.0
+    """The optimisee loss the estimators see is clipped here (NaN counts as the clip)."""
+    eval_tasks: int = 5
+    """Held-out optimisee tasks `distmeta eval` trains with every optimiser (and validation with the rule)."""
+    eval_steps: int = 0
+    """Optimisee steps `distmeta eval` runs (0: 10 x unroll_length, a horizon meta-training never saw)."""
+    tuning_tasks: int = 5
+    """Meta-train tasks on which each hand-designed baseline's learning rate is picked from the grid."""
+
+
+@dataclass(frozen=True)
 class AlgorithmConfig:
     name: str = "maml"
-    """maml, fomaml, reptile, anil, metasgd or protonet: a name in the algorithm registry
-    (`distmeta.algorithms.ALGORITHMS`), which also checks the fields below for that algorithm."""
+    """maml, fomaml, reptile, anil, metasgd, protonet, mmaml, alfa or protomaml: a name in the
+    algorithm registry (`distmeta.algorithms.ALGORITHMS`), which also checks the fields below for
+    that algorithm; or learned_optimizer, which meta-trains an update rule on an optimisee task family."""
     inner_lr: float = 0.01
     """Inner-loop (adaptation) learning rate; Meta-SGD's initial per-parameter rate."""
     inner_steps: int = 1
@@ -85,11 +156,14 @@ class AlgorithmConfig:
     test_inner_steps: int = 10
     """Inner-loop steps at validation and meta-test time."""
     first_order: bool = False
-    """Drop second-order terms of the meta-gradient (maml, anil, metasgd); fomaml implies it."""
+    """Drop second-order terms of the meta-gradient (maml, anil, metasgd, mmaml, alfa, protomaml);
+    fomaml implies it."""
     inner_batch_size: int = 0
     """Reptile while meta-training: each inner step on its own minibatch of this many support
     examples, as in Nichol et al.; 0: every step on the whole support set. Adaptation at
     validation and test always uses the whole support set."""
+    learned_optimizer: LearnedOptimizerConfig = field(default_factory=LearnedOptimizerConfig)
+    """learned_optimizer only."""
 
 
 @dataclass(frozen=True)
@@ -147,16 +221,27 @@ class Config:
 
     @property
     def is_classification(self) -> bool:
-        return self.task.name != "sinusoid"
+        return self.task.name == "omniglot"
+
+    @property
+    def learns_update_rule(self) -> bool:
+        """A learned-optimiser run: an update rule meta-trained on optimisee tasks, not an
+        initialisation adapted to few-shot tasks (see `distmeta.learned_optimizer_runs`)."""
+        return self.algorithm.name == LEARNED_OPTIMIZER
 
     @property
     def metric(self) -> str:
-        """What a task's score is: accuracy (classification) or mse (regression)."""
+        """What a task's score is: accuracy (classification), mse (regression), or a learned
+        optimiser's optimisee loss."""
+        if self.learns_update_rule:
+            return "loss"
         return "accuracy" if self.is_classification else "mse"
 
     @property
     def model_name(self) -> str:
-        """The model actually built, with `auto` resolved."""
+        """The model actually built, with `auto` resolved (a learned optimiser's: its rule)."""
+        if self.learns_update_rule:
+            return self.algorithm.learned_optimizer.rule
         if self.model.name != "auto":
             return self.model.name
         return "conv4" if self.is_classification else "mlp"
@@ -195,30 +280,43 @@ def save_config(config: Config, path: str | Path) -> None:
 # may be resumed with other values (e.g. more steps, or on a GPU).
 NOT_HASHED = ("train.run_dir", "train.steps", "train.log_every", "train.val_every", "train.val_tasks",
               "train.checkpoint_every", "train.vectorize", "train.device", "train.vmap_chunk_size",
-              "train.deterministic")
+              "train.deterministic", "algorithm.learned_optimizer.eval_tasks",
+              "algorithm.learned_optimizer.eval_steps", "algorithm.learned_optimizer.tuning_tasks")
 
 
 # Fields added after runs were checkpointed, with the value that means the behaviour from
 # before them: hashed only when set otherwise, so that older checkpoints stay resumable.
-HASHED_WHEN_SET = {"algorithm.inner_batch_size": 0, "task.omniglot.synthetic": False}
+HASHED_WHEN_SET = {"algorithm.inner_batch_size": 0, "task.omniglot.synthetic": False,
+                   "algorithm.learned_optimizer": dataclasses.asdict(LearnedOptimizerConfig()),
+                   "task.quadratic": dataclasses.asdict(QuadraticConfig()),
+                   "task.digits": dataclasses.asdict(DigitsConfig()),
+                   "task.modes": ["sinusoid", "linear", "quadratic", "tanh", "abs"], "task.noise_std": 0.3}
 
 
 def config_hash(config: Config) -> str:
     """A short stable fingerprint of everything that changes what is learned."""
     data = to_dict(config)
     data.pop("eval")
-    for name in NOT_HASHED:
-        section, key = name.split(".")
-        data[section].pop(key)
-    for name, old_behaviour in HASHED_WHEN_SET.items():
-        *sections, key = name.split(".")
-        parent = data
-        for section in sections:
-            parent = parent[section]
+    for name, old_behaviour in HASHED_WHEN_SET.items():  # first: a section at its defaults goes whole
+        parent, key = _parent_of(data, name)
         if parent[key] == old_behaviour:
             parent.pop(key)
+    for name in NOT_HASHED:
+        parent, key = _parent_of(data, name)
+        if parent is not None:
+            parent.pop(key, None)
     canonical = json.dumps(data, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _parent_of(data: dict, name: str) -> tuple[dict | None, str]:
+    """The dict holding the dotted field `name` in `data`, and its key (None: a section on the
+    way is gone, e.g. one left out of the hash)."""
+    *sections, key = name.split(".")
+    parent = data
+    for section in sections:
+        parent = parent.get(section) if isinstance(parent, dict) else None
+    return parent, key
 
 
 def replace(config: Config, **sections: dict) -> Config:
@@ -356,6 +454,7 @@ def validate(config: Config) -> None:
     _check_positive("eval.tasks", config.eval.tasks)
     _check_positive("eval.batch_size", config.eval.batch_size)
     _check_omniglot(config)
+    _check_multimodal(config)
     _check_combinations(config)
 
 
@@ -376,7 +475,23 @@ def _check_omniglot(config: Config) -> None:
                                                  "without the data, task.omniglot.synthetic=true)")
 
 
+def _check_multimodal(config: Config) -> None:
+    from distmeta.tasks.multimodal import MODES  # here, not above: the task module imports torch
+
+    if not config.task.modes:
+        raise ConfigError("task.modes", f"give at least one mode (from {', '.join(MODES)})")
+    for i, mode in enumerate(config.task.modes):
+        _check_choice(f"task.modes[{i}]", mode, MODES)
+    if len(set(config.task.modes)) != len(config.task.modes):
+        raise ConfigError("task.modes", f"names a mode twice: {list(config.task.modes)}")
+    if not (config.task.noise_std >= 0) or not math.isfinite(config.task.noise_std):
+        raise ConfigError("task.noise_std", f"must be zero or more, got {config.task.noise_std}")
+
+
 def _check_combinations(config: Config) -> None:
+    if config.learns_update_rule or config.task.name in OPTIMISEE_TASKS:
+        _check_algorithm(config)
+        return
     model = config.model_name
     if config.is_classification and model == "mlp":
         raise ConfigError("model.name", f"mlp takes 1-d inputs; {config.task.name} needs conv4")
@@ -388,14 +503,18 @@ def _check_combinations(config: Config) -> None:
 def _check_algorithm_name(config: Config) -> None:
     from distmeta.algorithms import ALGORITHMS  # here, not above: the registry imports torch and the models
 
-    _check_choice("algorithm.name", config.algorithm.name, tuple(ALGORITHMS))
+    _check_choice("algorithm.name", config.algorithm.name, (*ALGORITHMS, LEARNED_OPTIMIZER))
 
 
 def _check_algorithm(config: Config) -> None:
-    """The fields of the algorithm section, as the algorithm's registry entry checks them."""
+    """The fields of the algorithm section, as the algorithm's registry entry checks them
+    (a learned optimiser's, and its pairing with an optimisee task, as its run checks them)."""
     from distmeta.algorithms import check_algorithm_settings
+    from distmeta.learned_optimizer_runs.settings import check_learned_optimizer_config
 
-    check_algorithm_settings(config.algorithm, config.is_classification, config.task.name)
+    check_learned_optimizer_config(config)
+    if not config.learns_update_rule:
+        check_algorithm_settings(config.algorithm, config.is_classification, config.task.name)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -7,7 +7,23 @@ wherever possible, so that nothing is lost.
 
 
 class DistmetaError(Exception):
-    """Base class of every error distmeta raises on purpose."""
+    """Base class of every error distmeta raises on purpose.
+
+    Every one pickles with its fields (`NonFiniteLossError.step`, `ConfigError.field`,
+    notes added on the way), so that the error a Ray worker raised is the one the
+    driver re-raises. Python's default would call `cls(*args)` with the message alone,
+    which the subclasses' own constructors (taking their fields) refuse.
+    """
+
+    def __reduce__(self):
+        return _rebuilt, (type(self), self.args), self.__dict__
+
+
+def _rebuilt(cls: type, args: tuple) -> DistmetaError:
+    """An instance of `cls` with `args`, its constructor skipped; pickle then restores its fields."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
 
 
 class ConfigError(DistmetaError, ValueError):
@@ -65,12 +81,30 @@ class CheckpointError(DistmetaError):
         super().__init__(f"{self.path}: {message}")
 
 
+class StorageError(DistmetaError):
+    """The run's storage refused a write (full, read-only, gone); the message names the path."""
+
+    def __init__(self, path, message: str):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
 class KnowledgeBaseError(DistmetaError):
     """A knowledge-base file is unreadable, from another config, or the store cannot answer."""
 
     def __init__(self, path, message: str):
         self.path = str(path)
         super().__init__(f"{self.path}: {message}")
+
+
+class InputError(DistmetaError, ValueError):
+    """An argument of the Python API has the wrong shape, length, type or labels."""
+
+    def __init__(self, argument: str, expected: str, received: str):
+        self.argument = argument
+        self.expected = expected
+        self.received = received
+        super().__init__(f"{argument}: expected {expected}, got {received}")
 
 
 class ScaleUpTimeoutError(DistmetaError):

@@ -6,7 +6,7 @@ import sys
 ENGINE = ["distmeta.algorithms", "distmeta.algorithms.truncated", "distmeta.models", "distmeta.tasks",
           "distmeta.learned_optimizers", "distmeta.learned_optimizers.meta_training",
           "distmeta.learned_optimizers.evaluation", "distmeta.tasks.quadratic", "distmeta.tasks.digits",
-          "distmeta.tasks.omniglot", "distmeta.execution", "distmeta.knowledge"]
+          "distmeta.tasks.omniglot", "distmeta.tasks.multimodal", "distmeta.execution", "distmeta.knowledge"]
 
 
 def test_the_engine_imports_neither_ray_nor_the_config():

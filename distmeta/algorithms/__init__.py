@@ -10,11 +10,14 @@ from typing import Any
 from torch import nn
 
 from distmeta.algorithms import registry
+from distmeta.algorithms.alfa import ALFA
 from distmeta.algorithms.anil import ANIL
 from distmeta.algorithms.base import MetaAlgorithm, Params
 from distmeta.algorithms.estimators import MetaGradient
 from distmeta.algorithms.maml import MAML, FirstOrderMAML
 from distmeta.algorithms.metasgd import MetaSGD
+from distmeta.algorithms.mmaml import MMAML
+from distmeta.algorithms.protomaml import ProtoMAML
 from distmeta.algorithms.protonet import PrototypicalNetwork
 from distmeta.algorithms.reptile import Reptile
 
@@ -25,6 +28,9 @@ ALGORITHMS: dict[str, type[MetaAlgorithm]] = registry.registry_of(
     ANIL,
     MetaSGD,
     PrototypicalNetwork,
+    MMAML,
+    ALFA,
+    ProtoMAML,
 )
 
 __all__ = ["ALGORITHMS", "MetaAlgorithm", "MetaGradient", "Params", "build_algorithm", "check_algorithm_settings"]

@@ -119,6 +119,12 @@ class MetaAlgorithm:
         """Outputs (logits or regression values) of the adapted state on `x`."""
         raise NotImplementedError
 
+    def task_conditioning(self, meta_params: Params, support_x, support_y) -> torch.Tensor | None:
+        """What the task-conditioned part of the algorithm outputs for this task, flattened
+        (MMAML's FiLM parameters, ALFA's multipliers); None where nothing is conditioned on the
+        task. Its spread across tasks shows a generator that has collapsed to a constant."""
+        return None
+
     # ---------------------------------------------------------------- meta-parameters
 
     def init_meta_parameters(self, model_params: Params, seed: int = 0) -> Params:

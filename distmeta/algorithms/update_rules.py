@@ -112,8 +112,11 @@ def gradients(loss_of: Callable[[Params], torch.Tensor], params: Params, create_
         grads = grad(loss_of)(params)
         return grads if create_graph else {name: g.detach() for name, g in grads.items()}
     with torch.enable_grad():
-        # evaluation starts from plain tensors: make them leaves to differentiate
-        params = {k: v if v.requires_grad else v.detach().requires_grad_(True) for k, v in params.items()}
+        # evaluation starts from plain tensors: make them leaves to differentiate. A tensor in the
+        # graph is differentiated through a view of its own, so that its gradient is the partial
+        # derivative, as torch.func's: Proto-MAML's head is computed from the embedding's parameters,
+        # whose gradient must not also run through the head (and free that graph before the query).
+        params = {k: v.view_as(v) if v.requires_grad else v.detach().requires_grad_(True) for k, v in params.items()}
         values = list(params.values())
         grads = torch.autograd.grad(loss_of(params), values, create_graph=create_graph, allow_unused=True)
     return {name: torch.zeros_like(v) if g is None else g for (name, v), g in zip(params.items(), grads)}

@@ -35,14 +35,17 @@ from distmeta.benchmarking.report import (CountRun, CountSummary, bench_json, be
 from distmeta.benchmarking.timing import timed_steps
 from distmeta.config import Config, from_dict, replace, to_dict
 from distmeta.errors import ConfigError, DistmetaError
-from distmeta.experiment import driver_experiment
 from distmeta.runtime.cuda_probe import check_workers_torch
+from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import gathered
 from distmeta.runtime.autoscaling import read_capacity, workers_provided
 from distmeta.runtime.capacity import ClusterCapacity, workers_at_most, workers_now
-from distmeta.runtime.launcher import (ClusterRequest, check_request, check_resources, connected_to_cluster,
-                                       scaling_config, torch_config, with_gpus_decided, worker_shape)
+from distmeta.runtime.launcher import (ClusterRequest, check_on_driver, check_request, check_resources,
+                                       connected_to_cluster, scaling_config, torch_config, with_gpus_decided,
+                                       worker_shape)
+from distmeta.runtime.optimizer_worker import bench_worker as optimizer_bench_worker
 from distmeta.runtime.worker import describe_workers, enter_command_dir, worker_experiment
+from distmeta.runtime.worker_errors import error_box, raise_sent_error, send_error
 from distmeta.training.trainer import initial_state
 
 SCALINGS = ("weak", "strong")
@@ -85,7 +88,9 @@ def run_bench(config: Config, request: BenchRequest, print_fn=print) -> BenchRes
     """Measure every worker count of `request` on the cluster; print the table, write JSON and plot."""
     batch = request.meta_batch or config.train.meta_batch_size
     check_bench_request(config, request, batch)
-    driver_experiment(config)  # every split's data is checked here, on the driver's CPU
+    check_on_driver(config)  # every split's data (or the optimisee) is checked here, on the driver's CPU
+    if config.learns_update_rule and request.gpus_per_worker is None:
+        request = dataclasses.replace(request, gpus_per_worker=0)  # learned optimisers train on the CPU
     # The local cluster gets this machine's real cores (not one CPU per requested worker, as
     # `distmeta train` would): workers sharing cores would measure the sharing, not scaling.
     with connected_to_cluster(ClusterRequest(workers=1, cpus_per_worker=request.cpus_per_worker,
@@ -108,7 +113,7 @@ def run_bench(config: Config, request: BenchRequest, print_fn=print) -> BenchRes
             for round_ in range(1, request.rounds + 1):
                 for cluster in clusters:
                     run = measure(_config_for(config, request.scaling, batch, cluster.workers), cluster, request,
-                                  Path(storage))
+                                  Path(storage), bench_worker_of(config))
                     rounds[cluster.workers].append(run)
                     measured = summarize(run)
                     print_fn(f"{cluster.workers} worker(s), round {round_}/{request.rounds}: "
@@ -118,8 +123,13 @@ def run_bench(config: Config, request: BenchRequest, print_fn=print) -> BenchRes
         machine = machine_info(runs)
     summaries, note = with_efficiency([summarize(run) for run in runs])
     report = bench_json(_request_record(config, request, batch, clusters[0], runs), machine, summaries, note)
+    if config.learns_update_rule:
+        report["unroll_steps"] = unroll_steps(config, summaries)
+        report["measurement"] = UNROLL_MEASUREMENT
     print_fn(bench_table(summaries))
     print_fn(f"efficiency {note}")
+    if config.learns_update_rule:
+        print_fn(unroll_steps_line(report["unroll_steps"]))
     json_path, plot_path = _write_outputs(config, request, report, summaries)
     print_fn(f"results: {json_path}, {plot_path}")
     return BenchResult(summaries, report, json_path, plot_path)
@@ -202,7 +212,7 @@ def default_worker_counts(one_worker: ClusterRequest, capacity: ClusterCapacity)
 
 @ray.remote(num_cpus=0)
 class ResultBox:
-    """Where rank 0 leaves its times (or a worker its user error) for the driver.
+    """Where rank 0 leaves its times for the driver (a user error goes to the error box).
 
     An actor rather than a file, so that it works when rank 0 runs on another node
     without storage shared with the driver; it holds no CPU the workers need.
@@ -212,37 +222,76 @@ class ResultBox:
         self.value: dict | None = None
 
     def put(self, value: dict) -> None:
-        if self.value is None or "error" not in self.value:  # the first error is the one to report
-            self.value = value
+        self.value = value
 
     def get(self) -> dict | None:
         return self.value
 
 
-def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, storage: Path) -> CountRun:
-    """Run `cluster.workers` Ray Train workers through warm-up and timed steps; their times."""
+def bench_worker_of(config: Config):
+    """The per-worker bench function: the few-shot meta-step's, or a learned optimiser's."""
+    if config.learns_update_rule:
+        return optimizer_bench_worker
+    return bench_worker
+
+
+UNROLL_MEASUREMENT = (
+    "A learned optimiser's meta-step, as its Ray workers take it in training (rank_meta_step of "
+    "distmeta.learned_optimizer_runs.training), with time.perf_counter around each phase: inner_loop = the "
+    "meta-gradient estimates of this rank's unrolls (each moved on by truncation_length optimisee steps, the "
+    "unroll forward and its meta-backward together, which cannot be timed apart); sync_wait = a dist.barrier() "
+    "before the all-reduce; all_reduce = all_reduce_sum, the one collective of a step; optimizer = the "
+    "finiteness check, the clip and the meta-optimiser step. Nothing is sampled (sampling = 0) and there is no "
+    "separate outer backward (outer_backward = 0). Per step, phase times are the mean over ranks and the step "
+    "time is the slowest rank's wall clock; wall_s is the sum of the timed steps' times; tasks_per_s = unrolls "
+    "(global batch) x steps / wall_s; unroll_steps_per_s = tasks_per_s x truncation_length."
+)
+
+
+def unroll_steps(config: Config, summaries: list[CountSummary]) -> dict:
+    """A learned optimiser's throughput in optimisee (unroll) steps per second: each "task" of a
+    meta-step is one unroll moved on by `truncation_length` steps (ES / PES pairs not counted)."""
+    truncation = config.algorithm.learned_optimizer.truncation_length
+    rates = {str(s.workers): s.tasks_per_s * truncation for s in summaries}
+    base = summaries[0]
+    return {"truncation_length": truncation, "unroll_steps_per_s": rates,
+            "ratio_to_smallest": {str(s.workers): s.tasks_per_s / base.tasks_per_s for s in summaries},
+            "smallest_workers": base.workers}
+
+
+def unroll_steps_line(record: dict) -> str:
+    rates = ", ".join(f"{workers} worker(s) {rate:,.0f}" for workers, rate in record["unroll_steps_per_s"].items())
+    ratios = ", ".join(f"{workers}: {ratio:.2f}x" for workers, ratio in record["ratio_to_smallest"].items())
+    return (f"unroll steps/s (a task = one unroll moved on by {record['truncation_length']} steps): {rates}; "
+            f"relative to {record['smallest_workers']} worker(s): {ratios}")
+
+
+def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, storage: Path,
+            worker=None) -> CountRun:
+    """Run `cluster.workers` Ray Train workers through warm-up and timed steps; their times
+    (`worker`: the per-worker function, by default the few-shot meta-step's `bench_worker`)."""
     check_workers_torch(cluster, config.train.device)
     box = ResultBox.remote()
     try:
-        trainer = TorchTrainer(
-            bench_worker,
-            train_loop_config={"config": to_dict(config), "threads_per_worker": cluster.cpus_per_worker,
-                               "command_dir": os.getcwd(), "gpus_per_worker": cluster.gpus_per_worker,
-                               "warmup": request.warmup, "steps": request.steps, "box": box},
-            scaling_config=scaling_config(cluster),
-            torch_config=torch_config(config),
-            # a failed bench is reported, not retried: a retry would mix two runs' times
-            run_config=RunConfig(name=f"bench-{cluster.workers}-workers-{time.strftime('%H%M%S')}",
-                                 storage_path=str(storage), failure_config=FailureConfig(max_failures=0)),
-        )
-        trainer.fit()
+        with error_box() as errors:
+            trainer = TorchTrainer(
+                worker or bench_worker,
+                train_loop_config={"config": to_dict(config), "threads_per_worker": cluster.cpus_per_worker,
+                                   "command_dir": os.getcwd(), "gpus_per_worker": cluster.gpus_per_worker,
+                                   "warmup": request.warmup, "steps": request.steps, "box": box, "errors": errors},
+                scaling_config=scaling_config(cluster),
+                torch_config=torch_config(config),
+                # a failed bench is reported, not retried: a retry would mix two runs' times
+                run_config=RunConfig(name=f"bench-{cluster.workers}-workers-{time.strftime('%H%M%S')}",
+                                     storage_path=str(storage), failure_config=FailureConfig(max_failures=0)),
+            )
+            trainer.fit()
+            raise_sent_error(errors)  # e.g. a NaN loss, as the workers raised it
         outcome = ray.get(box.get.remote())
     finally:
         ray.kill(box)
     if outcome is None:
         raise DistmetaError(f"the {cluster.workers}-worker bench ended without sending its times")
-    if "error" in outcome:
-        raise DistmetaError(f"{outcome['error']['type']}: {outcome['error']['message']}")
     return CountRun(cluster.workers, config.train.meta_batch_size, outcome["ranks"], outcome["devices"])
 
 
@@ -253,12 +302,16 @@ def bench_worker(loop_config: dict) -> None:
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     box = loop_config["box"]
+    failure = RankFailure(rank)
     try:
-        config = from_dict(loop_config["config"])
-        experiment = worker_experiment(config, loop_config.get("gpus_per_worker", 0))
+        with failure.catching():  # this rank's data and device
+            config = from_dict(loop_config["config"])
+            experiment = worker_experiment(config, loop_config.get("gpus_per_worker", 0))
+        failure.agree()
         state = initial_state(experiment)
         workers = describe_workers(experiment, rank)
-        times = timed_steps(experiment, state, rank, world_size, loop_config["warmup"], loop_config["steps"])
+        times = timed_steps(experiment, state, rank, world_size, loop_config["warmup"], loop_config["steps"],
+                            failure)
         mine = {"times": [t.to_dict() for t in times], "device_name": device_name(experiment.device),
                 "threads": torch.get_num_threads()}
         everyone = gathered(mine)
@@ -266,9 +319,8 @@ def bench_worker(loop_config: dict) -> None:
             devices = [{**worker, "device_name": ranked["device_name"], "threads": ranked["threads"]}
                        for worker, ranked in zip(workers, everyone)]
             ray.get(box.put.remote({"ranks": [ranked["times"] for ranked in everyone], "devices": devices}))
-    except DistmetaError as error:
-        # a user error (e.g. a NaN loss, every rank at once) is not a crash: the driver says it
-        ray.get(box.put.remote({"error": {"type": type(error).__name__, "message": str(error)}}))
+    except DistmetaError as error:  # every rank at once (see runtime.agreement): not a crash
+        send_error(loop_config["errors"], error)
 
 
 def device_name(device: torch.device) -> str:

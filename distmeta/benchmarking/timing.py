@@ -36,6 +36,7 @@ from distmeta.algorithms import Params
 from distmeta.devices import synchronize
 from distmeta.execution import batch_query_losses
 from distmeta.experiment import Experiment
+from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import barrier
 from distmeta.runtime.step import rank_meta_step
 from distmeta.training.trainer import TrainState
@@ -89,12 +90,13 @@ class PhaseTimer:
         barrier()
 
 
-def timed_meta_step(experiment: Experiment, state: TrainState, rank: int = 0, world_size: int = 1) -> StepTimes:
+def timed_meta_step(experiment: Experiment, state: TrainState, rank: int = 0, world_size: int = 1,
+                    failure: RankFailure | None = None) -> StepTimes:
     """One meta-step of this rank, the one training takes, timed phase by phase."""
     start_params = _snapshot(state.meta_params)  # for the forward-only pass; outside the step's clock
     timer = PhaseTimer(experiment.device)
     with timer.phase("step"):
-        _, batch = rank_meta_step(experiment, state, rank, world_size, timer)
+        _, batch = rank_meta_step(experiment, state, rank, world_size, timer, failure)
     with timer.phase("inner_loop"):
         batch_query_losses(experiment.algorithm, start_params, batch, experiment.strategy,
                            experiment.vmap_chunk_size)
@@ -107,12 +109,14 @@ def timed_meta_step(experiment: Experiment, state: TrainState, rank: int = 0, wo
 
 
 def timed_steps(experiment: Experiment, state: TrainState, rank: int, world_size: int, warmup: int,
-                steps: int) -> list[StepTimes]:
-    """`warmup` untimed meta-steps (allocator, thread pools, first-call costs), then `steps` timed ones."""
+                steps: int, failure: RankFailure | None = None) -> list[StepTimes]:
+    """`warmup` untimed meta-steps (allocator, thread pools, first-call costs), then `steps` timed ones.
+
+    A user error on one rank stops every rank at the step's all-reduce (see `runtime.agreement`)."""
     for _ in range(warmup):
-        timed_meta_step(experiment, state, rank, world_size)
+        timed_meta_step(experiment, state, rank, world_size, failure)
     barrier()
-    return [timed_meta_step(experiment, state, rank, world_size) for _ in range(steps)]
+    return [timed_meta_step(experiment, state, rank, world_size, failure) for _ in range(steps)]
 
 
 def _snapshot(params: Params) -> Params:

@@ -36,11 +36,12 @@ class JobServerUnreachable(DistmetaError):
             f"http://127.0.0.1:8265")
 
 
-def connect(address: str) -> JobSubmissionClient:
-    """A client of the job server at `address`, sending the Ray token this machine has, if any."""
+def connect(address: str, token_file: str | None = None) -> JobSubmissionClient:
+    """A client of the job server at `address`, sending the Ray token of `token_file`, else
+    the one this machine has (see `jobs.auth`), if any."""
     if not address.startswith(("http://", "https://")):
         raise DistmetaError(f"--address {address}: give the job server's URL, e.g. http://HEAD:8265 (the dashboard)")
-    token_source = present_token_if_available()
+    token_source = present_token_if_available(token_file)
     try:
         return JobSubmissionClient(address)
     except ConnectionError as error:

@@ -41,7 +41,7 @@ def run_submit(args) -> int:
                                 submission.read_requirements(args.pip_packages, args.requirements))
 
     address = args.address or default_address()
-    client = connect(address)
+    client = connect(address, args.token_file)  # refused here, before anything is sent, without a valid token
     job_id = submission.submit(client, job)
     print(f"submitted job {job_id} to {address}: {job.entrypoint}")
     print(f"run folder on the cluster: {job.run_folder} (submit the same command again to resume it)")
@@ -81,7 +81,7 @@ def _report_end(client, job_id: str) -> int:
 
 def run_jobs(args) -> int:
     """`distmeta jobs list | status ID | logs ID [--follow] | stop ID`."""
-    client = connect(args.address or default_address())
+    client = connect(args.address or default_address(), args.token_file)
     if args.job_command == "list":
         print(listing.jobs_table(listing.submitted(client.list_jobs())))
         return 0

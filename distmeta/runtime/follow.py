@@ -50,5 +50,6 @@ class MetricsFollower:
 
     def _describe(self, record: dict) -> str:
         if record.get("event") == "resumed":
-            return f"workers restarted: resumed from the checkpoint of step {record['from_step']}"
+            note = f"; {record['note']}" if "note" in record else ""  # a learned optimiser's unrolls
+            return f"workers restarted: resumed from the checkpoint of step {record['from_step']}{note}"
         return format_line(record, self.total_steps, self.metric)

@@ -21,24 +21,27 @@ from pathlib import Path
 
 import ray
 import ray.train
+from ray.actor import ActorHandle
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from distmeta.algorithms import Params
 from distmeta.config import Config, to_dict
-from distmeta.errors import ConfigError, DistmetaError
+from distmeta.errors import ConfigError
 from distmeta.evaluation import EvalResult
 from distmeta.experiment import driver_experiment
+from distmeta.learned_optimizer_runs.training import build_run, unrolls_line
 from distmeta.runtime.autoscaling import provide_workers, read_capacity
 from distmeta.runtime.capacity import (ClusterCapacity, WorkerShape, check_within_maximum, workers_at_most,
                                        workers_now)
 from distmeta.runtime.cuda_probe import check_workers_torch
 from distmeta.runtime.follow import MetricsFollower
-from distmeta.runtime.storage import ERROR_FILE, META_TEST_FILE, WORKERS_FILE, newest_readable_checkpoint
+from distmeta.runtime.optimizer_worker import train_worker as optimizer_train_worker
+from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker import train_worker
-from distmeta.training.checkpoint import check_resumable, load_checkpoint
+from distmeta.runtime.worker_errors import error_box, raise_sent_error
+from distmeta.training.checkpoint import check_resumable, load_checkpoint, newest_readable_checkpoint
 from distmeta.training.progress import summary_table
-from distmeta.training.trainer import run_summary, summary_rows
+from distmeta.training.trainer import TrainResult, run_summary, summary_rows
 
 
 @dataclass(frozen=True)
@@ -56,15 +59,6 @@ class ClusterRequest:
     scale_timeout_s: float = 900.0
     """How long to wait for an autoscaler to add the nodes the workers need (cloud GPU
     nodes take minutes to boot and pull their image)."""
-
-
-@dataclass
-class DistributedResult:
-    run_dir: Path
-    meta_params: Params
-    steps: int
-    test: EvalResult | None
-    summary: dict
 
 
 def check_request(config: Config, request: ClusterRequest) -> None:
@@ -118,10 +112,12 @@ def check_resources(request: ClusterRequest, capacity: ClusterCapacity, field: s
 
 
 def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
-                      final_eval: bool = True) -> DistributedResult:
+                      final_eval: bool = True) -> TrainResult:
     """Meta-train on Ray with `request.workers` workers; resumes `<storage>/<name>` if it has a checkpoint."""
     check_request(config, request)
-    driver_experiment(config)  # every split's data is checked here, on the driver's CPU
+    check_on_driver(config)
+    if config.learns_update_rule and request.gpus_per_worker is None:
+        request = dataclasses.replace(request, gpus_per_worker=0)  # learned optimisers train on the CPU
     storage = check_storage(request.storage)
     run_dir = storage / request.name
     previous = newest_readable_checkpoint(run_dir)
@@ -130,8 +126,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
         check_resumable(previous, config)
         start_step = previous["step"]
         print_fn(f"resuming {run_dir} from the checkpoint of step {start_step} of {config.train.steps}; "
-                 f"steps after it run again")
-    (run_dir / ERROR_FILE).unlink(missing_ok=True)
+                 f"steps after it run again{unrolls_note(config, previous)}")
     (run_dir / META_TEST_FILE).unlink(missing_ok=True)
     with connected_to_cluster(request):
         capacity = read_capacity()
@@ -144,10 +139,11 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
         provide_workers(worker_shape(request), request.workers, request.scale_timeout_s, print_fn)
         check_workers_torch(request, config.train.device)  # on a node the autoscaler may just have added
         started = time.perf_counter()
-        with MetricsFollower(run_dir / "metrics.jsonl", config.train.steps, config.metric, print_fn):
-            result = build_trainer(config, request, storage, run_dir, final_eval=final_eval).fit()
+        with MetricsFollower(run_dir / "metrics.jsonl", config.train.steps, config.metric, print_fn), \
+                error_box() as errors:
+            result = build_trainer(config, request, storage, run_dir, errors, final_eval=final_eval).fit()
+            raise_sent_error(errors)  # the user error that stopped the workers, as they raised it
         wall = time.perf_counter() - started
-    raise_worker_error(run_dir)
     with result.checkpoint.as_directory() as folder:
         payload = load_checkpoint(folder)
     params = payload["meta_parameters"]  # on the CPU
@@ -155,7 +151,21 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
     summary = _summary(config, request, run_dir, payload, payload["step"] - start_step, wall, test)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_fn(summary_table(summary_rows(summary)))
-    return DistributedResult(run_dir, params, payload["step"], test, summary)
+    return TrainResult(run_dir, params, payload["step"], test, summary)
+
+
+def check_on_driver(config: Config) -> None:
+    """Everything about the run that can be checked on the driver's CPU, before any worker
+    starts: every split's data (a few-shot run), the optimisee's first loss (a learned optimiser)."""
+    if config.learns_update_rule:
+        build_run(config)
+        return
+    driver_experiment(config)
+
+
+def unrolls_note(config: Config, checkpoint: dict) -> str:
+    """For a learned optimiser: where its persistent unrolls continue ("" otherwise)."""
+    return f"; {unrolls_line(config, checkpoint)}" if config.learns_update_rule else ""
 
 
 def check_device(config: Config, request: ClusterRequest) -> None:
@@ -211,21 +221,29 @@ def init_ray(request: ClusterRequest) -> None:
     ray.init(num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
 
 
-def build_trainer(config: Config, request: ClusterRequest, storage: Path, run_dir: Path,
+def build_trainer(config: Config, request: ClusterRequest, storage: Path, run_dir: Path, errors: ActorHandle,
                   callbacks: tuple = (), final_eval: bool = False) -> TorchTrainer:
     """The TorchTrainer of one run: `request.workers` workers running `train_worker`
-    (with `final_eval`, they take the meta-test at the end)."""
+    (with `final_eval`, they take the meta-test at the end), sending a user error to
+    `errors` (an `ErrorBox`)."""
     return TorchTrainer(
-        train_worker,
+        worker_function(config),
         train_loop_config={"config": to_dict(config), "run_dir": str(run_dir),
                            "threads_per_worker": request.cpus_per_worker, "command_dir": os.getcwd(),
-                           "gpus_per_worker": request.gpus_per_worker, "final_eval": final_eval},
+                           "gpus_per_worker": request.gpus_per_worker, "final_eval": final_eval, "errors": errors},
         scaling_config=scaling_config(request),
         torch_config=torch_config(config),
         run_config=RunConfig(name=request.name, storage_path=str(storage),
                              failure_config=FailureConfig(max_failures=request.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=3), callbacks=list(callbacks)),
     )
+
+
+def worker_function(config: Config):
+    """What each worker of the run runs: the few-shot meta-step, or a learned optimiser's."""
+    if config.learns_update_rule:
+        return optimizer_train_worker
+    return train_worker
 
 
 def scaling_config(request: ClusterRequest) -> ScalingConfig:
@@ -241,14 +259,6 @@ def torch_config(config: Config) -> TorchConfig:
     """gloo when `train.device: cpu` keeps the workers on CPU although Ray gave them GPUs
     (Ray picks nccl for any worker holding a GPU); else Ray's choice."""
     return TorchConfig(backend="gloo" if config.train.device == "cpu" else None)
-
-
-def raise_worker_error(run_dir: Path) -> None:
-    """Raise the user error a worker wrote down instead of crashing (see `train_worker`)."""
-    error_file = run_dir / ERROR_FILE
-    if error_file.exists():
-        error = json.loads(error_file.read_text())
-        raise DistmetaError(f"{error['type']}: {error['message']}")
 
 
 def _summary(config: Config, request: ClusterRequest, run_dir: Path, payload: dict, steps_run: int,

@@ -14,6 +14,7 @@ from typing import ContextManager, Protocol
 import torch
 
 from distmeta.experiment import Experiment
+from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import all_reduce_sum, share_of_meta_batch
 from distmeta.tasks import TaskBatch, task_seed
 from distmeta.training.trainer import (StepMetrics, TrainState, apply_meta_gradient, check_finite,
@@ -39,25 +40,40 @@ class NoClock:
 
 
 def rank_meta_step(experiment: Experiment, state: TrainState, rank: int, world_size: int,
-                   clock: StepClock | None = None) -> tuple[StepMetrics, TaskBatch]:
+                   clock: StepClock | None = None,
+                   failure: RankFailure | None = None) -> tuple[StepMetrics, TaskBatch]:
     """Sample this rank's tasks, sum their meta-gradients, all-reduce, apply the update.
 
     Phases, in order: `sampling`, `meta_gradient`, `sync_wait`, `all_reduce`, `optimizer`.
     Returns the step's metrics (means over the whole meta-batch) and this rank's tasks.
+    A user error on this rank (in this step, or kept in `failure` since the ranks last
+    met) is not raised here at once: the all-reduce carries a flag saying so, and then
+    every rank raises it together (see `runtime.agreement`).
     """
     clock = clock or NoClock()
+    failure = failure or RankFailure(rank)
     config = experiment.config
     tasks = config.train.meta_batch_size
-    with clock.phase("sampling"):
-        batch = meta_batch(experiment, state.step, share_of_meta_batch(tasks, rank, world_size))
-    with clock.phase("meta_gradient"):
-        result = compute_meta_gradient(experiment, state.meta_params, batch)
+    batch, result = None, None
+    with failure.catching():
+        if not failure.failed:  # a rank that failed since the ranks last met only says so
+            with clock.phase("sampling"):
+                batch = meta_batch(experiment, state.step, share_of_meta_batch(tasks, rank, world_size))
+            with clock.phase("meta_gradient"):
+                result = compute_meta_gradient(experiment, state.meta_params, batch)
     with clock.phase("sync_wait"):
         clock.wait_for_slowest_rank()
     with clock.phase("all_reduce"):
-        metric_sums = torch.stack([result.losses.sum(), result.scores.sum()])
-        grad_total, totals, reduced = all_reduce_sum(result.grad_sum, metric_sums)
+        if result is None:  # failed: it adds nothing but its flag
+            grad_sum = {name: torch.zeros_like(value) for name, value in state.meta_params.items()}
+            sums = torch.tensor([0.0, 0.0, 1.0], device=experiment.device)
+        else:
+            grad_sum = result.grad_sum
+            sums = torch.stack([result.losses.sum(), result.scores.sum(), torch.zeros_like(result.losses[0])])
+        grad_total, totals, reduced = all_reduce_sum(grad_sum, sums)
     with clock.phase("optimizer"):
+        if totals[2].item() > 0:
+            failure.agree()  # raises, on every rank, the error of the lowest failing rank
         meta_loss = totals[0] / tasks
         # every rank holds the same reduced values, so every rank stops here together
         check_finite(state.step, task_seed(config.seed, "train", state.step, 0), meta_loss, reduced)

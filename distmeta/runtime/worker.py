@@ -10,6 +10,12 @@ A worker computes on the device `distmeta.devices.worker_device` gives it (its
 GPU, or the CPU), starts from rank 0's meta-parameters (broadcast), and at the
 end takes its share of the meta-test, which rank 0 gathers and writes down: the
 driver never computes on a device.
+
+A user error (`DistmetaError`: bad data on one node, a storage that refuses a write,
+a NaN) is not a crash for Ray Train to retry: the ranks agree on it before their next
+collective (`runtime.agreement`), then each sends it to the driver's error box
+(`runtime.worker_errors`) and ends cleanly; a storage failure is turned into a
+`StorageError` naming the run folder (`storage_writes`).
 """
 
 from __future__ import annotations
@@ -18,49 +24,72 @@ import json
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow
 import ray.train
 import ray.train.torch
 import torch
 
 from distmeta.config import Config, from_dict
 from distmeta.devices import check_cuda_torch, worker_device
-from distmeta.errors import DistmetaError
+from distmeta.errors import DistmetaError, StorageError
 from distmeta.evaluation import EvalResult, summarise, task_results
 from distmeta.experiment import Experiment, build_experiment
+from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import broadcast_parameters, from_rank_zero, gathered, share_of_meta_batch
 from distmeta.runtime.step import rank_meta_step
-from distmeta.runtime.storage import ERROR_FILE, META_TEST_FILE, WORKERS_FILE, newest_readable_checkpoint
-from distmeta.training.checkpoint import load_checkpoint, save_checkpoint
+from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
+from distmeta.runtime.worker_errors import send_error
+from distmeta.training.checkpoint import load_checkpoint, newest_readable_checkpoint, save_checkpoint
 from distmeta.training.progress import ProgressLog
 from distmeta.training.trainer import StepMetrics, TrainState, initial_state, train_loop
 
 
-def distributed_meta_step(rank: int, world_size: int):
-    """A `train_loop` step function: this rank's tasks, one all-reduce, the shared update."""
+def distributed_meta_step(rank: int, world_size: int, failure: RankFailure):
+    """A `train_loop` step function: this rank's tasks, one all-reduce, the shared update
+    (which also tells every rank whether one failed: see `runtime.agreement`)."""
 
     def step(experiment: Experiment, state: TrainState) -> StepMetrics:
-        metrics, _ = rank_meta_step(experiment, state, rank, world_size)
+        metrics, _ = rank_meta_step(experiment, state, rank, world_size, failure=failure)
         return metrics
 
     return step
 
 
-def report_checkpoint(experiment: Experiment, rank: int):
-    """A `train_loop` checkpoint function: every rank reports, rank 0 with the checkpoint."""
+def report_checkpoint(experiment: Experiment, rank: int, failure: RankFailure, run_dir: Path):
+    """A `train_loop` checkpoint function: every rank reports, rank 0 with the checkpoint.
+
+    Ray's report waits for every rank, so the ranks first agree that none failed (rank 0
+    writing the checkpoint, or logging since the last step). A failed upload to the
+    storage is kept, and said at the next step's all-reduce or at the end."""
 
     def save(state: TrainState) -> None:
         metrics = {"step": state.step, **(state.history[-1] if state.history else {})}
-        if rank != 0:
-            ray.train.report(metrics, checkpoint=None)
-            return
         with tempfile.TemporaryDirectory() as folder:
-            save_checkpoint(folder, state.step, experiment.config, state.meta_params,
-                            state.optimizer.state_dict(), metrics)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+            checkpoint = None
+            if rank == 0:
+                with failure.catching():
+                    save_checkpoint(folder, state.step, experiment.config, state.meta_params,
+                                    state.optimizer.state_dict(), metrics)
+                    checkpoint = ray.train.Checkpoint.from_directory(folder)
+            failure.agree()
+            with failure.catching(), storage_writes(run_dir, f"the checkpoint of step {state.step}"):
+                ray.train.report(metrics, checkpoint=checkpoint)
 
     return save
+
+
+@contextmanager
+def storage_writes(run_dir: Path, what: str) -> Iterator[None]:
+    """Turn a write the run's storage refused (full, read-only, gone) into a `StorageError` naming it."""
+    try:
+        yield
+    except (OSError, pyarrow.ArrowException) as error:
+        raise StorageError(run_dir, f"{what} could not be written there ({error}); the checkpoints before it "
+                                    f"are intact: the same command resumes from the newest once it can write") from None
 
 
 def restored_checkpoint(run_dir: Path) -> dict | None:
@@ -128,34 +157,41 @@ def enter_command_dir(folder: str) -> None:
 
 
 def train_worker(loop_config: dict) -> None:
-    """The per-worker function of the TorchTrainer."""
+    """The per-worker function of the TorchTrainer.
+
+    A user error on any rank ends every rank together (`RankFailure`), and reaches the
+    driver through the error box (`runtime.worker_errors`) rather than as a crash."""
     enter_command_dir(loop_config["command_dir"])
     torch.set_num_threads(loop_config["threads_per_worker"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     run_dir = Path(loop_config["run_dir"])
+    failure = RankFailure(rank)
     try:
-        config = from_dict(loop_config["config"])
-        experiment = worker_experiment(config, loop_config.get("gpus_per_worker", 0))
-        payload = from_rank_zero(restored_checkpoint(run_dir) if rank == 0 else None)
+        with failure.catching():  # this rank's data, device, and rank 0's checkpoint
+            config = from_dict(loop_config["config"])
+            experiment = worker_experiment(config, loop_config.get("gpus_per_worker", 0))
+            restored = restored_checkpoint(run_dir) if rank == 0 else None
+        failure.agree()
+        payload = from_rank_zero(restored)
         state = initial_state(experiment, payload)
         broadcast_parameters(state.meta_params)
         workers = describe_workers(experiment, rank)
         progress = None
         if rank == 0:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
-            progress = ProgressLog(run_dir, config.train.steps, config.metric)
-            if payload is not None:
-                progress.record({"event": "resumed", "from_step": payload["step"]})
-        train_loop(experiment, state, progress, distributed_meta_step(rank, world_size),
-                   report_checkpoint(experiment, rank))
+            with failure.catching(), storage_writes(run_dir, WORKERS_FILE):
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
+                progress = ProgressLog(run_dir, config.train.steps, config.metric)
+                if payload is not None:
+                    progress.record({"event": "resumed", "from_step": payload["step"]})
+        train_loop(experiment, state, progress, distributed_meta_step(rank, world_size, failure),
+                   report_checkpoint(experiment, rank, failure, run_dir), leader_failure=failure)
+        failure.agree()  # what rank 0 did after the last checkpoint
         if loop_config.get("final_eval"):
             test = final_meta_test(experiment, state, rank, world_size)
-            if test is not None:
-                (run_dir / META_TEST_FILE).write_text(json.dumps(test.to_dict(), indent=2))
+            if test is not None:  # after the last collective: no rank waits for this one
+                with storage_writes(run_dir, META_TEST_FILE):
+                    (run_dir / META_TEST_FILE).write_text(json.dumps(test.to_dict(), indent=2))
     except DistmetaError as error:
-        # Ray Train retries every worker error like a crash; a user error is not
-        # a crash, so it is written down for the driver and the worker ends cleanly.
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ERROR_FILE).write_text(json.dumps({"type": type(error).__name__, "message": str(error)}))
+        send_error(loop_config["errors"], error)

@@ -21,6 +21,10 @@ def build_task_distribution(config: Config, split: str) -> TaskDistribution:
     task = config.task
     if task.name == "sinusoid":
         return SinusoidTasks(task.shots, task.query_shots)
+    if task.name == "multimodal":
+        from distmeta.tasks.multimodal import MultimodalTasks
+
+        return MultimodalTasks(task.shots, task.query_shots, task.modes, task.noise_std)
     if task.omniglot.synthetic:
         from distmeta.tasks.synthetic_omniglot import SyntheticOmniglotTasks
 

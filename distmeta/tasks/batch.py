@@ -15,6 +15,9 @@ class TaskBatch:
     Classification: x is (tasks, ways * shots, channels, height, width), float,
     and y is (tasks, ways * shots), int64 labels in [0, ways).
     `seed` is the seed the batch was sampled from, so that a failure can name it.
+    `modes` (None for single-mode families): each task's mode, an int64 index into its
+    family's modes (`distmeta.tasks.multimodal`), for analysis only: not in `tensors()`,
+    so never an input to a learner.
     """
 
     support_x: torch.Tensor
@@ -22,6 +25,7 @@ class TaskBatch:
     query_x: torch.Tensor
     query_y: torch.Tensor
     seed: int
+    modes: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.support_x.shape[0]
@@ -31,15 +35,17 @@ class TaskBatch:
 
     def to(self, device: torch.device | str) -> TaskBatch:
         moved = [t.to(device, non_blocking=True) for t in self.tensors()]
-        return TaskBatch(*moved, seed=self.seed)
+        return TaskBatch(*moved, seed=self.seed, modes=self.modes)
 
     @staticmethod
     def concat(batches: list[TaskBatch]) -> TaskBatch:
         """One batch of the tasks of all `batches`, in order; the seed is the first's."""
         columns = zip(*(batch.tensors() for batch in batches))
-        return TaskBatch(*(torch.cat(column) for column in columns), seed=batches[0].seed)
+        modes = None if any(b.modes is None for b in batches) else torch.cat([b.modes for b in batches])
+        return TaskBatch(*(torch.cat(column) for column in columns), seed=batches[0].seed, modes=modes)
 
     def select(self, start: int, stop: int) -> TaskBatch:
         """Tasks start..stop-1, e.g. one worker's share of a meta-batch."""
         sliced = [t[start:stop] for t in self.tensors()]
-        return TaskBatch(*sliced, seed=self.seed)
+        modes = None if self.modes is None else self.modes[start:stop]
+        return TaskBatch(*sliced, seed=self.seed, modes=modes)

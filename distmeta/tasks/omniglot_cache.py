@@ -3,7 +3,7 @@
 The official layout is `<root>/<Alphabet>/characterNN/<id>_<drawer>.png`; a root
 is a folder or a .zip, either holding the alphabets directly or one top folder
 above them (as `images_background.zip` does). Every PNG is decoded with Pillow,
-resized and inverted (strokes 255, background 0) once, and written with the
+resized and inverted (strokes 255, background 0) once (`drawings.drawing_pixels`), and written with the
 alphabet and character of each drawing to `<cache_dir>/omniglot-<fingerprint>.arrow`.
 Later runs memory-map that file, so that many workers on one machine share its
 pages instead of each decoding 32,000 PNGs.
@@ -26,6 +26,7 @@ from PIL import Image
 
 from distmeta.atomic import write_atomically
 from distmeta.errors import DatasetError
+from distmeta.tasks.drawings import drawing_pixels
 
 FORMAT_VERSION = 1
 EXPECTED_LAYOUT = "<root>/<Alphabet>/characterNN/*.png (optionally under one top folder)"
@@ -124,10 +125,9 @@ def decode(drawing: Drawing, size: int) -> np.ndarray:
     """A drawing as a size x size uint8 image, strokes 255 on 0."""
     try:
         with Image.open(io.BytesIO(drawing.read())) as image:
-            grey = image.convert("L").resize((size, size), Image.LANCZOS)
+            return drawing_pixels(image, size)  # as `Learner.preprocess` does for a new drawing
     except Exception as error:  # Pillow raises many types for damaged files
         raise DatasetError(drawing.source, f"is not a readable PNG ({type(error).__name__}: {error})") from None
-    return 255 - np.asarray(grey, dtype=np.uint8)
 
 
 # ---------------------------------------------------------------- the Arrow cache

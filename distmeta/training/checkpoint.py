@@ -1,9 +1,10 @@
 """Checkpoints: everything needed to resume a run or to use its meta-parameters.
 
 A checkpoint is one file `step_NNNNNNNN.pt` under `<run_dir>/checkpoints/`,
-written atomically, so that a crash mid-write never leaves a file that looks
-like a checkpoint. Tasks are sampled from (seed, step, rank)
-alone, so the step is all the sampler state there is. Every tensor in it is on
+written atomically (a temporary file renamed), so that a crash or a full disk
+mid-write never leaves a file that looks like a checkpoint, and the one before
+stays whole. Tasks are sampled from (seed, split, step, task index) alone, so the
+step is all the sampler state there is. Every tensor in it is on
 the CPU (meta-parameters and optimiser state alike), so a checkpoint written on
 a GPU loads on a machine without one.
 """
@@ -11,6 +12,7 @@ a GPU loads on a machine without one.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import torch
 
 from distmeta.atomic import write_atomically
 from distmeta.config import NOT_HASHED, Config, config_hash, from_dict, to_dict
-from distmeta.errors import CheckpointError, ConfigError
+from distmeta.errors import CheckpointError, ConfigError, StorageError
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = re.compile(r"^step_(\d{8})\.pt$")
@@ -28,8 +30,10 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
-def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params: dict, optimizer_state: dict, metrics: dict) -> Path:
-    """Write the checkpoint of `step` atomically and return its path."""
+def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params: dict, optimizer_state: dict, metrics: dict,
+                    extra: dict | None = None) -> Path:
+    """Write the checkpoint of `step` atomically and return its path; `extra` holds what else a
+    kind of run must resume from (a learned optimiser's persistent unrolls), its tensors moved to the CPU."""
     payload = {
         "format_version": FORMAT_VERSION,
         "step": step,
@@ -38,9 +42,15 @@ def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params:
         "meta_parameters": {name: value.detach().cpu() for name, value in meta_params.items()},
         "optimizer": on_cpu(optimizer_state),
         "metrics": metrics,
+        **on_cpu(extra or {}),
     }
     target = checkpoint_dir(run_dir) / f"step_{step:08d}.pt"
-    write_atomically(target, lambda file: torch.save(payload, file))
+    try:
+        write_atomically(target, lambda file: torch.save(payload, file))
+    except OSError as error:  # storage full, read-only or gone: the earlier checkpoints are untouched
+        raise StorageError(target, f"the checkpoint of step {step} could not be written ({error}); the "
+                                   f"checkpoints before it are intact: the same command resumes from the "
+                                   f"newest once it can write") from None
     return target
 
 
@@ -68,6 +78,26 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The checkpoint of the highest step in `run_dir`, or None."""
     files = checkpoint_files(run_dir)
     return files[-1] if files else None
+
+
+def newest_readable_checkpoint(run_dir: str | Path) -> dict | None:
+    """The payload of the highest-step checkpoint of `run_dir` that loads cleanly, if any.
+
+    A newer one that does not load (cut short: by a crash before atomic writes, a full
+    disk, a copy to the storage that failed) is skipped with a warning naming it, and the
+    run resumes from the one before: at most the steps between the two are lost.
+    """
+    for path in reversed(checkpoint_files(run_dir)):
+        try:
+            return load_checkpoint(path)
+        except CheckpointError as error:
+            warnings.warn(f"skipping {error}; resuming from the checkpoint before it", CheckpointSkippedWarning,
+                          stacklevel=2)
+    return None
+
+
+class CheckpointSkippedWarning(UserWarning):
+    """A checkpoint that does not load was passed over for the one before it."""
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

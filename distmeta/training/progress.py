@@ -11,6 +11,8 @@ from pathlib import Path
 
 from tensorboardX import SummaryWriter
 
+from distmeta.errors import StorageError
+
 
 def format_duration(seconds: float) -> str:
     return str(timedelta(seconds=int(round(seconds))))
@@ -20,12 +22,14 @@ class ProgressLog:
     """Prints progress lines; appends every record to `<run_dir>/metrics.jsonl` and
     writes its numbers as TensorBoard scalars under `<run_dir>/tensorboard`."""
 
-    def __init__(self, run_dir: str | Path, total_steps: int, metric: str, print_fn=print):
+    def __init__(self, run_dir: str | Path, total_steps: int, metric: str, print_fn=print, unit: str = "tasks"):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tensorboard: SummaryWriter | None = None
         self.total_steps = total_steps
         self.metric = metric
+        self.unit = unit
+        """What `count_tasks` counts: tasks, or a learned optimiser's "unroll steps"."""
         self.print = print_fn
         self.started = time.perf_counter()
         self.interval_start = self.started
@@ -37,6 +41,12 @@ class ProgressLog:
         self.tasks += tasks
 
     def record(self, record: dict) -> None:
+        try:
+            self._write(record)
+        except OSError as error:  # storage full, read-only or gone: stop, naming it
+            raise StorageError(self.path, f"the run's metrics could not be written ({error})") from None
+
+    def _write(self, record: dict) -> None:
         with self.path.open("a") as file:
             file.write(json.dumps(record) + "\n")
         if "step" not in record:
@@ -48,8 +58,9 @@ class ProgressLog:
                 self.tensorboard.add_scalar(key, value, record["step"])
         self.tensorboard.flush()
 
-    def log_interval(self, step: int, start_step: int, meta_loss: float, train_score: float, val: dict | None) -> dict:
-        """Print and record one line; returns the record."""
+    def log_interval(self, step: int, start_step: int, meta_loss: float, train_score: float, val: dict | None,
+                     extra: dict | None = None) -> dict:
+        """Print and record one line, with the numbers of `extra` in the record; returns the record."""
         now = time.perf_counter()
         tasks_per_s = self.interval_tasks / max(now - self.interval_start, 1e-9)
         done_fraction = (step - start_step) / max(self.total_steps - start_step, 1)
@@ -64,9 +75,12 @@ class ProgressLog:
             "elapsed_s": elapsed,
             "eta_s": elapsed / done_fraction - elapsed if done_fraction > 0 else None,
         }
+        if self.unit != "tasks":
+            record["rate_unit"] = self.unit  # tasks_per_s counts these instead
         if val is not None:
             record[f"val_{self.metric}"] = val["mean"]
             record[f"val_{self.metric}_ci95"] = val["ci95"]
+        record.update(extra or {})
         self.print(format_line(record, self.total_steps, self.metric))
         self.record(record)
         self.interval_start, self.interval_tasks = now, 0
@@ -83,7 +97,7 @@ def format_line(record: dict, total_steps: int, metric: str) -> str:
     if f"val_{metric}" in record:
         line += f" | val {metric} {score(record[f'val_{metric}'])}"
     eta = record.get("eta_s")
-    return line + f" | {record['tasks_per_s']:,.0f} tasks/s | ETA {format_duration(eta) if eta is not None else '?'}"
+    return line + f" | {record['tasks_per_s']:,.0f} {record.get('rate_unit', 'tasks')}/s | ETA {format_duration(eta) if eta is not None else '?'}"
 
 
 def summary_table(rows: list[tuple[str, str]]) -> str:

@@ -11,22 +11,27 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from datetime import datetime
 from pathlib import Path
 
 import torch
 
 from distmeta.algorithms import Params
+from distmeta.conditioning import validation_conditioning
 from distmeta.config import Config, TrainConfig, replace, save_config
 from distmeta.errors import NonFiniteLossError
 from distmeta.evaluation import EvalResult, evaluate
 from distmeta.execution import BatchGradient, batch_meta_gradient
 from distmeta.experiment import Experiment, build_experiment
 from distmeta.tasks import TaskBatch, sample_tasks
-from distmeta.training.checkpoint import check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint
+from distmeta.training.checkpoint import check_resumable, newest_readable_checkpoint, save_checkpoint
 from distmeta.training.progress import ProgressLog, format_duration, summary_table
+
+if TYPE_CHECKING:  # a distributed worker's; the loop itself needs no collective
+    from distmeta.runtime.agreement import RankFailure
 
 
 @dataclass
@@ -130,6 +135,8 @@ def default_run_dir(config: Config) -> str:
 
 @dataclass
 class TrainResult:
+    """What a run ended with, in one process (`train`) or on Ray (`runtime.launcher.train_distributed`)."""
+
     run_dir: Path
     meta_params: Params
     steps: int
@@ -139,6 +146,10 @@ class TrainResult:
 
 def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResult:
     """Meta-train as the config says, resuming from `train.run_dir` if it holds checkpoints."""
+    if config.learns_update_rule:
+        from distmeta.learned_optimizer_runs.training import train_in_process
+
+        return train_in_process(config, print_fn, final_eval)
     if not config.train.run_dir:
         config = replace(config, train={"run_dir": default_run_dir(config)})
     run_dir = Path(config.train.run_dir)
@@ -163,24 +174,26 @@ def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResul
 
 
 def _checkpoint_to_resume(run_dir: Path, config: Config, print_fn) -> dict | None:
-    path = latest_checkpoint(run_dir)
-    if path is None:
+    checkpoint = newest_readable_checkpoint(run_dir)
+    if checkpoint is None:
         return None
-    checkpoint = load_checkpoint(path)
     check_resumable(checkpoint, config)
-    print_fn(f"resuming from {path} (step {checkpoint['step']} of {config.train.steps}); "
+    print_fn(f"resuming from {checkpoint['path']} (step {checkpoint['step']} of {config.train.steps}); "
              f"steps after it were not saved and run again")
     return checkpoint
 
 
 def train_loop(experiment: Experiment, state: TrainState, progress: ProgressLog | None,
                step_fn: Callable[[Experiment, TrainState], StepMetrics] = meta_step,
-               checkpoint_fn: Callable[[TrainState], None] | None = None) -> None:
+               checkpoint_fn: Callable[[TrainState], None] | None = None,
+               leader_failure: RankFailure | None = None) -> None:
     """Meta-steps until `train.steps`, with logs, validation and checkpoints at their intervals.
 
     A Ray worker runs this too, with its own `step_fn` (its share of the tasks and
     an all-reduce) and `checkpoint_fn` (called on every rank, as Ray's report must
-    be); only the leader, the one given `progress`, validates and logs.
+    be); only the leader, the one given `progress`, validates and logs. A user error
+    in that work is kept in `leader_failure` when given, for the ranks to agree on at
+    their next collective (see `runtime.agreement`), rather than raised at once.
     """
     train = experiment.config.train
     start_step = state.step
@@ -188,15 +201,20 @@ def train_loop(experiment: Experiment, state: TrainState, progress: ProgressLog 
     while state.step < train.steps:
         window.append(step_fn(experiment, state))
         step, last = state.step, state.step == train.steps
-        if progress is not None:
-            progress.count_tasks(window[-1].tasks)
-            validate = (train.val_every and step % train.val_every == 0) or last
-            if validate or step % train.log_every == 0:
-                val = evaluate(experiment, state.meta_params, "val", train.val_tasks).to_dict() if validate else None
-                loss = sum(m.meta_loss for m in window) / len(window)
-                score = sum(m.score for m in window) / len(window)
-                state.history.append(progress.log_interval(step, start_step, loss, score, val))
-                window = []
+        leader_work = leader_failure.catching() if leader_failure is not None else nullcontext()
+        with leader_work:
+            if progress is not None:
+                progress.count_tasks(window[-1].tasks)
+                validate = (train.val_every and step % train.val_every == 0) or last
+                if validate or step % train.log_every == 0:
+                    val = (evaluate(experiment, state.meta_params, "val", train.val_tasks).to_dict() if validate
+                           else None)
+                    # task-conditioned algorithms: the spread of what they generate, so that collapse shows
+                    extra = validation_conditioning(experiment, state.meta_params, train.val_tasks) if validate else {}
+                    loss = sum(m.meta_loss for m in window) / len(window)
+                    score = sum(m.score for m in window) / len(window)
+                    state.history.append(progress.log_interval(step, start_step, loss, score, val, extra))
+                    window = []
         if checkpoint_fn is not None and ((train.checkpoint_every and step % train.checkpoint_every == 0) or last):
             checkpoint_fn(state)
 
@@ -242,7 +260,8 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
         ("run", f"{summary['task']} / {summary['algorithm']} / {summary['model']}"),
         ("steps", str(summary["steps"])),
         ("wall time", format_duration(summary["wall_time_s"])),
-        ("tasks/s", f"{summary['tasks_per_s']:,.0f}" if summary["tasks_per_s"] else "-"),
+        (f"{summary['final_train'].get('rate_unit', 'tasks')}/s",
+         f"{summary['tasks_per_s']:,.0f}" if summary["tasks_per_s"] else "-"),
         ("device", ", ".join(summary["devices"]) + f" ({summary['inner_loops']})"),
     ]
     for key, value in summary["final_train"].items():

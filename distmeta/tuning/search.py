@@ -28,13 +28,13 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from distmeta.config import Config, replace, save_config
-from distmeta.errors import ConfigError
-from distmeta.experiment import driver_experiment
+from distmeta.errors import ConfigError, DistmetaError
 from distmeta.runtime.autoscaling import provide_workers, read_capacity
 from distmeta.runtime.capacity import ClusterCapacity, workers_at_most, workers_now
 from distmeta.runtime.cuda_probe import check_workers_torch
-from distmeta.runtime.launcher import (ClusterRequest, build_trainer, check_request, check_resources, check_storage,
-                                       connected_to_cluster, raise_worker_error, with_gpus_decided, worker_shape)
+from distmeta.runtime.launcher import (ClusterRequest, build_trainer, check_on_driver, check_request, check_resources,
+                                       check_storage, connected_to_cluster, with_gpus_decided, worker_shape)
+from distmeta.runtime.worker_errors import error_box, raise_sent_error
 from distmeta.training.progress import column_table
 from distmeta.tuning.plot import plot_search
 from distmeta.tuning.space import Dimension, SearchSpace, with_values
@@ -93,7 +93,7 @@ def metric_and_mode(config: Config, request: TuneRequest) -> tuple[str, str]:
     mode = request.mode or ("max" if "accuracy" in metric else "min")
     if mode not in ("max", "min"):
         raise ConfigError("--mode", f"must be max or min, got {mode!r}")
-    known = {f"val_{m}" for m in ("accuracy", "mse")} | {"meta_loss", "train_accuracy", "train_mse"}
+    known = {f"{part}_{m}" for part in ("val", "train") for m in ("accuracy", "mse", "loss")} | {"meta_loss"}
     if metric not in known:
         raise ConfigError("--metric", f"unknown metric {metric!r}; one of {', '.join(sorted(known))}")
     return metric, mode
@@ -115,7 +115,7 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
                              cpus_per_worker=request.cpus_per_worker, address=request.address,
                              storage=request.storage, name=request.name, scale_timeout_s=request.scale_timeout_s)
     check_request(base, cluster)
-    driver_experiment(base)  # the data, checked once here (on the CPU) rather than in every trial
+    check_on_driver(base)  # the data (or the optimisee), checked once here (on the CPU) rather than in every trial
     storage = check_storage(request.storage)
     folder = storage / request.name
     with connected_to_cluster(cluster):
@@ -206,10 +206,11 @@ def _trial_driver(base: Config, cluster: ClusterRequest, trials_folder: Path):
         config = trial_config(base, values)
         save_config(config, run_dir / "config.yaml")
         request = dataclasses.replace(cluster, name=trial_id)
-        trainer = build_trainer(config, request, trials_folder, run_dir, callbacks=(TuneReportCallback(),))
         started = time.perf_counter()
-        result = trainer.fit()
-        raise_worker_error(run_dir)  # a NaN ends the trial as an error: it ranks last, the search goes on
+        with error_box() as errors:
+            result = build_trainer(config, request, trials_folder, run_dir, errors,
+                                   callbacks=(TuneReportCallback(),)).fit()
+            raise_sent_error(errors)  # a NaN ends the trial as that error: it ranks last, the search goes on
         summary = {"trial": trial_id, "values": values, "final_train": result.metrics,
                    "wall_time_s": time.perf_counter() - started, "workers": request.workers}
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -242,13 +243,12 @@ def rank_trials(grid, space: SearchSpace, metric: str, mode: str, base_steps: in
 
 
 def _short_error(error: BaseException) -> str:
-    """The line of a trial's error that says what went wrong, cut before its details."""
-    text = str(error)
-    for marker in ("NonFiniteLossError", "DatasetError", "ConfigError"):
-        if marker in text:
-            line = text[text.index(marker):].splitlines()[0]
-            return line.split(" (")[0].split(";")[0][:120]
-    return (text.strip().splitlines() or [type(error).__name__])[-1][:120]
+    """What went wrong in a trial: a user error's type and the first clause of its message
+    (Tune wraps it in a RayTaskError that is also an instance of it); else the last line."""
+    cause = getattr(error, "cause", error)  # the trial's own error, not the wrapper's traceback
+    if isinstance(cause, DistmetaError):
+        return f"{type(cause).__name__}: {str(cause).split(' (')[0].split(';')[0]}"[:120]
+    return (str(error).strip().splitlines() or [type(error).__name__])[-1][:120]
 
 
 def ranked_table(ranked: list[TrialOutcome], space: SearchSpace, metric: str) -> str:

@@ -6,6 +6,9 @@ import pytest
 
 from distmeta.benchmarking import scaling
 from distmeta.cli import main
+from distmeta.config import load_config
+from distmeta.errors import NonFiniteLossError
+from distmeta.runtime.launcher import ClusterRequest
 
 TINY = ["--task", "sine", "--steps", "3", "--warmup", "1", "--meta-batch", "4", "--set", "model.hidden_sizes=[16, 16]"]
 
@@ -65,3 +68,11 @@ def test_omniglot_without_roots_is_benchmarked_on_synthetic_tasks_and_says_so(cl
     request = json.loads(out.read_text())["request"]
     assert request["task"] == "omniglot" and request["synthetic_data"] is True
     assert request["data"] == "synthetic: random 28x28 images, 5-way 10-shot, 10 query per class"
+
+
+@pytest.mark.slow
+def test_a_nan_in_a_bench_reaches_the_driver_as_the_workers_own_error(cluster, tmp_path):
+    config = load_config(None, ["algorithm.inner_lr=1e30", "train.meta_batch_size=1", "model.hidden_sizes=[8]"])
+    with pytest.raises(NonFiniteLossError) as raised:
+        scaling.measure(config, ClusterRequest(workers=1), scaling.BenchRequest(steps=1, warmup=0), tmp_path)
+    assert raised.value.step == 0 and raised.value.task_seed is not None

@@ -66,6 +66,45 @@ def test_a_ray_up_config_satisfies_rays_schema_and_runs_gpu_workers_with_distmet
     assert "ray start --head" in head_start and "--dashboard-host=127.0.0.1" in head_start
 
 
+@pytest.mark.parametrize("name", RAY_UP_CONFIGS)
+def test_a_ray_up_cluster_runs_every_node_with_token_auth_and_the_token_copied_from_a_file(name):
+    text = (CLUSTER / name).read_text()
+    config = yaml.safe_load(text)
+    assert "RAY_AUTH_TOKEN=" not in text  # the token itself is never in the config
+    for command in [*config["head_start_ray_commands"], *config["worker_start_ray_commands"]]:
+        if "ray start" not in command:
+            continue
+        settings = dict(re.findall(r"(RAY_AUTH_\w+)=(\S+?);?(?=\s)", command))
+        assert settings.get("RAY_AUTH_MODE") == "token", command
+        # the token file on the node is a copy of the one `ray get-auth-token --generate` made locally
+        assert config["file_mounts"][settings["RAY_AUTH_TOKEN_PATH"]] == "~/.ray/auth_token", command
+    assert "ray get-auth-token --generate" in text
+
+
+def token_auth_settings(container: dict) -> tuple[str | None, dict | None]:
+    """(RAY_AUTH_MODE's value, where RAY_AUTH_TOKEN comes from) in a container's env."""
+    env = {variable["name"]: variable for variable in container.get("env", [])}
+    token = env.get("RAY_AUTH_TOKEN", {})
+    assert "value" not in token, "a token written in the manifest"
+    return env.get("RAY_AUTH_MODE", {}).get("value"), token.get("valueFrom")
+
+
+FROM_THE_SECRET = {"secretKeyRef": {"name": "distmeta-ray-token", "key": "auth_token"}}
+
+
+def test_every_kuberay_pod_and_submitter_runs_with_token_auth_and_the_token_from_a_secret():
+    (cluster,) = [d for d in kuberay_documents("kuberay/raycluster.yaml") if d["kind"] == "RayCluster"]
+    groups = [cluster["spec"]["headGroupSpec"], *cluster["spec"]["workerGroupSpecs"]]
+    containers = [container for group in groups for container in group["template"]["spec"]["containers"]]
+    containers.append(cluster["spec"]["autoscalerOptions"])
+    for name in ["kuberay/rayjob-train.yaml", "kuberay/rayjob-tune.yaml"]:
+        (job,) = kuberay_documents(name)
+        containers.extend(job["spec"]["submitterPodTemplate"]["spec"]["containers"])
+    assert len(containers) == 5
+    assert all(token_auth_settings(container) == ("token", FROM_THE_SECRET) for container in containers)
+    assert "kubectl create secret generic distmeta-ray-token" in (CLUSTER / "kuberay/raycluster.yaml").read_text()
+
+
 def kuberay_documents(name: str) -> list[dict]:
     return [document for document in yaml.safe_load_all((CLUSTER / name).read_text()) if document]
 

@@ -71,6 +71,25 @@ def test_the_cluster_takes_the_token_a_ray_init_left_in_home_and_refuses_a_clien
     assert "ray get-auth-token" in refused.stderr
 
 
+@pytest.mark.slow
+def test_a_token_file_is_presented_and_a_wrong_one_stops_submit_before_anything_is_sent(job_cluster, tmp_path):
+    cluster, home = job_cluster
+    tokenless = tmp_path / "home"  # no ~/.ray/auth_token and no RAY_AUTH_* here: only --token-file
+    tokenless.mkdir()
+    listed = distmeta("jobs", "list", "--address", cluster.dashboard_address, "--token-file", cluster.token_file,
+                      home=tokenless, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    wrong = tmp_path / "wrong_token"
+    wrong.write_text("0" * 64)
+    refused = distmeta("submit", "train", *TINY, "--name", "never-sent", "--address", cluster.dashboard_address,
+                       "--token-file", str(wrong), home=tokenless, cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert f"refused the token of --token-file {wrong} (not this cluster's token)" in refused.stderr
+    assert "ray get-auth-token" in refused.stderr and "submitted job" not in refused.stdout
+    jobs = distmeta("jobs", "list", "--address", cluster.dashboard_address, home=home, cwd=tmp_path)
+    assert jobs.returncode == 0 and "never-sent" not in jobs.stdout  # nothing reached the cluster
+
+
 def test_a_submitted_training_run_succeeds_and_the_jobs_commands_show_it(job_cluster, tmp_path):
     cluster, home = job_cluster
     storage = tmp_path / "runs"

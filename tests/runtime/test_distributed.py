@@ -7,7 +7,7 @@ import torch
 
 from distmeta.cli import main
 from distmeta.config import load_config
-from distmeta.errors import ConfigError, DatasetError, DistmetaError
+from distmeta.errors import ConfigError, DatasetError, NonFiniteLossError
 from distmeta.runtime.collective import share_of_meta_batch
 from distmeta.runtime.launcher import ClusterRequest, train_distributed
 from distmeta.training.trainer import train
@@ -55,6 +55,17 @@ def test_two_protonet_workers_equal_one_on_omniglot(cluster, tmp_path):
         torch.testing.assert_close(two.meta_params[name], one.meta_params[name], atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
+def test_two_mmaml_workers_equal_one_on_multimodal_regression(cluster, tmp_path):
+    multimodal = ["task.name=multimodal", "task.modes=[sinusoid, linear, quadratic]", "task.shots=5",
+                  "algorithm.name=mmaml", "train.steps=3", "train.checkpoint_every=3", "train.log_every=3"]
+    one = run(tmp_path, "one", 1, *multimodal)
+    two = run(tmp_path, "two", 2, *multimodal)
+    assert any(name.startswith("encoder.") for name in one.meta_params)
+    for name in one.meta_params:
+        torch.testing.assert_close(two.meta_params[name], one.meta_params[name], atol=1e-5, rtol=0)
+
+
 def test_a_run_leaves_metrics_tensorboard_logs_and_a_summary(cluster, tmp_path):
     result = run(tmp_path, "logged", 2, "train.log_every=1")
     run_dir = tmp_path / "logged"
@@ -75,9 +86,15 @@ def test_the_same_config_and_workers_give_bit_identical_parameters(cluster, tmp_
     assert all(torch.equal(a.meta_params[k], b.meta_params[k]) for k in a.meta_params)
 
 
-def test_a_nan_loss_fails_the_run_once_with_its_message(cluster, tmp_path):
-    with pytest.raises(DistmetaError, match="NonFiniteLossError: meta-loss is .* at step"):
+@pytest.mark.slow
+def test_a_nan_loss_fails_the_run_once_with_the_workers_own_error_and_its_fields(cluster, tmp_path):
+    with pytest.raises(NonFiniteLossError) as single:
+        train(load_config(None, [*TINY, "algorithm.inner_lr=1e30", f"train.run_dir={tmp_path / 'single'}"]),
+              print_fn=lambda *_: None, final_eval=False)
+    with pytest.raises(NonFiniteLossError, match="meta-loss is .* at step") as distributed:
         run(tmp_path, "nan", 2, "algorithm.inner_lr=1e30", "train.checkpoint_every=1")
+    # the same step and task as in one process: the fields crossed Ray with the type
+    assert (distributed.value.step, distributed.value.task_seed) == (single.value.step, single.value.task_seed)
 
 
 def test_more_workers_than_the_cluster_holds_are_refused_saying_what_it_has(cluster, tmp_path):

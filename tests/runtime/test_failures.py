@@ -1,9 +1,12 @@
-"""Failures mid-run on a real local Ray cluster: a worker dies, the driver is killed.
+"""Failures mid-run on a real local Ray cluster: a worker dies, the driver is killed,
+one rank alone meets a user error (a missing file, a full disk).
 
-Either way the run resumes from its latest checkpoint and ends with exactly the
-parameters of a run that was never interrupted.
+A crash resumes from the latest checkpoint and ends with exactly the parameters of
+a run that was never interrupted; a user error on one rank stops every rank at once
+with that error, well before a collective's timeout.
 """
 
+import errno
 import json
 import os
 import shutil
@@ -14,14 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 import ray.cloudpickle
 import torch
+from ray.train.torch import TorchConfig
 
 import distmeta.runtime.launcher
+import distmeta.runtime.worker
 from distmeta.config import load_config
+from distmeta.errors import DatasetError, DistmetaError, StorageError
 from distmeta.runtime.launcher import ClusterRequest, train_distributed
-from distmeta.runtime.storage import newest_readable_checkpoint
-from distmeta.training.checkpoint import checkpoint_files
+from distmeta.training.checkpoint import CheckpointSkippedWarning, checkpoint_files, newest_readable_checkpoint
 from tests.ray_processes import kill_processes_of
 
 CHECKPOINTED = ["train.steps=12", "train.meta_batch_size=4", "train.log_every=4", "train.val_every=0",
@@ -40,8 +46,8 @@ def worker_that_dies_once(loop_config):
     marker = Path(loop_config["run_dir"] + ".died")
     real_step = worker.distributed_meta_step
 
-    def dying_step(rank, world_size):
-        step = real_step(rank, world_size)
+    def dying_step(rank, world_size, failure):
+        step = real_step(rank, world_size, failure)
 
         def maybe_die(experiment, state):
             if rank == 1 and state.step == DIE_BEFORE_STEP and not marker.exists():
@@ -53,6 +59,95 @@ def worker_that_dies_once(loop_config):
 
     worker.distributed_meta_step = dying_step
     worker.train_worker(loop_config)
+
+
+def worker_whose_rank_1_misses_a_file_at_step_3(loop_config):
+    """The real per-worker function, except that rank 1 alone finds a data file missing
+    when it samples the tasks of step 3 (as on a node without that file)."""
+    import distmeta.runtime.step as step
+
+    real_meta_batch = step.meta_batch
+
+    def meta_batch(experiment, at_step, indices=None):
+        if indices is not None and indices.start > 0 and at_step == 3:
+            raise DatasetError("/data/omniglot/images_background.zip", "does not exist on this node")
+        return real_meta_batch(experiment, at_step, indices)
+
+    step.meta_batch = meta_batch
+    import distmeta.runtime.worker as worker
+
+    worker.train_worker(loop_config)
+
+
+def worker_whose_storage_fills_up_copying_the_checkpoint_of_step_4(loop_config):
+    """The real per-worker function, except that the storage fills up while Ray copies
+    rank 0's checkpoint of step 4 there: half of its file is written, then ENOSPC."""
+    import ray.train.v2._internal.execution.storage as ray_storage
+
+    real_copy = ray_storage._pyarrow_fs_copy_files
+
+    def copy(source, destination, **kwargs):
+        written = Path(source) / "checkpoints" / "step_00000004.pt"
+        if written.exists():
+            target = Path(destination) / "checkpoints" / written.name
+            target.parent.mkdir(parents=True)
+            target.write_bytes(written.read_bytes()[:written.stat().st_size // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_copy(source, destination, **kwargs)
+
+    ray_storage._pyarrow_fs_copy_files = copy
+    import distmeta.runtime.worker as worker
+
+    worker.train_worker(loop_config)
+
+
+COLLECTIVE_TIMEOUT_S = TorchConfig().timeout_s  # how long a rank left waiting in a collective would wait
+PROMPTLY_S = 120  # a whole run's start here takes ~20 s on a loaded machine
+ONE_RANK_FAILS = ["train.steps=8", "train.meta_batch_size=4", "train.log_every=2", "train.val_every=0",
+                  "train.checkpoint_every=2", "model.hidden_sizes=[8]"]
+
+
+def failed_promptly(failing_worker, storage, monkeypatch) -> pytest.ExceptionInfo:
+    """Run ONE_RANK_FAILS on two workers running `failing_worker`; the error it ended with,
+    checked to have come long before a rank left in a collective would have timed out."""
+    monkeypatch.setattr(distmeta.runtime.launcher, "train_worker", failing_worker)
+    started = time.monotonic()
+    with pytest.raises(DistmetaError) as raised:
+        distributed(storage, "one-rank", ONE_RANK_FAILS)
+    took = time.monotonic() - started
+    assert took < PROMPTLY_S < COLLECTIVE_TIMEOUT_S / 10, f"{took:.0f} s: a rank waited in a collective"
+    return raised
+
+
+@pytest.mark.slow
+def test_a_user_error_on_rank_1_only_stops_every_rank_promptly_with_that_error(cluster, tmp_path, monkeypatch):
+    raised = failed_promptly(worker_whose_rank_1_misses_a_file_at_step_3, tmp_path, monkeypatch)
+    assert isinstance(raised.value, DatasetError), raised.value
+    assert raised.value.path == "/data/omniglot/images_background.zip"
+    assert "(raised on rank 1)" in raised.value.__notes__
+    # lost: step 3, after the checkpoint of step 2 (the newest, whole)
+    assert [p.name for p in checkpoint_files(tmp_path / "one-rank")] == ["step_00000002.pt"]
+
+
+@pytest.mark.slow
+def test_a_full_storage_on_rank_0_only_stops_every_rank_promptly_and_the_run_resumes_from_the_checkpoint_before(
+        cluster, tmp_path, monkeypatch):
+    raised = failed_promptly(worker_whose_storage_fills_up_copying_the_checkpoint_of_step_4, tmp_path, monkeypatch)
+    assert isinstance(raised.value, StorageError), raised.value
+    assert str(raised.value).startswith(f"{tmp_path / 'one-rank'}: the checkpoint of step 4 could not be written "
+                                        f"there ([Errno 28] No space left on device)")
+    assert "(raised on rank 0)" in raised.value.__notes__
+    # lost: steps 3 and 4; the storage holds the checkpoint of step 2, whole, and half of that of step 4
+    truncated = checkpoint_files(tmp_path / "one-rank")[-1]
+    assert truncated.name == "step_00000004.pt"
+    monkeypatch.setattr(distmeta.runtime.launcher, "train_worker", distmeta.runtime.worker.train_worker)
+    lines = []
+    with pytest.warns(CheckpointSkippedWarning, match=f"skipping {truncated}"):
+        resumed = train_distributed(load_config(None, ONE_RANK_FAILS),
+                                    ClusterRequest(workers=2, storage=str(tmp_path), name="one-rank"),
+                                    print_fn=lines.append, final_eval=False)
+    assert any("from the checkpoint of step 2 of 8" in line for line in lines)
+    assert resumed.steps == 8 and resumed_from(tmp_path / "one-rank") == [2]
 
 
 def distributed(storage, name, overrides, workers=2):

@@ -2,9 +2,11 @@
 
 from contextlib import contextmanager
 
+import pytest
 import torch
 
 from distmeta.config import load_config
+from distmeta.errors import DatasetError
 from distmeta.experiment import build_experiment
 from distmeta.runtime.step import rank_meta_step
 from distmeta.training.trainer import initial_state, meta_batch, meta_step
@@ -46,3 +48,23 @@ def test_the_clock_sees_the_phases_in_order_and_the_rank_gets_its_share_of_tasks
     # rank 1 of 2 samples tasks 3, 4, 5 of the step's 6
     expected = meta_batch(experiment, 0, range(3, 6))
     torch.testing.assert_close(batch.support_x, expected.support_x)
+
+
+def test_a_user_error_in_a_step_is_raised_after_the_all_reduce_and_no_update_is_applied(monkeypatch):
+    import distmeta.runtime.step as step
+
+    experiment = build_experiment(load_config(None, TINY), check_data=False)
+    state = initial_state(experiment)
+    before = {name: value.clone() for name, value in state.meta_params.items()}
+    clock = RecordingClock()
+
+    def missing_file(*_):
+        raise DatasetError("/data/omniglot.zip", "does not exist on this node")
+
+    monkeypatch.setattr(step, "meta_batch", missing_file)
+    with pytest.raises(DatasetError, match="omniglot.zip: does not exist") as raised:
+        rank_meta_step(experiment, state, rank=0, world_size=1, clock=clock)
+    # the failing rank still joins the all-reduce (that is how the others learn of it), then raises
+    assert clock.events == ["sampling", "sync_wait", "wait", "all_reduce", "optimizer"]
+    assert raised.value.__notes__ == ["(raised on rank 0)"]
+    assert state.step == 0 and all(torch.equal(state.meta_params[k], before[k]) for k in before)

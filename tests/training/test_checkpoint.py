@@ -1,24 +1,53 @@
 """Checkpoints are written atomically and found again by step."""
 
+import errno
+
 import pytest
 import torch
 
 from distmeta.config import load_config
+from distmeta.errors import StorageError
 from distmeta.training import checkpoint as checkpoints
 
 
-def test_a_crash_while_writing_leaves_no_checkpoint_behind(tmp_path, monkeypatch):
+def test_a_write_that_fails_midway_raises_a_storage_error_and_leaves_the_previous_checkpoint_whole(tmp_path,
+                                                                                                     monkeypatch):
     config = load_config()
+    checkpoints.save_checkpoint(tmp_path, 5, config, {"w": torch.zeros(2)}, {}, {})
 
-    def crash(payload, file):
+    def disk_full(payload, file):
         file.write(b"half a checkpoint")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError, match="disk full"):
-        checkpoints.save_checkpoint(tmp_path, 5, config, {"w": torch.zeros(2)}, {}, {})
-    assert list((tmp_path / "checkpoints").iterdir()) == []
-    assert checkpoints.latest_checkpoint(tmp_path) is None
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(StorageError, match=r"step_00000010.pt: the checkpoint of step 10 could not be written "
+                                           r"\(\[Errno 28\] No space left on device\)"):
+        checkpoints.save_checkpoint(tmp_path, 10, config, {"w": torch.ones(2)}, {}, {})
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_00000005.pt"]  # no temporary file left
+    assert checkpoints.load_checkpoint(tmp_path)["step"] == 5
+
+
+def write_in(run_dir, folder, step):
+    checkpoints.save_checkpoint(run_dir / folder, step, load_config(), {}, {}, {"step": step})
+
+
+def test_the_newest_checkpoint_wins_whatever_the_folder_names(tmp_path):
+    write_in(tmp_path, "checkpoint_2026-01-02_00-00-00.000000", 4)
+    write_in(tmp_path, "checkpoint_2026-01-01_00-00-00.000000", 8)
+    assert checkpoints.newest_readable_checkpoint(tmp_path)["step"] == 8
+
+
+def test_a_truncated_newest_checkpoint_is_skipped_with_a_warning_naming_it_for_the_one_before(tmp_path):
+    write_in(tmp_path, "checkpoint_a", 4)
+    write_in(tmp_path, "checkpoint_b", 8)
+    newest = checkpoints.checkpoint_files(tmp_path)[-1]
+    newest.write_bytes(newest.read_bytes()[:100])
+    with pytest.warns(checkpoints.CheckpointSkippedWarning, match=f"skipping {newest}: cannot be read"):
+        assert checkpoints.newest_readable_checkpoint(tmp_path)["step"] == 4
+
+
+def test_a_run_folder_without_checkpoints_has_nothing_to_resume(tmp_path):
+    assert checkpoints.newest_readable_checkpoint(tmp_path / "never-ran") is None
 
 
 def test_the_latest_checkpoint_is_the_highest_step(tmp_path):

@@ -1,13 +1,14 @@
 """The single-process trainer: it learns, checkpoints, resumes exactly, and stops on NaN."""
 
+import errno
 import json
 
 import pytest
 import torch
 
 from distmeta.config import TrainConfig, load_config
-from distmeta.errors import ConfigError, NonFiniteLossError
-from distmeta.training.checkpoint import latest_checkpoint, load_checkpoint
+from distmeta.errors import ConfigError, NonFiniteLossError, StorageError
+from distmeta.training.checkpoint import CheckpointSkippedWarning, latest_checkpoint, load_checkpoint
 from distmeta.training.trainer import meta_lr_at, train
 
 
@@ -52,6 +53,40 @@ def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_pat
     resumed = train(tiny(tmp_path / "split", "train.steps=40"), print_fn=lines.append, final_eval=False)
     assert any("resuming from" in line and "step 20" in line for line in lines)
     assert all(torch.equal(whole.meta_params[k], resumed.meta_params[k]) for k in whole.meta_params)
+
+
+def test_a_failed_checkpoint_write_stops_the_run_with_a_storage_error_and_the_one_before_resumes_it(
+        tmp_path, monkeypatch):
+    real_save = torch.save
+
+    def disk_full_at_step_40(payload, file):
+        if payload["step"] == 40:
+            file.write(b"the first bytes of a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(payload, file)
+
+    monkeypatch.setattr(torch, "save", disk_full_at_step_40)
+    with pytest.raises(StorageError, match="the checkpoint of step 40 could not be written"):
+        train(tiny(tmp_path / "run"), print_fn=quiet, final_eval=False)
+    # lost: the 20 steps after the checkpoint of step 20, and no file; that checkpoint is whole
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step_00000020.pt"]
+    monkeypatch.setattr(torch, "save", real_save)
+    lines = []
+    resumed = train(tiny(tmp_path / "run"), print_fn=lines.append, final_eval=False)
+    assert any("resuming from" in line and "step 20 of 40" in line for line in lines)
+    whole = train(tiny(tmp_path / "whole"), print_fn=quiet, final_eval=False)
+    assert all(torch.equal(whole.meta_params[k], resumed.meta_params[k]) for k in whole.meta_params)
+
+
+def test_a_truncated_newest_checkpoint_is_skipped_with_a_warning_and_the_run_resumes_from_the_one_before(tmp_path):
+    train(tiny(tmp_path / "run"), print_fn=quiet, final_eval=False)
+    newest = latest_checkpoint(tmp_path / "run")
+    newest.write_bytes(newest.read_bytes()[:1000])  # as a copy cut short would leave it
+    lines = []
+    with pytest.warns(CheckpointSkippedWarning, match=f"skipping {newest}"):
+        resumed = train(tiny(tmp_path / "run", "train.steps=60"), print_fn=lines.append, final_eval=False)
+    assert any("resuming from" in line and "step 20 of 60" in line for line in lines)
+    assert resumed.steps == 60 and load_checkpoint(newest)["step"] == 40  # step 40 was trained and written again
 
 
 def test_resuming_with_a_changed_config_names_the_fields_that_differ(tmp_path):

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from distmeta.config import load_config
+from distmeta.errors import NonFiniteLossError
 from distmeta.tuning.plot import plot_search
 from distmeta.tuning.search import rank_trials, ranked_table
 from distmeta.tuning.space import parse_space
@@ -29,7 +30,7 @@ def trial(trial_id, lr, steps, val=None, step=40, error=None):
 
 RESULTS = [
     trial("a", 0.01, 1, val=0.9),
-    trial("b", 10.0, 1, error=RuntimeError("Training failed.\nNonFiniteLossError: meta-loss is nan at step 3")),
+    trial("b", 10.0, 1, error=NonFiniteLossError(3, 7, float("nan"))),
     trial("c", 0.003, 3, val=0.5),
     trial("d", 5.0, 3, val=float("nan")),
     trial("e", 0.1, 1, val=1.5, step=20),

@@ -1,0 +1,109 @@
+"""A learned-optimiser config: checked at the edge, and turned into the pure-torch pieces it describes.
+
+The checks of the meta-training settings are `MetaTrainingSettings.check`'s own (one place);
+their errors are re-raised here under the config's dotted names (`optimizer` is
+`algorithm.learned_optimizer.rule`, `unrolls` is `train.meta_batch_size`, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from distmeta.config import LEARNED_OPTIMIZER, OPTIMISEE_TASKS, AlgorithmConfig, Config, LearnedOptimizerConfig
+from distmeta.errors import ConfigError
+from distmeta.learned_optimizers.meta_training import MetaTrainingSettings
+from distmeta.tasks.digits import DigitsMLPFamily
+from distmeta.tasks.optimisee import OptimiseeFamily
+from distmeta.tasks.quadratic import ENTRIES, QuadraticFamily
+
+SECTION = "algorithm.learned_optimizer"
+CONFIG_FIELD = {"optimizer": f"{SECTION}.rule", "unrolls": "train.meta_batch_size", "meta_steps": "train.steps",
+                "meta_lr": "train.meta_lr", "seed": "seed"}
+"""The config's name of each `MetaTrainingSettings` field not named `<SECTION>.<field>`."""
+FEW_SHOT_FIELDS = ("inner_lr", "inner_steps", "test_inner_steps", "first_order", "inner_batch_size")
+"""Fields of the algorithm section that only the few-shot algorithms read."""
+
+
+def check_learned_optimizer_config(config: Config) -> None:
+    """Raise ConfigError naming the field for a learned-optimiser section that cannot run, or
+    a pairing of algorithm and task that does not fit (optimisee tasks take a learned optimiser,
+    a learned optimiser takes optimisee tasks)."""
+    name, task = config.algorithm.name, config.task.name
+    if not config.learns_update_rule:
+        if task in OPTIMISEE_TASKS:
+            raise ConfigError("algorithm.name", f"{task} tasks are optimisees: they meta-train "
+                                                f"{LEARNED_OPTIMIZER}, not {name}")
+        if config.algorithm.learned_optimizer != LearnedOptimizerConfig():
+            raise ConfigError(SECTION, f"only {LEARNED_OPTIMIZER} reads it; {name} does not (remove the section)")
+        return
+    if task not in OPTIMISEE_TASKS:
+        raise ConfigError("task.name", f"{LEARNED_OPTIMIZER} trains on optimisee tasks ({', '.join(OPTIMISEE_TASKS)}), "
+                                       f"not {task}")
+    defaults = AlgorithmConfig()
+    for field in FEW_SHOT_FIELDS:
+        if getattr(config.algorithm, field) != getattr(defaults, field):
+            raise ConfigError(f"algorithm.{field}", f"{LEARNED_OPTIMIZER} has no few-shot inner loop to set; its "
+                                                    f"settings are under {SECTION} (leave {field} at "
+                                                    f"{getattr(defaults, field)!r})")
+    if config.train.device == "cuda":
+        raise ConfigError("train.device", "a learned optimiser is meta-trained on the CPU (its optimisee tasks "
+                                          "are small CPU tensors); use cpu or auto")
+    _check_section(config.algorithm.learned_optimizer)
+    _check_family(config)
+    try:
+        meta_training_settings(config).check()
+    except ConfigError as error:
+        raise ConfigError(CONFIG_FIELD.get(error.field, f"{SECTION}.{error.field}"),
+                          str(error).split(": ", 1)[1]) from None
+
+
+def _check_section(section: LearnedOptimizerConfig) -> None:
+    """The fields `MetaTrainingSettings` does not hold: evaluation's."""
+    for field in ("eval_tasks", "tuning_tasks"):
+        if getattr(section, field) < 1:
+            raise ConfigError(f"{SECTION}.{field}", f"must be at least 1, got {getattr(section, field)}")
+    if section.eval_steps < 0:
+        raise ConfigError(f"{SECTION}.eval_steps", f"must be 0 (10 x unroll_length) or more, got {section.eval_steps}")
+    for field in ("sigma", "loss_clip", "gradient_clip"):
+        if not math.isfinite(getattr(section, field)):
+            raise ConfigError(f"{SECTION}.{field}", f"must be finite, got {getattr(section, field)}")
+
+
+def _check_family(config: Config) -> None:
+    quadratic, digits = config.task.quadratic, config.task.digits
+    for field in ("dimensions", "functions"):
+        if getattr(quadratic, field) < 1:
+            raise ConfigError(f"task.quadratic.{field}", f"must be at least 1, got {getattr(quadratic, field)}")
+    if not quadratic.init_std >= 0:
+        raise ConfigError("task.quadratic.init_std", f"must be 0 or more, got {quadratic.init_std}")
+    if quadratic.entries not in ENTRIES:
+        raise ConfigError("task.quadratic.entries", f"unknown value {quadratic.entries!r} (choose from "
+                                                    f"{', '.join(ENTRIES)})")
+    for field in ("hidden", "batch_size"):
+        if getattr(digits, field) < 1:
+            raise ConfigError(f"task.digits.{field}", f"must be at least 1, got {getattr(digits, field)}")
+
+
+def meta_training_settings(config: Config):
+    """The `MetaTrainingSettings` the config describes (the pure-torch meta-trainer's)."""
+    section = config.algorithm.learned_optimizer
+    shared = {field.name for field in dataclasses.fields(MetaTrainingSettings)} & set(dataclasses.asdict(section))
+    return MetaTrainingSettings(optimizer=section.rule, unrolls=config.train.meta_batch_size,
+                                meta_steps=config.train.steps, meta_lr=config.train.meta_lr, seed=config.seed,
+                                **{field: getattr(section, field) for field in shared})
+
+
+def optimisee_family(config: Config, split: str, width: int = 1) -> OptimiseeFamily:
+    """The optimisee family of `task.name` on `split` ("train" or "test"); `width` multiplies
+    the digits MLP's hidden units (the wider held-out variant)."""
+    if config.task.name == "quadratic":
+        q = config.task.quadratic
+        return QuadraticFamily(split, q.dimensions, q.functions, q.init_std, q.entries)
+    return DigitsMLPFamily(split, config.task.digits.hidden * width, config.task.digits.batch_size)
+
+
+def eval_steps(config: Config) -> int:
+    """Optimisee steps of an evaluation: `eval_steps`, or 10 x the unroll meta-training saw."""
+    section = config.algorithm.learned_optimizer
+    return section.eval_steps or 10 * section.unroll_length

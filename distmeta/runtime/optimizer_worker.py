@@ -1,0 +1,136 @@
+"""What every Ray Train worker of a learned-optimiser run runs (`train`, and `distmeta bench`).
+
+Each worker owns the persistent unrolls of its task indices (`share_of_meta_batch`), moves
+them on by a truncation per meta-step, and joins the one all-reduce of the step
+(`distmeta.learned_optimizer_runs.training.rank_meta_step`). Rank 0 is the learner of
+record: it validates, logs and writes checkpoints, which hold every rank's unrolls by task
+index (gathered at each checkpoint), so a restarted group (of any size) continues them.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import ray
+import ray.train
+import torch
+
+from distmeta.benchmarking.machine import cpu_model
+from distmeta.benchmarking.timing import PhaseTimer
+from distmeta.config import from_dict
+from distmeta.errors import DistmetaError
+from distmeta.learned_optimizer_runs.training import (UNIT, OptimizerRun, RunState, build_run, checkpoint_payload,
+                                                      final_meta_test, initial_state, rank_meta_step, train_loop,
+                                                      unrolls_line)
+from distmeta.runtime.agreement import RankFailure
+from distmeta.runtime.collective import barrier, broadcast_parameters, from_rank_zero, gathered, share_of_meta_batch
+from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
+from distmeta.runtime.worker import enter_command_dir, restored_checkpoint
+from distmeta.runtime.worker_errors import send_error
+from distmeta.training.checkpoint import save_checkpoint
+from distmeta.training.progress import ProgressLog
+
+
+def report_checkpoint(run: OptimizerRun, rank: int):
+    """A `train_loop` checkpoint function: every rank hands in its unrolls and reports, rank 0
+    with the checkpoint."""
+
+    def save(state: RunState) -> None:
+        extra = checkpoint_payload(run, state)  # a collective: every rank, every checkpoint
+        metrics = {"step": state.step, **(state.history[-1] if state.history else {})}
+        if rank != 0:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            save_checkpoint(folder, state.step, run.config, state.meta_params, state.optimizer.state_dict(),
+                            metrics, extra)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+    return save
+
+
+def describe_worker(rank: int) -> list[dict] | None:
+    """Every rank's node, gathered on rank 0 (None elsewhere); learned optimisers train on the CPU."""
+    here = {"rank": rank, "node": ray.get_runtime_context().get_node_id(), "device": "cpu", "inner_loops": "loop"}
+    everyone = gathered(here)
+    return everyone if rank == 0 else None
+
+
+def train_worker(loop_config: dict) -> None:
+    """The per-worker function of a learned-optimiser run's TorchTrainer."""
+    enter_command_dir(loop_config["command_dir"])
+    torch.set_num_threads(loop_config["threads_per_worker"])
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    run_dir = Path(loop_config["run_dir"])
+    failure = RankFailure(rank)
+    try:
+        with failure.catching():  # this rank's settings, and rank 0's checkpoint
+            config = from_dict(loop_config["config"])
+            run = build_run(config)
+            restored = restored_checkpoint(run_dir) if rank == 0 else None
+        failure.agree()
+        payload = from_rank_zero(restored)
+        indices = share_of_meta_batch(config.train.meta_batch_size, rank, world_size)
+        state = initial_state(run, indices, payload)
+        broadcast_parameters(state.meta_params)
+        workers = describe_worker(rank)
+        progress = None
+        if rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
+            progress = ProgressLog(run_dir, config.train.steps, config.metric, unit=UNIT)
+            if payload is not None:
+                progress.record({"event": "resumed", "from_step": payload["step"],
+                                 "note": unrolls_line(config, payload)})
+        train_loop(run, state, progress, lambda run, state: rank_meta_step(run, state, rank, world_size),
+                   report_checkpoint(run, rank))
+        if loop_config.get("final_eval") and rank == 0:
+            test = final_meta_test(run, state.meta_params, range(config.algorithm.learned_optimizer.eval_tasks))
+            (run_dir / META_TEST_FILE).write_text(json.dumps(test.to_dict(), indent=2))
+    except DistmetaError as error:  # every rank at once: a non-finite meta-gradient is all-reduced first
+        send_error(loop_config["errors"], error)
+
+
+def bench_worker(loop_config: dict) -> None:
+    """`distmeta bench` for a learned optimiser: warm-up, then timed meta-steps, rank 0's
+    gathered times sent to the driver's box (see `distmeta.benchmarking.scaling`)."""
+    enter_command_dir(loop_config["command_dir"])
+    torch.set_num_threads(loop_config["threads_per_worker"])
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    box = loop_config["box"]
+    failure = RankFailure(rank)
+    try:
+        with failure.catching():
+            config = from_dict(loop_config["config"])
+            run = build_run(config)
+        failure.agree()
+        state = initial_state(run, share_of_meta_batch(config.train.meta_batch_size, rank, world_size))
+        workers = describe_worker(rank)
+        for _ in range(loop_config["warmup"]):
+            rank_meta_step(run, state, rank, world_size)
+        barrier()
+        times = [timed_step(run, state, rank, world_size) for _ in range(loop_config["steps"])]
+        everyone = gathered({"times": times, "threads": torch.get_num_threads()})
+        if rank == 0:
+            devices = [{**worker, "device_name": cpu_model(), "threads": ranked["threads"]}
+                       for worker, ranked in zip(workers, everyone)]
+            ray.get(box.put.remote({"ranks": [ranked["times"] for ranked in everyone], "devices": devices}))
+    except DistmetaError as error:
+        send_error(loop_config["errors"], error)
+
+
+def timed_step(run: OptimizerRun, state: RunState, rank: int, world_size: int) -> dict[str, float]:
+    """One meta-step, phase by phase, in the bench's `StepTimes` fields: the estimate (unroll
+    forward and meta-backward together, which cannot be timed apart) is `inner_loop`;
+    nothing is sampled and there is no separate outer backward."""
+    timer = PhaseTimer(torch.device("cpu"))
+    with timer.phase("step"):
+        rank_meta_step(run, state, rank, world_size, timer)
+    seconds = timer.seconds
+    return {"sampling": 0.0, "inner_loop": seconds["meta_gradient"], "outer_backward": 0.0,
+            "sync_wait": seconds["sync_wait"], "all_reduce": seconds["all_reduce"],
+            "optimizer": seconds["optimizer"], "step": seconds["step"]}
