@@ -18,6 +18,7 @@ EXAMPLES = [
     errors.CheckpointError("/runs/a/step_00000004.pt", "cannot be read"),
     errors.StorageError("/runs/a", "the checkpoint of step 4 could not be written there"),
     errors.InputError("support_x", "shape (N, 1)", "shape (10, 3)"),
+    errors.KnowledgeBaseError("/runs/a/knowledge/step_00000004-w-0a1b2c3d.parquet", "unreadable knowledge file"),
     errors.ScaleUpTimeoutError("4 GPU workers not there after 900 s"),
     JobServerUnreachable("http://127.0.0.1:8265", "connection refused"),
 ]
