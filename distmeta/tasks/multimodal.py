@@ -81,6 +81,10 @@ class MultimodalTasks:
         self.shots, self.query_shots = shots, query_shots
         self.modes, self.noise_std = tuple(modes), noise_std
 
+    def task_family(self, seed: int) -> str:
+        """The mode of the task of `seed` (`sample`'s first draw): what the knowledge base records."""
+        return self.modes[int(np.random.default_rng(seed).integers(len(self.modes)))]
+
     def sample(self, num_tasks: int, seed: int) -> TaskBatch:
         rng = np.random.default_rng(seed)
         points = self.shots + self.query_shots

@@ -73,6 +73,13 @@ def test_every_mode_is_its_function_family_within_the_authors_ranges():
                 assert abs(coef[0]) <= 3 + 1e-3 and abs(coef[1]) <= 3 + 1e-3
 
 
+def test_a_tasks_family_is_the_name_of_the_mode_it_was_drawn_from():
+    for modes in (MODE_SETS[2], MODE_SETS[5]):
+        tasks = MultimodalTasks(5, 5, modes)
+        for seed in range(20):
+            assert tasks.task_family(seed) == modes[int(tasks.sample(1, seed).modes[0])]
+
+
 def test_modes_are_drawn_uniformly_from_the_configured_set():
     batch = MultimodalTasks(1, 1, MODE_SETS[2]).sample(2000, 0)
     counts = torch.bincount(batch.modes, minlength=2)
