@@ -24,6 +24,18 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 SHARED_OMNIGLOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 
 
+# Fixtures that start a Ray cluster (or a Ray node's folder): a test using one is `slow`,
+# which `make test-fast` leaves out. Tests that start Ray some other way are marked by hand.
+RAY_CLUSTER_FIXTURES = {"cluster", "job_cluster", "two_nodes", "autoscaling_cluster", "fresh_autoscaling_cluster",
+                        "cluster_with_logical_gpus", "ray_home"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if RAY_CLUSTER_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Tests never write to the real home directory (caches, Ray tokens)."""
