@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+TASK_STREAM = "philox-per-meta-batch"
+"""What results record as `task_stream`: tasks drawn as this module draws them."""
+EARLIER_TASK_STREAM = "generator-per-task"
+"""The stream of results recorded before this module (a SeedSequence and a generator per task):
+the same distribution of tasks, other draws, so other exact numbers."""
 WORDS_PER_BLOCK = 4
 """Philox-4x64 gives four 64-bit words per counter value."""
 PART_SHIFT = 128
