@@ -22,7 +22,7 @@ from distmeta.algorithms import Params
 from distmeta.config import Config, TrainConfig, replace, save_config
 from distmeta.errors import NonFiniteLossError
 from distmeta.evaluation import EvalResult, evaluate
-from distmeta.execution import BatchGradient, batch_meta_gradient
+from distmeta.execution import BatchGradient
 from distmeta.experiment import Experiment, build_experiment
 from distmeta.tasks import TaskBatch, sample_tasks
 from distmeta.training.checkpoint import check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -66,8 +66,7 @@ def meta_batch(experiment: Experiment, step: int, indices: range | None = None) 
 
 
 def compute_meta_gradient(experiment: Experiment, meta_params: Params, batch: TaskBatch) -> BatchGradient:
-    return batch_meta_gradient(experiment.algorithm, meta_params, batch, experiment.strategy,
-                               experiment.vmap_chunk_size)
+    return experiment.meta_gradient(meta_params, batch)
 
 
 def flat(grad_sum: Params, meta_loss: torch.Tensor) -> torch.Tensor:
@@ -184,6 +183,7 @@ def train_loop(experiment: Experiment, state: TrainState, progress: ProgressLog 
     """
     train = experiment.config.train
     start_step = state.step
+    experiment.meta_gradient.plan(train.steps - state.step)
     window: list[StepMetrics] = []
     while state.step < train.steps:
         window.append(step_fn(experiment, state))
