@@ -98,8 +98,9 @@ def engine_block(results: Path) -> list[str]:
              "MAML, median ms per meta-step (gradient and Adam step), each variant in its own process:", ""]
     if data is None:
         return lines[:1] + ["", f"{NOT_RUN}: {code(ENGINE_COMMAND)}"]
-    variants = ["auto", "vmap", "loop", "reference loop", "learn2learn"]
-    lines += ["| setup | distmeta auto | vmap | loop | textbook per-task loop | learn2learn |", "|---|---|---|---|---|---|"]
+    variants = ["auto", "vmap", "loop", "vmap compiled", "loop compiled", "reference loop", "learn2learn", "higher"]
+    lines += ["| setup | distmeta auto | vmap | loop | vmap compiled | loop compiled | textbook per-task loop | "
+              "learn2learn | higher |", "|---|---|---|---|---|---|---|---|---|"]
     for setup, spec in data["setups"].items():
         cells = []
         for variant in variants:
@@ -108,15 +109,22 @@ def engine_block(results: Path) -> list[str]:
                 cells.append(NOT_RUN)
             elif "skipped" in row:
                 cells.append("not importable" if "not importable" in row["skipped"] else "skipped")
+            elif "failed" in row:
+                cells.append("failed (see the JSON)")
             elif variant == "auto":
-                cells.append(f"{_ms(row['ms_per_step'])} ({row['runs_as']}), {row['speedup_vs_reference_loop']:.2f}x")
+                ratio = row.get("speedup_vs_reference_loop")
+                cells.append(f"{_ms(row['ms_per_step'])} ({row['runs_as']})" + (f", {ratio:.2f}x" if ratio else ""))
+            elif row.get("compile_s") is not None:
+                cells.append(f"{_ms(row['ms_per_step'])} (compile {row['compile_s']:.0f} s), {_memory(row['peak_rss_mb'])}")
             else:
                 cells.append(f"{_ms(row['ms_per_step'])}, {_memory(row['peak_rss_mb'])}")
         lines.append(f"| {_setup_text(setup, spec)} | " + " | ".join(cells) + " |")
     lines += ["", "Ratios are over the textbook loop (`distmeta/reference.py`: `functional_call` and "
                   "`torch.autograd.grad`, one task after another); memory is the process's peak RSS. "
-                  "learn2learn 0.2.0 from PyPI does not build on Python 3.11 as is; the script runs it "
-                  "when it can be imported."]
+                  "learn2learn 0.2.0 from PyPI does not build on Python 3.11 as is: "
+                  "`bash benchmarks/install_baselines.sh` builds it, and installs higher; the script runs "
+                  "them when they can be imported, and checks every variant's meta-gradient against "
+                  "distmeta's loop (`grad_rel_diff` in the JSON)."]
     return lines
 
 
