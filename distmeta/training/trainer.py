@@ -142,6 +142,7 @@ def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResul
         config = replace(config, train={"run_dir": default_run_dir(config)})
     run_dir = Path(config.train.run_dir)
     experiment = build_experiment(config)
+    experiment.meta_gradient.print_fn = print_fn  # the compile decision goes where the run's lines go
     checkpoint = _checkpoint_to_resume(run_dir, config, print_fn)
     state = initial_state(experiment, checkpoint)
     run_dir.mkdir(parents=True, exist_ok=True)
