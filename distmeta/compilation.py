@@ -93,10 +93,13 @@ class MetaGradientRunner:
         if gain is None:
             self.print_fn(f"compile: off (auto: no measured gain for {model} {strategy} on {device})")
             return
+        if self.steps_left is None:  # not a training loop (a benchmark, a one-off gradient): nothing to earn
+            self.print_fn("compile: off (auto: no planned number of steps to pay the compile back)")
+            return
         step_s = statistics.median(self._probe[1:])
         saving_s = step_s * (1 - 1 / gain.speedup)
         pays_after = gain.compile_s / saving_s
-        steps_left = (self.steps_left or 0) - len(self._probe)
+        steps_left = self.steps_left - len(self._probe)
         figures = (f"{1000 * step_s:.2f} ms/step uncompiled, x{gain.speedup:g} measured compiled "
                    f"({gain.measured}), compile ~{gain.compile_s:.0f} s: pays back after {pays_after:,.0f} steps, "
                    f"{steps_left:,} left")

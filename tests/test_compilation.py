@@ -81,6 +81,14 @@ def test_auto_compiles_a_measured_setting_only_when_the_steps_left_pay_the_compi
         unmeasured(params, batch)
     assert unmeasured.compiled is None and printed == ["compile: off (auto: no measured gain for mlp vmap on cpu)"]
 
+    monkeypatch.setattr(compilation, "MEASURED", {("mlp", "vmap", "cpu"): CompileGain(1e-6, 2.0, "made up")})
+    printed.clear()
+    unplanned = runner(experiment, "auto", printed)  # outside a training loop: no steps to pay anything back
+    for batch in batches:
+        unplanned(params, batch)
+    assert unplanned.compiled is None and printed == [
+        "compile: off (auto: no planned number of steps to pay the compile back)"]
+
 
 def test_a_compile_that_fails_stops_an_on_run_naming_the_setting_and_an_auto_run_goes_on_uncompiled(monkeypatch):
     def broken_backend(graph, example_inputs):
