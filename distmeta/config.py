@@ -25,6 +25,8 @@ TASKS = ("sinusoid", "omniglot")
 MODELS = ("auto", "mlp", "conv4")
 VECTORIZE = ("auto", "vmap", "loop")
 COMPILE = ("auto", "on", "off")
+ON_OFF_FIELDS = ("train.compile",)
+"""String fields whose values include on and off, which YAML reads as booleans."""
 META_OPTIMIZERS = ("adam", "sgd")
 META_LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
@@ -311,6 +313,8 @@ def _coerce(hint, value: Any, name: str):
             raise ConfigError(name, f"expected a number, got {value!r}")
         return float(value)
     if hint is str:
+        if name in ON_OFF_FIELDS and isinstance(value, bool):
+            return "on" if value else "off"  # YAML 1.1 reads a bare on / off as true / false
         if not isinstance(value, str):
             raise ConfigError(name, f"expected a string, got {value!r}")
         return value

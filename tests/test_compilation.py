@@ -112,6 +112,10 @@ def test_a_compile_that_fails_stops_an_on_run_naming_the_setting_and_an_auto_run
     assert printed[-1] == "compile: off (auto: torch.compile failed, BackendCompilerFailed; running uncompiled)"
 
 
-def test_an_unknown_compile_mode_is_refused_naming_the_field():
+def test_an_unknown_compile_mode_is_refused_naming_the_field_and_yaml_on_off_mean_on_off(tmp_path):
     with pytest.raises(ConfigError, match="train.compile"):
-        load_config(None, ["train.compile=yes"])
+        load_config(None, ["train.compile=always"])
+    assert load_config(None, ["train.compile=off"]).train.compile == "off"
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("train:\n  compile: on\n")
+    assert load_config(config_file).train.compile == "on"
