@@ -17,7 +17,6 @@ the setting; an `auto` run goes on uncompiled and says so.
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -33,7 +32,8 @@ from distmeta.tasks import TaskBatch
 
 COMPILE_MODES = ("auto", "on", "off")
 PROBE_STEPS = 5
-"""Uncompiled steps `auto` times before it decides (the first, with its warm-up, not counted)."""
+"""Uncompiled steps `auto` times before it decides (the first, with its warm-up, not counted; the
+fastest of the others is taken as the uncompiled step time)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,9 @@ class MetaGradientRunner:
         if self.steps_left is None:  # not a training loop (a benchmark, a one-off gradient): nothing to earn
             self.print_fn("compile: off (auto: no planned number of steps to pay the compile back)")
             return
-        step_s = statistics.median(self._probe[1:])
+        # the fastest probe: early steps run slower (allocator and caches warming), and a step
+        # over-estimated would make a short run pay for a compile it never earns back
+        step_s = min(self._probe[1:])
         saving_s = step_s * (1 - 1 / gain.speedup)
         pays_after = gain.compile_s / saving_s
         steps_left = self.steps_left - len(self._probe)
