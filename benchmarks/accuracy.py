@@ -42,6 +42,8 @@ from pathlib import Path
 
 import yaml
 
+from distmeta.tasks.streams import EARLIER_TASK_STREAM, TASK_STREAM
+
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "benchmarks" / "suites" / "accuracy.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "accuracy"
@@ -306,6 +308,7 @@ def _record(experiment: Experiment, summary: dict, train_wall: float, evaluation
         "paper_source": experiment.paper_source,
         "paper_note": PAPER_NOTE if experiment.name.startswith("omniglot/") else None,
         "budget_minutes": experiment.budget_minutes,
+        "task_stream": TASK_STREAM,
         "machine": machine(),
         "date": started_at,
         "finished": datetime.now().isoformat(timespec="seconds"),
@@ -348,6 +351,7 @@ def reuse_experiment(experiment: Experiment) -> dict:
         "paper_source": experiment.paper_source,
         "paper_note": PAPER_NOTE,
         "budget_minutes": None,
+        "task_stream": earlier.get("task_stream", EARLIER_TASK_STREAM),
         "machine": earlier.get("machine"),
         "date": _git_date(source),
         "load_average": None,

@@ -1,13 +1,22 @@
 """Engine speed: ms per second-order MAML meta-step, tasks/s and peak memory, side by side.
 
-    python benchmarks/engine_speed.py [--steps 10] [--json benchmarks/results/engine_speed.json]
+    python benchmarks/engine_speed.py [--setups conv4,sine] [--steps 10] [--first-order]
+                                      [--json benchmarks/results/engine_speed.json]
 
 Two setups, as in the engine issue:
   conv4: Omniglot Conv4, 5-way 1-shot, 5 query images per class, meta-batch 32, 1 inner step, lr 0.4
   sine:  sinusoid MLP 1-40-40-1, K=10 (10 query), meta-batch 25, 1 inner step, lr 0.01
-Variants: distmeta with vectorize auto / vmap / loop, the textbook per-task loop
+Variants: distmeta with vectorize auto / vmap / loop, vmap and loop compiled (train.compile on;
+the compile, on the first step, is timed apart as compile_s), the textbook per-task loop
 (`distmeta.reference`: functional_call + torch.autograd.grad, one task after
-another), and learn2learn's MAML wrapper when it can be imported.
+another), and learn2learn's MAML wrapper and higher's innerloop_ctx when they are installed
+(`bash benchmarks/install_baselines.sh`; learn2learn imports torchvision, which has no CPU
+build for torch 2.13 here: an inert stand-in module takes its place, which MAML never touches).
+
+Every variant's meta-gradient of the timed batch is checked against distmeta's uncompiled loop
+(grad_rel_diff: |g - g_loop| / |g_loop| over all parameters; float32, so ~1e-6 for the MLP and
+up to ~1e-4 for Conv4 second order). A variant that fails, or runs past --child-timeout, is
+reported in the table with the reason; the others still run.
 
 Each variant runs in its own process (so peak memory is its own), with the same
 tasks and weights; a meta-step is the meta-gradient of the batch plus an Adam
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -41,13 +51,15 @@ SETUPS = {
     "conv4": dict(ways=5, shots=1, query=5, meta_batch=32, inner_lr=0.4),
     "sine": dict(shots=10, query=10, meta_batch=25, inner_lr=0.01),
 }
-VARIANTS = ["auto", "vmap", "loop", "reference loop", "learn2learn"]
+VARIANTS = ["auto", "vmap", "loop", "vmap compiled", "loop compiled", "reference loop", "learn2learn", "higher"]
+GRAD_TOLERANCE = 1e-3
+"""grad_rel_diff above this marks a variant's meta-gradient as differing from distmeta's loop."""
 
 
 # ---------------------------------------------------------------- one variant (child process)
 
 
-def build(setup: str):
+def build(setup: str, first_order: bool = False):
     from distmeta.config import load_config
     from distmeta.experiment import build_experiment
     from distmeta.tasks import TaskBatch
@@ -61,7 +73,7 @@ def build(setup: str):
                      f"task.shots={spec['shots']}", f"task.query_shots={spec['query']}",
                      f"task.omniglot.cache_dir={ROOT / '.cache'}"]
     overrides += [f"algorithm.inner_lr={spec['inner_lr']}", "algorithm.inner_steps=1",
-                  f"train.meta_batch_size={spec['meta_batch']}"]
+                  f"train.meta_batch_size={spec['meta_batch']}", f"algorithm.first_order={str(first_order).lower()}"]
     config = load_config(None, overrides)
     real_data = setup == "sine" or OMNIGLOT.is_dir()
     experiment = build_experiment(config, check_data=False)
@@ -80,63 +92,172 @@ def build(setup: str):
     return experiment, batch, real_data
 
 
-def step_function(variant: str, experiment, batch):
-    """A function doing one meta-step (gradient + Adam) of `variant`, or a reason it cannot run."""
+def meta_gradient_function(variant: str, experiment, batch, params):
+    """(gradient, parameters it is of, how it runs): `gradient()` is `variant`'s meta-gradient of the
+    batch summed over tasks, {name: tensor}, for the parameters it trains; or (None, None, reason)."""
+    from distmeta.compilation import MetaGradientRunner
     from distmeta.execution import batch_meta_gradient, resolve_vectorize
     from distmeta.reference import maml_batch_gradient
 
-    params = experiment.initial_meta_parameters()
-    optimizer = torch.optim.Adam(params.values(), lr=1e-3)
     algorithm, config = experiment.algorithm, experiment.config
-
-    def apply(grads):
-        for name, value in params.items():
-            value.grad = grads[name] / len(batch)
-        optimizer.step()
-
     if variant in ("auto", "vmap", "loop"):
         strategy = resolve_vectorize(variant, config.model_name, experiment.device)[0]
-        return lambda: apply(batch_meta_gradient(algorithm, params, batch, strategy).grad_sum), strategy
+        return lambda: batch_meta_gradient(algorithm, params, batch, strategy).grad_sum, params, strategy
+    if variant.endswith(" compiled"):
+        strategy = variant.split()[0]
+        runner = MetaGradientRunner(algorithm, strategy, None, "on",
+                                    (config.model_name, strategy, experiment.device.type), print_fn=lambda _: None)
+        gradient = lambda: runner(params, batch).grad_sum  # noqa: E731
+        gradient.runner = runner
+        return gradient, params, f"{strategy}+compile"
     if variant == "reference loop":
-        return lambda: apply(maml_batch_gradient(experiment.model, params, batch, algorithm.inner_lr, 1, False,
-                                                 config.is_classification)), "loop"
-    return learn2learn_step(experiment, batch)
+        return (lambda: maml_batch_gradient(experiment.model, params, batch, algorithm.inner_lr, 1,
+                                            algorithm.first_order, config.is_classification)), params, "loop"
+    if variant == "learn2learn":
+        return learn2learn_gradient(experiment, batch, params)
+    return higher_gradient(experiment, batch, params)
 
 
-def learn2learn_step(experiment, batch):
-    try:
-        import learn2learn as l2l
-    except Exception as error:  # ImportError, or a broken build
-        return None, (f"learn2learn not importable ({type(error).__name__}); from PyPI, learn2learn 0.2.0 "
-                      "does not build on Python 3.11 as is")
+def baseline_model(experiment, params):
+    """A copy of the model holding `params`' values, for a library that trains an nn.Module."""
     import copy
-    import torch.nn.functional as F
 
     model = copy.deepcopy(experiment.model)
-    maml = l2l.algorithms.MAML(model, lr=experiment.algorithm.inner_lr, first_order=False)
-    optimizer = torch.optim.Adam(maml.parameters(), lr=1e-3)
-    loss_fn = F.cross_entropy if experiment.config.is_classification else F.mse_loss
+    with torch.no_grad():
+        for name, value in model.named_parameters():
+            value.copy_(params[name])
+    return model
 
-    def step():
-        optimizer.zero_grad()
+
+def loss_function(experiment):
+    import torch.nn.functional as F
+
+    return F.cross_entropy if experiment.config.is_classification else F.mse_loss
+
+
+def summed_gradient(parameters: dict, run_tasks) -> callable:
+    """The gradient `run_tasks()` leaves in `parameters`' .grad (each task's loss backwarded)."""
+
+    def gradient():
+        for value in parameters.values():
+            value.grad = None
+        run_tasks()
+        return {name: value.grad for name, value in parameters.items()}
+
+    return gradient
+
+
+def import_learn2learn():
+    """learn2learn, with an inert stand-in for torchvision (imported by its __init__, not by MAML)."""
+    import importlib.abc
+    import importlib.machinery
+    import types
+
+    class InertModule(types.ModuleType):
+        def __getattr__(self, name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return type(name, (), {"__init__": lambda self, *args, **kwargs: None})
+
+    class InertTorchvision(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, fullname, path, target=None):
+            if fullname == "torchvision" or fullname.startswith("torchvision."):
+                return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+            return None
+
+        def create_module(self, spec):
+            module = InertModule(spec.name)
+            module.__path__ = []
+            return module
+
+        def exec_module(self, module):
+            pass
+
+    try:
+        import torchvision  # noqa: F401  (a working one, where there is one)
+    except Exception:
+        sys.modules.pop("torchvision", None)
+        sys.meta_path.insert(0, InertTorchvision())
+    import learn2learn
+
+    return learn2learn
+
+
+def learn2learn_gradient(experiment, batch, params):
+    try:
+        l2l = import_learn2learn()
+    except Exception as error:  # ImportError, or a broken build
+        return None, None, (f"learn2learn not importable ({type(error).__name__}: {error}); "
+                            "bash benchmarks/install_baselines.sh installs it")
+    algorithm, loss_fn = experiment.algorithm, loss_function(experiment)
+    maml = l2l.algorithms.MAML(baseline_model(experiment, params), lr=algorithm.inner_lr,
+                               first_order=algorithm.first_order)
+    parameters = dict(maml.module.named_parameters())
+
+    def run_tasks():
         for i in range(len(batch)):
             sx, sy, qx, qy = (t[i] for t in batch.tensors())
             learner = maml.clone()
             learner.adapt(loss_fn(learner(sx), sy))
-            (loss_fn(learner(qx), qy) / len(batch)).backward()
+            loss_fn(learner(qx), qy).backward()
+
+    return summed_gradient(parameters, run_tasks), parameters, "learn2learn"
+
+
+def higher_gradient(experiment, batch, params):
+    try:
+        import higher
+    except Exception as error:
+        return None, None, (f"higher not importable ({type(error).__name__}: {error}); "
+                            "bash benchmarks/install_baselines.sh installs it")
+    algorithm, loss_fn = experiment.algorithm, loss_function(experiment)
+    if algorithm.first_order:
+        return None, None, "higher has no first-order MAML (track_higher_grads=False drops the meta-gradient)"
+    model = baseline_model(experiment, params)
+    inner = torch.optim.SGD(model.parameters(), lr=algorithm.inner_lr)
+    parameters = dict(model.named_parameters())
+
+    def run_tasks():
+        for i in range(len(batch)):
+            sx, sy, qx, qy = (t[i] for t in batch.tensors())
+            with higher.innerloop_ctx(model, inner, copy_initial_weights=False) as (fmodel, diffopt):
+                diffopt.step(loss_fn(fmodel(sx), sy))
+                loss_fn(fmodel(qx), qy).backward()
+
+    return summed_gradient(parameters, run_tasks), parameters, "higher"
+
+
+def relative_difference(grads: dict, reference: dict) -> float:
+    names = list(reference)
+    got = torch.cat([grads[name].detach().reshape(-1).double().cpu() for name in names])
+    want = torch.cat([reference[name].detach().reshape(-1).double().cpu() for name in names])
+    return ((got - want).norm() / want.norm()).item()
+
+
+def run_child(setup: str, variant: str, steps: int, warmup: int, first_order: bool) -> dict:
+    from distmeta.devices import synchronize
+    from distmeta.execution import batch_meta_gradient
+
+    experiment, batch, real_data = build(setup, first_order)
+    device = experiment.device
+    params = experiment.initial_meta_parameters()
+    gradient, parameters, how = meta_gradient_function(variant, experiment, batch, params)
+    if gradient is None:
+        return {"setup": setup, "variant": variant, "skipped": how}
+    reference = batch_meta_gradient(experiment.algorithm, params, batch, "loop").grad_sum
+    started = time.perf_counter()
+    grad_rel_diff = relative_difference(gradient(), reference)  # a compiled variant compiles here
+    runner = getattr(gradient, "runner", None)
+    compile_s = runner.compile_s if runner is not None else None
+    first_step_s = time.perf_counter() - started
+    optimizer = torch.optim.Adam(parameters.values(), lr=1e-3)
+
+    def step():
+        grads = gradient()
+        for name, value in parameters.items():
+            value.grad = grads[name] / len(batch)
         optimizer.step()
 
-    return step, "learn2learn"
-
-
-def run_child(setup: str, variant: str, steps: int, warmup: int) -> dict:
-    from distmeta.devices import synchronize
-
-    experiment, batch, real_data = build(setup)
-    device = experiment.device
-    step, how = step_function(variant, experiment, batch)
-    if step is None:
-        return {"setup": setup, "variant": variant, "skipped": how}
     for _ in range(warmup):
         step()
     times = []
@@ -151,56 +272,81 @@ def run_child(setup: str, variant: str, steps: int, warmup: int) -> dict:
     on_gpu = device.type == "cuda"
     return {
         "setup": setup, "variant": variant, "runs_as": how, "real_data": real_data, "device": str(device),
-        "ms_per_step": 1000 * median, "ms_p90": 1000 * sorted(times)[int(0.9 * (len(times) - 1))],
-        "tasks_per_s": len(batch) / median,
+        "order": "first" if first_order else "second",
+        "ms_per_step": 1000 * median, "ms_p10": 1000 * sorted(times)[int(0.1 * (len(times) - 1))],
+        "ms_p90": 1000 * sorted(times)[int(0.9 * (len(times) - 1))],
+        "tasks_per_s": len(batch) / median, "compile_s": compile_s, "first_step_s": first_step_s,
+        "grad_rel_diff": grad_rel_diff, "grad_matches": grad_rel_diff <= GRAD_TOLERANCE,
         "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if on_gpu else rss_mb,
         "memory_measured": "cuda max_memory_allocated" if on_gpu else "host peak RSS",
-        "peak_rss_mb": rss_mb, "steps": steps, "threads": torch.get_num_threads(),
+        "peak_rss_mb": rss_mb, "steps": steps, "warmup": warmup, "threads": torch.get_num_threads(),
     }
 
 
 # ---------------------------------------------------------------- the table (parent process)
 
 
-def run_all(steps: dict, setups: list[str]) -> list[dict]:
+def run_all(steps: dict, setups: list[str], first_order: bool, timeout_s: float) -> list[dict]:
     results = []
     for setup in setups:
         for variant in VARIANTS:
             command = [sys.executable, __file__, "--child", setup, variant, "--steps", str(steps[setup])]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                results.append({"setup": setup, "variant": variant, "skipped": f"failed: {done.stderr[-300:]}"})
-            else:
-                results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            command += ["--first-order"] if first_order else []
+            results.append(run_variant(command, setup, variant, timeout_s))
             print(f"  {setup:5} {variant:15} {describe(results[-1])}", flush=True)
     add_ratios(results)
     return results
 
 
+def run_variant(command: list[str], setup: str, variant: str, timeout_s: float) -> dict:
+    """The child's result, or a record of why it gave none: a variant's failure is not the run's."""
+    failed = {"setup": setup, "variant": variant}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {**failed, "failed": f"ran past --child-timeout {timeout_s:g} s"}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return {**failed, "failed": f"exit {done.returncode}: {done.stderr.strip()[-300:]}"}
+    return json.loads(lines[-1])
+
+
 def describe(result: dict) -> str:
-    if "skipped" in result:
-        return f"skipped: {result['skipped']}"
-    return f"{result['ms_per_step']:8.1f} ms/step"
+    for outcome in ("skipped", "failed"):
+        if outcome in result:
+            return f"{outcome}: {result[outcome]}"
+    compiled = f", compile {result['compile_s']:.1f} s" if result.get("compile_s") is not None else ""
+    return f"{result['ms_per_step']:8.1f} ms/step, grad rel. diff {result['grad_rel_diff']:.1e}{compiled}"
+
+
+def timed(result: dict) -> bool:
+    return "skipped" not in result and "failed" not in result
 
 
 def add_ratios(results: list[dict]) -> None:
     """Speed-up of each variant over the textbook per-task loop of the same setup."""
     for result in results:
-        if "skipped" in result:
-            continue
-        reference = next(r for r in results if r["setup"] == result["setup"] and r["variant"] == "reference loop")
-        result["speedup_vs_reference_loop"] = reference["ms_per_step"] / result["ms_per_step"]
+        reference = next((r for r in results if r["setup"] == result["setup"] and r["variant"] == "reference loop"
+                          and timed(r)), None)
+        if timed(result) and reference is not None:
+            result["speedup_vs_reference_loop"] = reference["ms_per_step"] / result["ms_per_step"]
 
 
 def table(results: list[dict]) -> str:
-    header = f"{'setup':6} {'variant':15} {'runs as':11} {'ms/step':>9} {'p90':>9} {'tasks/s':>9} {'peak mem':>9} {'vs loop':>8}"
+    header = (f"{'setup':6} {'variant':15} {'runs as':15} {'ms/step':>9} {'p10-p90':>15} {'tasks/s':>8} "
+              f"{'peak mem':>9} {'vs loop':>8} {'compile':>8} {'grad diff':>9}")
     lines = [header, "-" * len(header)]
     for r in results:
-        if "skipped" in r:
-            lines.append(f"{r['setup']:6} {r['variant']:15} skipped: {r['skipped']}")
+        if not timed(r):
+            outcome = "skipped" if "skipped" in r else "FAILED"
+            lines.append(f"{r['setup']:6} {r['variant']:15} {outcome}: {r.get('skipped') or r.get('failed')}")
             continue
-        lines.append(f"{r['setup']:6} {r['variant']:15} {r['runs_as']:11} {r['ms_per_step']:9.1f} {r['ms_p90']:9.1f} "
-                     f"{r['tasks_per_s']:9.0f} {r['peak_memory_mb']:7.0f}MB {r['speedup_vs_reference_loop']:7.2f}x")
+        ratio = f"{r['speedup_vs_reference_loop']:7.2f}x" if "speedup_vs_reference_loop" in r else f"{'-':>8}"
+        compiled = f"{r['compile_s']:7.1f}s" if r.get("compile_s") is not None else f"{'-':>8}"
+        spread = f"{r['ms_p10']:.1f}-{r['ms_p90']:.1f}"
+        lines.append(f"{r['setup']:6} {r['variant']:15} {r['runs_as']:15} {r['ms_per_step']:9.1f} {spread:>15} "
+                     f"{r['tasks_per_s']:8.0f} {r['peak_memory_mb']:7.0f}MB {ratio} {compiled} "
+                     f"{r['grad_rel_diff']:9.1e}" + ("" if r["grad_matches"] else " DIFFERS"))
     return "\n".join(lines)
 
 
@@ -213,24 +359,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, help="timed meta-steps per variant (default 10 conv4, 200 sine)")
     parser.add_argument("--setups", default="conv4,sine")
+    parser.add_argument("--first-order", action="store_true", help="first-order MAML instead of second order")
+    parser.add_argument("--child-timeout", type=float, default=1800.0, help="seconds a variant may take")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "engine_speed.json")
     parser.add_argument("--child", nargs=2, metavar=("SETUP", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    setups = args.setups.split(",")
+    unknown = [s for s in setups if s not in SETUPS]
+    if unknown:
+        parser.error(f"--setups: unknown {', '.join(unknown)} (choose from {', '.join(SETUPS)})")
     if args.child:
         setup, variant = args.child
         steps = args.steps or (10 if setup == "conv4" else 200)
-        print(json.dumps(run_child(setup, variant, steps, warmup=2 if setup == "conv4" else 20)))
+        try:
+            result = run_child(setup, variant, steps, 2 if setup == "conv4" else 20, args.first_order)
+        except Exception as error:  # reported in the table; the other variants still run
+            result = {"setup": setup, "variant": variant, "failed": f"{type(error).__name__}: {error}"[:500]}
+        print(json.dumps(result))
         return
     steps = {"conv4": args.steps or 10, "sine": args.steps or 200}
-    print(f"engine speed: second-order MAML, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    results = run_all(steps, args.setups.split(","))
+    order = "first" if args.first_order else "second"
+    print(f"engine speed: {order}-order MAML, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    results = run_all(steps, setups, args.first_order, args.child_timeout)
     print()
     print(table(results))
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                "cpus": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
-               "gpu": gpu_name()}
+               "gpu": gpu_name(), "load_average": os.getloadavg()}
+    command = " ".join(["python", "benchmarks/engine_speed.py", *sys.argv[1:]])
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": machine, "setups": SETUPS, "results": results}, indent=2))
+    args.json.write_text(json.dumps({"command": command, "machine": machine, "order": order, "setups": SETUPS,
+                                     "results": results}, indent=2))
     print(f"\nwrote {args.json}")
 
 

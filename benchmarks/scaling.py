@@ -7,9 +7,10 @@ Takes about a minute on 2 cores (a local Ray cluster starts, then one Ray Train 
 per worker count; the timed steps themselves take a few seconds). It is
 `distmeta bench --workers 1,2 --task sine --algo maml --scaling weak` through the
 same Python API, with 1000 tasks per worker, so that a step is compute-bound: measured
-here, a step of 100 tasks takes ~9 ms (a third of it task sampling) while the gloo
-all-reduce of the 1-40-40-1 MLP's gradients costs ~1-2 ms whatever the batch, >10% of
-the step; with 1000 tasks the step takes ~55 ms. It writes
+here, a step of 100 tasks takes ~9 ms while the gloo all-reduce of the 1-40-40-1 MLP's
+gradients costs ~1-2 ms whatever the batch, >10% of the step; with 1000 tasks the step
+takes ~47 ms, of which task sampling ~0.8 ms (2%; 53 ms of 96 before the counter-based
+sampler of distmeta/tasks/streams.py). It writes
 benchmarks/results/scaling_sine_maml.{json,png}, prints the table and the two targets:
 
   - 2 workers give at least 1.8x the tasks/s of 1 worker;

@@ -28,6 +28,9 @@ learned_optimizer`) is meta-trained on, and the only tasks it runs on."""
 LEARNED_OPTIMIZER = "learned_optimizer"
 MODELS = ("auto", "mlp", "conv4")
 VECTORIZE = ("auto", "vmap", "loop")
+COMPILE = ("auto", "on", "off")
+ON_OFF_FIELDS = ("train.compile",)
+"""String fields whose values include on and off, which YAML reads as booleans."""
 META_OPTIMIZERS = ("adam", "sgd")
 META_LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
@@ -188,6 +191,9 @@ class TrainConfig:
     """Steps between checkpoints (0: only at the end)."""
     vectorize: str = "auto"
     """How a task batch's inner loops run: vmap, loop, or auto (the faster per model and device)."""
+    compile: str = "auto"
+    """torch.compile a rank's meta-gradient: on, off, or auto (where measured to pay back its compile
+    time within the run's steps; the run prints the figures)."""
     vmap_chunk_size: int = 0
     """Tasks vmap runs at once (torch.func.vmap's chunk_size), bounding GPU memory; 0: all of them."""
     device: str = "auto"
@@ -279,7 +285,7 @@ def save_config(config: Config, path: str | Path) -> None:
 # Fields that change how a run is carried out or watched, not what it learns: a run
 # may be resumed with other values (e.g. more steps, or on a GPU).
 NOT_HASHED = ("train.run_dir", "train.steps", "train.log_every", "train.val_every", "train.val_tasks",
-              "train.checkpoint_every", "train.vectorize", "train.device", "train.vmap_chunk_size",
+              "train.checkpoint_every", "train.vectorize", "train.compile", "train.device", "train.vmap_chunk_size",
               "train.deterministic", "algorithm.learned_optimizer.eval_tasks",
               "algorithm.learned_optimizer.eval_steps", "algorithm.learned_optimizer.tuning_tasks")
 
@@ -405,6 +411,8 @@ def _coerce(hint, value: Any, name: str):
             raise ConfigError(name, f"expected a number, got {value!r}")
         return float(value)
     if hint is str:
+        if name in ON_OFF_FIELDS and isinstance(value, bool):
+            return "on" if value else "off"  # YAML 1.1 reads a bare on / off as true / false
         if not isinstance(value, str):
             raise ConfigError(name, f"expected a string, got {value!r}")
         return value
@@ -430,6 +438,7 @@ def validate(config: Config) -> None:
     _check_choice("model.name", config.model.name, MODELS)
     _check_algorithm_name(config)
     _check_choice("train.vectorize", config.train.vectorize, VECTORIZE)
+    _check_choice("train.compile", config.train.compile, COMPILE)
     _check_choice("train.meta_optimizer", config.train.meta_optimizer, META_OPTIMIZERS)
     _check_choice("train.meta_lr_schedule", config.train.meta_lr_schedule, META_LR_SCHEDULES)
     _check_choice("train.device", config.train.device, DEVICES)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from distmeta.algorithms import MetaAlgorithm, Params, build_algorithm
+from distmeta.compilation import MetaGradientRunner
 from distmeta.config import Config
 from distmeta.determinism import set_determinism
 from distmeta.devices import CPU, resolve_device
@@ -30,6 +31,8 @@ class Experiment:
     """vmap or loop: how the inner loops of a task batch run."""
     strategy_reason: str
     output_size: int
+    meta_gradient: MetaGradientRunner | None = None
+    """A rank's meta-gradient of a batch, compiled or not (`train.compile`)."""
     _distributions: dict[str, TaskDistribution] = field(default_factory=dict)
 
     def tasks(self, split: str) -> TaskDistribution:
@@ -73,7 +76,9 @@ def build_experiment(config: Config, device: torch.device | None = None, check_d
     model = build_model(config, output_size, config.task.omniglot.image_size).to(device)
     algorithm = build_algorithm(config.algorithm, model, config.is_classification, output_size)
     strategy, reason = resolve_vectorize(config.train.vectorize, config.model_name, device)
-    experiment = Experiment(config, model, algorithm, device, strategy, reason, output_size)
+    meta_gradient = MetaGradientRunner(algorithm, strategy, config.train.vmap_chunk_size or None, config.train.compile,
+                                       (config.model_name, strategy, device.type))
+    experiment = Experiment(config, model, algorithm, device, strategy, reason, output_size, meta_gradient)
     if check_data:
         for split in SPLITS:
             experiment.tasks(split)

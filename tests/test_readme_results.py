@@ -48,10 +48,23 @@ def test_a_result_file_gives_its_row(tmp_path):
               "metric": "accuracy", "test_mean": 0.9512, "ci95": 0.0034, "tasks": 600, "inner_steps": 0,
               "load_average": {"start": [1.0, 1.0, 1.0], "end": [2.5, 2.0, 1.0]},
               "machine": {"cpu_count": 2, "processor": "Some CPU", "torch": "9.9", "gpu": None}}
-    (tmp_path / "accuracy" / "omniglot_protonet_5w1s.json").write_text(json.dumps(record))
+    (tmp_path / "accuracy" / "omniglot_protonet_5w1s.json").write_text(
+        json.dumps({**record, "task_stream": "philox-per-meta-batch"}))
     section = readme_results.generate(tmp_path)
     assert "| `omniglot/protonet/5w1s` | 123 | 1 min 15 s | 6 s | 95.12% +- 0.34% | 0 | 98.8% | 1.0 -> 2.5 |" in section
     assert "Measured on 2-core CPU (Some CPU), torch 9.9" in section
+
+
+def test_a_result_drawn_from_the_earlier_task_stream_is_marked_so(tmp_path):
+    readme_results = _module("readme_results")
+    (tmp_path / "accuracy").mkdir()
+    record = {"experiment": "omniglot/protonet/5w1s", "steps": 123, "train_wall_time_s": 75.0, "eval_wall_time_s": 6.0,
+              "metric": "accuracy", "test_mean": 0.9512, "ci95": 0.0034, "tasks": 600, "inner_steps": 0}
+    for stream in ("generator-per-task", None):  # a file without the field predates the counter-based stream
+        written = record if stream is None else {**record, "task_stream": stream}
+        (tmp_path / "accuracy" / "omniglot_protonet_5w1s.json").write_text(json.dumps(written))
+        section = readme_results.generate(tmp_path)
+        assert "| 95.12% +- 0.34% † | 0 |" in section and readme_results.EARLIER_STREAM_NOTE in section
 
 
 def test_check_fails_when_the_section_was_edited_by_hand(tmp_path):

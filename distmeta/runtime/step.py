@@ -16,7 +16,7 @@ import torch
 from distmeta.experiment import Experiment
 from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import all_reduce_sum, share_of_meta_batch
-from distmeta.tasks import TaskBatch, task_seed
+from distmeta.tasks import TaskBatch, meta_batch_seed
 from distmeta.training.trainer import (StepMetrics, TrainState, apply_meta_gradient, check_finite,
                                        compute_meta_gradient, meta_batch)
 
@@ -76,7 +76,7 @@ def rank_meta_step(experiment: Experiment, state: TrainState, rank: int, world_s
             failure.agree()  # raises, on every rank, the error of the lowest failing rank
         meta_loss = totals[0] / tasks
         # every rank holds the same reduced values, so every rank stops here together
-        check_finite(state.step, task_seed(config.seed, "train", state.step, 0), meta_loss, reduced)
+        check_finite(state.step, meta_batch_seed(config.seed, "train", state.step), meta_loss, reduced)
         apply_meta_gradient(state, config.train, grad_total, tasks)
         # read back inside the clock: on a GPU this waits for the update to finish
         metrics = StepMetrics(meta_loss.item(), (totals[1] / tasks).item(), tasks)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from distmeta.tasks.base import SPLITS, TaskDistribution, sample_tasks, task_seed
+from distmeta.tasks.base import SPLITS, TaskDistribution, meta_batch_seed, sample_tasks, task_seed
 from distmeta.tasks.batch import TaskBatch
 from distmeta.tasks.sinusoid import SinusoidTasks
 
 if TYPE_CHECKING:  # the engine reads the config by attribute; it does not import it at run time
     from distmeta.config import Config
 
-__all__ = ["SPLITS", "TaskBatch", "TaskDistribution", "build_task_distribution", "sample_tasks", "task_seed"]
+__all__ = ["SPLITS", "TaskBatch", "TaskDistribution", "build_task_distribution", "meta_batch_seed", "sample_tasks",
+           "task_seed"]
 
 
 def build_task_distribution(config: Config, split: str) -> TaskDistribution:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -43,6 +44,27 @@ class TaskBatch:
         columns = zip(*(batch.tensors() for batch in batches))
         modes = None if any(b.modes is None for b in batches) else torch.cat([b.modes for b in batches])
         return TaskBatch(*(torch.cat(column) for column in columns), seed=batches[0].seed, modes=modes)
+
+    @staticmethod
+    def from_classes(images: np.ndarray, labels: np.ndarray, shots: int, seed: int, levels: float = 1.0) -> TaskBatch:
+        """N-way tasks from `images` (tasks, ways, per_class, H, W), of which the first `shots` of
+        each class are support and the rest query, and each class's `labels` (tasks, ways).
+
+        Pixels become float32 `images / levels` (255 for bytes), support and query each cut, laid out
+        class-major and converted by one numpy pass, then wrapped without a copy: torch's copies of
+        a few MB wake its thread pool, which costs more than the sampling itself here.
+        """
+        tasks, ways, per_class = images.shape[:3]
+
+        def examples(part: np.ndarray) -> torch.Tensor:
+            pixels = np.divide(part, np.float32(levels), dtype=np.float32)  # contiguous, whatever `part`
+            return torch.from_numpy(pixels.reshape(tasks, -1, 1, *images.shape[3:]))
+
+        def class_labels(count: int) -> torch.Tensor:
+            return torch.from_numpy(np.repeat(labels.astype(np.int64), count, axis=1))
+
+        return TaskBatch(examples(images[:, :, :shots]), class_labels(shots),
+                         examples(images[:, :, shots:]), class_labels(per_class - shots), seed=seed)
 
     def select(self, start: int, stop: int) -> TaskBatch:
         """Tasks start..stop-1, e.g. one worker's share of a meta-batch."""

@@ -16,8 +16,9 @@ github.com/vuoristo/MMAML-Regression, `maml/datasets/simple_functions.py`
 - tanh      y = a tanh(x - c) + b,            a, c, b ~ U[-3, 3]
 - abs       y = a |x - c| + b,                a, c, b ~ U[-3, 3]
 inputs x ~ U[-5, 5]. The authors' generator fills each meta-batch with equal shares of the
-modes; here each task draws its own mode from its own seed, so that a task is the same
-however a meta-batch is shared among workers (`distmeta.tasks.base.task_seed`).
+modes; here each task draws its own mode from its own numbers of the meta-batch's stream
+(`distmeta.tasks.streams`), so that a task is the same however a meta-batch is shared among
+workers. The noise is Box-Muller from the same stream's uniforms.
 
 Each task's mode is recorded in `TaskBatch.modes` (the index into the configured modes),
 for analysis and for the Multi-MAML reference; it is never an input to a learner.
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from distmeta.tasks.batch import TaskBatch
+from distmeta.tasks.streams import below, task_uniforms
 
 INPUT_RANGE = (-5.0, 5.0)
 SINUSOID_AMPLITUDE = (0.1, 5.0)
@@ -46,27 +48,6 @@ MODE_SETS = {2: MODES[:2], 3: MODES[:3], 5: MODES}
 """The mode sets of the paper's 2-, 3- and 5-mode experiments."""
 
 
-def draw_function(mode: str, rng: np.random.Generator):
-    """A function of `mode` with parameters drawn from the authors' ranges: x -> y (numpy)."""
-    if mode == "sinusoid":
-        amplitude, phase = rng.uniform(*SINUSOID_AMPLITUDE), rng.uniform(*SINUSOID_PHASE)
-        return lambda x: amplitude * np.sin(x - phase)
-    if mode == "linear":
-        slope, offset = rng.uniform(*SLOPE), rng.uniform(*OFFSET)
-        return lambda x: slope * x + offset
-    if mode == "quadratic":
-        curvature = rng.uniform(*QUADRATIC_CURVATURE) * rng.choice((-1.0, 1.0))
-        center, offset = rng.uniform(*CENTER), rng.uniform(*OFFSET)
-        return lambda x: curvature * (x - center) ** 2 + offset
-    if mode == "tanh":
-        slope, center, offset = rng.uniform(*SLOPE), rng.uniform(*CENTER), rng.uniform(*OFFSET)
-        return lambda x: slope * np.tanh(x - center) + offset
-    if mode == "abs":
-        slope, center, offset = rng.uniform(*SLOPE), rng.uniform(*CENTER), rng.uniform(*OFFSET)
-        return lambda x: slope * np.abs(x - center) + offset
-    raise ValueError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
-
-
 class MultimodalTasks:
     """Regression tasks from a mixture of function families; the split only changes the seed stream."""
 
@@ -81,21 +62,65 @@ class MultimodalTasks:
         self.shots, self.query_shots = shots, query_shots
         self.modes, self.noise_std = tuple(modes), noise_std
 
-    def task_family(self, seed: int) -> str:
-        """The mode of the task of `seed` (`sample`'s first draw): what the knowledge base records."""
-        return self.modes[int(np.random.default_rng(seed).integers(len(self.modes)))]
+    def task_family(self, seed: int, index: int = 0) -> str:
+        """The mode of task `index` of the stream of `seed`: what the knowledge base records."""
+        return self.modes[int(self._task_modes(task_uniforms(seed, index, 1, self._draws()))[0])]
 
-    def sample(self, num_tasks: int, seed: int) -> TaskBatch:
-        rng = np.random.default_rng(seed)
+    def _draws(self) -> int:
         points = self.shots + self.query_shots
-        xs, ys, modes = [], [], []
-        for _ in range(num_tasks):
-            mode = int(rng.integers(len(self.modes)))
-            function = draw_function(self.modes[mode], rng)
-            x = rng.uniform(*INPUT_RANGE, size=(points, 1))
-            xs.append(x)
-            ys.append(function(x) + rng.normal(0.0, self.noise_std, size=x.shape))
-            modes.append(mode)
-        x, y = torch.from_numpy(np.stack(xs)).float(), torch.from_numpy(np.stack(ys)).float()
+        return 1 + PARAMETERS + points + 2 * -(-points // 2)  # mode, parameters, inputs, noise pairs
+
+    def _task_modes(self, uniforms: np.ndarray) -> np.ndarray:
+        return below(uniforms[:, 0], len(self.modes))
+
+    def sample(self, num_tasks: int, seed: int, first: int = 0) -> TaskBatch:
+        points = self.shots + self.query_shots
+        # a task's numbers: its mode, its function's parameters, its inputs, then its noise
+        uniforms = task_uniforms(seed, first, num_tasks, self._draws())
+        modes = self._task_modes(uniforms)
+        parameters = uniforms[:, 1:1 + PARAMETERS, None]  # (tasks, PARAMETERS, 1)
+        x = _scale(uniforms[:, 1 + PARAMETERS:1 + PARAMETERS + points, None], INPUT_RANGE)  # (tasks, points, 1)
+        clean = np.zeros_like(x)
+        for index, mode in enumerate(self.modes):
+            chosen = modes == index
+            if chosen.any():
+                clean[chosen] = mode_outputs(mode, parameters[chosen], x[chosen])
+        noise = _normals(uniforms[:, 1 + PARAMETERS + points:], points)[..., None]
+        y = clean + self.noise_std * noise
+        x, y = torch.from_numpy(x).float(), torch.from_numpy(y).float()
         k = self.shots
-        return TaskBatch(x[:, :k], y[:, :k], x[:, k:], y[:, k:], seed=seed, modes=torch.tensor(modes))
+        return TaskBatch(x[:, :k], y[:, :k], x[:, k:], y[:, k:], seed=seed, modes=torch.from_numpy(modes))
+
+
+PARAMETERS = 4
+"""Uniforms per task for its function's parameters (the quadratic needs four)."""
+
+
+def mode_outputs(mode: str, parameters: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Outputs of functions of `mode` at `x` (tasks, points, 1); each task's parameters are its
+    (tasks, PARAMETERS, 1) uniforms scaled to the authors' ranges."""
+    u = [parameters[:, i:i + 1, 0:1] for i in range(PARAMETERS)]  # each (tasks, 1, 1)
+    if mode == "sinusoid":
+        return _scale(u[0], SINUSOID_AMPLITUDE) * np.sin(x - _scale(u[1], SINUSOID_PHASE))
+    if mode == "linear":
+        return _scale(u[0], SLOPE) * x + _scale(u[1], OFFSET)
+    if mode == "quadratic":
+        sign = np.where(u[1] < 0.5, -1.0, 1.0)
+        return sign * _scale(u[0], QUADRATIC_CURVATURE) * (x - _scale(u[2], CENTER)) ** 2 + _scale(u[3], OFFSET)
+    if mode == "tanh":
+        return _scale(u[0], SLOPE) * np.tanh(x - _scale(u[1], CENTER)) + _scale(u[2], OFFSET)
+    if mode == "abs":
+        return _scale(u[0], SLOPE) * np.abs(x - _scale(u[1], CENTER)) + _scale(u[2], OFFSET)
+    raise ValueError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
+
+
+def _scale(uniforms: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    low, high = bounds
+    return low + (high - low) * uniforms
+
+
+def _normals(uniforms: np.ndarray, count: int) -> np.ndarray:
+    """`count` standard normals per row from pairs of uniforms (Box-Muller)."""
+    radius = np.sqrt(-2.0 * np.log1p(-uniforms[:, 0::2]))  # 1 - u is in (0, 1]: no log of 0
+    angle = 2.0 * np.pi * uniforms[:, 1::2]
+    return np.concatenate([radius * np.cos(angle), radius * np.sin(angle)], axis=1)[:, :count]

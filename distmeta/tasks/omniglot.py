@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from distmeta.errors import DatasetError, NotEnoughClassesError
 from distmeta.tasks.base import SPLITS
 from distmeta.tasks.batch import TaskBatch
 from distmeta.tasks.omniglot_cache import OmniglotImages, load_images
+from distmeta.tasks.streams import choose_distinct, permutations, task_uniforms
 
 if TYPE_CHECKING:  # the engine reads the config by attribute; it does not import it at run time
     from distmeta.config import OmniglotConfig
@@ -51,9 +51,15 @@ class OmniglotTasks:
         data = load_images(config.roots, config.cache_dir, config.image_size)
         self.alphabets = split_alphabets([a for a, _ in data.characters], config)[split]
         characters = [i for i, (alphabet, _) in enumerate(data.characters) if alphabet in self.alphabets]
-        self._drawings = [data.drawings_of(i) for i in characters]
+        drawings = [data.drawings_of(i) for i in characters]
+        self._check_drawings(data, characters, drawings)
         self._alphabet_of = [data.characters[i][0] for i in characters]
-        self._check_drawings(data, characters)
+        # drawing d of character c is image _drawing_rows[c, d], d < _drawing_counts[c]: the
+        # sampler picks drawings by array arithmetic on this table, never a list per character
+        self._drawing_counts = np.array([len(rows) for rows in drawings], dtype=np.int64)
+        self._drawing_rows = np.zeros((len(drawings), max(self._drawing_counts, default=0)), dtype=np.int64)
+        for character, rows in enumerate(drawings):
+            self._drawing_rows[character, :len(rows)] = rows
         rotations = 4 if config.rotations else 1
         # class c is character c // rotations, turned by (c % rotations) quarter turns
         self.num_classes = len(characters) * rotations
@@ -62,9 +68,9 @@ class OmniglotTasks:
         if self.num_classes < ways:
             raise NotEnoughClassesError(", ".join(config.roots), split, self.num_classes, ways)
 
-    def _check_drawings(self, data: OmniglotImages, characters: list[int]) -> None:
+    def _check_drawings(self, data: OmniglotImages, characters: list[int], rows: list[np.ndarray]) -> None:
         needed = self.shots + self.query_shots
-        for character, drawings in zip(characters, self._drawings):
+        for character, drawings in zip(characters, rows):
             if len(drawings) < needed:
                 raise DatasetError(
                     data.character_paths[character],
@@ -72,36 +78,36 @@ class OmniglotTasks:
                     f"{self.shots} + {self.query_shots} = {needed}",
                 )
 
-    def sample(self, num_tasks: int, seed: int) -> TaskBatch:
-        rng = np.random.default_rng(seed)
-        per_class = self.shots + self.query_shots
-        images = np.empty((num_tasks, self.ways, per_class) + self._images.shape[1:], dtype=np.uint8)
-        labels = np.empty((num_tasks, self.ways), dtype=np.int64)
-        for task in range(num_tasks):
-            classes = rng.choice(self.num_classes, self.ways, replace=False)
-            labels[task] = rng.permutation(self.ways)
-            for slot, cls in enumerate(classes):
-                character, quarter_turns = divmod(int(cls), self._rotations)
-                rows = rng.choice(self._drawings[character], per_class, replace=False)
-                images[task, slot] = np.rot90(self._images[rows], quarter_turns, axes=(1, 2))
-        return self._to_batch(images, labels, seed)
+    def _task_numbers(self, seed: int, first: int, num_tasks: int) -> tuple[np.ndarray, np.ndarray]:
+        """Tasks' classes (tasks, ways) and the rest of their numbers: label order, then drawings."""
+        ways, per_class = self.ways, self.shots + self.query_shots
+        # a task's numbers: its classes, its label order, then each class's drawings
+        uniforms = task_uniforms(seed, first, num_tasks, 2 * ways + ways * per_class)
+        return choose_distinct(uniforms[:, :ways], self.num_classes), uniforms[:, ways:]
 
-    def task_family(self, seed: int) -> str:
-        """The alphabet most of the classes of task `seed` come from (the first in name order on
-        a tie): what the knowledge base colours and compares tasks by. It repeats `sample`'s first draw."""
-        classes = np.random.default_rng(seed).choice(self.num_classes, self.ways, replace=False)
+    def sample(self, num_tasks: int, seed: int, first: int = 0) -> TaskBatch:
+        ways, per_class = self.ways, self.shots + self.query_shots
+        classes, uniforms = self._task_numbers(seed, first, num_tasks)  # classes: (tasks, ways)
+        labels = permutations(uniforms[:, :ways])
+        characters, quarter_turns = np.divmod(classes, self._rotations)
+        drawing_uniforms = uniforms[:, ways:].reshape(num_tasks, ways, per_class)
+        drawings = choose_distinct(drawing_uniforms, self._drawing_counts[characters])
+        rows = self._drawing_rows[characters[..., None], drawings]  # (tasks, ways, per_class)
+        images = self._images[rows.reshape(-1)].reshape(rows.shape + self._images.shape[1:])
+        return TaskBatch.from_classes(_rotate(images, quarter_turns), labels, self.shots, seed, levels=255.0)
+
+    def task_family(self, seed: int, index: int = 0) -> str:
+        """The alphabet most of the classes of task `index` of the stream of `seed` come from (the
+        first in name order on a tie): what the knowledge base colours and compares tasks by."""
+        classes = self._task_numbers(seed, index, 1)[0][0]
         alphabets = [self._alphabet_of[int(c) // self._rotations] for c in classes]
         return max(sorted(set(alphabets)), key=alphabets.count)
 
-    def _to_batch(self, images: np.ndarray, labels: np.ndarray, seed: int) -> TaskBatch:
-        tasks = images.shape[0]
-        x = torch.from_numpy(images).float().div_(255.0)  # (tasks, ways, per_class, H, W)
-        y = torch.from_numpy(labels).unsqueeze(-1).expand(tasks, self.ways, images.shape[2])
-        k = self.shots
 
-        def flat(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(tasks, -1, *t.shape[3:])
-
-        support_x, query_x = flat(x[:, :, :k]).unsqueeze(2), flat(x[:, :, k:]).unsqueeze(2)
-        support_y, query_y = flat(y[:, :, :k]), flat(y[:, :, k:])
-        return TaskBatch(support_x, support_y.contiguous(), query_x, query_y.contiguous(), seed=seed)
+def _rotate(images: np.ndarray, quarter_turns: np.ndarray) -> np.ndarray:
+    """Each class's drawings (tasks, ways, per_class, H, W) turned by its (tasks, ways) quarter turns."""
+    for turns in range(1, 4):
+        selected = quarter_turns == turns
+        if selected.any():
+            images[selected] = np.rot90(images[selected], turns, axes=(-2, -1))
+    return images

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from distmeta.tasks.batch import TaskBatch
+from distmeta.tasks.streams import task_uniforms
 
 AMPLITUDE_RANGE = (0.1, 5.0)
 PHASE_RANGE = (0.0, np.pi)
@@ -26,14 +27,20 @@ class SinusoidTasks:
         self.shots = shots
         self.query_shots = query_shots
 
-    def sample(self, num_tasks: int, seed: int) -> TaskBatch:
-        rng = np.random.default_rng(seed)
-        amplitude = rng.uniform(*AMPLITUDE_RANGE, size=(num_tasks, 1, 1))
-        phase = rng.uniform(*PHASE_RANGE, size=(num_tasks, 1, 1))
+    def sample(self, num_tasks: int, seed: int, first: int = 0) -> TaskBatch:
         points = self.shots + self.query_shots
-        x = rng.uniform(*INPUT_RANGE, size=(num_tasks, points, 1))
+        # a task's numbers: amplitude, phase, then its points' inputs
+        uniforms = task_uniforms(seed, first, num_tasks, 2 + points)
+        amplitude = _scale(uniforms[:, 0:1, None], AMPLITUDE_RANGE)
+        phase = _scale(uniforms[:, 1:2, None], PHASE_RANGE)
+        x = _scale(uniforms[:, 2:, None], INPUT_RANGE)
         y = amplitude * np.sin(x - phase)
         x, y = torch.from_numpy(x).float(), torch.from_numpy(y).float()
         k = self.shots
         return TaskBatch(x[:, :k], y[:, :k], x[:, k:], y[:, k:], seed=seed)
 
+
+
+def _scale(uniforms: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    low, high = bounds
+    return low + (high - low) * uniforms

@@ -12,14 +12,16 @@ Omniglot. Like every task family, a task is drawn from its seed alone.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from distmeta.tasks.batch import TaskBatch
+from distmeta.tasks.streams import permutations, task_bytes, task_uniforms
 
 INK = 0.2
 """Share of a character's pixels that are ink."""
 NOISE = 0.1
 """Share of a drawing's pixels flipped from its character."""
+INK_BELOW, NOISE_BELOW = round(INK * 256), round(NOISE * 256)
+"""The shares as thresholds on random bytes (51/256 and 26/256)."""
 
 
 class SyntheticOmniglotTasks:
@@ -33,20 +35,15 @@ class SyntheticOmniglotTasks:
         self.output_size = ways
         self.input_shape = (1, image_size, image_size)
 
-    def sample(self, num_tasks: int, seed: int) -> TaskBatch:
-        rng = np.random.default_rng(seed)
-        size = self.input_shape[1:]
+    def sample(self, num_tasks: int, seed: int, first: int = 0) -> TaskBatch:
+        ways, size = self.ways, self.input_shape[1:]
         per_class = self.shots + self.query_shots
-        characters = rng.random((num_tasks, self.ways, 1, *size)) < INK
-        flips = rng.random((num_tasks, self.ways, per_class, *size)) < NOISE
-        x = torch.from_numpy(characters ^ flips).float()  # (tasks, ways, per_class, H, W)
-        labels = torch.from_numpy(np.stack([rng.permutation(self.ways) for _ in range(num_tasks)]))
-        y = labels.unsqueeze(-1).expand(num_tasks, self.ways, per_class)
-        k = self.shots
-
-        def flat(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(num_tasks, -1, *t.shape[3:])
-
-        support_x, query_x = flat(x[:, :, :k]).unsqueeze(2), flat(x[:, :, k:]).unsqueeze(2)
-        return TaskBatch(support_x, flat(y[:, :, :k]).contiguous(), query_x, flat(y[:, :, k:]).contiguous(),
-                         seed=seed)
+        pixels = size[0] * size[1]
+        # a task's numbers: its label order, then a byte per pixel of each character and drawing
+        uniforms = task_uniforms(seed, first, num_tasks, ways)
+        random_bytes = task_bytes(seed, first, num_tasks, ways * (1 + per_class) * pixels, part=1)
+        random_bytes = random_bytes.reshape(num_tasks, ways, 1 + per_class, *size)
+        characters = random_bytes[:, :, :1] < INK_BELOW
+        flips = random_bytes[:, :, 1:] < NOISE_BELOW
+        drawings = characters ^ flips  # (tasks, ways, per_class, H, W): True is ink
+        return TaskBatch.from_classes(drawings, permutations(uniforms), self.shots, seed)

@@ -24,7 +24,7 @@ from distmeta.conditioning import validation_conditioning
 from distmeta.config import Config, TrainConfig, replace, save_config
 from distmeta.errors import NonFiniteLossError
 from distmeta.evaluation import EvalResult, evaluate
-from distmeta.execution import BatchGradient, batch_meta_gradient
+from distmeta.execution import BatchGradient
 from distmeta.experiment import Experiment, build_experiment
 from distmeta.tasks import TaskBatch, sample_tasks
 from distmeta.training.checkpoint import check_resumable, newest_readable_checkpoint, save_checkpoint
@@ -71,8 +71,7 @@ def meta_batch(experiment: Experiment, step: int, indices: range | None = None) 
 
 
 def compute_meta_gradient(experiment: Experiment, meta_params: Params, batch: TaskBatch) -> BatchGradient:
-    return batch_meta_gradient(experiment.algorithm, meta_params, batch, experiment.strategy,
-                               experiment.vmap_chunk_size)
+    return experiment.meta_gradient(meta_params, batch)
 
 
 def flat(grad_sum: Params, meta_loss: torch.Tensor) -> torch.Tensor:
@@ -154,6 +153,7 @@ def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResul
         config = replace(config, train={"run_dir": default_run_dir(config)})
     run_dir = Path(config.train.run_dir)
     experiment = build_experiment(config)
+    experiment.meta_gradient.print_fn = print_fn  # the compile decision goes where the run's lines go
     checkpoint = _checkpoint_to_resume(run_dir, config, print_fn)
     state = initial_state(experiment, checkpoint)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -197,6 +197,7 @@ def train_loop(experiment: Experiment, state: TrainState, progress: ProgressLog 
     """
     train = experiment.config.train
     start_step = state.step
+    experiment.meta_gradient.plan(train.steps - state.step)
     window: list[StepMetrics] = []
     while state.step < train.steps:
         window.append(step_fn(experiment, state))

@@ -173,6 +173,23 @@ def test_batches_have_the_documented_shapes_labels_and_range(tmp_path):
             assert set(batch.query_y[task, 3 * slot:3 * slot + 3].tolist()) == {labels[2 * slot].item()}
 
 
+def test_a_class_gets_distinct_drawings_of_one_character_and_any_share_draws_the_same_tasks(tmp_path):
+    distribution = tasks(tmp_path, make_tree(tmp_path / "data", characters=4), ways=3, shots=2, query=2)
+    images = distribution._images
+    character_of = omniglot_cache._loaded[next(iter(omniglot_cache._loaded))].character_of
+    # every image a flat grey level equal to its row, so that an example names the drawing it shows
+    distribution._images = np.repeat(np.arange(len(images), dtype=np.uint8), 28 * 28).reshape(images.shape)
+    whole = distribution.sample(40, 3)
+    for task in range(40):
+        drawings = torch.cat([whole.support_x[task], whole.query_x[task]]).mul(255).round().long()[:, 0, 0, 0]
+        labels = torch.cat([whole.support_y[task], whole.query_y[task]])
+        for label in range(3):  # two classes may be one character turned two ways: compare within a class
+            of_class = drawings[labels == label].tolist()
+            assert len(set(of_class)) == 4 and len({character_of[d] for d in of_class}) == 1
+    share = distribution.sample(15, 3, first=25)
+    assert all(torch.equal(a[25:], b) for a, b in zip(whole.tensors(), share.tensors()))
+
+
 def test_rotations_make_four_classes_of_each_character(tmp_path):
     root = make_tree(tmp_path / "data", characters=3)
     with_rotations = tasks(tmp_path, root, split="test")

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from distmeta.config import load_config
-from distmeta.tasks import build_task_distribution, sample_tasks, task_seed
+from distmeta.tasks import build_task_distribution, meta_batch_seed, sample_tasks, task_seed
 from distmeta.tasks.sinusoid import SinusoidTasks
 
 
@@ -36,11 +36,28 @@ def test_points_lie_on_a_sinusoid_with_the_papers_ranges():
 def test_a_meta_batch_is_the_same_tasks_however_it_is_shared_out():
     tasks = build_task_distribution(load_config(), "train")
     whole = sample_tasks(tasks, 0, "train", 7, range(6))
-    halves = [sample_tasks(tasks, 0, "train", 7, range(0, 3)), sample_tasks(tasks, 0, "train", 7, range(3, 6))]
-    assert torch.equal(whole.support_x, torch.cat([h.support_x for h in halves]))
-    assert whole.seed == task_seed(0, "train", 7, 0)
+    shares = [sample_tasks(tasks, 0, "train", 7, share) for share in (range(0, 1), range(1, 4), range(4, 6))]
+    for whole_tensor, *share_tensors in zip(whole.tensors(), *(share.tensors() for share in shares)):
+        assert torch.equal(whole_tensor, torch.cat(share_tensors))
+    assert whole.seed == meta_batch_seed(0, "train", 7) == shares[2].seed
 
 
 def test_task_seeds_differ_across_splits_steps_and_indices():
     seeds = {task_seed(0, split, step, i) for split in ("train", "val", "test") for step in range(3) for i in range(3)}
     assert len(seeds) == 27
+
+
+def test_meta_batch_seeds_differ_across_runs_splits_and_steps():
+    seeds = {meta_batch_seed(run, split, step) for run in range(2) for split in ("train", "val", "test")
+             for step in range(3)}
+    assert len(seeds) == 18
+
+
+def test_amplitudes_and_phases_are_uniform_over_the_papers_ranges():
+    batch = SinusoidTasks(shots=50, query_shots=0).sample(4000, 1)
+    x, y = batch.support_x.squeeze(-1).double().numpy(), batch.support_y.squeeze(-1).double().numpy()
+    design = np.stack([np.sin(x), np.cos(x)], -1)  # y = A cos(phase) sin(x) - A sin(phase) cos(x)
+    coef = np.linalg.solve(design.transpose(0, 2, 1) @ design, (design.transpose(0, 2, 1) @ y[..., None]))[..., 0]
+    amplitude, phase = np.hypot(*coef.T), np.arctan2(-coef[:, 1], coef[:, 0])
+    assert abs(amplitude.mean() - 2.55) < 0.1 and abs(phase.mean() - np.pi / 2) < 0.05
+    assert abs(np.mean(x) - 0.0) < 0.05 and abs(np.var(x) - 100 / 12) < 0.2

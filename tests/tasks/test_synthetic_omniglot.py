@@ -44,8 +44,9 @@ def test_the_config_builds_it_for_every_split_and_a_meta_batch_is_the_same_howev
     distribution = build_task_distribution(config, "train")
     assert isinstance(distribution, SyntheticOmniglotTasks) and distribution.output_size == 3
     whole = sample_tasks(distribution, 0, "train", 7, range(4))
-    halves = [sample_tasks(distribution, 0, "train", 7, range(i, i + 2)) for i in (0, 2)]
-    assert torch.equal(whole.support_x, torch.cat([h.support_x for h in halves]))
+    halves = [sample_tasks(distribution, 0, "train", 7, share) for share in (range(0, 1), range(1, 4))]
+    for whole_tensor, *half_tensors in zip(whole.tensors(), *(half.tensors() for half in halves)):
+        assert torch.equal(whole_tensor, torch.cat(half_tensors))
     val = sample_tasks(build_task_distribution(config, "val"), 0, "val", 7, range(4))
     assert not torch.equal(whole.support_x, val.support_x)
 

@@ -1,0 +1,38 @@
+"""learn2learn's and higher's MAML meta-gradients equal distmeta's on the same tasks and weights,
+as benchmarks/engine_speed.py computes them (skipped where `bash benchmarks/install_baselines.sh`
+has not installed them: they are never dependencies of distmeta)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from distmeta.execution import batch_meta_gradient
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def engine_speed():
+    spec = importlib.util.spec_from_file_location("engine_speed", ROOT / "benchmarks" / "engine_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("library", ["learn2learn", "higher"])
+@pytest.mark.parametrize("first_order", [False, True])
+def test_a_baseline_library_gives_distmetas_sinusoid_maml_meta_gradient(library, first_order):
+    if importlib.util.find_spec(library) is None:
+        pytest.skip(f"{library} is not installed (bash benchmarks/install_baselines.sh installs it)")
+    bench = engine_speed()
+    experiment, batch, _ = bench.build("sine", first_order)
+    params = experiment.initial_meta_parameters()
+    gradient, parameters, how = bench.meta_gradient_function(library, experiment, batch, params)
+    if library == "higher" and first_order:
+        assert gradient is None and "first-order" in how
+        return
+    expected = batch_meta_gradient(experiment.algorithm, params, batch, "vmap").grad_sum
+    assert bench.relative_difference(gradient(), expected) < 1e-5
+    assert set(parameters) == set(expected)
