@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--json", default=str(RESULTS / "learned_optimizer_digits.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     evaluated = evaluation_settings(args.long_horizon)
     started = time.perf_counter()
     held_out, tuning = test_seeds(args.seeds), tuning_seeds(args.seeds)
@@ -98,7 +99,6 @@ def main() -> None:
               "meta_training": {"hidden": 20, "steps": args.unroll_length},
               "test_seeds": held_out, "grid": GRID, "targets": targets(results, args.optimizers, evaluated),
               "seconds": time.perf_counter() - started, "results": results}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     plot_curves({f"{evaluated[setting][0]} hidden units": curves[setting] for setting in ("h20_long", "h40_long")},
                 Path(args.json).with_suffix(".png"), args.unroll_length, "training loss, held-out tasks")

@@ -65,6 +65,7 @@ def main() -> None:
         suffix = "" if args.entries == "normal" else "_uniform"
         args.json = str(RESULTS / f"learned_optimizer_quadratic{suffix}.json")
     torch.set_num_threads(1)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     test_family = QuadraticFamily("test", entries=args.entries)
     train_family = QuadraticFamily("train", entries=args.entries)
@@ -97,7 +98,6 @@ def main() -> None:
                                  and results[name]["step_100"]["log10_mean"] < best_baseline}
                           for name in args.optimizers},
               "seconds": time.perf_counter() - started, "results": results}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     plot_curves({report["problem"].split(";")[0].replace(", theta0 ~ N(0, 0.01^2)", ""): curves},
                 Path(args.json).with_suffix(".png"), 100, "loss, held-out tasks")
