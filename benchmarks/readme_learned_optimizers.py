@@ -47,7 +47,7 @@ def loss_text(entry: dict) -> str:
     if entry["diverged"]:
         return "diverged"
     low, high = entry["interval"]
-    return f"{entry['mean']:.4f} ({max(low, 0.0):.4f} .. {high:.4f})"
+    return f"{entry['mean']:.3g} ({max(low, 0.0):.3g} .. {high:.3g})"
 
 
 def rate_text(result: dict) -> str:
@@ -107,13 +107,22 @@ def digits_block(results: Path) -> list[str]:
         lines.append(f"| {optimiser} | " + " | ".join(cells) + f" | {training} |")
     for optimiser, met in report["targets"].items():
         long_horizon = settings["h20_long"]["steps"]
+        learned = report["results"][optimiser]["h20_long"][f"step_{long_horizon}"]
+        adam = report["results"]["adam"]["h20_long"][f"step_{long_horizon}"]
         lines += ["", f"Targets for {optimiser}: below tuned Adam at 100 and at {long_horizon:,} steps: "
                       f"{yes_no(met['beats_adam_at_100_and_long'])} (below it in "
                       f"{sum(met['beats_adam'].values())} of {len(met['beats_adam'])} columns); no NaN in any task: "
                       f"{yes_no(met['no_nan'])}; no divergence (in every column the loss ends below where it "
                       f"started and, on the long horizon, not above its value at step 100): "
                       f"{yes_no(met['no_divergence'])}."]
+        if not (learned["diverged"] or adam["diverged"]) and overlap(learned["interval"], adam["interval"]):
+            lines[-1] += (f" At {long_horizon:,} steps ({learned['mean']:.3g} against Adam's {adam['mean']:.3g}) "
+                          "the two 95% intervals overlap: no clear difference there.")
     return lines
+
+
+def overlap(first: list[float], second: list[float]) -> bool:
+    return first[0] <= second[1] and second[0] <= first[1]
 
 
 def generate(results: Path = RESULTS) -> str:

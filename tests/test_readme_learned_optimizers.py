@@ -53,8 +53,8 @@ def test_a_digits_result_file_gives_its_rows_and_the_targets_as_measured(tmp_pat
                                    "beats_adam_at_100_and_long": False, "no_nan": True, "no_divergence": True}}}
     (tmp_path / "learned_optimizer_digits.json").write_text(json.dumps(report))
     section = readme.generate(tmp_path)
-    assert "| lstm | 0.1000 (0.0500 .. 0.1500) | 0.0100 (0.0050 .. 0.0150) | 1 min 15 s |" in section
-    assert "| adam | 0.2000 (0.1000 .. 0.3000) [0.03] | 0.0010 (0.0005 .. 0.0015) [0.01] | - |" in section
+    assert "| lstm | 0.1 (0.05 .. 0.15) | 0.01 (0.005 .. 0.015) | 1 min 15 s |" in section
+    assert "| adam | 0.2 (0.1 .. 0.3) [0.03] | 0.001 (0.0005 .. 0.0015) [0.01] | - |" in section
     assert "below tuned Adam at 100 and at 1,000 steps: missed (below it in 1 of 2 columns)" in section
     assert "no NaN in any task: met" in section
 
