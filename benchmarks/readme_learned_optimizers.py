@@ -79,8 +79,6 @@ def quadratic_block(results: Path, name: str, command: str) -> list[str]:
         lines += ["", f"Target for {optimiser}: at most {report['target_log10']} at step 100 and below every tuned "
                       f"baseline (best {min(baselines):.2f}): {value:.2f}, "
                       f"{yes_no(met['log10_at_100_below_target_and_every_baseline'])}."]
-    if "format_note" in report:
-        lines += ["", f"This file was {report['format_note']}."]
     return lines
 
 
