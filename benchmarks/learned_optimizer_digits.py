@@ -1,12 +1,12 @@
 """Learned optimisers against tuned hand-designed ones on a small MLP classifier of 8x8 digits.
 
-    python benchmarks/learned_optimizer_digits.py [--meta-steps 600] [--optimizers lstm]
+    python benchmarks/learned_optimizer_digits.py [--meta-steps 300] [--optimizers lstm mlp]
 
 The MNIST experiment of Andrychowicz et al. (2016), scaled to scikit-learn's bundled digits
 (`distmeta.tasks.digits`: a 64-20-10 sigmoid MLP, cross-entropy, minibatches of 128; the images
 split 80/20 between meta-train and held-out tasks). Each learned optimiser is meta-trained in
 this process on 100-step unrolls of meta-train tasks (truncated backprop through truncations
-of 20 steps, mean of the log losses, Adam). It is then run on 5 held-out tasks (held-out
+of 20 steps, mean of the log losses, Adam at 1e-2). It is then run on 5 held-out tasks (held-out
 images, held-out seeds) in four settings: the meta-training horizon (100 steps) and a horizon
 10x longer (1,000 steps), each on the MLP it was meta-trained on (20 hidden units) and on one
 2x wider (40). SGD, momentum 0.9, RMSprop and Adam get, in every setting, their best learning
