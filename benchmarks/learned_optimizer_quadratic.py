@@ -5,9 +5,10 @@
 The first experiment of Andrychowicz et al. (2016): f(theta) = mean over 128 functions of
 ||W theta - y||^2, W and y ~ N(0, 1) (`distmeta.tasks.quadratic`). Each learned optimiser is
 meta-trained in this process (`distmeta.learned_optimizers.meta_training`: truncated
-backprop through 20-step truncations of 100-step unrolls, mean loss, Adam) on meta-train
-tasks; SGD, SGD with momentum 0.9, RMSprop and Adam each get their best learning rate of one
-log grid (10^-2.5 .. 10^1, quarter decades) on 5 tuning tasks, also from the meta-train seeds.
+backprop through 20-step truncations of 100-step unrolls, mean of the log losses, Adam) on
+meta-train tasks; SGD, SGD with momentum 0.9, RMSprop and Adam each get their best learning rate of one
+log grid (10^-2.5 .. 10^1, quarter decades) on 5 tuning tasks, also from the meta-train seeds
+(`benchmarks/learned_optimizer_common.py`).
 Everything is then measured on the same 5 held-out meta-test tasks: log10 of the mean loss
 after 10 and 100 steps with a 95% interval (Student t over the tasks, of the mean loss),
 and after 1,000 steps (a horizon 10x that of meta-training, at the same settings).
@@ -15,8 +16,8 @@ and after 1,000 steps (a horizon 10x that of meta-training, at the same settings
 Target (issue 15): log10 mean final loss at 100 steps <= -1.0 for the learned optimiser and
 below every tuned baseline; a public reproduction of L2L reached -0.70 (Adam -0.06) on the
 U[0, 1] variant of the problem (`--entries uniform`, written to ..._uniform.json). Writes benchmarks/results/learned_optimizer_quadratic.json
-(and the trained meta-parameters, `..._<optimiser>.pt`, which `LearnedOptimizer` can load)
-and prints the table. One torch thread; the meta-training wall time is in the JSON.
+(and the trained meta-parameters, `..._<optimiser>.pt`, which `LearnedOptimizer` can load, and
+the loss curves, `.png`) and prints the table; `benchmarks/readme_learned_optimizers.py` puts it in the README. One torch thread; the meta-training wall time is in the JSON.
 """
 
 from __future__ import annotations
@@ -24,48 +25,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from distmeta.algorithms.update_rules import SGD
-from distmeta.learned_optimizers.evaluation import loss_curves, tune_learning_rate
-from distmeta.learned_optimizers.hand_designed import Adam, Momentum, RMSprop
-from distmeta.learned_optimizers.meta_training import MetaTrainingSettings, meta_train
-from distmeta.tasks.optimisee import optimisee_seed
-from distmeta.tasks.quadratic import QuadraticFamily
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from learned_optimizer_common import (BASELINES, log_grid, machine, measure, plot_curves, test_seeds,  # noqa: E402
+                                     tuned_baseline, tuning_seeds)
+
+from distmeta.learned_optimizers.meta_training import MetaTrainingSettings, meta_train  # noqa: E402
+from distmeta.tasks.quadratic import QuadraticFamily  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 TARGET = -1.0
-GRID = [10 ** (exponent / 4) for exponent in range(-10, 5)]
-BASELINES = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam}
-TUNING_STEP = 10 ** 6
-"""The meta-step index of the tuning tasks' seeds: far past any meta-training step."""
-T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 8: 2.365, 10: 2.262}
-
-
-def summary(curves: torch.Tensor, step: int) -> dict:
-    """log10 of the mean loss at `step` over tasks, with the 95% interval of that mean."""
-    losses = curves[:, step].double()
-    if not torch.isfinite(losses).all():
-        return {"log10_mean": math.inf, "interval": [math.inf, math.inf], "diverged": True}
-    mean, count = losses.mean().item(), len(losses)
-    half = T_975.get(count, 1.96) * losses.std().item() / math.sqrt(count) if count > 1 else 0.0
-    return {"log10_mean": math.log10(mean),
-            "interval": [math.log10(mean - half) if mean - half > 0 else None, math.log10(mean + half)],
-            "diverged": False}
-
-
-def measure(rule, family: QuadraticFamily, seeds: list[int], horizon: int) -> dict:
-    started = time.perf_counter()
-    curves = loss_curves(rule, family, seeds, horizon)
-    return {f"step_{step}": summary(curves, step) for step in (10, 100, horizon) if step <= horizon} | {
-        "final_losses_100": curves[:, 100].tolist(), "seconds": time.perf_counter() - started}
+GRID = log_grid(-2.5, 1)
 
 
 def main() -> None:
@@ -74,6 +50,9 @@ def main() -> None:
     parser.add_argument("--meta-steps", type=int, default=1000)
     parser.add_argument("--meta-lr", type=float, default=3e-3)
     parser.add_argument("--truncation-length", type=int, default=20)
+    parser.add_argument("--unrolls", type=int, default=1, help="tasks averaged per meta-step")
+    parser.add_argument("--log-loss", action=argparse.BooleanOptionalAction, default=True,
+                        help="meta-train on the log of the optimisee's loss")
     parser.add_argument("--estimator", default="truncated_backprop", choices=["truncated_backprop", "es", "pes"])
     parser.add_argument("--seeds", type=int, default=5, help="meta-test tasks (and tuning tasks)")
     parser.add_argument("--horizon", type=int, default=1000, help="the long held-out horizon")
@@ -86,36 +65,42 @@ def main() -> None:
         suffix = "" if args.entries == "normal" else "_uniform"
         args.json = str(RESULTS / f"learned_optimizer_quadratic{suffix}.json")
     torch.set_num_threads(1)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     test_family = QuadraticFamily("test", entries=args.entries)
     train_family = QuadraticFamily("train", entries=args.entries)
-    test_seeds = [optimisee_seed(0, "test", 0, index) for index in range(args.seeds)]
-    tuning_seeds = [optimisee_seed(0, "train", TUNING_STEP, index) for index in range(args.seeds)]
-    results = {}
+    held_out, tuning = test_seeds(args.seeds), tuning_seeds(args.seeds)
+    steps = [10, 100, args.horizon]
+    results, curves = {}, {}
     for name in args.optimizers:
         settings = MetaTrainingSettings(optimizer=name, estimator=args.estimator, unroll_length=100,
                                         truncation_length=args.truncation_length, meta_steps=args.meta_steps,
-                                        meta_lr=args.meta_lr)
+                                        meta_lr=args.meta_lr, log_loss=args.log_loss, unrolls=args.unrolls)
         trained = meta_train(settings, train_family, log=lambda step, loss: print(
             f"  {name} meta-step {step}: meta-loss {loss:.3f}", flush=True), log_every=100)
         torch.save(trained.meta_params, Path(args.json).with_name(f"{Path(args.json).stem}_{name}.pt"))
+        measured, curves[name] = measure(trained.rule.bind(trained.meta_params), test_family, held_out, steps)
         results[name] = {"kind": "learned", "settings": dataclasses.asdict(settings),
                          "meta_training_seconds": trained.seconds, "skipped_meta_steps": trained.skipped_steps,
-                         **measure(trained.rule.bind(trained.meta_params), test_family, test_seeds, args.horizon)}
+                         **measured}
     for name, make in BASELINES.items():
-        started = time.perf_counter()
-        rate, scores = tune_learning_rate(make, train_family, tuning_seeds, 100, GRID)
-        results[name] = {"kind": "baseline", "learning_rate": rate, "tuning_seconds": time.perf_counter() - started,
-                         "tuning_log10": {f"{r:g}": s for r, s in scores.items()},
-                         **measure(make(rate), test_family, test_seeds, args.horizon)}
+        tuned = tuned_baseline(name, train_family, tuning, 100, GRID)
+        measured, curves[name] = measure(make(tuned["learning_rate"]), test_family, held_out, steps)
+        results[name] = {"kind": "baseline", **tuned, **measured}
     best_baseline = min(r["step_100"]["log10_mean"] for r in results.values() if r["kind"] == "baseline")
-    report = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
-                          "torch": torch.__version__, "torch_threads": 1},
+    report = {"machine": machine(),
               "command": "python benchmarks/learned_optimizer_quadratic.py " + " ".join(sys.argv[1:]),
               "problem": f"10-d quadratics, 128 functions, W, y ~ {'N(0, 1)' if args.entries == 'normal' else 'U[0, 1]'}"
                          ", theta0 ~ N(0, 0.01^2); 100 steps",
-              "test_seeds": test_seeds, "target_log10": TARGET, "results": results}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
+              "test_seeds": held_out, "grid": GRID, "target_log10": TARGET,
+              "targets": {name: {"log10_at_100_below_target_and_every_baseline":
+                                 results[name]["step_100"]["log10_mean"] <= TARGET
+                                 and results[name]["step_100"]["log10_mean"] < best_baseline}
+                          for name in args.optimizers},
+              "seconds": time.perf_counter() - started, "results": results}
+    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    plot_curves({report["problem"].split(";")[0].replace(", theta0 ~ N(0, 0.01^2)", ""): curves},
+                Path(args.json).with_suffix(".png"), 100, "loss, held-out tasks")
     print_table(results, args.horizon, best_baseline)
 
 
@@ -124,7 +109,7 @@ def print_table(results: dict, horizon: int, best_baseline: float) -> None:
     print(f"{'optimiser':<10} {'lr':>8} {'step 10':>8} {'step 100':>8} {'interval':>17} {f'step {horizon}':>10} "
           f"{'train s':>8}")
     for name, result in results.items():
-        low, high = result["step_100"]["interval"]
+        low, high = result["step_100"]["log10_interval"]
         interval = f"[{'-inf' if low is None else f'{low:.2f}'}, {high:.2f}]"
         rate = f"{result['learning_rate']:g}" if "learning_rate" in result else "learned"
         seconds = result.get("meta_training_seconds", result.get("tuning_seconds", 0.0))

@@ -12,9 +12,9 @@ import math
 from typing import Callable, Sequence
 
 import torch
-from torch.func import grad
+from torch.func import grad, vmap
 
-from distmeta.algorithms.update_rules import UpdateRule
+from distmeta.algorithms.update_rules import Params, UpdateRule
 from distmeta.tasks.optimisee import OptimiseeFamily
 
 
@@ -54,3 +54,40 @@ def tune_learning_rate(make_rule: Callable[[float], UpdateRule], family: Optimis
     if math.isinf(scores[best]):
         raise ValueError(f"every learning rate of the grid {list(grid)} diverged")
     return best, scores
+
+
+@torch.no_grad()
+def batched_loss_curves(make_rule: Callable[[torch.Tensor], UpdateRule], rates: Sequence[float],
+                        family: OptimiseeFamily, seeds: Sequence[int], steps: int) -> torch.Tensor:
+    """(len(rates), len(seeds), steps + 1) loss curves of every rate on every task, all of them
+    trained at once under `torch.func.vmap`: `loss_curves` of `make_rule(rate)` for each rate,
+    in one batched loop (each step is then one call over every task instead of one per task,
+    which is what makes tuning a baseline on a grid affordable on a CPU).
+
+    `make_rule(rate)` is called with the rate as a 0-d tensor inside the vmap; a learned rule
+    that ignores it (`lambda _: rule`) gives its curves with `rates=[0.0]`.
+    """
+    tasks = [family.init(seed) for seed in seeds]
+    grid = torch.tensor(list(rates), dtype=torch.get_default_dtype()).repeat_interleave(len(seeds))
+    params = _stacked([tasks[index % len(seeds)][0] for index in range(len(grid))])
+    data = _stacked([tasks[index % len(seeds)][1] for index in range(len(grid))])
+
+    def init(rate, params):
+        return make_rule(rate).init(params)
+
+    def update(rate, params, state, data, step):
+        grads = grad(lambda p: family.loss(p, data, step))(params)
+        return make_rule(rate).update(grads, state, params)
+
+    state = vmap(init)(grid, params)
+    full_loss = vmap(family.full_loss)
+    update_all = vmap(update, in_dims=(0, 0, 0, 0, None))
+    losses = [full_loss(params, data)]
+    for step in range(steps):
+        params, state = update_all(grid, params, state, data, torch.tensor(step))
+        losses.append(full_loss(params, data))
+    return torch.stack(losses, dim=1).reshape(len(rates), len(seeds), steps + 1)
+
+
+def _stacked(dicts: list[Params]) -> Params:
+    return {name: torch.stack([values[name] for values in dicts]) for name in dicts[0]}

@@ -1,0 +1,68 @@
+"""README's learned-optimiser tables are what benchmarks/readme_learned_optimizers.py writes from
+benchmarks/results/learned_optimizer_*.json (nothing is trained here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("readme_learned_optimizers",
+                                                  ROOT / "benchmarks" / "readme_learned_optimizers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _entry(mean: float) -> dict:
+    return {"mean": mean, "log10_mean": 0.0 if mean == 1.0 else -1.0, "interval": [0.5 * mean, 1.5 * mean],
+            "log10_interval": [None, 0.25], "diverged": False}
+
+
+def test_the_readme_tables_are_generated_from_the_json_files():
+    assert _module().main(["--check"]) == 0
+
+
+def test_a_missing_result_says_not_run_yet_with_its_command_and_no_number(tmp_path):
+    readme = _module()
+    section = readme.generate(tmp_path)
+    assert section.startswith(readme.BEGIN) and section.endswith(readme.END)
+    assert "not run yet: `python benchmarks/learned_optimizer_quadratic.py`" in section
+    assert "not run yet: `python benchmarks/learned_optimizer_quadratic.py --entries uniform`" in section
+    assert "not run yet: `python benchmarks/learned_optimizer_digits.py`" in section
+    assert not any(line.startswith("| ") for line in section.splitlines())
+
+
+def test_a_digits_result_file_gives_its_rows_and_the_targets_as_measured(tmp_path):
+    readme = _module()
+    settings = {"h20_100": {"hidden": 20, "steps": 100}, "h20_long": {"hidden": 20, "steps": 1000}}
+    learned = {"kind": "learned", "meta_training_seconds": 75.0,
+               "h20_100": {"step_100": _entry(0.1)}, "h20_long": {"step_1000": _entry(0.01)}}
+    adam = {"kind": "baseline", "h20_100": {"step_100": _entry(0.2), "learning_rate": 0.03},
+            "h20_long": {"step_1000": _entry(0.001), "learning_rate": 0.01}}
+    report = {"command": "python benchmarks/learned_optimizer_digits.py ", "problem": "an MLP", "seconds": 100.0,
+              "settings": settings, "meta_training": {"hidden": 20, "steps": 100}, "test_seeds": [1, 2, 3],
+              "results": {"lstm": learned, "adam": adam},
+              "targets": {"lstm": {"beats_adam": {"h20_100": True, "h20_long": False},
+                                   "beats_adam_at_100_and_long": False, "no_nan": True, "no_divergence": True}}}
+    (tmp_path / "learned_optimizer_digits.json").write_text(json.dumps(report))
+    section = readme.generate(tmp_path)
+    assert "| lstm | 0.1 (0.05 .. 0.15) | 0.01 (0.005 .. 0.015) | 1 min 15 s |" in section
+    assert "| adam | 0.2 (0.1 .. 0.3) [0.03] | 0.001 (0.0005 .. 0.0015) [0.01] | - |" in section
+    assert "below tuned Adam at 100 and at 1,000 steps: missed (below it in 1 of 2 columns)" in section
+    assert "no NaN in any task: met" in section
+
+
+def test_check_fails_when_the_tables_were_edited_by_hand(tmp_path):
+    readme = _module()
+    path = tmp_path / "README.md"
+    path.write_text((ROOT / "README.md").read_text().replace(readme.END, "| lstm | 0.00 |\n" + readme.END))
+    assert readme.main(["--check", "--readme", str(path)]) == 1
+    assert readme.main(["--readme", str(path)]) == 0
+    assert readme.main(["--check", "--readme", str(path)]) == 0
