@@ -1,12 +1,12 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11 and make:
 #   make run    meta-train the built-in default (sinusoid MAML, CPU, about a minute)
-#   make test   run the test suite
+#   make test   run the test suite (make test-fast: without the Ray-cluster tests; make lint: ruff)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test bench bench-scaling clean
+.PHONY: run test test-fast lint bench bench-scaling clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ run: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
+
+# everything but the tests that start Ray clusters (marked slow): about 2 minutes here
+test-fast: $(INSTALLED)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
 
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/engine_speed.py

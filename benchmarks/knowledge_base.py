@@ -39,8 +39,15 @@ sys.path.insert(0, str(ROOT))
 from distmeta.config import config_hash, load_config  # noqa: E402
 from distmeta.evaluation import mean_and_ci95  # noqa: E402
 from distmeta.experiment import build_experiment  # noqa: E402
-from distmeta.knowledge import (EmbeddingSpec, ExactIndex, KnowledgeBase, KnowledgeStore, build_header,  # noqa: E402
-                                build_records, task_embedding)
+from distmeta.knowledge import (  # noqa: E402
+    EmbeddingSpec,
+    ExactIndex,
+    KnowledgeBase,
+    KnowledgeStore,
+    build_header,
+    build_records,
+    task_embedding,
+)
 from distmeta.tasks import SPLITS, TaskBatch, task_seed  # noqa: E402
 from distmeta.training.checkpoint import save_checkpoint  # noqa: E402
 from distmeta.training.trainer import initial_state, meta_step  # noqa: E402

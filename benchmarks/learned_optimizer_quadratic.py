@@ -32,8 +32,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learned_optimizer_common import (BASELINES, log_grid, machine, measure, plot_curves, test_seeds,  # noqa: E402
-                                     tuned_baseline, tuning_seeds)
+from learned_optimizer_common import (  # noqa: E402
+    BASELINES,
+    log_grid,
+    machine,
+    measure,
+    plot_curves,
+    test_seeds,
+    tuned_baseline,
+    tuning_seeds,
+)
 
 from distmeta.learned_optimizers.meta_training import MetaTrainingSettings, meta_train  # noqa: E402
 from distmeta.tasks.quadratic import QuadraticFamily  # noqa: E402

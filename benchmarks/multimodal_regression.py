@@ -28,7 +28,7 @@ import platform
 import shlex
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -200,7 +200,7 @@ def main(argv=None) -> None:
     record = {
         "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/multimodal_regression.py",
                                                      *(sys.argv[1:] if argv is None else argv)]),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": 1,
                     "python": platform.python_version(), "torch": torch.__version__,
                     "load_average_start": load_before, "load_average_end": os.getloadavg()},

@@ -290,7 +290,8 @@ def run_tune(args) -> int:
 
 
 def run_bench(args) -> int:
-    from distmeta.benchmarking.scaling import BenchRequest, parse_worker_counts, run_bench as bench
+    from distmeta.benchmarking.scaling import BenchRequest, parse_worker_counts
+    from distmeta.benchmarking.scaling import run_bench as bench
 
     overrides = list(args.overrides)
     if args.task:

@@ -18,8 +18,8 @@ the setting; an `auto` run goes on uncompiled and says so.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch.func import vmap

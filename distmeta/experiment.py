@@ -21,6 +21,7 @@ from distmeta.execution import resolve_vectorize
 from distmeta.models import build_model, initial_parameters
 from distmeta.tasks import SPLITS, TaskDistribution, build_task_distribution
 
+
 @dataclass
 class Experiment:
     config: Config

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import ray
 from ray.cluster_utils import AutoscalingCluster
+
 from tests.ray_processes import kill_processes_of
 
 RAY = str(Path(sys.executable).parent / "ray")

@@ -13,7 +13,7 @@ import torch
 
 from distmeta.algorithms import build_algorithm
 from distmeta.config import AlgorithmConfig
-from distmeta.models import Conv4, MLP, initial_parameters
+from distmeta.models import MLP, Conv4, initial_parameters
 from distmeta.tasks import TaskBatch
 from tests.ray_processes import leaves_no_ray_process
 

@@ -12,8 +12,8 @@ from PIL import Image
 import distmeta
 from distmeta.config import load_config
 from distmeta.errors import CheckpointError, ConfigError, DatasetError, InputError
-from distmeta.tasks.omniglot_cache import load_images
 from distmeta.experiment import build_experiment
+from distmeta.tasks.omniglot_cache import load_images
 from distmeta.training.checkpoint import save_checkpoint
 from distmeta.training.trainer import train
 from tests.conftest import SHARED_OMNIGLOT

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 
@@ -18,6 +19,7 @@ TINY = ["--set", "train.steps=30", "--set", "train.log_every=10", "--set", "trai
         "--set", "eval.tasks=20"]
 
 
+@pytest.mark.slow
 def test_train_on_ray_then_eval_a_tiny_sinusoid_run(tmp_path):
     trained = distmeta("train", *TINY, "--run-dir", "run", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
@@ -48,6 +50,7 @@ def test_eval_of_a_missing_checkpoint_names_it(tmp_path):
     assert result.returncode == 2 and "nowhere: does not exist" in result.stderr
 
 
+@pytest.mark.slow
 def test_relative_data_paths_in_a_config_mean_the_same_to_ray_workers_as_to_the_command(tmp_path):
     from tests.tasks.test_omniglot import make_tree
 

@@ -4,8 +4,15 @@ import pytest
 import torch
 
 from distmeta.config import load_config
-from distmeta.devices import (CPU, CudaTorchError, check_cuda_torch, cuda_torch_problem, resolve_device,
-                              usable_device, worker_device)
+from distmeta.devices import (
+    CPU,
+    CudaTorchError,
+    check_cuda_torch,
+    cuda_torch_problem,
+    resolve_device,
+    usable_device,
+    worker_device,
+)
 from distmeta.errors import ConfigError
 from distmeta.experiment import build_experiment, driver_experiment
 

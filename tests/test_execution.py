@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from distmeta.execution import batch_evaluation, batch_meta_gradient, resolve_vectorize
-from tests.conftest import (classification_batch, make_algorithm, meta_params_for, regression_batch, tiny_conv4,
-                            tiny_mlp)
+from tests.conftest import classification_batch, make_algorithm, meta_params_for, regression_batch, tiny_conv4, tiny_mlp
 
 ALGORITHMS = ["maml", "fomaml", "reptile", "anil", "metasgd", "protonet"]
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_smoke.py"
 
@@ -27,6 +29,7 @@ def test_an_unknown_check_is_refused_naming_the_known_ones(tmp_path):
     assert done.returncode == 2 and "unknown checks ['warp_drive']" in done.stderr and "determinism" in done.stderr
 
 
+@pytest.mark.slow
 def test_the_in_process_checks_pass_when_rehearsed_on_the_cpu(tmp_path):
     checks = ["cuda_build", "meta_gradients", "all_reduce", "checkpoint_on_cpu", "determinism"]
     done = smoke("--rehearse-on-cpu", "--only", ",".join(checks), "--json", str(tmp_path / "smoke.json"))

@@ -59,7 +59,7 @@ class TaskConditionedRule(UpdateRule):
         like = next(iter(params.values()))  # the model's dtype and device
         return {name: value.to(like) for name, value in values.items()}
 
-    def bind(self, rule_params: Params) -> "TaskConditionedRule":
+    def bind(self, rule_params: Params) -> TaskConditionedRule:
         return TaskConditionedRule(self.initial_rate, self.steps, dict(rule_params))
 
     def init(self, params: Params) -> RuleState:

@@ -21,8 +21,9 @@ for another number of ways.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +85,7 @@ class MetaAlgorithm:
 
     @classmethod
     def from_settings(cls, settings: Any, model: nn.Module, is_classification: bool,
-                      output_size: int) -> "MetaAlgorithm":
+                      output_size: int) -> MetaAlgorithm:
         """The algorithm that the config's algorithm section `settings` describes."""
         return cls(model, is_classification, settings.inner_lr, settings.inner_steps, settings.test_inner_steps,
                    first_order=settings.first_order)
@@ -167,7 +168,7 @@ class MetaAlgorithm:
 
     # ---------------------------------------------------------------- derived
 
-    def using_autograd(self, own_model: bool = True) -> "MetaAlgorithm":
+    def using_autograd(self, own_model: bool = True) -> MetaAlgorithm:
         """A copy that differentiates with torch.autograd: for loops and threads, not vmap.
 
         With `own_model` it has its own copy of the model, because `functional_call`

@@ -16,6 +16,8 @@ encoder tells tasks apart or has collapsed to one modulation for all.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,6 +61,15 @@ class MMAML(MetaAlgorithm):
         encoder["output.bias"] = encoder["output.bias"] * ENCODER_OUTPUT_SCALE
         own = super().init_meta_parameters(model_params, seed)
         return {**own, **{f"encoder.{name}": value for name, value in encoder.items()}}
+
+    def using_autograd(self, own_model: bool = True) -> MetaAlgorithm:
+        """As for every algorithm, and the encoder copied too: `functional_call` swaps the
+        parameters of the module it is given, and the loop's threads would share it (a race
+        that mixed one thread's float64 weights with another's float32 ones, seen in gpu_smoke)."""
+        twin = super().using_autograd(own_model)
+        if own_model:
+            twin.encoder = copy.deepcopy(self.encoder)
+        return twin
 
     def model_parameters(self, meta_params: Params) -> Params:
         return {name: value for name, value in super().model_parameters(meta_params).items()

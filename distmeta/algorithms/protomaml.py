@@ -35,7 +35,7 @@ class ProtoMAML(MetaAlgorithm):
         self.ways = ways
 
     @classmethod
-    def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> "ProtoMAML":
+    def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> ProtoMAML:
         return cls(model, is_classification, settings.inner_lr, settings.inner_steps, settings.test_inner_steps,
                    first_order=settings.first_order, ways=output_size)
 

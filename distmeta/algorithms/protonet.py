@@ -22,7 +22,7 @@ class PrototypicalNetwork(MetaAlgorithm):
         self.ways = ways
 
     @classmethod
-    def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> "PrototypicalNetwork":
+    def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> PrototypicalNetwork:
         return cls(model, is_classification, settings.inner_lr, settings.inner_steps, settings.test_inner_steps,
                    first_order=settings.first_order, ways=output_size)
 

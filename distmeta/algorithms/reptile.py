@@ -46,7 +46,7 @@ class Reptile(MAML):
         self.inner_batch_size = inner_batch_size
 
     @classmethod
-    def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> "Reptile":
+    def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> Reptile:
         return cls(model, is_classification, settings.inner_lr, settings.inner_steps, settings.test_inner_steps,
                    first_order=settings.first_order, inner_batch_size=settings.inner_batch_size)
 

@@ -30,8 +30,9 @@ perturbation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch.func import grad_and_value, vmap

@@ -20,8 +20,9 @@ checkpoints): `<namespace>.<name>`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.func import grad
@@ -43,7 +44,7 @@ class UpdateRule:
         (drawn from `generator` when random); none by default."""
         return {}
 
-    def bind(self, rule_params: Params) -> "UpdateRule":
+    def bind(self, rule_params: Params) -> UpdateRule:
         """This rule with its meta-parameters at the values `rule_params` (itself when it has none)."""
         return self
 
@@ -85,7 +86,7 @@ class PerParameterSGD(UpdateRule):
     def init_meta_parameters(self, params: Params, generator: torch.Generator | None = None) -> Params:
         return {name: torch.full_like(value, self.initial_rate) for name, value in params.items()}
 
-    def bind(self, rule_params: Params) -> "PerParameterSGD":
+    def bind(self, rule_params: Params) -> PerParameterSGD:
         return PerParameterSGD(self.initial_rate, dict(rule_params))
 
     def init(self, params: Params) -> RuleState:

@@ -30,19 +30,35 @@ from ray.train import FailureConfig, RunConfig
 from ray.train.torch import TorchTrainer
 
 from distmeta.benchmarking.machine import cpu_model
-from distmeta.benchmarking.report import (CountRun, CountSummary, bench_json, bench_table, merge_rounds,
-                                          summarize, with_efficiency, write_plot)
+from distmeta.benchmarking.report import (
+    CountRun,
+    CountSummary,
+    bench_json,
+    bench_table,
+    merge_rounds,
+    summarize,
+    with_efficiency,
+    write_plot,
+)
 from distmeta.benchmarking.timing import timed_steps
 from distmeta.config import Config, from_dict, replace, to_dict
 from distmeta.errors import ConfigError, DistmetaError
-from distmeta.runtime.cuda_probe import check_workers_torch
 from distmeta.runtime.agreement import RankFailure
-from distmeta.runtime.collective import gathered
 from distmeta.runtime.autoscaling import read_capacity, workers_provided
 from distmeta.runtime.capacity import ClusterCapacity, workers_at_most, workers_now
-from distmeta.runtime.launcher import (ClusterRequest, check_on_driver, check_request, check_resources,
-                                       connected_to_cluster, scaling_config, torch_config, with_gpus_decided,
-                                       worker_shape)
+from distmeta.runtime.collective import gathered
+from distmeta.runtime.cuda_probe import check_workers_torch
+from distmeta.runtime.launcher import (
+    ClusterRequest,
+    check_on_driver,
+    check_request,
+    check_resources,
+    connected_to_cluster,
+    scaling_config,
+    torch_config,
+    with_gpus_decided,
+    worker_shape,
+)
 from distmeta.runtime.optimizer_worker import bench_worker as optimizer_bench_worker
 from distmeta.runtime.worker import describe_workers, enter_command_dir, worker_experiment
 from distmeta.runtime.worker_errors import error_box, raise_sent_error, send_error

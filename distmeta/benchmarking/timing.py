@@ -26,9 +26,9 @@ a barrier after it lines the ranks up again so that it does not show as sync_wai
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 import torch
 

@@ -12,7 +12,6 @@ from distmeta.training.trainer import default_run_dir
 from distmeta.tuning.search import default_search_name
 from distmeta.tuning.space import load_space
 
-
 PASSED_TO_JOB = {
     "train": ["--workers", "--gpus-per-worker", "--cpus-per-worker", "--scale-timeout", "--no-eval"],
     "tune": ["--trials", "--workers-per-trial", "--gpus-per-worker", "--cpus-per-worker", "--scale-timeout",

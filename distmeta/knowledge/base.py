@@ -48,7 +48,7 @@ class KnowledgeBase:
         self.source = source
 
     @staticmethod
-    def open(run_dir: str | Path, config_hash: str, step: int, metric: str = "euclidean") -> "KnowledgeBase":
+    def open(run_dir: str | Path, config_hash: str, step: int, metric: str = "euclidean") -> KnowledgeBase:
         store = KnowledgeStore(run_dir)
         header, records = store.load(config_hash, step)
         return KnowledgeBase(header, records, metric, str(store.folder))

@@ -16,7 +16,7 @@ Pure torch: no Ray, no application config.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -42,7 +42,7 @@ class StoreHeader:
         return json.dumps(asdict(self), sort_keys=True)
 
     @staticmethod
-    def from_json(text: str) -> "StoreHeader":
+    def from_json(text: str) -> StoreHeader:
         values = json.loads(text)
         values["adapted_names"] = tuple(values["adapted_names"])
         values["adapted_shapes"] = tuple(tuple(shape) for shape in values["adapted_shapes"])
@@ -52,7 +52,7 @@ class StoreHeader:
     def delta_size(self) -> int:
         return sum(math.prod(shape) for shape in self.adapted_shapes)
 
-    def same_space(self, other: "StoreHeader") -> bool:
+    def same_space(self, other: StoreHeader) -> bool:
         """True when embeddings and deltas of the two can sit in one index."""
         keys = ("config_hash", "step", "embedding_kind", "embedding_size", "projection_seed", "adapted_names",
                 "adapted_shapes")
@@ -78,7 +78,7 @@ class TaskRecords:
         return len(self.task_index)
 
     @staticmethod
-    def concat(parts: list["TaskRecords"]) -> "TaskRecords":
+    def concat(parts: list[TaskRecords]) -> TaskRecords:
         return TaskRecords(
             task_index=[i for part in parts for i in part.task_index],
             task_seed=[s for part in parts for s in part.task_seed],
@@ -89,7 +89,7 @@ class TaskRecords:
             metrics={name: torch.cat([part.metrics[name] for part in parts]) for name in METRIC_COLUMNS},
         )
 
-    def select(self, rows: list[int]) -> "TaskRecords":
+    def select(self, rows: list[int]) -> TaskRecords:
         index = torch.tensor(rows, dtype=torch.long)
         return TaskRecords(
             task_index=[self.task_index[r] for r in rows],
@@ -101,7 +101,7 @@ class TaskRecords:
             metrics={name: value[index] for name, value in self.metrics.items()},
         )
 
-    def sorted_by_task(self) -> "TaskRecords":
+    def sorted_by_task(self) -> TaskRecords:
         """The rows in (split, task index) order: how records from any number of writers compare."""
         order = sorted(range(len(self)), key=lambda r: (self.split[r], self.task_index[r]))
         return self.select(order)

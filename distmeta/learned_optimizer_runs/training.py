@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -31,8 +32,13 @@ from distmeta.config import Config, replace, save_config
 from distmeta.errors import ConfigError
 from distmeta.evaluation import EvalResult, mean_and_ci95
 from distmeta.learned_optimizer_runs.settings import meta_training_settings, optimisee_family
-from distmeta.learned_optimizer_runs.unroll_states import (KEY, UnrollState, all_unroll_states, describe_positions,
-                                                           unroll_states_of)
+from distmeta.learned_optimizer_runs.unroll_states import (
+    KEY,
+    UnrollState,
+    all_unroll_states,
+    describe_positions,
+    unroll_states_of,
+)
 from distmeta.learned_optimizers.evaluation import loss_curves
 from distmeta.learned_optimizers.meta_training import build_estimator, check_optimisee
 from distmeta.learned_optimizers.rules import make_rule
@@ -43,8 +49,16 @@ from distmeta.tasks.base import task_seed
 from distmeta.tasks.optimisee import optimisee_seed
 from distmeta.training.checkpoint import check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint
 from distmeta.training.progress import ProgressLog, summary_table
-from distmeta.training.trainer import (StepMetrics, TrainResult, check_finite, default_run_dir, make_optimizer,
-                                       meta_lr_at, run_summary, summary_rows)
+from distmeta.training.trainer import (
+    StepMetrics,
+    TrainResult,
+    check_finite,
+    default_run_dir,
+    make_optimizer,
+    meta_lr_at,
+    run_summary,
+    summary_rows,
+)
 
 UNIT = "unroll steps"
 """What a learned-optimiser run's progress lines count per second: optimisee steps of its unrolls."""

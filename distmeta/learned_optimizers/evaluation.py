@@ -9,7 +9,7 @@ reported on), the same search for every baseline.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch.func import grad, vmap

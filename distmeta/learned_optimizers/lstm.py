@@ -73,7 +73,7 @@ class LSTMRule(UpdateRule):
         weights["output.bias"] = uniform(())
         return weights
 
-    def bind(self, rule_params: Params) -> "LSTMRule":
+    def bind(self, rule_params: Params) -> LSTMRule:
         return replace(self, weights=dict(rule_params))
 
     def init(self, params: Params) -> RuleState:

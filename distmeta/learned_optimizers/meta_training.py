@@ -11,8 +11,9 @@ beyond what the loss clipping catches) is skipped and counted, not applied.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

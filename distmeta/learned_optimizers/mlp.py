@@ -79,7 +79,7 @@ class MLPRule(UpdateRule):
         weights["output.bias"] = torch.zeros(2)
         return weights
 
-    def bind(self, rule_params: Params) -> "MLPRule":
+    def bind(self, rule_params: Params) -> MLPRule:
         return replace(self, weights=dict(rule_params))
 
     def init(self, params: Params) -> RuleState:

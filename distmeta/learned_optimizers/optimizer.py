@@ -14,7 +14,7 @@ copied to each parameter's device (and dtype) once, so a model on a GPU is updat
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch.optim import Optimizer

@@ -24,7 +24,6 @@ from distmeta.algorithms.truncated import InnerState
 from distmeta.algorithms.update_rules import Params, UpdateRule
 from distmeta.tasks.optimisee import OptimiseeFamily
 
-
 LOG_FLOOR = 1e-12
 """log_loss takes the log of max(loss, LOG_FLOOR): an exact zero must not give -inf."""
 

@@ -74,7 +74,7 @@ def serve_index(embeddings: torch.Tensor, metric: str = "cosine", max_concurrenc
     return ServedIndex(actor)
 
 
-def build_on_ray(run_dir: Path, request: "BuildRequest", workers: int, address: str | None = None,
+def build_on_ray(run_dir: Path, request: BuildRequest, workers: int, address: str | None = None,
                  cpus_per_worker: float = 1) -> list[tuple[str, int]]:
     """Shard w of `workers` built and written by Ray task w; (path, rows) of each file, by rank.
     Uses the Ray cluster already initialised, else `address`, else starts (and stops) a local one."""
@@ -91,7 +91,7 @@ def build_on_ray(run_dir: Path, request: "BuildRequest", workers: int, address: 
             ray.shutdown()
 
 
-def write_shard_in_worker(run_dir: str, request: "BuildRequest", rank: int) -> tuple[str, int]:
+def write_shard_in_worker(run_dir: str, request: BuildRequest, rank: int) -> tuple[str, int]:
     from distmeta.api import load  # imported in the worker: the driver sends only the function
     from distmeta.knowledge.commands import write_shard
 

@@ -31,8 +31,7 @@ from distmeta.evaluation import EvalResult
 from distmeta.experiment import driver_experiment
 from distmeta.learned_optimizer_runs.training import build_run, unrolls_line
 from distmeta.runtime.autoscaling import provide_workers, read_capacity
-from distmeta.runtime.capacity import (ClusterCapacity, WorkerShape, check_within_maximum, workers_at_most,
-                                       workers_now)
+from distmeta.runtime.capacity import ClusterCapacity, WorkerShape, check_within_maximum, workers_at_most, workers_now
 from distmeta.runtime.cuda_probe import check_workers_torch
 from distmeta.runtime.follow import MetricsFollower
 from distmeta.runtime.optimizer_worker import train_worker as optimizer_train_worker

@@ -21,9 +21,18 @@ from distmeta.benchmarking.machine import cpu_model
 from distmeta.benchmarking.timing import PhaseTimer
 from distmeta.config import from_dict
 from distmeta.errors import DistmetaError
-from distmeta.learned_optimizer_runs.training import (UNIT, OptimizerRun, RunState, build_run, checkpoint_payload,
-                                                      final_meta_test, initial_state, rank_meta_step, train_loop,
-                                                      unrolls_line)
+from distmeta.learned_optimizer_runs.training import (
+    UNIT,
+    OptimizerRun,
+    RunState,
+    build_run,
+    checkpoint_payload,
+    final_meta_test,
+    initial_state,
+    rank_meta_step,
+    train_loop,
+    unrolls_line,
+)
 from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import barrier, broadcast_parameters, from_rank_zero, gathered, share_of_meta_batch
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE

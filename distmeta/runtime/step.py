@@ -8,8 +8,9 @@ training passes none. Pure torch (no Ray): it runs, and is tested, in one proces
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
-from typing import ContextManager, Protocol
+from typing import Protocol
 
 import torch
 
@@ -17,8 +18,14 @@ from distmeta.experiment import Experiment
 from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import all_reduce_sum, share_of_meta_batch
 from distmeta.tasks import TaskBatch, meta_batch_seed
-from distmeta.training.trainer import (StepMetrics, TrainState, apply_meta_gradient, check_finite,
-                                       compute_meta_gradient, meta_batch)
+from distmeta.training.trainer import (
+    StepMetrics,
+    TrainState,
+    apply_meta_gradient,
+    check_finite,
+    compute_meta_gradient,
+    meta_batch,
+)
 
 
 class StepClock(Protocol):

@@ -16,9 +16,9 @@ import io
 import json
 import os
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +30,7 @@ from distmeta.tasks.drawings import drawing_pixels
 
 FORMAT_VERSION = 1
 EXPECTED_LAYOUT = "<root>/<Alphabet>/characterNN/*.png (optionally under one top folder)"
-_loaded: dict[Path, "OmniglotImages"] = {}
+_loaded: dict[Path, OmniglotImages] = {}
 
 
 @dataclass(frozen=True)

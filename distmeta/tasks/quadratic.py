@@ -14,7 +14,6 @@ import torch
 
 from distmeta.tasks.optimisee import Params, TaskData
 
-
 ENTRIES = ("normal", "uniform")
 
 

@@ -11,8 +11,6 @@ Omniglot. Like every task family, a task is drawn from its seed alone.
 
 from __future__ import annotations
 
-import numpy as np
-
 from distmeta.tasks.batch import TaskBatch
 from distmeta.tasks.streams import permutations, task_bytes, task_uniforms
 

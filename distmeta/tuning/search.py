@@ -32,8 +32,17 @@ from distmeta.errors import ConfigError, DistmetaError
 from distmeta.runtime.autoscaling import provide_workers, read_capacity
 from distmeta.runtime.capacity import ClusterCapacity, workers_at_most, workers_now
 from distmeta.runtime.cuda_probe import check_workers_torch
-from distmeta.runtime.launcher import (ClusterRequest, build_trainer, check_on_driver, check_request, check_resources,
-                                       check_storage, connected_to_cluster, with_gpus_decided, worker_shape)
+from distmeta.runtime.launcher import (
+    ClusterRequest,
+    build_trainer,
+    check_on_driver,
+    check_request,
+    check_resources,
+    check_storage,
+    connected_to_cluster,
+    with_gpus_decided,
+    worker_shape,
+)
 from distmeta.runtime.worker_errors import error_box, raise_sent_error
 from distmeta.training.progress import column_table
 from distmeta.tuning.plot import plot_search

@@ -6,8 +6,7 @@ from torch.func import functional_call
 
 from distmeta.execution import batch_meta_gradient
 from distmeta.reference import maml_batch_gradient
-from tests.conftest import (classification_batch, make_algorithm, meta_params_for, regression_batch, tiny_conv4,
-                            tiny_mlp)
+from tests.conftest import classification_batch, make_algorithm, meta_params_for, regression_batch, tiny_conv4, tiny_mlp
 
 
 def one_task(batch, i):

@@ -16,8 +16,7 @@ import pytest
 import torch
 
 from distmeta.execution import batch_evaluation, batch_meta_gradient
-from tests.conftest import (classification_batch, make_algorithm, meta_params_for, regression_batch, tiny_conv4,
-                            tiny_mlp)
+from tests.conftest import classification_batch, make_algorithm, meta_params_for, regression_batch, tiny_conv4, tiny_mlp
 
 PINNED = Path(__file__).with_name("pinned_numbers.pt")
 

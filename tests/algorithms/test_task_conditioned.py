@@ -3,14 +3,13 @@
 import pytest
 import torch
 
+from distmeta.algorithms import check_algorithm_settings
 from distmeta.algorithms.protonet import PrototypicalNetwork
 from distmeta.config import AlgorithmConfig
-from distmeta.algorithms import check_algorithm_settings
 from distmeta.errors import ConfigError
 from distmeta.execution import batch_evaluation, batch_meta_gradient
 from distmeta.models import Conv4
-from tests.conftest import (classification_batch, make_algorithm, meta_params_for, regression_batch, tiny_conv4,
-                            tiny_mlp)
+from tests.conftest import classification_batch, make_algorithm, meta_params_for, regression_batch, tiny_conv4, tiny_mlp
 
 
 def small_conv4():
@@ -196,3 +195,19 @@ def test_settings_an_algorithm_cannot_run_are_refused_naming_the_field(settings,
     with pytest.raises(ConfigError) as error:
         check_algorithm_settings(settings, classification, "omniglot" if classification else "multimodal")
     assert error.value.field == field
+
+
+def test_mmaml_in_the_loops_threads_gives_each_thread_its_own_encoder():
+    # The module's own weights are float32, the meta-parameters float64: a thread that ran
+    # the shared encoder while another restored its weights would mix the two and fail.
+    from distmeta.models import MLP
+
+    model = MLP(1, (8, 8), 1)  # float32, unlike the tests' float64 models
+    algorithm = make_algorithm("mmaml", model, is_classification=False)
+    params = {name: value.double() for name, value in meta_params_for(algorithm, model).items()}
+    twin = algorithm.using_autograd()
+    assert twin.encoder is not algorithm.encoder and twin.model is not algorithm.model
+    looped = batch_meta_gradient(algorithm, params, regression_batch(tasks=8), "loop")
+    vmapped = batch_meta_gradient(algorithm, params, regression_batch(tasks=8), "vmap")
+    for key in params:
+        torch.testing.assert_close(looped.grad_sum[key], vmapped.grad_sum[key], rtol=1e-5, atol=1e-10)

@@ -4,8 +4,16 @@ import json
 
 import pytest
 
-from distmeta.benchmarking.report import (CountRun, bench_json, bench_table, merge_rounds, percentile, summarize,
-                                          with_efficiency, write_plot)
+from distmeta.benchmarking.report import (
+    CountRun,
+    bench_json,
+    bench_table,
+    merge_rounds,
+    percentile,
+    summarize,
+    with_efficiency,
+    write_plot,
+)
 from distmeta.benchmarking.timing import PHASES
 
 

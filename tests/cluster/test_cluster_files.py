@@ -194,6 +194,7 @@ def test_a_ray_up_config_installs_the_cuda_build_of_torch(name):
     assert any(gpu_install_is_pinned(command) for command in config["setup_commands"])
 
 
+@pytest.mark.slow
 def test_the_local_cluster_script_starts_and_stops_only_its_own_cluster(tmp_path, short_temp, temp_roots):
     ast.parse((CLUSTER / "local_cluster.py").read_text())
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}

@@ -34,6 +34,7 @@ def jobs_list(cluster, env: dict) -> subprocess.CompletedProcess:
                           env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_a_cluster_starts_whatever_auth_settings_the_caller_has(tmp_path, short_temp, temp_roots):
     # A token in HOME, another in RAY_AUTH_TOKEN and authentication switched off: every node
     # still gets one and the same setting, token authentication on, with the token a client
@@ -65,6 +66,7 @@ def test_a_missing_token_file_is_named_before_anything_starts(tmp_path):
     assert not (tmp_path / "cluster" / local_cluster.STATE_FILE).exists()
 
 
+@pytest.mark.slow
 def test_a_node_that_cannot_start_stops_everything_the_start_had_started(tmp_path, short_temp, temp_roots,
                                                                           monkeypatch):
     # node1 is given one port for two of its agents, as the kernel once handed a port out twice:

@@ -8,8 +8,14 @@ import pytest
 import distmeta
 from distmeta.cli import build_parser
 from distmeta.errors import ConfigError
-from distmeta.jobs.submission import (DEFAULT_CLUSTER_STORAGE, Submission, check_cluster_storage, path_in_working_dir,
-                                      read_requirements, runtime_env)
+from distmeta.jobs.submission import (
+    DEFAULT_CLUSTER_STORAGE,
+    Submission,
+    check_cluster_storage,
+    path_in_working_dir,
+    read_requirements,
+    runtime_env,
+)
 
 
 def test_the_entrypoint_is_a_distmeta_command_its_own_parser_takes(tmp_path):

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from distmeta.config import load_config
-from distmeta.models import Conv4, MLP, build_model, features, forward, initial_parameters
+from distmeta.models import MLP, Conv4, build_model, features, forward, initial_parameters
 from distmeta.models.conv4 import BatchStatNorm
 
 

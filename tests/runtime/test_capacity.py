@@ -7,8 +7,15 @@ import yaml
 
 from distmeta.errors import ConfigError
 from distmeta.runtime.autoscaling import node_types_of
-from distmeta.runtime.capacity import (ClusterCapacity, NodeShape, WorkerShape, check_within_maximum,
-                                       workers_at_most, workers_now, workers_per_node)
+from distmeta.runtime.capacity import (
+    ClusterCapacity,
+    NodeShape,
+    WorkerShape,
+    check_within_maximum,
+    workers_at_most,
+    workers_now,
+    workers_per_node,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 GPU_WORKER = WorkerShape(cpus=1, gpus=1)

@@ -7,9 +7,8 @@ import pytest
 import ray
 import torch
 
-from distmeta.knowledge import ExactIndex
 from distmeta.config import config_hash
-from distmeta.knowledge import KnowledgeStore
+from distmeta.knowledge import ExactIndex, KnowledgeStore
 from distmeta.knowledge.commands import BuildRequest
 from distmeta.runtime.knowledge import build_on_ray, serve_index
 from tests.knowledge.helpers import STORE_STEPS, fill, sinusoid_run

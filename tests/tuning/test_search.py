@@ -81,6 +81,7 @@ def test_space_file_errors_are_named_before_anything_starts(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_an_interrupted_search_resumes_without_rerunning_its_finished_trial(tmp_path):
     (tmp_path / "space.yaml").write_text("algorithm.inner_lr: {grid: [0.001, 0.01, 0.03]}\n")
     args = ["tune", "--space", "space.yaml", "--trials", "1", "--workers-per-trial", "2", "--scheduler", "fifo",
