@@ -103,7 +103,8 @@ def main() -> None:
               "command": "python benchmarks/learned_optimizer_digits.py " + " ".join(sys.argv[1:]),
               "problem": "64-hidden-10 sigmoid MLP on scikit-learn's 8x8 digits, cross-entropy, minibatches of 128; "
                          "loss on all of a held-out task's images",
-              "settings": {setting: {"hidden": hidden, "steps": steps} for setting, (hidden, steps) in evaluated.items()},
+              "settings": {setting: {"hidden": hidden, "steps": steps}
+                           for setting, (hidden, steps) in evaluated.items()},
               "meta_training": {"hidden": 20, "steps": args.unroll_length},
               "test_seeds": held_out, "grid": GRID, "targets": targets(results, args.optimizers, evaluated),
               "seconds": time.perf_counter() - started, "results": results}

@@ -15,9 +15,11 @@ and after 1,000 steps (a horizon 10x that of meta-training, at the same settings
 
 Target (issue 15): log10 mean final loss at 100 steps <= -1.0 for the learned optimiser and
 below every tuned baseline; a public reproduction of L2L reached -0.70 (Adam -0.06) on the
-U[0, 1] variant of the problem (`--entries uniform`, written to ..._uniform.json). Writes benchmarks/results/learned_optimizer_quadratic.json
+U[0, 1] variant of the problem (`--entries uniform`, written to ..._uniform.json). Writes
+benchmarks/results/learned_optimizer_quadratic.json
 (and the trained meta-parameters, `..._<optimiser>.pt`, which `LearnedOptimizer` can load, and
-the loss curves, `.png`) and prints the table; `benchmarks/readme_learned_optimizers.py` puts it in the README. One torch thread; the meta-training wall time is in the JSON.
+the loss curves, `.png`) and prints the table; `benchmarks/readme_learned_optimizers.py` puts it in
+the README. One torch thread; the meta-training wall time is in the JSON.
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def main() -> None:
     best_baseline = min(r["step_100"]["log10_mean"] for r in results.values() if r["kind"] == "baseline")
     report = {"machine": machine(),
               "command": "python benchmarks/learned_optimizer_quadratic.py " + " ".join(sys.argv[1:]),
-              "problem": f"10-d quadratics, 128 functions, W, y ~ {'N(0, 1)' if args.entries == 'normal' else 'U[0, 1]'}"
+              "problem": "10-d quadratics, 128 functions, W, y ~ "
+                         f"{'N(0, 1)' if args.entries == 'normal' else 'U[0, 1]'}"
                          ", theta0 ~ N(0, 0.01^2); 100 steps",
               "test_seeds": held_out, "grid": GRID, "target_log10": TARGET,
               "targets": {name: {"log10_at_100_below_target_and_every_baseline":

@@ -79,7 +79,8 @@ def train_one(args, modes: tuple[str, ...], algorithm: str, run_name: str, steps
     overrides = base_overrides(args, modes) + [f"algorithm.name={algorithm}",
                                                f"train.run_dir={RUNS / run_name}"]
     if steps is not None:
-        overrides += [f"train.steps={steps}", f"train.checkpoint_every={steps}", f"train.log_every={max(steps // 4, 1)}"]
+        overrides += [f"train.steps={steps}", f"train.checkpoint_every={steps}",
+                      f"train.log_every={max(steps // 4, 1)}"]
     config = load_config(None, overrides)
     started = time.perf_counter()
     result = train(config, print_fn=lambda line: print(f"  [{run_name}] {line}", flush=True), final_eval=False)
@@ -139,7 +140,8 @@ def run_modes(args, count: int) -> dict:
             subset = type(tasks)(*(t[chosen] for t in tasks.tensors()), seed=tasks.seed, modes=tasks.modes[chosen])
             scores[chosen] = test_mse(config, params, subset)
     results["multi-maml"] = summary(scores, seconds, [], per_mode_overrides=per_mode_overrides,
-                                    note="one MAML per mode, --steps / modes steps each; each test task adapted by its mode's MAML")
+                                    note="one MAML per mode, --steps / modes steps each; "
+                                         "each test task adapted by its mode's MAML")
     print(f"  multi-maml: test mse {results['multi-maml']['mse']:.3f} +- {results['multi-maml']['ci95']:.3f}",
           flush=True)
     results["mode_counts"] = torch.bincount(batch.modes, minlength=len(modes)).tolist()
@@ -171,7 +173,8 @@ def markdown_table(record: dict) -> str:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=800, help="meta-steps per method (shared among Multi-MAML's modes)")
+    parser.add_argument("--steps", type=int, default=800,
+                        help="meta-steps per method (shared among Multi-MAML's modes)")
     parser.add_argument("--modes", default="2,3,5", help="mode counts to run: 2, 3 and/or 5")
     parser.add_argument("--meta-batch-size", type=int, default=25)
     parser.add_argument("--meta-lr", type=float, default=0.001)

@@ -65,7 +65,8 @@ def quadratic_block(results: Path, name: str, command: str) -> list[str]:
     horizon = max(int(key.split("_")[1]) for key in report["results"]["adam"] if key.startswith("step_"))
     lines = [f"**{report['problem']}**, `{report['command'].strip()}` ({duration(report.get('seconds'))}; `{name}`, "
              f"`.png`), log10 of the mean loss over {len(report['test_seeds'])} held-out tasks (95% interval):", "",
-             f"| optimiser | learning rate | step 10 | step 100 | step {horizon:,} ({horizon / 100:g}x the meta-training "
+             f"| optimiser | learning rate | step 10 | step 100 | step {horizon:,} "
+             f"({horizon / 100:g}x the meta-training "
              "horizon) | meta-training |",
              "|---|---|---|---|---|---|"]
     for optimiser, result in report["results"].items():

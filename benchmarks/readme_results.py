@@ -115,7 +115,8 @@ def engine_block(results: Path) -> list[str]:
                 ratio = row.get("speedup_vs_reference_loop")
                 cells.append(f"{_ms(row['ms_per_step'])} ({row['runs_as']})" + (f", {ratio:.2f}x" if ratio else ""))
             elif row.get("compile_s") is not None:
-                cells.append(f"{_ms(row['ms_per_step'])} (compile {row['compile_s']:.0f} s), {_memory(row['peak_rss_mb'])}")
+                cells.append(f"{_ms(row['ms_per_step'])} (compile {row['compile_s']:.0f} s), "
+                             f"{_memory(row['peak_rss_mb'])}")
             else:
                 cells.append(f"{_ms(row['ms_per_step'])}, {_memory(row['peak_rss_mb'])}")
         lines.append(f"| {_setup_text(setup, spec)} | " + " | ".join(cells) + " |")
@@ -177,7 +178,8 @@ def scaling_block(results: Path) -> list[str]:
 
 
 def _phase_medians(row: dict) -> str:
-    return " / ".join(f"{row['phases'][name]['median_ms']:.1f}" for name in ("sampling", "inner_loop", "outer_backward"))
+    return " / ".join(f"{row['phases'][name]['median_ms']:.1f}"
+                      for name in ("sampling", "inner_loop", "outer_backward"))
 
 
 def search_block(results: Path) -> list[str]:
@@ -250,7 +252,8 @@ def _omniglot_maml_row(results: Path) -> str:
         return f"| {label} | {command} | {NOT_RUN} | {paper} |"
     ten, three = data["test_10_inner_steps"], data["test_3_inner_steps"]
     return (f"| {label} | {command} | accuracy {percent(ten['mean'], ten['ci95'])} / "
-            f"{percent(three['mean'], three['ci95'])}{stream_mark(data)} (training: {duration(data['wall_time_s'])}, {data['steps']} "
+            f"{percent(three['mean'], three['ci95'])}{stream_mark(data)} "
+            f"(training: {duration(data['wall_time_s'])}, {data['steps']} "
             f"steps, {data['tasks_per_s']:.0f} tasks/s; {data['machine']}) | {paper} |")
 
 
@@ -263,7 +266,8 @@ def _earlier_maml_run(results: Path) -> list[str]:
     return ["The Omniglot config anneals the meta-learning rate (`meta_lr_schedule: cosine`); an earlier run at a "
             f"constant rate for 9000 steps ({duration(earlier['wall_time_s'])}) reached "
             f"{percent(*acc['3_steps'])} (3 steps) and {percent(*acc['10_steps'])} (10 steps): with 5 training "
-            f"alphabets validation accuracy plateaus by step 4000. Both runs are in `benchmarks/results/{OMNIGLOT_MAML}`."]
+            "alphabets validation accuracy plateaus by step 4000. "
+            f"Both runs are in `benchmarks/results/{OMNIGLOT_MAML}`."]
 
 
 def _suite_row(results: Path, experiment) -> str:

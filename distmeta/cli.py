@@ -12,7 +12,8 @@ from distmeta.jobs import DEFAULT_ADDRESS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distmeta", description="Meta-learning: MAML, Reptile, ANIL, Meta-SGD, ProtoNets.")
+    parser = argparse.ArgumentParser(prog="distmeta",
+                                     description="Meta-learning: MAML, Reptile, ANIL, Meta-SGD, ProtoNets.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="meta-train on Ray workers (the built-in default: sinusoid MAML)",

@@ -475,7 +475,8 @@ def _check_omniglot(config: Config) -> None:
         if not 0.0 < value < 1.0:
             raise ConfigError(f"task.omniglot.{name}", f"must be between 0 and 1, got {value}")
     if omniglot.val_fraction + omniglot.test_fraction >= 1.0:
-        raise ConfigError("task.omniglot.test_fraction", "val_fraction + test_fraction must leave alphabets to train on")
+        raise ConfigError("task.omniglot.test_fraction",
+                          "val_fraction + test_fraction must leave alphabets to train on")
     if omniglot.synthetic and omniglot.roots:
         raise ConfigError("task.omniglot.synthetic", "random images replace the data: give roots or "
                                                      "synthetic: true, not both")

@@ -158,7 +158,8 @@ def test_bad_classification_inputs_name_the_labels_or_the_image_shape(tmp_path):
         learner.adapt(images, [7, 7, 7, 7])
     with pytest.raises(InputError, match=r"^support_x: expected shape \(N, 1, 28, 28\), got shape \(4, 28, 28\)$"):
         learner.adapt(torch.rand(4, 28, 28), [0, 1, 0, 1])
-    with pytest.raises(InputError, match=r"^support_y: expected one label per input, shape \(4,\), got shape \(4, 1\)$"):
+    with pytest.raises(InputError, match=r"^support_y: expected one label per input, "
+                                         r"shape \(4,\), got shape \(4, 1\)$"):
         learner.adapt(images, torch.tensor([[0], [1], [0], [1]]))
     with pytest.raises(InputError, match=r"^drawings\[1\]: expected a drawing of shape \(height, width\)"):
         learner.adapt([torch.zeros(50, 50), torch.zeros(2, 50, 50)], ["a", "b"])

@@ -56,7 +56,8 @@ def test_relative_data_paths_in_a_config_mean_the_same_to_ray_workers_as_to_the_
 
     make_tree(tmp_path / "omniglot", alphabets=["Alpha", "Beta", "Gamma", "Delta", "Epsilon"])
     relative = ["--set", "task.name=omniglot", "--set", "task.omniglot.roots=[omniglot]",
-                "--set", "task.omniglot.cache_dir=cache", "--set", "task.ways=2", "--set", "task.shots=1", "--set", "task.query_shots=1",
+                "--set", "task.omniglot.cache_dir=cache", "--set", "task.ways=2", "--set", "task.shots=1",
+                "--set", "task.query_shots=1",
                 "--set", "train.meta_batch_size=2", "--set", "model.channels=4"]
     trained = distmeta("train", *relative, "--set", "train.steps=2", "--set", "train.log_every=1",
                        "--set", "train.val_every=0", "--set", "eval.tasks=4", "--run-dir", "run", cwd=tmp_path)

@@ -93,7 +93,8 @@ def test_the_suite_names_every_experiment_once_with_commands_that_parse():
         assert config.train.steps == experiment.steps > 0
     protonet = next(e for e in experiments if e.name == "omniglot/protonet/20w1s")
     assert "task.ways=60" in protonet.train_set and protonet.eval_set == ["task.ways=20"]
-    assert accuracy.select(experiments, "omniglot/fomaml/*") == [e for e in experiments if e.name.startswith("omniglot/fomaml/")]
+    assert accuracy.select(experiments, "omniglot/fomaml/*") == [e for e in experiments
+                                                                 if e.name.startswith("omniglot/fomaml/")]
     with pytest.raises(SystemExit):
         accuracy.select(experiments, "omniglot/nothing")
 

@@ -40,7 +40,8 @@ class MMAML(MetaAlgorithm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.hidden_layers = [index for index, module in enumerate(self.model.features) if isinstance(module, nn.Linear)]
+        self.hidden_layers = [index for index, module in enumerate(self.model.features)
+                              if isinstance(module, nn.Linear)]
         widths = [self.model.features[index].out_features for index in self.hidden_layers]
         # None for a model without hidden linear layers (Conv4): the config check refuses it first
         self.encoder = SetEncoder(2, ENCODER_HIDDEN, 2 * sum(widths)) if widths else None

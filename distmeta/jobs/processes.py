@@ -94,7 +94,8 @@ def has_environment(process: Process, entry: str) -> bool:
     return f"\0{entry}\0".encode() in b"\0" + environment + b"\0"
 
 
-def processes_of(sessions: Iterable[int] = (), folders: Iterable[str] = (), environment: str | None = None) -> list[int]:
+def processes_of(sessions: Iterable[int] = (), folders: Iterable[str] = (),
+                 environment: str | None = None) -> list[int]:
     """Processes in one of `sessions`, or using one of `folders`, or started with `environment`
     ("NAME=value"), and every descendant of those."""
     sessions, folders = set(sessions), [str(folder) for folder in folders]

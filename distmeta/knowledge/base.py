@@ -71,7 +71,8 @@ class KnowledgeBase:
         """The inverse-distance-weighted mean delta of the `k` nearest stored tasks, by parameter name."""
         if self.header.delta_size == 0:
             raise KnowledgeBaseError(self.source, "its records keep no adapted parameters (an algorithm "
-                                                  "without an inner loop, such as protonet): nothing to warm-start from")
+                                                  "without an inner loop, such as protonet): nothing to "
+                                                  "warm-start from")
         found = self.index.search(embedding, k)
         weights = 1.0 / (found.distances[0].double() + INVERSE_DISTANCE_FLOOR)
         weights = weights / weights.sum()

@@ -38,7 +38,8 @@ def shard(num_tasks: int, rank: int, world: int) -> range:
     return range(rank, num_tasks, world)
 
 
-def adapted_layout(algorithm: MetaAlgorithm, meta_params: Params) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
+def adapted_layout(algorithm: MetaAlgorithm,
+                   meta_params: Params) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
     """Names and shapes of what a warm start can start from: the adapted model parameters
     (all of them for the MAML family, the head for ANIL; none for ProtoNets' prototypes)."""
     model = algorithm.model_parameters(meta_params)
@@ -50,7 +51,8 @@ def adapted_layout(algorithm: MetaAlgorithm, meta_params: Params) -> tuple[tuple
 
 def build_records(algorithm: MetaAlgorithm, meta_params: Params, distribution: TaskDistribution, *,
                   run_seed: int, split: str, indices: range, inner_steps: int, spec: EmbeddingSpec,
-                  store_steps: int = DEFAULT_STORE_STEPS, family_of: Callable[[int], str | None] | None = None) -> TaskRecords:
+                  store_steps: int = DEFAULT_STORE_STEPS,
+                  family_of: Callable[[int], str | None] | None = None) -> TaskRecords:
     """Adapt to tasks `indices` of the build stream of `split`; one row each: its embedding (support set
     alone), the delta of `store_steps` steps on the whole task, query loss and score before and after
     `inner_steps` steps on the support set."""

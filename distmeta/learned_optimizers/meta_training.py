@@ -66,7 +66,8 @@ class MetaTrainingSettings:
             raise ConfigError("optimizer", f"unknown learned optimiser {self.optimizer!r} (choose from "
                                            f"{', '.join(RULES)})")
         if self.estimator not in ESTIMATORS:
-            raise ConfigError("estimator", f"unknown estimator {self.estimator!r} (choose from {', '.join(ESTIMATORS)})")
+            raise ConfigError("estimator", f"unknown estimator {self.estimator!r} (choose from "
+                                           f"{', '.join(ESTIMATORS)})")
         if self.meta_loss not in META_LOSSES:
             raise ConfigError("meta_loss", f"must be one of {', '.join(META_LOSSES)}, got {self.meta_loss!r}")
         for name in ("unroll_length", "truncation_length", "pairs", "unrolls", "meta_steps"):

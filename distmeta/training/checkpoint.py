@@ -30,7 +30,8 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
-def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params: dict, optimizer_state: dict, metrics: dict,
+def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params: dict, optimizer_state: dict,
+                    metrics: dict,
                     extra: dict | None = None) -> Path:
     """Write the checkpoint of `step` atomically and return its path; `extra` holds what else a
     kind of run must resume from (a learned optimiser's persistent unrolls), its tensors moved to the CPU."""
@@ -108,7 +109,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if path.is_dir():
         latest = latest_checkpoint(path)
         if latest is None:
-            raise CheckpointError(path, "is a directory without checkpoints (expected checkpoints/step_*.pt or checkpoint_*/checkpoints/step_*.pt)")
+            raise CheckpointError(path, "is a directory without checkpoints (expected checkpoints/step_*.pt or "
+                                        "checkpoint_*/checkpoints/step_*.pt)")
         return latest
     raise CheckpointError(path, "does not exist")
 

@@ -24,7 +24,8 @@ def test_a_regression_embedding_has_the_asked_size_and_is_the_same_when_computed
 
 @pytest.mark.parametrize("kind", EMBEDDING_KINDS)
 @pytest.mark.parametrize("algorithm_name", ["maml", "anil", "protonet"])
-def test_a_classification_embedding_has_the_asked_size_and_one_from_features_ignores_the_label_order(kind, algorithm_name):
+def test_a_classification_embedding_has_the_asked_size_and_one_from_features_ignores_the_label_order(
+        kind, algorithm_name):
     model = tiny_conv4(ways=3)
     algorithm = make_algorithm(algorithm_name, model, True, ways=3)
     params = meta_params_for(algorithm, model)

@@ -30,7 +30,8 @@ def test_a_short_run_lowers_the_loss_and_writes_metrics_checkpoints_and_summary(
     assert [r["step"] for r in records] == [10, 20, 30, 40]
     assert records[-1]["meta_loss"] < records[0]["meta_loss"]
     assert "val_mse" in records[1] and "val_mse" in records[3]
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_00000020.pt", "step_00000040.pt"]
+    assert (sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+            == ["step_00000020.pt", "step_00000040.pt"])
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == 40 and summary["test"]["tasks"] == 16
     # the summary's rate is the training loop's: every task of the run over the loop's time
