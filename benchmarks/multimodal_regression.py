@@ -44,6 +44,7 @@ from distmeta.execution import batch_evaluation  # noqa: E402
 from distmeta.experiment import build_experiment  # noqa: E402
 from distmeta.tasks import sample_tasks  # noqa: E402
 from distmeta.tasks.multimodal import MODE_SETS  # noqa: E402
+from distmeta.tasks.streams import TASK_STREAM  # noqa: E402
 from distmeta.training.trainer import train  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "multimodal_regression.json"
@@ -209,6 +210,7 @@ def main(argv=None) -> None:
                     "load_average_start": load_before, "load_average_end": os.getloadavg()},
         "settings": {key: value if not isinstance(value, Path) else str(value) for key, value in vars(args).items()},
         "test_tasks": TEST_TASKS,
+        "task_stream": TASK_STREAM,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "results": results,
         "paper": PAPER,
