@@ -12,7 +12,6 @@ that says "not run yet" with the command that makes it. Only the text between th
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ END = "<!-- end of learned optimisers -->"
 NOT_RUN = "not run yet"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from readme_results import duration, load  # noqa: E402
+from readme_results import duration, load, write_section  # noqa: E402
 
 QUADRATIC = {"learned_optimizer_quadratic.json": "python benchmarks/learned_optimizer_quadratic.py",
              "learned_optimizer_quadratic_uniform.json": "python benchmarks/learned_optimizer_quadratic.py "
@@ -135,34 +134,9 @@ def generate(results: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
-def replace_section(readme: str, section: str) -> str:
-    start, end = readme.find(BEGIN), readme.find(END)
-    if start < 0 or end < start:
-        raise SystemExit(f"readme_learned_optimizers.py: {README.name} has no text between {BEGIN!r} and {END!r}")
-    return readme[:start] + section + readme[end + len(END):]
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the README is not what would be written")
-    parser.add_argument("--readme", type=Path, default=README)
-    parser.add_argument("--results", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-    current = args.readme.read_text()
-    wanted = replace_section(current, generate(args.results))
-    if args.check:
-        if wanted != current:
-            print(f"{args.readme}: the learned-optimiser tables differ from what benchmarks/results/*.json give; "
-                  "run python benchmarks/readme_learned_optimizers.py", file=sys.stderr)
-            return 1
-        print(f"{args.readme}: the learned-optimiser tables match benchmarks/results/*.json")
-        return 0
-    if wanted != current:
-        args.readme.write_text(wanted)
-        print(f"rewrote the learned-optimiser tables of {args.readme}")
-    else:
-        print(f"{args.readme}: already up to date")
-    return 0
+    return write_section(argv, __doc__.splitlines()[0], generate, BEGIN, END, "learned-optimiser tables",
+                         "readme_learned_optimizers.py", plural=True)
 
 
 if __name__ == "__main__":

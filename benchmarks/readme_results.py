@@ -332,34 +332,44 @@ def generate(results: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
-def replace_section(readme: str, section: str) -> str:
-    start, end = readme.find(BEGIN), readme.find(END)
-    if start < 0 or end < start:
-        raise SystemExit(f"readme_results.py: {README.name} has no section between {BEGIN!r} and {END!r}")
-    return readme[:start] + section + readme[end + len(END):]
+def replace_section(readme: str, section: str, begin: str = BEGIN, end: str = END,
+                    script: str = "readme_results.py") -> str:
+    start, stop = readme.find(begin), readme.find(end)
+    if start < 0 or stop < start:
+        raise SystemExit(f"{script}: {README.name} has no section between {begin!r} and {end!r}")
+    return readme[:start] + section + readme[stop + len(end):]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def write_section(argv: list[str] | None, description: str, generate, begin: str, end: str, what: str,
+                  script: str, plural: bool = False) -> int:
+    """The command line of a README writer: write the section between `begin` and `end` from
+    `generate(results folder)`, or with --check exit 1 when the README differs from it."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--check", action="store_true", help="exit 1 if the README is not what would be written")
     parser.add_argument("--readme", type=Path, default=README)
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     current = args.readme.read_text()
-    wanted = replace_section(current, generate(args.results))
+    wanted = replace_section(current, generate(args.results), begin, end, script)
+    differ, match = ("differ", "match") if plural else ("differs", "matches")
     if args.check:
         if wanted != current:
-            print(f"{args.readme}: the Results section differs from what benchmarks/results/*.json give; "
-                  "run python benchmarks/readme_results.py", file=sys.stderr)
+            print(f"{args.readme}: the {what} {differ} from what benchmarks/results/*.json give; "
+                  f"run python benchmarks/{script}", file=sys.stderr)
             return 1
-        print(f"{args.readme}: the Results section matches benchmarks/results/*.json")
+        print(f"{args.readme}: the {what} {match} benchmarks/results/*.json")
         return 0
     if wanted != current:
         args.readme.write_text(wanted)
-        print(f"rewrote the Results section of {args.readme}")
+        print(f"rewrote the {what} of {args.readme}")
     else:
         print(f"{args.readme}: already up to date")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return write_section(argv, __doc__.splitlines()[0], generate, BEGIN, END, "Results section",
+                         "readme_results.py")
 
 
 if __name__ == "__main__":

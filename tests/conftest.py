@@ -64,6 +64,16 @@ def _no_ray_process_left(request, temp_roots):
         yield
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for a test: on a shared, loaded CPU, tiny tensors on two threads waiting
+    on each other made the learned-optimiser tests a hundred times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_mlp(in_features: int = 1, out_features: int = 1) -> MLP:
     return MLP(in_features, (8, 8), out_features).double()
 

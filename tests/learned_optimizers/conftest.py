@@ -1,13 +1,8 @@
-"""One torch thread for these tests: their tensors are tiny, and on a shared, loaded CPU two
-threads waiting on each other made them a hundred times slower."""
+"""One torch thread for these tests (`one_torch_thread` in tests/conftest.py): their tensors are tiny."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
