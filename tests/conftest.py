@@ -30,6 +30,13 @@ RAY_CLUSTER_FIXTURES = {"cluster", "job_cluster", "two_nodes", "autoscaling_clus
                         "cluster_with_logical_gpus", "ray_home"}
 
 
+def pytest_configure(config):
+    """Under pytest-xdist, each worker leads its own session: the leftover-process check counts the
+    processes of this session as this test's, and must not see the other worker's clusters."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.setsid()
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if RAY_CLUSTER_FIXTURES & set(item.fixturenames):
