@@ -59,6 +59,13 @@ def short_temp():
 
 
 @pytest.fixture(scope="session")
+def short_folder(short_temp):
+    """A new folder under `short_temp`, for a Ray node's temp folder: pytest's own temp folders are
+    too deep for Ray's sockets under pytest-xdist (`.../popen-gw0/...`)."""
+    return lambda prefix: Path(tempfile.mkdtemp(prefix=prefix, dir=short_temp))
+
+
+@pytest.fixture(scope="session")
 def temp_roots(tmp_path_factory, short_temp) -> list[str]:
     """Every folder under which this test run puts Ray's session folders."""
     return [str(tmp_path_factory.getbasetemp()), short_temp]
@@ -126,12 +133,13 @@ def ray_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cluster(ray_home, tmp_path_factory, temp_roots):
-    """One local Ray cluster for this module, on loopback, shut down at the end, leaving no process."""
+def cluster(ray_home, short_folder, temp_roots):
+    """One local Ray cluster for this module, on loopback, shut down at the end, leaving no process.
+    Its own, even where another Ray cluster runs on this machine (address "local")."""
     with pytest.MonkeyPatch.context() as patch, leaves_no_ray_process(temp_roots, "the module's Ray cluster"):
         patch.setenv("HOME", str(ray_home))
-        ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
-                 _temp_dir=str(tmp_path_factory.mktemp("ray-tmp")),
+        ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
+                 _temp_dir=str(short_folder("ray-")),
                  configure_logging=False, log_to_driver=False)
         try:
             yield

@@ -82,7 +82,8 @@ def build_on_ray(run_dir: Path, request: BuildRequest, workers: int, address: st
     if started_here and address:
         ray.init(address=address, log_to_driver=False)
     elif started_here:
-        ray.init(num_cpus=max(1, int(workers * cpus_per_worker)), include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=max(1, int(workers * cpus_per_worker)), include_dashboard=False,
+                 log_to_driver=False)
     try:
         task = ray.remote(num_cpus=cpus_per_worker)(write_shard_in_worker)
         return ray.get([task.remote(str(run_dir), request, rank) for rank in range(workers)])

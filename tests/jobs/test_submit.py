@@ -35,8 +35,8 @@ def job_cluster(tmp_path_factory, short_temp, temp_roots):
     """A home as `make run` leaves it (a `ray.init` wrote ~/.ray/auth_token), then the cluster:
     every command below authenticates with that token without being told to."""
     home = tmp_path_factory.mktemp("home")
-    made = subprocess.run([sys.executable, "-c", "import ray; ray.init(num_cpus=1, include_dashboard=False); "
-                                                 "ray.shutdown()"],
+    made = subprocess.run([sys.executable, "-c", "import ray; ray.init(address='local', num_cpus=1, "
+                                                 "include_dashboard=False); ray.shutdown()"],
                           env={**clean_environment(home), "TMPDIR": short_temp},
                           capture_output=True, text=True, timeout=120)
     assert made.returncode == 0 and (home / ".ray" / "auth_token").exists(), made.stderr

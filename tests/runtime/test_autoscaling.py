@@ -31,10 +31,10 @@ TINY = ["train.device=cpu", "train.steps=3", "train.meta_batch_size=8", "train.l
         "train.checkpoint_every=3", "model.hidden_sizes=[8, 8]"]
 
 
-def started_cluster(ray_home, tmp_path_factory):
+def started_cluster(ray_home, short_folder):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HOME", str(ray_home))
-        cluster = LocalAutoscalingCluster({"CPU": 1}, NODE_TYPES, tmp_path_factory.mktemp("autoscaling"))
+        cluster = LocalAutoscalingCluster({"CPU": 1}, NODE_TYPES, short_folder("as-"))
         # where `ray up` would have put the autoscaler's config on the head node
         patch.setenv(AUTOSCALER_CONFIG_ENV, str(cluster.config_file))
         try:
@@ -45,15 +45,15 @@ def started_cluster(ray_home, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def autoscaling_cluster(ray_home, tmp_path_factory):
+def autoscaling_cluster(ray_home, short_folder):
     """For requests refused before anything is asked of the autoscaler: it stays at its head."""
-    yield from started_cluster(ray_home, tmp_path_factory)
+    yield from started_cluster(ray_home, short_folder)
 
 
 @pytest.fixture
-def fresh_autoscaling_cluster(ray_home, tmp_path_factory):
+def fresh_autoscaling_cluster(ray_home, short_folder):
     """For requests that grow the cluster: one that has not grown yet."""
-    yield from started_cluster(ray_home, tmp_path_factory)
+    yield from started_cluster(ray_home, short_folder)
 
 
 def standing_request(cluster) -> list:

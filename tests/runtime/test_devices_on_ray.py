@@ -18,11 +18,11 @@ TINY = ["train.steps=3", "train.meta_batch_size=4", "train.log_every=3", "train.
 
 
 @pytest.fixture(scope="module")
-def cluster_with_logical_gpus(ray_home, tmp_path_factory):
+def cluster_with_logical_gpus(ray_home, short_folder):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HOME", str(ray_home))
-        ray.init(num_cpus=2, num_gpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
-                 _temp_dir=str(tmp_path_factory.mktemp("ray-tmp")), configure_logging=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
+                 _temp_dir=str(short_folder("ray-")), configure_logging=False, log_to_driver=False)
         try:
             yield
         finally:

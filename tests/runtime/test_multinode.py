@@ -11,11 +11,11 @@ from distmeta.runtime.launcher import ClusterRequest, train_distributed
 
 
 @pytest.fixture
-def two_nodes(ray_home, tmp_path_factory, monkeypatch):
+def two_nodes(ray_home, short_folder, monkeypatch):
     """A head and a second node of one CPU each: two one-CPU workers must spread over both."""
     monkeypatch.setenv("HOME", str(ray_home))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                            "temp_dir": str(tmp_path_factory.mktemp("ray"))})
+                                                            "temp_dir": str(short_folder("ray-"))})
     try:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
