@@ -72,7 +72,8 @@ def cause(error: TrainingFailedError, workers: int, worker: WorkerShape, max_fai
     if isinstance(error, WorkerGroupError):
         return (f"the workers failed {max_failures + 1} time(s), more than the {max_failures} restart(s) allowed "
                 f"(max_failures); the last failure: {first_failure(error)}")
-    return f"Ray Train stopped the run: {first_line(str(error))}"
+    failure = error.controller_failure if isinstance(error, ControllerError) else error
+    return f"Ray Train stopped the run: {type(failure).__name__}: {first_line(str(failure))}"
 
 
 def first_failure(error: WorkerGroupError) -> str:
