@@ -25,6 +25,7 @@ from ray.train.v2._internal.constants import DEFAULT_WORKER_GROUP_START_TIMEOUT_
 from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 
 from distmeta.errors import RecoveryFailedError
+from distmeta.runtime.autoscaling import read_capacity
 from distmeta.runtime.capacity import WorkerShape, describe
 from distmeta.training.checkpoint import newest_readable_checkpoint
 
@@ -64,11 +65,8 @@ def cause(error: TrainingFailedError, workers: int, worker: WorkerShape, max_fai
           scale_timeout_s: float) -> str:
     """Why recovery stopped, in words."""
     if isinstance(error, ControllerError) and isinstance(error.controller_failure, WorkerGroupStartupTimeoutError):
-        from distmeta.runtime.autoscaling import read_capacity  # reads the live cluster
-
-        capacity = read_capacity()
-        return (f"the cluster did not hold the {workers} worker(s) x {worker} again within --scale-timeout "
-                f"{scale_timeout_s:g} s after a failure (a node lost?): {describe(capacity)}")
+        return (f"the cluster did not hold the {workers} worker(s) x {worker} within --scale-timeout "
+                f"{scale_timeout_s:g} s (a node lost mid-run, or its resources taken): {describe(read_capacity())}")
     if isinstance(error, WorkerGroupError):
         return (f"the workers failed {max_failures + 1} time(s), more than the {max_failures} restart(s) allowed "
                 f"(max_failures); the last failure: {first_failure(error)}")

@@ -142,6 +142,6 @@ def test_a_node_lost_for_good_stops_the_run_after_the_scale_timeout_naming_the_c
         run_losing_the_second_node(head, tmp_path, monkeypatch, lambda placeholder: None, scale_timeout_s=6)
     assert raised.value.resume_step == 8
     assert str(raised.value).startswith(
-        "the cluster did not hold the 1 worker(s) x (1 CPU, 0 GPU) again within --scale-timeout 6 s after a failure "
-        "(a node lost?): its nodes now: head (1 CPU, 0 GPU); no autoscaler: the cluster does not grow")
+        "the cluster did not hold the 1 worker(s) x (1 CPU, 0 GPU) within --scale-timeout 6 s (a node lost mid-run, "
+        "or its resources taken): its nodes now: head (1 CPU, 0 GPU); no autoscaler: the cluster does not grow")
     assert str(raised.value).endswith("the checkpoint of step 8 is kept: the same command resumes from it")
