@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,8 +210,9 @@ def main() -> None:
         return
     started, load_before = time.monotonic(), os.getloadavg()[0]
     storage = Path(tempfile.mkdtemp(prefix="faults-"))
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "include_dashboard": False, "temp_dir": tempfile.mkdtemp(prefix="fir", dir="/tmp")})
+    ray_temp = tempfile.mkdtemp(prefix="fir", dir="/tmp")  # short: Ray's socket paths must stay short
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                            "temp_dir": ray_temp})
     try:
         ray.init(address=cluster.address, log_to_driver=False)
         rows = [worker_killed(storage), driver_killed(storage, cluster.address), nan_loss(storage),
@@ -218,13 +220,14 @@ def main() -> None:
     finally:
         ray.shutdown()
         cluster.shutdown()
+        shutil.rmtree(storage, ignore_errors=True)
+        shutil.rmtree(ray_temp, ignore_errors=True)
     wall = time.monotonic() - started
     print(table(rows))
     print(f"{len(rows)} faults in {wall:.0f} s (load average {load_before:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs)")
     Path(args.json).write_text(json.dumps({
-        "command": {"script": "benchmarks/fault_injection.py", **{k: v for k, v in vars(args).items()
-                                                                 if k != "driver_to_kill"}},
+        "command": {"script": "benchmarks/fault_injection.py", "json": os.path.relpath(args.json, ROOT)},
         "run": {"steps": STEPS, "workers": 1, "overrides": RUN, "cluster": "head + 1 node, 1 CPU each, loopback"},
         "wall_time_s": wall, "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
         "cpus": os.cpu_count(), "faults": rows}, indent=2) + "\n")
