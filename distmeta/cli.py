@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 SCALE_TIMEOUT_HELP = ("seconds to wait for an autoscaling cluster to add the nodes the workers need before "
-                      "giving up (default 900)")
+                      "giving up (default 900); for train and tune, also how long in all to wait, after a node is lost "
+                      "mid-run, for the cluster to hold the workers again")
 
 
 def add_train_options(train: argparse.ArgumentParser) -> None:

@@ -109,3 +109,15 @@ class InputError(DistmetaError, ValueError):
 
 class ScaleUpTimeoutError(DistmetaError):
     """The autoscaler did not provide the workers' resources in time; nothing was started."""
+
+
+class RecoveryFailedError(DistmetaError):
+    """Ray Train gave up restarting a run's workers (too many failures, or a lost node's
+    capacity not back in time); the message says why and where the same command resumes."""
+
+    def __init__(self, cause: str, resume_step: int | None):
+        self.cause = cause
+        self.resume_step = resume_step
+        resumes = ("no checkpoint was written: the same command starts it again" if resume_step is None
+                   else f"the checkpoint of step {resume_step} is kept: the same command resumes from it")
+        super().__init__(f"{cause}; {resumes}")

@@ -8,6 +8,7 @@ client (`distmeta.jobs`) build on; they import Ray too.
 - `collective`: one all-reduce per step of every meta-gradient, flattened into one buffer.
 - `agreement`: ranks agree on a user error before any collective, so that none waits for ever.
 - `worker_errors`: a worker's user error reaches the driver with its type and fields.
+- `recovery`: restarts after a lost worker or node, bounded by `--scale-timeout`; the error when they stop.
 - `storage`: the layout of a run folder, and finding its newest whole checkpoint.
 - `follow`: the driver prints rank 0's metrics as they arrive.
 """

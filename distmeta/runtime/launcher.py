@@ -22,7 +22,7 @@ from pathlib import Path
 import ray
 import ray.train
 from ray.actor import ActorHandle
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from distmeta.config import Config, to_dict
@@ -35,6 +35,7 @@ from distmeta.runtime.capacity import ClusterCapacity, WorkerShape, check_within
 from distmeta.runtime.cuda_probe import check_workers_torch
 from distmeta.runtime.follow import MetricsFollower
 from distmeta.runtime.optimizer_worker import train_worker as optimizer_train_worker
+from distmeta.runtime.recovery import failure_config, recovery_reported
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker import train_worker
 from distmeta.runtime.worker_errors import error_box, raise_sent_error
@@ -57,7 +58,8 @@ class ClusterRequest:
     """Worker-group restarts (from the latest checkpoint) before the run fails."""
     scale_timeout_s: float = 900.0
     """How long to wait for an autoscaler to add the nodes the workers need (cloud GPU
-    nodes take minutes to boot and pull their image)."""
+    nodes take minutes to boot and pull their image); after a node is lost mid-run, how
+    long in all to wait for the cluster to hold the workers again (see `runtime.recovery`)."""
 
 
 def check_request(config: Config, request: ClusterRequest) -> None:
@@ -140,7 +142,9 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
         started = time.perf_counter()
         with MetricsFollower(run_dir / "metrics.jsonl", config.train.steps, config.metric, print_fn), \
                 error_box() as errors:
-            result = build_trainer(config, request, storage, run_dir, errors, final_eval=final_eval).fit()
+            with recovery_reported(run_dir, request.workers, worker_shape(request), request.max_failures,
+                                   request.scale_timeout_s):
+                result = build_trainer(config, request, storage, run_dir, errors, final_eval=final_eval).fit()
             raise_sent_error(errors)  # the user error that stopped the workers, as they raised it
         wall = time.perf_counter() - started
     with result.checkpoint.as_directory() as folder:
@@ -235,7 +239,7 @@ def build_trainer(config: Config, request: ClusterRequest, storage: Path, run_di
         scaling_config=scaling_config(request),
         torch_config=torch_config(config),
         run_config=RunConfig(name=request.name, storage_path=str(storage),
-                             failure_config=FailureConfig(max_failures=request.max_failures),
+                             failure_config=failure_config(request.max_failures, request.scale_timeout_s),
                              checkpoint_config=CheckpointConfig(num_to_keep=3), callbacks=list(callbacks)),
     )
 

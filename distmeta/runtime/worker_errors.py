@@ -7,7 +7,9 @@ So the ranks first agree on it (`runtime.agreement`), then each sends it to an
 returns, the driver raises that very error: its type and its fields
 (`NonFiniteLossError.step`, `.task_seed`...), pickled whole (`DistmetaError.__reduce__`).
 An actor rather than a file, so that it works when rank 0 runs on a node that shares
-no storage with the driver; it holds no CPU the workers need.
+no storage with the driver; it holds no CPU the workers need, and it lives on the driver's
+node, so that losing a worker's node mid-run (the workers then restart elsewhere) does not
+take it with it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from contextlib import contextmanager
 
 import ray
 from ray.actor import ActorHandle
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from distmeta.errors import DistmetaError
 
@@ -39,7 +42,8 @@ class ErrorBox:
 @contextmanager
 def error_box() -> Iterator[ActorHandle]:
     """An `ErrorBox` for the workers of one `fit()` (pass it in their loop config), killed after."""
-    box = ErrorBox.remote()
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    box = ErrorBox.options(scheduling_strategy=here).remote()
     try:
         yield box
     finally:
