@@ -37,12 +37,12 @@ REDONE = [9, 10]  # the updates after the checkpoint of step 8, up to the hold: 
 
 
 @pytest.fixture(scope="module")
-def head(ray_home, tmp_path_factory, temp_roots):
+def head(ray_home, short_folder, temp_roots):
     """A head node of one CPU, the driver connected to it; each test adds (and removes) its second node."""
     with pytest.MonkeyPatch.context() as patch, leaves_no_ray_process(temp_roots, "the module's Ray cluster"):
         patch.setenv("HOME", str(ray_home))
         cluster = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 1, "include_dashboard": False, "temp_dir": str(tmp_path_factory.mktemp("ray"))})
+            "num_cpus": 1, "include_dashboard": False, "temp_dir": str(short_folder("ray-"))})
         try:
             ray.init(address=cluster.address, log_to_driver=False)
             yield cluster
