@@ -13,6 +13,7 @@ import json
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,7 +257,7 @@ class Config:
 # ---------------------------------------------------------------- loading
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Read `path` (YAML; None for the defaults), apply `key=value` overrides, validate."""
     raw: dict = {}
     if path is not None:
@@ -305,7 +306,7 @@ def config_hash(config: Config) -> str:
     data.pop("eval")
     for name, old_behaviour in HASHED_WHEN_SET.items():  # first: a section at its defaults goes whole
         parent, key = _parent_of(data, name)
-        if parent[key] == old_behaviour:
+        if parent is not None and parent[key] == old_behaviour:
             parent.pop(key)
     for name in NOT_HASHED:
         parent, key = _parent_of(data, name)
@@ -319,7 +320,7 @@ def _parent_of(data: dict, name: str) -> tuple[dict | None, str]:
     """The dict holding the dotted field `name` in `data`, and its key (None: a section on the
     way is gone, e.g. one left out of the hash)."""
     *sections, key = name.split(".")
-    parent = data
+    parent: dict | None = data
     for section in sections:
         parent = parent.get(section) if isinstance(parent, dict) else None
     return parent, key

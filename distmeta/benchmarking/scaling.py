@@ -226,7 +226,6 @@ def default_worker_counts(one_worker: ClusterRequest, capacity: ClusterCapacity)
 # ---------------------------------------------------------------- one worker count
 
 
-@ray.remote(num_cpus=0)
 class ResultBox:
     """Where rank 0 leaves its times for the driver (a user error goes to the error box).
 
@@ -242,6 +241,9 @@ class ResultBox:
 
     def get(self) -> dict | None:
         return self.value
+
+
+_ResultBoxActor = ray.remote(num_cpus=0)(ResultBox)  # called, not a decorator: see runtime.worker_errors
 
 
 def bench_worker_of(config: Config):
@@ -287,7 +289,7 @@ def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, stor
     """Run `cluster.workers` Ray Train workers through warm-up and timed steps; their times
     (`worker`: the per-worker function, by default the few-shot meta-step's `bench_worker`)."""
     check_workers_torch(cluster, config.train.device)
-    box = ResultBox.remote()
+    box = _ResultBoxActor.remote()
     try:
         with error_box() as errors:
             trainer = TorchTrainer(

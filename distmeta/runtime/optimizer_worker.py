@@ -60,11 +60,10 @@ def report_checkpoint(run: OptimizerRun, rank: int):
     return save
 
 
-def describe_worker(rank: int) -> list[dict] | None:
-    """Every rank's node, gathered on rank 0 (None elsewhere); learned optimisers train on the CPU."""
+def describe_worker(rank: int) -> list[dict]:
+    """Every rank's node, gathered on every rank; learned optimisers train on the CPU."""
     here = {"rank": rank, "node": ray.get_runtime_context().get_node_id(), "device": "cpu", "inner_loops": "loop"}
-    everyone = gathered(here)
-    return everyone if rank == 0 else None
+    return gathered(here)
 
 
 def train_worker(loop_config: dict) -> None:

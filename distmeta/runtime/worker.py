@@ -112,12 +112,11 @@ def restored_checkpoint(run_dir: Path) -> dict | None:
         return load_checkpoint(folder)
 
 
-def describe_workers(experiment: Experiment, rank: int) -> list[dict] | None:
-    """Every rank's node, device and inner-loop strategy, gathered on rank 0 (None elsewhere)."""
+def describe_workers(experiment: Experiment, rank: int) -> list[dict]:
+    """Every rank's node, device and inner-loop strategy, gathered on every rank."""
     here = {"rank": rank, "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
             "device": str(experiment.device), "inner_loops": experiment.strategy}
-    everyone = gathered(here)
-    return everyone if rank == 0 else None
+    return gathered(here)
 
 
 def worker_experiment(config: Config, gpus_per_worker: int) -> Experiment:

@@ -21,7 +21,6 @@ from ray.actor import ActorHandle
 from distmeta.errors import DistmetaError
 
 
-@ray.remote(num_cpus=0)
 class ErrorBox:
     """The first user error any worker of one `fit()` sent."""
 
@@ -36,10 +35,14 @@ class ErrorBox:
         return self.error
 
 
+# ray.remote called, not written as a class decorator: to mypy a decorated class stays the class
+_ErrorBoxActor = ray.remote(num_cpus=0)(ErrorBox)
+
+
 @contextmanager
 def error_box() -> Iterator[ActorHandle]:
     """An `ErrorBox` for the workers of one `fit()` (pass it in their loop config), killed after."""
-    box = ErrorBox.remote()
+    box = _ErrorBoxActor.remote()
     try:
         yield box
     finally:
