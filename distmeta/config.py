@@ -407,7 +407,7 @@ def _coerce(hint, value: Any, name: str):
             raise ConfigError(name, f"expected an integer, got {value!r}")
         return value
     if hint is float:
-        value = _yaml_exponent_number(value)
+        value = yaml_number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(name, f"expected a number, got {value!r}")
         return float(value)
@@ -420,8 +420,9 @@ def _coerce(hint, value: Any, name: str):
     raise TypeError(f"unsupported config type {hint} for {name}")  # a bug in this module
 
 
-def _yaml_exponent_number(value: Any) -> Any:
-    """PyYAML reads `1e-3` (no dot) as a string; people write it for rates all the time."""
+def yaml_number(value: Any) -> Any:
+    """`value`, or the float it spells when PyYAML left it a string: PyYAML reads `1e-3` (no dot)
+    as a string, and people write rates that way all the time."""
     if not isinstance(value, str):
         return value
     try:
