@@ -219,7 +219,8 @@ class EvalConfig:
 @dataclass(frozen=True)
 class Config:
     seed: int = 0
-    """Run seed: with step and rank it fixes every sampled task."""
+    """Run seed: with the split, the step and a task's index in its meta-batch it fixes every sampled
+    task, whichever worker samples it."""
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)

@@ -1,10 +1,11 @@
 """What every Ray Train worker runs: the engine's meta-step on its share of the tasks.
 
-Each worker samples tasks `share_of_meta_batch(...)` of every meta-batch (task
-seeds come from (run seed, step, task index), so N workers see exactly the tasks
-one worker would), sums their meta-gradients, joins the one all-reduce of the
-step, and applies the same meta-optimiser step as every other rank. Rank 0 is
-the learner of record: it validates, logs and writes checkpoints.
+Each worker samples tasks `share_of_meta_batch(...)` of every meta-batch (a task is
+drawn at its index from its meta-batch's stream, keyed by run seed, split and step:
+`tasks.sample_tasks`; so N workers see exactly the tasks one worker would), sums
+their meta-gradients, joins the one all-reduce of the step, and applies the same
+meta-optimiser step as every other rank. Rank 0 is the learner of record: it
+validates, logs and writes checkpoints.
 
 A worker computes on the device `distmeta.devices.worker_device` gives it (its
 GPU, or the CPU), starts from rank 0's meta-parameters (broadcast), and at the
