@@ -1,12 +1,13 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11 and make:
 #   make run    meta-train the built-in default (sinusoid MAML, CPU, about a minute)
-#   make test   run the test suite (make test-fast: without the Ray-cluster tests; make lint: ruff)
+#   make test   run the test suite (make test-fast: without the Ray-cluster tests; make lint: ruff;
+#               make typecheck: mypy)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench bench-scaling clean
+.PHONY: run test test-fast lint typecheck bench bench-scaling clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,10 @@ test-fast: $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
+
+# mypy over distmeta/, as [tool.mypy] in pyproject.toml sets it
+typecheck: $(INSTALLED)
+	$(BIN)/mypy
 
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/engine_speed.py

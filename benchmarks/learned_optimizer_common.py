@@ -1,5 +1,6 @@
-"""What the learned-optimiser benchmarks share: the tuned baselines, the seeds, and the summary
-of a set of loss curves (mean over held-out tasks with a 95% interval).
+"""What the learned-optimiser benchmarks share: their common options, the meta-training of a
+learned optimiser, the tuned baselines, the seeds, and the summary of a set of loss curves (mean
+over held-out tasks with a 95% interval).
 
 Every baseline gets its learning rate from one log grid, searched the same way for all of
 them, on tuning tasks drawn from the meta-train seeds far past any meta-training step (never
@@ -8,6 +9,8 @@ the meta-test tasks the results are reported on).
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import math
 import platform
 import time
@@ -18,6 +21,7 @@ import torch
 from distmeta.algorithms.update_rules import SGD, UpdateRule
 from distmeta.learned_optimizers.evaluation import batched_loss_curves, log10_mean_final_loss
 from distmeta.learned_optimizers.hand_designed import Adam, Momentum, RMSprop
+from distmeta.learned_optimizers.meta_training import MetaTrainingSettings, meta_train
 from distmeta.tasks.optimisee import OptimiseeFamily, optimisee_seed
 
 BASELINES = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam}
@@ -25,6 +29,32 @@ TUNING_STEP = 10 ** 6
 """The meta-step index of the tuning tasks' seeds: far past any meta-training step."""
 T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 8: 2.365, 10: 2.262}
 """Student t quantiles (0.975) by number of tasks: the 95% interval of a mean over few tasks."""
+
+
+def common_arguments(description: str, meta_steps: int, meta_lr: float, seeds_help: str) -> argparse.ArgumentParser:
+    """A parser with the options both benchmarks take (the learned optimisers, their meta-training
+    and the number of test tasks), at this benchmark's defaults."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--optimizers", nargs="+", default=["lstm", "mlp"], choices=["lstm", "mlp"])
+    parser.add_argument("--meta-steps", type=int, default=meta_steps)
+    parser.add_argument("--meta-lr", type=float, default=meta_lr)
+    parser.add_argument("--truncation-length", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=5, help=seeds_help)
+    return parser
+
+
+def train_learned(settings: MetaTrainingSettings, family: OptimiseeFamily, json_path: Path,
+                  log_every: int) -> tuple[UpdateRule, dict]:
+    """Meta-train `settings.optimizer` on `family` in this process, printing its meta-loss every
+    `log_every` steps, and save its meta-parameters next to the results (`<json stem>_<optimiser>.pt`).
+    Returns the trained rule, bound, and its entry of the results."""
+    name = settings.optimizer
+    trained = meta_train(settings, family, log=lambda step, loss: print(
+        f"  {name} meta-step {step}: meta-loss {loss:.3f}", flush=True), log_every=log_every)
+    torch.save(trained.meta_params, json_path.with_name(f"{json_path.stem}_{name}.pt"))
+    entry = {"kind": "learned", "settings": dataclasses.asdict(settings), "meta_training_seconds": trained.seconds,
+             "skipped_meta_steps": trained.skipped_steps}
+    return trained.rule.bind(trained.meta_params), entry
 
 
 def log_grid(low: float, high: float, per_decade: int = 4) -> list[float]:

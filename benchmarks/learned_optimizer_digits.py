@@ -22,8 +22,6 @@ benchmarks/results/learned_optimizer_digits.json (and the meta-parameters,
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -34,16 +32,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learned_optimizer_common import (  # noqa: E402
     BASELINES,
+    common_arguments,
     log_grid,
     machine,
     measure,
     plot_curves,
     test_seeds,
+    train_learned,
     tuned_baseline,
     tuning_seeds,
 )
 
-from distmeta.learned_optimizers.meta_training import MetaTrainingSettings, meta_train  # noqa: E402
+from distmeta.learned_optimizers.meta_training import MetaTrainingSettings  # noqa: E402
 from distmeta.tasks.digits import DigitsMLPFamily  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,13 +59,9 @@ def evaluation_settings(long_horizon: int = 1000) -> dict[str, tuple[int, int]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--optimizers", nargs="+", default=["lstm", "mlp"], choices=["lstm", "mlp"])
-    parser.add_argument("--meta-steps", type=int, default=300)
-    parser.add_argument("--meta-lr", type=float, default=1e-2)
-    parser.add_argument("--truncation-length", type=int, default=20)
+    parser = common_arguments(__doc__.splitlines()[0], meta_steps=300, meta_lr=1e-2,
+                              seeds_help="held-out tasks (and tuning tasks)")
     parser.add_argument("--unroll-length", type=int, default=100)
-    parser.add_argument("--seeds", type=int, default=5, help="held-out tasks (and tuning tasks)")
     parser.add_argument("--long-horizon", type=int, default=1000, help="the steps of the long settings")
     parser.add_argument("--json", default=str(RESULTS / "learned_optimizer_digits.json"))
     args = parser.parse_args()
@@ -80,12 +76,7 @@ def main() -> None:
         settings = MetaTrainingSettings(optimizer=name, unroll_length=args.unroll_length,
                                         truncation_length=args.truncation_length, meta_steps=args.meta_steps,
                                         meta_lr=args.meta_lr, log_loss=True)
-        trained = meta_train(settings, DigitsMLPFamily("train"), log=lambda step, loss: print(
-            f"  {name} meta-step {step}: meta-loss {loss:.3f}", flush=True), log_every=50)
-        torch.save(trained.meta_params, Path(args.json).with_name(f"{Path(args.json).stem}_{name}.pt"))
-        rule = trained.rule.bind(trained.meta_params)
-        results[name] = {"kind": "learned", "settings": dataclasses.asdict(settings),
-                         "meta_training_seconds": trained.seconds, "skipped_meta_steps": trained.skipped_steps}
+        rule, results[name] = train_learned(settings, DigitsMLPFamily("train"), Path(args.json), log_every=50)
         for setting, (hidden, steps) in evaluated.items():
             results[name][setting], curves[setting][name] = measure(
                 rule, DigitsMLPFamily("test", hidden=hidden), held_out, measured_steps(steps))

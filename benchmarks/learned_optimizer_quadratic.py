@@ -25,7 +25,6 @@ the README. One torch thread; the meta-training wall time is in the JSON.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -36,16 +35,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learned_optimizer_common import (  # noqa: E402
     BASELINES,
+    common_arguments,
     log_grid,
     machine,
     measure,
     plot_curves,
     test_seeds,
+    train_learned,
     tuned_baseline,
     tuning_seeds,
 )
 
-from distmeta.learned_optimizers.meta_training import MetaTrainingSettings, meta_train  # noqa: E402
+from distmeta.learned_optimizers.meta_training import MetaTrainingSettings  # noqa: E402
 from distmeta.tasks.quadratic import QuadraticFamily  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,16 +56,12 @@ GRID = log_grid(-2.5, 1)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--optimizers", nargs="+", default=["lstm", "mlp"], choices=["lstm", "mlp"])
-    parser.add_argument("--meta-steps", type=int, default=1000)
-    parser.add_argument("--meta-lr", type=float, default=3e-3)
-    parser.add_argument("--truncation-length", type=int, default=20)
+    parser = common_arguments(__doc__.splitlines()[0], meta_steps=1000, meta_lr=3e-3,
+                              seeds_help="meta-test tasks (and tuning tasks)")
     parser.add_argument("--unrolls", type=int, default=1, help="tasks averaged per meta-step")
     parser.add_argument("--log-loss", action=argparse.BooleanOptionalAction, default=True,
                         help="meta-train on the log of the optimisee's loss")
     parser.add_argument("--estimator", default="truncated_backprop", choices=["truncated_backprop", "es", "pes"])
-    parser.add_argument("--seeds", type=int, default=5, help="meta-test tasks (and tuning tasks)")
     parser.add_argument("--horizon", type=int, default=1000, help="the long held-out horizon")
     parser.add_argument("--entries", default="normal", choices=["normal", "uniform"],
                         help="W and y from N(0, 1), or from U[0, 1] as learning-to-learn's problem")
@@ -86,13 +83,9 @@ def main() -> None:
         settings = MetaTrainingSettings(optimizer=name, estimator=args.estimator, unroll_length=100,
                                         truncation_length=args.truncation_length, meta_steps=args.meta_steps,
                                         meta_lr=args.meta_lr, log_loss=args.log_loss, unrolls=args.unrolls)
-        trained = meta_train(settings, train_family, log=lambda step, loss: print(
-            f"  {name} meta-step {step}: meta-loss {loss:.3f}", flush=True), log_every=100)
-        torch.save(trained.meta_params, Path(args.json).with_name(f"{Path(args.json).stem}_{name}.pt"))
-        measured, curves[name] = measure(trained.rule.bind(trained.meta_params), test_family, held_out, steps)
-        results[name] = {"kind": "learned", "settings": dataclasses.asdict(settings),
-                         "meta_training_seconds": trained.seconds, "skipped_meta_steps": trained.skipped_steps,
-                         **measured}
+        rule, learned = train_learned(settings, train_family, Path(args.json), log_every=100)
+        measured, curves[name] = measure(rule, test_family, held_out, steps)
+        results[name] = {**learned, **measured}
     for name, make in BASELINES.items():
         tuned = tuned_baseline(name, train_family, tuning, 100, GRID)
         measured, curves[name] = measure(make(tuned["learning_rate"]), test_family, held_out, steps)

@@ -59,9 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SCALE_TIMEOUT_HELP = ("seconds to wait for an autoscaling cluster to add the nodes the workers need before "
-                      "giving up (default 900); for train and tune, also how long in all to wait, after a node is lost "
-                      "mid-run, for the cluster to hold the workers again")
+def add_worker_options(parser: argparse.ArgumentParser, gpus_default: str) -> None:
+    """What each Ray worker holds, and how long to wait for a cluster to grow to hold it (train, tune, bench)."""
+    parser.add_argument("--gpus-per-worker", type=int, default=None,
+                        help=f"0 or 1: GPUs each worker owns (default: {gpus_default}, else 0)")
+    parser.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs (torch threads) per worker (default 1)")
+    parser.add_argument("--scale-timeout", type=float,
+                        help="seconds to wait for an autoscaling cluster to add the nodes the workers need before "
+                             "giving up (default 900); for train and tune, also how long in all to wait, after a node "
+                             "is lost mid-run, for the cluster to hold the workers again")
+
+
+def add_job_server_options(parser: argparse.ArgumentParser) -> None:
+    """Which cluster's job server `submit` and `jobs` talk to, and the token it asks for."""
+    parser.add_argument("--address", default=None,
+                        help=f"the cluster's job server (its dashboard), e.g. http://HEAD:8265 "
+                             f"(default: $RAY_API_SERVER_ADDRESS, else {DEFAULT_ADDRESS})")
+    parser.add_argument("--token-file", default=None,
+                        help="a file holding the cluster's Ray token (`ray get-auth-token` on its head) "
+                             "(default: $RAY_AUTH_TOKEN, else the file $RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token)")
 
 
 def add_train_options(train: argparse.ArgumentParser) -> None:
@@ -70,11 +86,7 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set algorithm.inner_lr=0.4 (repeatable)")
     train.add_argument("--workers", type=int, default=1, help="Ray Train workers sharing each meta-batch (default 1)")
-    train.add_argument("--gpus-per-worker", type=int, default=None,
-                       help="0 or 1: GPUs each worker owns (default: 1 when the cluster has, or its autoscaler "
-                            "can add, a GPU per worker, else 0)")
-    train.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs (torch threads) per worker (default 1)")
-    train.add_argument("--scale-timeout", type=float, help=SCALE_TIMEOUT_HELP)
+    add_worker_options(train, "1 when the cluster has, or its autoscaler can add, a GPU per worker")
     train.add_argument("--storage", help="folder for runs, shared by all nodes (default: runs, or the parent "
                                          "of train.run_dir)")
     train.add_argument("--name", help="run name, the folder under --storage (default: the name of train.run_dir, "
@@ -90,11 +102,7 @@ def add_tune_options(search: argparse.ArgumentParser) -> None:
                         help="override a config field for every trial (repeatable)")
     search.add_argument("--trials", type=int, default=8, help="samples of the space; each covers every grid point")
     search.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers of each trial")
-    search.add_argument("--gpus-per-worker", type=int, default=None,
-                        help="0 or 1: GPUs per worker (default: 1 when the cluster has, or its autoscaler can add, "
-                             "a GPU for every worker of a trial)")
-    search.add_argument("--cpus-per-worker", type=int, default=1)
-    search.add_argument("--scale-timeout", type=float, help=SCALE_TIMEOUT_HELP)
+    add_worker_options(search, "1 when the cluster has, or its autoscaler can add, a GPU for every worker of a trial")
     search.add_argument("--scheduler", default="asha", choices=["asha", "fifo"],
                         help="asha stops poor trials early (default); fifo runs every trial to the end")
     search.add_argument("--metric", help="what to rank by (default: val_accuracy, or val_mse for regression)")
@@ -105,10 +113,6 @@ def add_tune_options(search: argparse.ArgumentParser) -> None:
 
 def add_job_commands(commands) -> None:
     """`distmeta submit train|tune ...` and `distmeta jobs list|status|logs|stop`."""
-    address_help = (f"the cluster's job server (its dashboard), e.g. http://HEAD:8265 "
-                    f"(default: $RAY_API_SERVER_ADDRESS, else {DEFAULT_ADDRESS})")
-    token_help = ("a file holding the cluster's Ray token (`ray get-auth-token` on its head) "
-                  "(default: $RAY_AUTH_TOKEN, else the file $RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token)")
     submit = commands.add_parser("submit", help="send a train or tune command to a Ray cluster as a job",
                                  description="Validate the config here, then run `distmeta train` or `distmeta tune` "
                                              "on a cluster as a Ray job, with the working directory and this "
@@ -118,8 +122,7 @@ def add_job_commands(commands) -> None:
         parser = kinds.add_parser(kind, help=f"submit `distmeta {kind}`")
         add_options(parser)
         parser.set_defaults(storage=None)  # on a cluster: an absolute path, DEFAULT_CLUSTER_STORAGE unless given
-        parser.add_argument("--address", default=None, help=address_help)
-        parser.add_argument("--token-file", default=None, help=token_help)
+        add_job_server_options(parser)
         parser.add_argument("--working-dir", help="folder sent with the job as its current directory; the config "
                                                   "(and space) must be inside it (default: the current folder)")
         parser.add_argument("--pip", dest="pip_packages", action="append", default=[], metavar="REQUIREMENT",
@@ -138,8 +141,7 @@ def add_job_commands(commands) -> None:
     for parser in (status, logs, stop):
         parser.add_argument("job_id", metavar="ID")
     for parser in (listing, status, logs, stop):
-        parser.add_argument("--address", default=None, help=address_help)
-        parser.add_argument("--token-file", default=None, help=token_help)
+        add_job_server_options(parser)
 
 
 def add_bench_command(commands) -> None:
@@ -154,11 +156,7 @@ def add_bench_command(commands) -> None:
                        help="override a config field (repeatable)")
     bench.add_argument("--workers", help="worker counts, e.g. 1,2,4,8 (default: 1, 2, 4, ... up to what the "
                                          "cluster holds)")
-    bench.add_argument("--gpus-per-worker", type=int, default=None,
-                       help="0 or 1 (default: 1 when the cluster has, or can add, a GPU per worker of the smallest "
-                            "count)")
-    bench.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs (torch threads) per worker (default 1)")
-    bench.add_argument("--scale-timeout", type=float, help=SCALE_TIMEOUT_HELP)
+    add_worker_options(bench, "1 when the cluster has, or can add, a GPU per worker of the smallest count")
     bench.add_argument("--algo", help="sets algorithm.name, e.g. maml (default: the config's; an unknown name "
                                       "is refused with the list of known ones)")
     bench.add_argument("--task", choices=sorted(BENCH_TASKS),

@@ -75,7 +75,7 @@ class MetaGradientRunner:
 
     def __call__(self, meta_params: Params, batch: TaskBatch) -> BatchGradient:
         if self.compiled is not None:
-            return self._run_compiled(meta_params, batch)
+            return self._run_compiled(self.compiled, meta_params, batch)
         if not self.decided and self.mode == "on":
             return self._compile_and_run(meta_params, batch, "on: set in the config")
         started = time.perf_counter()
@@ -119,19 +119,20 @@ class MetaGradientRunner:
 
     def _compile_and_run(self, meta_params: Params, batch: TaskBatch, reason: str) -> BatchGradient:
         self.decided = True
-        self.compiled = self._build()
+        self.compiled = compiled = self._build()
         self._pending_reason = reason
-        return self._run_compiled(meta_params, batch)
+        return self._run_compiled(compiled, meta_params, batch)
 
-    def _run_compiled(self, meta_params: Params, batch: TaskBatch) -> BatchGradient:
+    def _run_compiled(self, compiled: Callable[[Params, TaskBatch], BatchGradient], meta_params: Params,
+                      batch: TaskBatch) -> BatchGradient:
         if self.compile_s is not None:
-            result = self.compiled(meta_params, batch)
+            result = compiled(meta_params, batch)
             self._report_recompiles()
             return result
         started = time.perf_counter()
         try:
             with refusals_named():
-                result = self.compiled(meta_params, batch)
+                result = compiled(meta_params, batch)
         except Exception as error:  # torch.compile's failures have many types (dynamo, inductor, C++ build)
             return self._failed(error, meta_params, batch)
         self.compile_s = time.perf_counter() - started

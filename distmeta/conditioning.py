@@ -35,7 +35,9 @@ def task_conditioning_outputs(experiment: Experiment, meta_params: Params, split
     if first is None:  # asked of one task only: most algorithms condition nothing
         return None
     rest = outputs_of(range(1, num_tasks)) if num_tasks > 1 else []
-    return torch.stack([output.detach().cpu() for output in [first, *rest]])
+    # the algorithm, not the task, decides whether there is conditioning: the rest have it too
+    conditioned = [first, *(output for output in rest if output is not None)]
+    return torch.stack([output.detach().cpu() for output in conditioned])
 
 
 def conditioning_spread(outputs: torch.Tensor) -> dict[str, float]:

@@ -13,6 +13,7 @@ import json
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,7 +219,8 @@ class EvalConfig:
 @dataclass(frozen=True)
 class Config:
     seed: int = 0
-    """Run seed: with step and rank it fixes every sampled task."""
+    """Run seed: with the split, the step and a task's index in its meta-batch it fixes every sampled
+    task, whichever worker samples it."""
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
@@ -256,7 +258,7 @@ class Config:
 # ---------------------------------------------------------------- loading
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Read `path` (YAML; None for the defaults), apply `key=value` overrides, validate."""
     raw: dict = {}
     if path is not None:
@@ -305,7 +307,7 @@ def config_hash(config: Config) -> str:
     data.pop("eval")
     for name, old_behaviour in HASHED_WHEN_SET.items():  # first: a section at its defaults goes whole
         parent, key = _parent_of(data, name)
-        if parent[key] == old_behaviour:
+        if parent is not None and parent[key] == old_behaviour:
             parent.pop(key)
     for name in NOT_HASHED:
         parent, key = _parent_of(data, name)
@@ -319,7 +321,7 @@ def _parent_of(data: dict, name: str) -> tuple[dict | None, str]:
     """The dict holding the dotted field `name` in `data`, and its key (None: a section on the
     way is gone, e.g. one left out of the hash)."""
     *sections, key = name.split(".")
-    parent = data
+    parent: dict | None = data
     for section in sections:
         parent = parent.get(section) if isinstance(parent, dict) else None
     return parent, key
@@ -406,7 +408,7 @@ def _coerce(hint, value: Any, name: str):
             raise ConfigError(name, f"expected an integer, got {value!r}")
         return value
     if hint is float:
-        value = _yaml_exponent_number(value)
+        value = yaml_number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(name, f"expected a number, got {value!r}")
         return float(value)
@@ -419,8 +421,9 @@ def _coerce(hint, value: Any, name: str):
     raise TypeError(f"unsupported config type {hint} for {name}")  # a bug in this module
 
 
-def _yaml_exponent_number(value: Any) -> Any:
-    """PyYAML reads `1e-3` (no dot) as a string; people write it for rates all the time."""
+def yaml_number(value: Any) -> Any:
+    """`value`, or the float it spells when PyYAML left it a string: PyYAML reads `1e-3` (no dot)
+    as a string, and people write rates that way all the time."""
     if not isinstance(value, str):
         return value
     try:

@@ -31,10 +31,13 @@ from distmeta.errors import DistmetaError
 CUBLAS_WORKSPACE = ":4096:8"
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
 
+# torch replaces its cudnn module by a CudnnModule at import, whose `conv` mypy cannot see.
+_CUDNN_CONV = torch.backends.cudnn.conv  # type: ignore[attr-defined]
+
 # What torch had when this module was imported, restored when an experiment is not deterministic.
 _TORCH_DEFAULTS = {
     "matmul": torch.backends.cuda.matmul.fp32_precision,
-    "conv": torch.backends.cudnn.conv.fp32_precision,
+    "conv": _CUDNN_CONV.fp32_precision,
     "cudnn_deterministic": torch.backends.cudnn.deterministic,
     "cudnn_benchmark": torch.backends.cudnn.benchmark,
 }
@@ -55,10 +58,10 @@ def set_determinism(deterministic: bool) -> None:
     """Deterministic kernels and no TF32 (True), or torch's defaults (False)."""
     if deterministic:
         torch.backends.cuda.matmul.fp32_precision = "ieee"
-        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        _CUDNN_CONV.fp32_precision = "ieee"
     else:
         torch.backends.cuda.matmul.fp32_precision = _TORCH_DEFAULTS["matmul"]
-        torch.backends.cudnn.conv.fp32_precision = _TORCH_DEFAULTS["conv"]
+        _CUDNN_CONV.fp32_precision = _TORCH_DEFAULTS["conv"]
     torch.backends.cudnn.deterministic = deterministic or _TORCH_DEFAULTS["cudnn_deterministic"]
     torch.backends.cudnn.benchmark = False if deterministic else _TORCH_DEFAULTS["cudnn_benchmark"]
     torch.use_deterministic_algorithms(deterministic)

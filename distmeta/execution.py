@@ -179,5 +179,6 @@ def _in_threads(algorithm: MetaAlgorithm, work, batch: TaskBatch) -> list:
     return list(_thread_pool(threads).map(lambda chunk: work(algorithm.using_autograd(), chunk), chunks))
 
 
-def _one_task(batch: TaskBatch, index: int) -> tuple[torch.Tensor, ...]:
-    return tuple(t[index] for t in batch.tensors())
+def _one_task(batch: TaskBatch, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    support_x, support_y, query_x, query_y = batch.tensors()
+    return support_x[index], support_y[index], query_x[index], query_y[index]

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from distmeta.algorithms import MetaAlgorithm, Params, build_algorithm
 from distmeta.compilation import MetaGradientRunner
@@ -18,21 +17,21 @@ from distmeta.config import Config
 from distmeta.determinism import set_determinism
 from distmeta.devices import CPU, resolve_device
 from distmeta.execution import resolve_vectorize
-from distmeta.models import build_model, initial_parameters
+from distmeta.models import TwoPartModel, build_model, initial_parameters
 from distmeta.tasks import SPLITS, TaskDistribution, build_task_distribution
 
 
 @dataclass
 class Experiment:
     config: Config
-    model: nn.Module
+    model: TwoPartModel
     algorithm: MetaAlgorithm
     device: torch.device
     strategy: str
     """vmap or loop: how the inner loops of a task batch run."""
     strategy_reason: str
     output_size: int
-    meta_gradient: MetaGradientRunner | None = None
+    meta_gradient: MetaGradientRunner
     """A rank's meta-gradient of a batch, compiled or not (`train.compile`)."""
     _distributions: dict[str, TaskDistribution] = field(default_factory=dict)
 
@@ -54,7 +53,7 @@ class Experiment:
                                                      self.config.seed)
         return {name: value.to(self.device) for name, value in params.items()}
 
-    def _cpu_model(self) -> nn.Module:
+    def _cpu_model(self) -> TwoPartModel:
         if self.device.type == "cpu":
             return self.model
         return build_model(self.config, self.output_size, self.config.task.omniglot.image_size)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
 from distmeta.algorithms import registry
 from distmeta.algorithms.alfa import ALFA
 from distmeta.algorithms.anil import ANIL
@@ -20,6 +18,7 @@ from distmeta.algorithms.mmaml import MMAML
 from distmeta.algorithms.protomaml import ProtoMAML
 from distmeta.algorithms.protonet import PrototypicalNetwork
 from distmeta.algorithms.reptile import Reptile
+from distmeta.models import TwoPartModel
 
 ALGORITHMS: dict[str, type[MetaAlgorithm]] = registry.registry_of(
     MAML,
@@ -36,7 +35,7 @@ ALGORITHMS: dict[str, type[MetaAlgorithm]] = registry.registry_of(
 __all__ = ["ALGORITHMS", "MetaAlgorithm", "MetaGradient", "Params", "build_algorithm", "check_algorithm_settings"]
 
 
-def build_algorithm(settings: Any, model: nn.Module, is_classification: bool, output_size: int) -> MetaAlgorithm:
+def build_algorithm(settings: Any, model: TwoPartModel, is_classification: bool, output_size: int) -> MetaAlgorithm:
     """The algorithm that the config's algorithm section `settings` names, running `model`."""
     return registry.build(ALGORITHMS, settings, model, is_classification, output_size)
 

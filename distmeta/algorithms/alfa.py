@@ -63,9 +63,7 @@ class TaskConditionedRule(UpdateRule):
         return TaskConditionedRule(self.initial_rate, self.steps, dict(rule_params))
 
     def init(self, params: Params) -> RuleState:
-        if self.rule_params is None:
-            raise ValueError("TaskConditionedRule has no meta-parameters: bind(rule_params) it first")
-        layers = self.rule_params["rate"].shape[1]
+        layers = self.bound(self.rule_params)["rate"].shape[1]
         if len(params) != layers:
             raise ValueError(f"ALFA's rates are for {layers} parameter tensors, the inner loop adapts {len(params)}")
         return {"step": 0, "multipliers": []}
@@ -75,7 +73,7 @@ class TaskConditionedRule(UpdateRule):
         names = list(params)
         state = torch.cat([torch.stack([grads[name].mean() for name in names]),
                            torch.stack([params[name].mean() for name in names])])
-        net = self.rule_params
+        net = self.bound(self.rule_params)
         hidden = F.relu(F.linear(state, net["net.0.weight"], net["net.0.bias"]))
         out = 1 + F.linear(hidden, net["net.1.weight"], net["net.1.bias"])
         return out[:len(names)], out[len(names):]
@@ -83,8 +81,9 @@ class TaskConditionedRule(UpdateRule):
     def update(self, grads: Params, state: RuleState, params: Params) -> tuple[Params, RuleState]:
         step = min(state["step"], self.steps - 1)
         rate_multiplier, decay_multiplier = self.multipliers(grads, params)
-        rate = self.rule_params["rate"][step] * rate_multiplier
-        decay = self.rule_params["decay"][step] * decay_multiplier
+        rule_params = self.bound(self.rule_params)
+        rate = rule_params["rate"][step] * rate_multiplier
+        decay = rule_params["decay"][step] * decay_multiplier
         new = {name: (1 - decay[i]) * value - rate[i] * grads[name] for i, (name, value) in enumerate(params.items())}
         recorded = state["multipliers"] + [torch.cat([rate_multiplier, decay_multiplier])]
         return new, {"step": state["step"] + 1, "multipliers": recorded}

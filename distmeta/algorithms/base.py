@@ -23,15 +23,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from distmeta.algorithms.estimators import MetaGradient, MetaGradientEstimator, Unrolled
 from distmeta.algorithms.update_rules import SGD, UpdateRule, run_rule
-from distmeta.models import part_names
+from distmeta.models import TwoPartModel, part_names
 
 Params = dict[str, torch.Tensor]
 
@@ -60,7 +59,7 @@ class MetaAlgorithm:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: TwoPartModel,
         is_classification: bool,
         inner_lr: float,
         inner_steps: int,
@@ -84,7 +83,7 @@ class MetaAlgorithm:
     # ---------------------------------------------------------------- the registry's part
 
     @classmethod
-    def from_settings(cls, settings: Any, model: nn.Module, is_classification: bool,
+    def from_settings(cls, settings: Any, model: TwoPartModel, is_classification: bool,
                       output_size: int) -> MetaAlgorithm:
         """The algorithm that the config's algorithm section `settings` describes."""
         return cls(model, is_classification, settings.inner_lr, settings.inner_steps, settings.test_inner_steps,
@@ -144,7 +143,7 @@ class MetaAlgorithm:
 
     def rule_parameters(self, meta_params: Params) -> Params:
         """The update rule's own meta-parameters, by the rule's names for them."""
-        return {self.rule_name(name): value for name, value in meta_params.items() if self.rule_name(name)}
+        return {rule_name: value for name, value in meta_params.items() if (rule_name := self.rule_name(name))}
 
     def rule_name(self, name: str) -> str | None:
         """The update rule's name for the meta-parameter `name` (`<namespace>.<rule name>`);
@@ -168,7 +167,7 @@ class MetaAlgorithm:
 
     # ---------------------------------------------------------------- derived
 
-    def using_autograd(self, own_model: bool = True) -> MetaAlgorithm:
+    def using_autograd(self, own_model: bool = True) -> Self:
         """A copy that differentiates with torch.autograd: for loops and threads, not vmap.
 
         With `own_model` it has its own copy of the model, because `functional_call`

@@ -17,6 +17,7 @@ encoder tells tasks apart or has collapsed to one modulation for all.
 from __future__ import annotations
 
 import copy
+from typing import Self
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +41,9 @@ class MMAML(MetaAlgorithm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.hidden_layers = [index for index, module in enumerate(self.model.features)
-                              if isinstance(module, nn.Linear)]
-        widths = [self.model.features[index].out_features for index in self.hidden_layers]
+        hidden = [(index, module) for index, module in enumerate(self.model.features) if isinstance(module, nn.Linear)]
+        self.hidden_layers = [index for index, _ in hidden]
+        widths = [module.out_features for _, module in hidden]
         # None for a model without hidden linear layers (Conv4): the config check refuses it first
         self.encoder = SetEncoder(2, ENCODER_HIDDEN, 2 * sum(widths)) if widths else None
 
@@ -54,16 +55,14 @@ class MMAML(MetaAlgorithm):
 
     def init_meta_parameters(self, model_params: Params, seed: int = 0) -> Params:
         """The model's parameters, then the encoder's under `encoder.`, drawn from `seed`."""
-        if self.encoder is None:
-            raise ValueError("mmaml modulates the hidden linear layers of an MLP; this model has none")
         like = next(iter(model_params.values()))  # the model's dtype and device
-        encoder = {name: value.to(like) for name, value in initial_parameters(self.encoder, seed + 1).items()}
+        encoder = {name: value.to(like) for name, value in initial_parameters(self._encoder(), seed + 1).items()}
         encoder["output.weight"] = encoder["output.weight"] * ENCODER_OUTPUT_SCALE
         encoder["output.bias"] = encoder["output.bias"] * ENCODER_OUTPUT_SCALE
         own = super().init_meta_parameters(model_params, seed)
         return {**own, **{f"encoder.{name}": value for name, value in encoder.items()}}
 
-    def using_autograd(self, own_model: bool = True) -> MetaAlgorithm:
+    def using_autograd(self, own_model: bool = True) -> Self:
         """As for every algorithm, and the encoder copied too: `functional_call` swaps the
         parameters of the module it is given, and the loop's threads would share it (a race
         that mixed one thread's float64 weights with another's float32 ones, seen in gpu_smoke)."""
@@ -79,7 +78,12 @@ class MMAML(MetaAlgorithm):
     def task_conditioning(self, meta_params: Params, support_x, support_y) -> torch.Tensor:
         """The FiLM vector of the task: scales then shifts of each hidden layer in turn."""
         pairs = torch.cat([support_x, support_y], dim=-1)
-        return functional_call(self.encoder, sub_params(meta_params, "encoder"), (pairs,))
+        return functional_call(self._encoder(), sub_params(meta_params, "encoder"), (pairs,))
+
+    def _encoder(self) -> SetEncoder:
+        if self.encoder is None:
+            raise ValueError("mmaml modulates the hidden linear layers of an MLP; this model has none")
+        return self.encoder
 
     def adapt(self, meta_params: Params, support_x, support_y, steps: int, differentiable: bool) -> Params:
         modulation = self.task_conditioning(meta_params, support_x, support_y)

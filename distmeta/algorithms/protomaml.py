@@ -13,45 +13,13 @@ from __future__ import annotations
 
 import torch
 
-from distmeta.algorithms.base import MetaAlgorithm, Params
-from distmeta.errors import ConfigError
-from distmeta.models import features, forward, part_names
+from distmeta.algorithms.base import Params
+from distmeta.algorithms.protonet import PrototypeClassifier, class_prototypes
+from distmeta.models import features, forward
 
 
-def class_prototypes(embeddings: torch.Tensor, labels: torch.Tensor, ways: int) -> torch.Tensor:
-    """(ways, features): the mean embedding of each class's examples."""
-    # a comparison rather than F.one_hot, which checks label values and so cannot run under vmap
-    classes = torch.arange(ways, device=labels.device)
-    membership = (labels.unsqueeze(1) == classes).to(embeddings.dtype)
-    counts = membership.sum(dim=0).clamp(min=1).unsqueeze(1)
-    return membership.T @ embeddings / counts
-
-
-class ProtoMAML(MetaAlgorithm):
+class ProtoMAML(PrototypeClassifier):
     name = "protomaml"
-
-    def __init__(self, *args, ways: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.ways = ways
-
-    @classmethod
-    def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> ProtoMAML:
-        return cls(model, is_classification, settings.inner_lr, settings.inner_steps, settings.test_inner_steps,
-                   first_order=settings.first_order, ways=output_size)
-
-    @classmethod
-    def check_settings(cls, settings, is_classification: bool, task_name: str) -> None:
-        if not is_classification:
-            raise ConfigError("algorithm.name", f"protomaml classifies; task {task_name} is a regression")
-
-    def learned_model_parameters(self, model_params: Params) -> Params:
-        """The embedding alone: the head is made from each task's prototypes."""
-        feature_names = part_names(self.model, "features")
-        return {name: value for name, value in model_params.items() if name in feature_names}
-
-    def meta_parameters_for_ways(self, meta_params: Params, ways: int) -> Params:
-        """The same: the head is made per task, for any number of classes."""
-        return meta_params
 
     def prototype_head(self, meta_params: Params, support_x, support_y) -> Params:
         """The head the prototypes give: W = 2 c_k, b = -||c_k||^2."""

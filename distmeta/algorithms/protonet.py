@@ -3,6 +3,10 @@
 Adapting is computing one prototype per class, the mean embedding of its
 support examples; the logits of a query are its negative squared Euclidean
 distances to the prototypes. There are no inner gradient steps.
+
+`PrototypeClassifier` is what Prototypical Networks and Proto-MAML share: classification
+only, any number of ways, and only the embedding meta-learned (the head comes from
+each task's prototypes).
 """
 
 from __future__ import annotations
@@ -14,25 +18,34 @@ from distmeta.errors import ConfigError
 from distmeta.models import features, part_names
 
 
-class PrototypicalNetwork(MetaAlgorithm):
-    name = "protonet"
+def class_prototypes(embeddings: torch.Tensor, labels: torch.Tensor, ways: int) -> torch.Tensor:
+    """(ways, features): the mean embedding of each class's examples."""
+    # a comparison rather than F.one_hot, which checks label values and so cannot run under vmap
+    classes = torch.arange(ways, device=labels.device)
+    membership = (labels.unsqueeze(1) == classes).to(embeddings.dtype)
+    counts = membership.sum(dim=0).clamp(min=1).unsqueeze(1)
+    return membership.T @ embeddings / counts
+
+
+class PrototypeClassifier(MetaAlgorithm):
+    """Base class of the algorithms that classify from class prototypes of `ways` classes."""
 
     def __init__(self, *args, ways: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.ways = ways
 
     @classmethod
-    def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> PrototypicalNetwork:
+    def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> PrototypeClassifier:
         return cls(model, is_classification, settings.inner_lr, settings.inner_steps, settings.test_inner_steps,
                    first_order=settings.first_order, ways=output_size)
 
     @classmethod
     def check_settings(cls, settings, is_classification: bool, task_name: str) -> None:
         if not is_classification:
-            raise ConfigError("algorithm.name", f"protonet classifies; task {task_name} is a regression")
+            raise ConfigError("algorithm.name", f"{cls.name} classifies; task {task_name} is a regression")
 
     def learned_model_parameters(self, model_params: Params) -> Params:
-        """Only the embedding is learned; the model's linear head is not used."""
+        """The embedding alone: the model's linear head is not meta-learned (prototypes stand in for it)."""
         feature_names = part_names(self.model, "features")
         return {name: value for name, value in model_params.items() if name in feature_names}
 
@@ -40,13 +53,13 @@ class PrototypicalNetwork(MetaAlgorithm):
         """The same: prototypes are made per task, for any number of classes."""
         return meta_params
 
+
+class PrototypicalNetwork(PrototypeClassifier):
+    name = "protonet"
+
     def adapt(self, meta_params: Params, support_x, support_y, steps: int, differentiable: bool) -> Params:
         embeddings = features(self.model, meta_params, support_x)
-        # a comparison rather than F.one_hot, which checks label values and so cannot run under vmap
-        classes = torch.arange(self.ways, device=support_y.device)
-        membership = (support_y.unsqueeze(1) == classes).to(embeddings.dtype)
-        counts = membership.sum(dim=0).clamp(min=1).unsqueeze(1)
-        return {"prototypes": membership.T @ embeddings / counts}
+        return {"prototypes": class_prototypes(embeddings, support_y, self.ways)}
 
     def predict(self, meta_params: Params, adapted: Params, x: torch.Tensor) -> torch.Tensor:
         embeddings = features(self.model, meta_params, x)

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
 from distmeta.algorithms.base import MetaAlgorithm
 from distmeta.errors import ConfigError
+from distmeta.models import TwoPartModel
 
 
 def registry_of(*classes: type[MetaAlgorithm]) -> dict[str, type[MetaAlgorithm]]:
@@ -48,7 +47,7 @@ def check_settings(registry: dict[str, type[MetaAlgorithm]], settings: Any, is_c
     cls.check_settings(settings, is_classification, task_name)
 
 
-def build(registry: dict[str, type[MetaAlgorithm]], settings: Any, model: nn.Module, is_classification: bool,
+def build(registry: dict[str, type[MetaAlgorithm]], settings: Any, model: TwoPartModel, is_classification: bool,
           output_size: int) -> MetaAlgorithm:
     """The algorithm named by `settings.name`, running `model` with `output_size` outputs."""
     return registry[settings.name].from_settings(settings, model, is_classification, output_size)

@@ -52,6 +52,12 @@ class UpdateRule:
         """The state before the first step on `params`."""
         raise NotImplementedError
 
+    def bound(self, rule_params: Params | None) -> Params:
+        """`rule_params` as a bound rule holds them; an unbound rule (None) is refused."""
+        if rule_params is None:
+            raise ValueError(f"{type(self).__name__} has no meta-parameters: bind(rule_params) it first")
+        return rule_params
+
     def update(self, grads: Params, state: RuleState, params: Params) -> tuple[Params, RuleState]:
         """One step: the new parameters and the new state."""
         raise NotImplementedError
@@ -90,15 +96,15 @@ class PerParameterSGD(UpdateRule):
         return PerParameterSGD(self.initial_rate, dict(rule_params))
 
     def init(self, params: Params) -> RuleState:
-        if self.rates is None:
-            raise ValueError("PerParameterSGD has no rates: bind(rule_params) it first")
-        missing = sorted(set(params) - set(self.rates))
+        rates = self.bound(self.rates)
+        missing = sorted(set(params) - set(rates))
         if missing:
-            raise KeyError(f"no learned rate for {missing[0]!r} (have {sorted(self.rates)})")
+            raise KeyError(f"no learned rate for {missing[0]!r} (have {sorted(rates)})")
         return {}
 
     def update(self, grads: Params, state: RuleState, params: Params) -> tuple[Params, RuleState]:
-        return {name: value - self.rates[name] * grads[name] for name, value in params.items()}, state
+        rates = self.bound(self.rates)
+        return {name: value - rates[name] * grads[name] for name, value in params.items()}, state
 
 
 # ---------------------------------------------------------------- running a rule

@@ -40,13 +40,13 @@ from distmeta.benchmarking.report import (
     with_efficiency,
     write_plot,
 )
+from distmeta.benchmarking.result_box import received_times, result_box, send_times
 from distmeta.benchmarking.timing import timed_steps
 from distmeta.config import Config, from_dict, replace, to_dict
 from distmeta.errors import ConfigError, DistmetaError
 from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.autoscaling import read_capacity, workers_provided
 from distmeta.runtime.capacity import ClusterCapacity, workers_at_most, workers_now
-from distmeta.runtime.collective import gathered
 from distmeta.runtime.cuda_probe import check_workers_torch
 from distmeta.runtime.launcher import (
     ClusterRequest,
@@ -60,7 +60,7 @@ from distmeta.runtime.launcher import (
     worker_shape,
 )
 from distmeta.runtime.optimizer_worker import bench_worker as optimizer_bench_worker
-from distmeta.runtime.worker import describe_workers, enter_command_dir, worker_experiment
+from distmeta.runtime.worker import describe_workers, start_worker, worker_experiment
 from distmeta.runtime.worker_errors import error_box, raise_sent_error, send_error
 from distmeta.training.trainer import initial_state
 
@@ -226,24 +226,6 @@ def default_worker_counts(one_worker: ClusterRequest, capacity: ClusterCapacity)
 # ---------------------------------------------------------------- one worker count
 
 
-@ray.remote(num_cpus=0)
-class ResultBox:
-    """Where rank 0 leaves its times for the driver (a user error goes to the error box).
-
-    An actor rather than a file, so that it works when rank 0 runs on another node
-    without storage shared with the driver; it holds no CPU the workers need.
-    """
-
-    def __init__(self):
-        self.value: dict | None = None
-
-    def put(self, value: dict) -> None:
-        self.value = value
-
-    def get(self) -> dict | None:
-        return self.value
-
-
 def bench_worker_of(config: Config):
     """The per-worker bench function: the few-shot meta-step's, or a learned optimiser's."""
     if config.learns_update_rule:
@@ -287,8 +269,7 @@ def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, stor
     """Run `cluster.workers` Ray Train workers through warm-up and timed steps; their times
     (`worker`: the per-worker function, by default the few-shot meta-step's `bench_worker`)."""
     check_workers_torch(cluster, config.train.device)
-    box = ResultBox.remote()
-    try:
+    with result_box() as box:
         with error_box() as errors:
             trainer = TorchTrainer(
                 worker or bench_worker,
@@ -303,9 +284,7 @@ def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, stor
             )
             trainer.fit()
             raise_sent_error(errors)  # e.g. a NaN loss, as the workers raised it
-        outcome = ray.get(box.get.remote())
-    finally:
-        ray.kill(box)
+        outcome = received_times(box)
     if outcome is None:
         raise DistmetaError(f"the {cluster.workers}-worker bench ended without sending its times")
     return CountRun(cluster.workers, config.train.meta_batch_size, outcome["ranks"], outcome["devices"])
@@ -313,10 +292,7 @@ def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, stor
 
 def bench_worker(loop_config: dict) -> None:
     """The per-worker function: build the experiment, warm up, time the steps, send them from rank 0."""
-    enter_command_dir(loop_config["command_dir"])
-    torch.set_num_threads(loop_config["threads_per_worker"])
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
+    rank, world_size = start_worker(loop_config)
     box = loop_config["box"]
     failure = RankFailure(rank)
     try:
@@ -325,16 +301,10 @@ def bench_worker(loop_config: dict) -> None:
             experiment = worker_experiment(config, loop_config.get("gpus_per_worker", 0))
         failure.agree()
         state = initial_state(experiment)
-        workers = describe_workers(experiment, rank)
+        workers = describe_workers(rank, str(experiment.device), experiment.strategy)
         times = timed_steps(experiment, state, rank, world_size, loop_config["warmup"], loop_config["steps"],
                             failure)
-        mine = {"times": [t.to_dict() for t in times], "device_name": device_name(experiment.device),
-                "threads": torch.get_num_threads()}
-        everyone = gathered(mine)
-        if rank == 0:
-            devices = [{**worker, "device_name": ranked["device_name"], "threads": ranked["threads"]}
-                       for worker, ranked in zip(workers, everyone)]
-            ray.get(box.put.remote({"ranks": [ranked["times"] for ranked in everyone], "devices": devices}))
+        send_times(box, rank, workers, [t.to_dict() for t in times], device_name(experiment.device))
     except DistmetaError as error:  # every rank at once (see runtime.agreement): not a crash
         send_error(loop_config["errors"], error)
 

@@ -9,6 +9,7 @@ it has, the way `ray.init()` does for a cluster it finds on this machine.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from distmeta.errors import DistmetaError
@@ -16,10 +17,11 @@ from distmeta.errors import DistmetaError
 AUTH_MODE = "RAY_AUTH_MODE"
 
 
-def available_token(env: dict | None = None) -> tuple[str, str] | None:
+def available_token(env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
     """The token a Ray client in `env` presents, in Ray's own order (RAY_AUTH_TOKEN, the
     file RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token), with where it came from; None without one."""
-    env = os.environ if env is None else env
+    if env is None:
+        env = os.environ
     if env.get("RAY_AUTH_TOKEN", "").strip():
         return env["RAY_AUTH_TOKEN"].strip(), "RAY_AUTH_TOKEN"
     if env.get("RAY_AUTH_TOKEN_PATH"):

@@ -68,6 +68,8 @@ class BuildRequest:
 def write_shard(learner: Learner, request: BuildRequest, rank: int) -> tuple[str, int]:
     """Build shard `rank` of `request` and append it to the run's store as one file: (its path, rows).
     The same function runs in this process and in Ray workers (`distmeta.runtime.knowledge`)."""
+    if learner.run_dir is None:
+        raise DistmetaError("this learner has no run folder to build a knowledge store in: load it from a run")
     spec = EmbeddingSpec(request.embedding, request.size, learner.config.seed)
     records = build_records(learner.algorithm, learner.meta_params, learner.experiment.tasks(request.split),
                             run_seed=learner.config.seed, split=request.split,

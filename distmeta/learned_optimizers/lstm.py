@@ -61,7 +61,7 @@ class LSTMRule(UpdateRule):
         hidden, bound = self.hidden_size, 1.0 / math.sqrt(self.hidden_size)
 
         def uniform(*shape: int) -> torch.Tensor:
-            return (torch.rand(*shape, generator=generator) * 2 - 1) * bound
+            return (torch.rand(shape, generator=generator) * 2 - 1) * bound
 
         weights = {}
         for layer in range(self.layers):
@@ -70,7 +70,7 @@ class LSTMRule(UpdateRule):
             weights[f"layer{layer}.weight_hh"] = uniform(4 * hidden, hidden)
             weights[f"layer{layer}.bias"] = uniform(4 * hidden)
         weights["output.weight"] = uniform(hidden)
-        weights["output.bias"] = uniform(())
+        weights["output.bias"] = uniform()
         return weights
 
     def bind(self, rule_params: Params) -> LSTMRule:
@@ -85,17 +85,17 @@ class LSTMRule(UpdateRule):
                 "cell": {name: zeros(value) for name, value in params.items()}}
 
     def update(self, grads: Params, state: RuleState, params: Params) -> tuple[Params, RuleState]:
-        if self.weights is None:
-            raise ValueError("LSTMRule has no weights: bind(rule_params) it first")
+        weights = self.bound(self.weights)
         new_params, hidden, cell = {}, {}, {}
         for name, value in params.items():
-            step, hidden[name], cell[name] = self._step(grads[name], state["hidden"][name], state["cell"][name])
+            step, hidden[name], cell[name] = self._step(weights, grads[name], state["hidden"][name],
+                                                        state["cell"][name])
             new_params[name] = value + step
         return new_params, {"hidden": hidden, "cell": cell}
 
-    def _step(self, grad: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor):
+    def _step(self, w: Params, grad: torch.Tensor, hidden: torch.Tensor,
+              cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The step of one parameter tensor, every coordinate a row of one batch through the LSTM."""
-        w = self.weights
         inputs = log_and_sign(grad, self.preprocessing_p).reshape(-1, 2)
         coordinates = inputs.shape[0]
         hidden = hidden.reshape(self.layers, coordinates, self.hidden_size)

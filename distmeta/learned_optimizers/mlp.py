@@ -89,20 +89,18 @@ class MLPRule(UpdateRule):
                 "iteration": any_value.new_zeros(())}
 
     def update(self, grads: Params, state: RuleState, params: Params) -> tuple[Params, RuleState]:
-        if self.weights is None:
-            raise ValueError("MLPRule has no weights: bind(rule_params) it first")
+        weights = self.bound(self.weights)
         iteration = state["iteration"]
         time_features = step_embedding(iteration)
         new_params, momentum = {}, {}
         for name, value in params.items():
             decays = torch.tensor(self.decays, dtype=value.dtype, device=value.device)
             momentum[name] = decays * state["momentum"][name] + (1 - decays) * grads[name].unsqueeze(-1)
-            new_params[name] = value - self._step(grads[name], value, momentum[name], time_features)
+            new_params[name] = value - self._step(weights, grads[name], value, momentum[name], time_features)
         return new_params, {"momentum": momentum, "iteration": iteration + 1}
 
-    def _step(self, grad: torch.Tensor, value: torch.Tensor, momentum: torch.Tensor,
+    def _step(self, w: Params, grad: torch.Tensor, value: torch.Tensor, momentum: torch.Tensor,
               time_features: torch.Tensor) -> torch.Tensor:
-        w = self.weights
         features = torch.cat([grad.reshape(-1, 1), value.reshape(-1, 1), momentum.reshape(-1, len(self.decays))], 1)
         # normalised per tensor first, then the step embedding, the same for every coordinate
         features = rms_normalised(features)

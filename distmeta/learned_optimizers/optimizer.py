@@ -15,6 +15,7 @@ copied to each parameter's device (and dtype) once, so a model on a GPU is updat
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import overload
 
 import torch
 from torch.optim import Optimizer
@@ -45,8 +46,15 @@ class LearnedOptimizer(Optimizer):
             self._bound[key] = self.rule.bind(on_device)
         return self._bound[key]
 
+    # torch.optim.Optimizer.step's own overloads: a closure's loss is returned, else None
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():

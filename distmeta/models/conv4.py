@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from distmeta.models.two_part import TwoPartModel
+
 
 class BatchStatNorm(nn.Module):
     """Batch norm that always normalises with the current batch's statistics.
@@ -43,7 +45,7 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-class Conv4(nn.Module):
+class Conv4(TwoPartModel):
     """`features` (four conv blocks, flattened) then a linear `head` over the classes."""
 
     def __init__(self, in_channels: int = 1, channels: int = 64, out_features: int = 5, image_size: int = 28):
@@ -60,6 +62,3 @@ class Conv4(nn.Module):
             side //= 2
         self.feature_size = channels * side * side
         self.head = nn.Linear(self.feature_size, out_features)
-
-    def forward(self, x):
-        return self.head(self.features(x))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from distmeta.models.two_part import TwoPartModel
 
-class MLP(nn.Module):
+
+class MLP(TwoPartModel):
     """`features` (hidden layers) then a linear `head`; ANIL adapts only the head."""
 
     def __init__(self, in_features: int = 1, hidden_sizes: tuple[int, ...] = (40, 40), out_features: int = 1):
@@ -18,6 +20,3 @@ class MLP(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(width, out_features)
         self.feature_size = width
-
-    def forward(self, x):
-        return self.head(self.features(x))

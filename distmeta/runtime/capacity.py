@@ -82,13 +82,18 @@ def workers_at_most(capacity: ClusterCapacity, worker: WorkerShape) -> int | Non
     now = workers_now(capacity, worker)
     if not capacity.autoscaling:
         return now
-    per_type = [(workers_per_node(node_type, worker), node_type.count) for node_type in capacity.node_types]
-    if not per_type or any(fits is None or (fits and count is None) for fits, count in per_type):
+    if not capacity.node_types:
         return None
+    per_type: list[tuple[int, int]] = []  # (workers a node holds, nodes of the type)
+    for node_type in capacity.node_types:
+        fits = workers_per_node(node_type, worker)
+        if fits is None or (fits and node_type.count is None):
+            return None
+        per_type.append((fits, node_type.count or 0))
     grown = sum(workers_per_node(node, worker) or 0 for node in capacity.nodes if node.name == "head")
     nodes_left = capacity.max_worker_nodes if capacity.max_worker_nodes is not None else math.inf
     for fits, count in sorted(per_type, key=lambda fits_count: -fits_count[0]):
-        started = min(count or 0, nodes_left)
+        started = int(min(count, nodes_left))
         grown += started * fits
         nodes_left -= started
     return max(now, grown)

@@ -188,15 +188,15 @@ def check_storage(storage: str) -> Path:
     if "://" in storage:
         raise ConfigError("--storage", f"{storage}: cloud URIs are not supported yet; give a path that every "
                                        f"node mounts (any local path on one machine, NFS or similar on a cluster)")
-    storage = Path(storage).expanduser().resolve()
+    folder = Path(storage).expanduser().resolve()
     try:
-        storage.mkdir(parents=True, exist_ok=True)
-        probe = storage / f".distmeta-write-test-{os.getpid()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".distmeta-write-test-{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:
-        raise ConfigError("--storage", f"{storage} is not writable ({error.strerror})") from None
-    return storage
+        raise ConfigError("--storage", f"{folder} is not writable ({error.strerror})") from None
+    return folder
 
 
 @contextmanager
@@ -256,7 +256,7 @@ def scaling_config(request: ClusterRequest) -> ScalingConfig:
     resources = {"CPU": request.cpus_per_worker}
     if request.gpus_per_worker:
         resources["GPU"] = request.gpus_per_worker
-    return ScalingConfig(num_workers=request.workers, use_gpu=request.gpus_per_worker > 0,
+    return ScalingConfig(num_workers=request.workers, use_gpu=bool(request.gpus_per_worker),
                          resources_per_worker=resources)
 
 

@@ -18,6 +18,7 @@ import ray.train
 import torch
 
 from distmeta.benchmarking.machine import cpu_model
+from distmeta.benchmarking.result_box import send_times
 from distmeta.benchmarking.timing import PhaseTimer
 from distmeta.config import from_dict
 from distmeta.errors import DistmetaError
@@ -34,9 +35,9 @@ from distmeta.learned_optimizer_runs.training import (
     unrolls_line,
 )
 from distmeta.runtime.agreement import RankFailure
-from distmeta.runtime.collective import barrier, broadcast_parameters, from_rank_zero, gathered, share_of_meta_batch
+from distmeta.runtime.collective import barrier, broadcast_parameters, from_rank_zero, share_of_meta_batch
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
-from distmeta.runtime.worker import enter_command_dir, restored_checkpoint
+from distmeta.runtime.worker import describe_workers, restored_checkpoint, start_worker
 from distmeta.runtime.worker_errors import send_error
 from distmeta.training.checkpoint import save_checkpoint
 from distmeta.training.progress import ProgressLog
@@ -60,19 +61,9 @@ def report_checkpoint(run: OptimizerRun, rank: int):
     return save
 
 
-def describe_worker(rank: int) -> list[dict] | None:
-    """Every rank's node, gathered on rank 0 (None elsewhere); learned optimisers train on the CPU."""
-    here = {"rank": rank, "node": ray.get_runtime_context().get_node_id(), "device": "cpu", "inner_loops": "loop"}
-    everyone = gathered(here)
-    return everyone if rank == 0 else None
-
-
 def train_worker(loop_config: dict) -> None:
     """The per-worker function of a learned-optimiser run's TorchTrainer."""
-    enter_command_dir(loop_config["command_dir"])
-    torch.set_num_threads(loop_config["threads_per_worker"])
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
+    rank, world_size = start_worker(loop_config)
     run_dir = Path(loop_config["run_dir"])
     failure = RankFailure(rank)
     try:
@@ -85,7 +76,7 @@ def train_worker(loop_config: dict) -> None:
         indices = share_of_meta_batch(config.train.meta_batch_size, rank, world_size)
         state = initial_state(run, indices, payload)
         broadcast_parameters(state.meta_params)
-        workers = describe_worker(rank)
+        workers = describe_workers(rank, "cpu", "loop")  # learned optimisers train on the CPU
         progress = None
         if rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -106,10 +97,7 @@ def train_worker(loop_config: dict) -> None:
 def bench_worker(loop_config: dict) -> None:
     """`distmeta bench` for a learned optimiser: warm-up, then timed meta-steps, rank 0's
     gathered times sent to the driver's box (see `distmeta.benchmarking.scaling`)."""
-    enter_command_dir(loop_config["command_dir"])
-    torch.set_num_threads(loop_config["threads_per_worker"])
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
+    rank, world_size = start_worker(loop_config)
     box = loop_config["box"]
     failure = RankFailure(rank)
     try:
@@ -118,16 +106,12 @@ def bench_worker(loop_config: dict) -> None:
             run = build_run(config)
         failure.agree()
         state = initial_state(run, share_of_meta_batch(config.train.meta_batch_size, rank, world_size))
-        workers = describe_worker(rank)
+        workers = describe_workers(rank, "cpu", "loop")  # learned optimisers train on the CPU
         for _ in range(loop_config["warmup"]):
             rank_meta_step(run, state, rank, world_size)
         barrier()
         times = [timed_step(run, state, rank, world_size) for _ in range(loop_config["steps"])]
-        everyone = gathered({"times": times, "threads": torch.get_num_threads()})
-        if rank == 0:
-            devices = [{**worker, "device_name": cpu_model(), "threads": ranked["threads"]}
-                       for worker, ranked in zip(workers, everyone)]
-            ray.get(box.put.remote({"ranks": [ranked["times"] for ranked in everyone], "devices": devices}))
+        send_times(box, rank, workers, times, cpu_model())
     except DistmetaError as error:
         send_error(loop_config["errors"], error)
 

@@ -87,4 +87,5 @@ def rank_meta_step(experiment: Experiment, state: TrainState, rank: int, world_s
         apply_meta_gradient(state, config.train, grad_total, tasks)
         # read back inside the clock: on a GPU this waits for the update to finish
         metrics = StepMetrics(meta_loss.item(), (totals[1] / tasks).item(), tasks)
+    assert batch is not None  # a rank without its batch failed, and failure.agree() raised above
     return metrics, batch

@@ -1,10 +1,11 @@
 """What every Ray Train worker runs: the engine's meta-step on its share of the tasks.
 
-Each worker samples tasks `share_of_meta_batch(...)` of every meta-batch (task
-seeds come from (run seed, step, task index), so N workers see exactly the tasks
-one worker would), sums their meta-gradients, joins the one all-reduce of the
-step, and applies the same meta-optimiser step as every other rank. Rank 0 is
-the learner of record: it validates, logs and writes checkpoints.
+Each worker samples tasks `share_of_meta_batch(...)` of every meta-batch (a task is
+drawn at its index from its meta-batch's stream, keyed by run seed, split and step:
+`tasks.sample_tasks`; so N workers see exactly the tasks one worker would), sums
+their meta-gradients, joins the one all-reduce of the step, and applies the same
+meta-optimiser step as every other rank. Rank 0 is the learner of record: it
+validates, logs and writes checkpoints.
 
 A worker computes on the device `distmeta.devices.worker_device` gives it (its
 GPU, or the CPU), starts from rank 0's meta-parameters (broadcast), and at the
@@ -112,12 +113,11 @@ def restored_checkpoint(run_dir: Path) -> dict | None:
         return load_checkpoint(folder)
 
 
-def describe_workers(experiment: Experiment, rank: int) -> list[dict] | None:
-    """Every rank's node, device and inner-loop strategy, gathered on rank 0 (None elsewhere)."""
+def describe_workers(rank: int, device: str, inner_loops: str) -> list[dict]:
+    """Every rank's node, host, device and inner-loop strategy, gathered on every rank."""
     here = {"rank": rank, "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
-            "device": str(experiment.device), "inner_loops": experiment.strategy}
-    everyone = gathered(here)
-    return everyone if rank == 0 else None
+            "device": device, "inner_loops": inner_loops}
+    return gathered(here)
 
 
 def worker_experiment(config: Config, gpus_per_worker: int) -> Experiment:
@@ -156,15 +156,21 @@ def enter_command_dir(folder: str) -> None:
         os.chdir(folder)
 
 
+def start_worker(loop_config: dict) -> tuple[int, int]:
+    """What every per-worker function (train, bench, learned optimisers) does first: work from
+    the command's folder with the threads it was given; returns (rank, world size)."""
+    enter_command_dir(loop_config["command_dir"])
+    torch.set_num_threads(loop_config["threads_per_worker"])
+    context = ray.train.get_context()
+    return context.get_world_rank(), context.get_world_size()
+
+
 def train_worker(loop_config: dict) -> None:
     """The per-worker function of the TorchTrainer.
 
     A user error on any rank ends every rank together (`RankFailure`), and reaches the
     driver through the error box (`runtime.worker_errors`) rather than as a crash."""
-    enter_command_dir(loop_config["command_dir"])
-    torch.set_num_threads(loop_config["threads_per_worker"])
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
+    rank, world_size = start_worker(loop_config)
     run_dir = Path(loop_config["run_dir"])
     failure = RankFailure(rank)
     try:
@@ -176,7 +182,7 @@ def train_worker(loop_config: dict) -> None:
         payload = from_rank_zero(restored)
         state = initial_state(experiment, payload)
         broadcast_parameters(state.meta_params)
-        workers = describe_workers(experiment, rank)
+        workers = describe_workers(rank, str(experiment.device), experiment.strategy)
         progress = None
         if rank == 0:
             with failure.catching(), storage_writes(run_dir, WORKERS_FILE):

@@ -24,7 +24,6 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from distmeta.errors import DistmetaError
 
 
-@ray.remote(num_cpus=0)
 class ErrorBox:
     """The first user error any worker of one `fit()` sent."""
 
@@ -39,11 +38,17 @@ class ErrorBox:
         return self.error
 
 
+# ray.remote called, not written as a class decorator: to mypy a decorated class stays the class
+_ErrorBoxActor = ray.remote(num_cpus=0)(ErrorBox)
+
+
 @contextmanager
 def error_box() -> Iterator[ActorHandle]:
     """An `ErrorBox` for the workers of one `fit()` (pass it in their loop config), killed after."""
+    # on the driver's node: a box on a node lost mid-run would die with it, and the driver's
+    # read would fail after the workers had recovered and finished
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    box = ErrorBox.options(scheduling_strategy=here).remote()
+    box = _ErrorBoxActor.options(scheduling_strategy=here).remote()
     try:
         yield box
     finally:

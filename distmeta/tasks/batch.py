@@ -35,15 +35,16 @@ class TaskBatch:
         return self.support_x, self.support_y, self.query_x, self.query_y
 
     def to(self, device: torch.device | str) -> TaskBatch:
-        moved = [t.to(device, non_blocking=True) for t in self.tensors()]
-        return TaskBatch(*moved, seed=self.seed, modes=self.modes)
+        support_x, support_y, query_x, query_y = (t.to(device, non_blocking=True) for t in self.tensors())
+        return TaskBatch(support_x, support_y, query_x, query_y, seed=self.seed, modes=self.modes)
 
     @staticmethod
     def concat(batches: list[TaskBatch]) -> TaskBatch:
         """One batch of the tasks of all `batches`, in order; the seed is the first's."""
-        columns = zip(*(batch.tensors() for batch in batches))
-        modes = None if any(b.modes is None for b in batches) else torch.cat([b.modes for b in batches])
-        return TaskBatch(*(torch.cat(column) for column in columns), seed=batches[0].seed, modes=modes)
+        support_x, support_y, query_x, query_y = (torch.cat(column) for column in zip(*(b.tensors() for b in batches)))
+        known_modes = [b.modes for b in batches if b.modes is not None]
+        modes = torch.cat(known_modes) if len(known_modes) == len(batches) else None
+        return TaskBatch(support_x, support_y, query_x, query_y, seed=batches[0].seed, modes=modes)
 
     @staticmethod
     def from_classes(images: np.ndarray, labels: np.ndarray, shots: int, seed: int, levels: float = 1.0) -> TaskBatch:
@@ -68,6 +69,6 @@ class TaskBatch:
 
     def select(self, start: int, stop: int) -> TaskBatch:
         """Tasks start..stop-1, e.g. one worker's share of a meta-batch."""
-        sliced = [t[start:stop] for t in self.tensors()]
+        support_x, support_y, query_x, query_y = (t[start:stop] for t in self.tensors())
         modes = None if self.modes is None else self.modes[start:stop]
-        return TaskBatch(*sliced, seed=self.seed, modes=modes)
+        return TaskBatch(support_x, support_y, query_x, query_y, seed=self.seed, modes=modes)

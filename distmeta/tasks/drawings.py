@@ -19,7 +19,7 @@ from distmeta.errors import DatasetError, InputError
 
 def drawing_pixels(image: Image.Image, size: int) -> np.ndarray:
     """`image` as a size x size uint8 array, strokes 255 on 0."""
-    grey = image.convert("L").resize((size, size), Image.LANCZOS)
+    grey = image.convert("L").resize((size, size), Image.Resampling.LANCZOS)
     return 255 - np.asarray(grey, dtype=np.uint8)
 
 

@@ -87,9 +87,10 @@ class MultimodalTasks:
                 clean[chosen] = mode_outputs(mode, parameters[chosen], x[chosen])
         noise = _normals(uniforms[:, 1 + PARAMETERS + points:], points)[..., None]
         y = clean + self.noise_std * noise
-        x, y = torch.from_numpy(x).float(), torch.from_numpy(y).float()
+        inputs, outputs = torch.from_numpy(x).float(), torch.from_numpy(y).float()
         k = self.shots
-        return TaskBatch(x[:, :k], y[:, :k], x[:, k:], y[:, k:], seed=seed, modes=torch.from_numpy(modes))
+        return TaskBatch(inputs[:, :k], outputs[:, :k], inputs[:, k:], outputs[:, k:], seed=seed,
+                         modes=torch.from_numpy(modes))
 
 
 PARAMETERS = 4

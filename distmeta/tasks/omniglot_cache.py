@@ -11,6 +11,7 @@ pages instead of each decoding 32,000 PNGs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -91,7 +92,7 @@ def _zip_drawings(root: Path) -> Iterator[tuple[str, Drawing | None]]:
     for name in sorted(n for n in archive.namelist() if n.lower().endswith(".png")):
         where = _relative_parts(name)
         source = f"{root}:{name}"
-        drawing = Drawing(where[0], where[1], source, lambda name=name: archive.read(name)) if where else None
+        drawing = Drawing(where[0], where[1], source, functools.partial(archive.read, name)) if where else None
         yield source, drawing
 
 
@@ -104,10 +105,11 @@ def list_drawings(roots: tuple[str, ...]) -> list[Drawing]:
         found = list(_zip_drawings(root) if root.is_file() else _folder_drawings(root))
         if not found:
             raise DatasetError(root, f"holds no PNG files; expected {EXPECTED_LAYOUT}")
-        misplaced = [source for source, drawing in found if drawing is None]
-        if misplaced:
-            raise DatasetError(misplaced[0], f"is not where Omniglot keeps drawings; expected {EXPECTED_LAYOUT}")
-        new = [d for _, d in found if (d.alphabet, d.character) not in seen]
+        placed = [drawing for _, drawing in found if drawing is not None]
+        if len(placed) < len(found):
+            misplaced = next(source for source, drawing in found if drawing is None)
+            raise DatasetError(misplaced, f"is not where Omniglot keeps drawings; expected {EXPECTED_LAYOUT}")
+        new = [d for d in placed if (d.alphabet, d.character) not in seen]
         seen.update((d.alphabet, d.character) for d in new)
         drawings += new
     drawings.sort(key=lambda d: (d.alphabet, d.character, d.source))
@@ -197,7 +199,7 @@ def _index(table: pa.Table, size: int, path: Path) -> OmniglotImages:
     number = {key: i for i, key in enumerate(characters)}
     character_of = np.array([number[key] for key in keys], dtype=np.int64)
     sources = table.column("source").to_pylist()
-    first_source = {}
+    first_source: dict[tuple[str, str], str] = {}
     for key, source in zip(keys, sources):
         first_source.setdefault(key, source.rsplit("/", 1)[0])
     return OmniglotImages(images, characters, character_of, [first_source[k] for k in characters], path)

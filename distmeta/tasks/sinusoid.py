@@ -35,9 +35,9 @@ class SinusoidTasks:
         phase = _scale(uniforms[:, 1:2, None], PHASE_RANGE)
         x = _scale(uniforms[:, 2:, None], INPUT_RANGE)
         y = amplitude * np.sin(x - phase)
-        x, y = torch.from_numpy(x).float(), torch.from_numpy(y).float()
+        inputs, outputs = torch.from_numpy(x).float(), torch.from_numpy(y).float()
         k = self.shots
-        return TaskBatch(x[:, :k], y[:, :k], x[:, k:], y[:, k:], seed=seed)
+        return TaskBatch(inputs[:, :k], outputs[:, :k], inputs[:, k:], outputs[:, k:], seed=seed)
 
 
 

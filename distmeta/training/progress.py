@@ -65,7 +65,7 @@ class ProgressLog:
         tasks_per_s = self.interval_tasks / max(now - self.interval_start, 1e-9)
         done_fraction = (step - start_step) / max(self.total_steps - start_step, 1)
         elapsed = now - self.started
-        record = {
+        record: dict[str, float | str | None] = {
             "step": step,
             "meta_loss": meta_loss,
             f"train_{self.metric}": train_score,

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from distmeta.config import Config, from_dict, to_dict, validate
+from distmeta.config import Config, from_dict, to_dict, validate, yaml_number
 from distmeta.errors import ConfigError
 
 RANGES = ("loguniform", "uniform", "randint")
@@ -106,7 +106,7 @@ def _dimension(key: str, spec: Any, base: Config, source: str) -> Dimension:
         raise ConfigError(name, f"unknown distribution {kind!r}; expected one of {', '.join(RANGES + LISTS)}")
     if not isinstance(values, list) or not values:
         raise ConfigError(name, f"{kind} needs a list, got {values!r}")
-    dimension = Dimension(key, kind, tuple(_number_if_yaml_missed_it(v) for v in values))
+    dimension = Dimension(key, kind, tuple(yaml_number(v) for v in values))
     if kind in RANGES:
         _check_range(dimension, name)
     for value in dimension.extremes():
@@ -141,12 +141,3 @@ def _check_range(dimension: Dimension, name: str) -> None:
     if dimension.kind == "loguniform" and low <= 0:
         raise ConfigError(name, f"loguniform needs a positive low bound, got {low}")
 
-
-def _number_if_yaml_missed_it(value: Any) -> Any:
-    """PyYAML reads 1e-3 (no dot) as a string; a search space means the number."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
