@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from distmeta.errors import ConfigError
+from distmeta.storage import Location, location
 
 TASKS = ("sinusoid", "multimodal", "omniglot", "quadratic", "digits")
 OPTIMISEE_TASKS = ("quadratic", "digits")
@@ -278,8 +279,9 @@ def to_dict(config: Config) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def save_config(config: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+def save_config(config: Config, path: str | Path | Location) -> None:
+    """Write `config` as YAML to a local path or a bucket's (see `distmeta.storage`)."""
+    location(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 # Fields that change how a run is carried out or watched, not what it learns: a run

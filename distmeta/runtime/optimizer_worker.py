@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from pathlib import Path
 
 import ray
 import ray.train
@@ -38,6 +37,7 @@ from distmeta.runtime.collective import barrier, broadcast_parameters, from_rank
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker import enter_command_dir, restored_checkpoint
 from distmeta.runtime.worker_errors import send_error
+from distmeta.storage import location
 from distmeta.training.checkpoint import save_checkpoint
 from distmeta.training.progress import ProgressLog
 
@@ -73,7 +73,7 @@ def train_worker(loop_config: dict) -> None:
     torch.set_num_threads(loop_config["threads_per_worker"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
-    run_dir = Path(loop_config["run_dir"])
+    run_dir = location(loop_config["run_dir"])  # a local path, or a bucket URI with its endpoint
     failure = RankFailure(rank)
     try:
         with failure.catching():  # this rank's settings, and rank 0's checkpoint
@@ -88,7 +88,7 @@ def train_worker(loop_config: dict) -> None:
         workers = describe_worker(rank)
         progress = None
         if rank == 0:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            run_dir.mkdir()
             (run_dir / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
             progress = ProgressLog(run_dir, config.train.steps, config.metric, unit=UNIT)
             if payload is not None:

@@ -27,6 +27,7 @@ from distmeta.errors import NonFiniteLossError
 from distmeta.evaluation import EvalResult, evaluate
 from distmeta.execution import BatchGradient
 from distmeta.experiment import Experiment, build_experiment
+from distmeta.storage import Location
 from distmeta.tasks import TaskBatch, sample_tasks
 from distmeta.training.checkpoint import check_resumable, newest_readable_checkpoint, save_checkpoint
 from distmeta.training.progress import ProgressLog, format_duration, summary_table
@@ -137,7 +138,8 @@ def default_run_dir(config: Config) -> str:
 class TrainResult:
     """What a run ended with, in one process (`train`) or on Ray (`runtime.launcher.train_distributed`)."""
 
-    run_dir: Path
+    run_dir: Path | Location
+    """The run's folder: a `Location` when it is in a bucket (`distmeta.storage`)."""
     meta_params: Params
     steps: int
     test: EvalResult | None
