@@ -27,13 +27,14 @@ import pyarrow
 import pyarrow.fs
 
 from distmeta.atomic import write_atomically
+from distmeta.errors import DistmetaError
 
 BUCKET_SCHEMES = ("s3", "gs", "gcs")
 """The object stores `pyarrow.fs` reaches from a URI alone, credentials from the environment."""
 
 
-class UnknownStorageError(ValueError):
-    """A URI whose scheme is not a bucket distmeta writes to (the caller names the field)."""
+class UnknownStorageError(DistmetaError, ValueError):
+    """A URI whose scheme is not a bucket distmeta writes to; the message starts with the URI."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,11 @@ def location(where: str | Path | Location) -> Location:
         raise UnknownStorageError(f"{text}: not a bucket URI pyarrow can open ({error})") from None
     query = text[text.index("?") :] if "?" in text else ""
     return Location(path.rstrip("/"), scheme, query, filesystem)
+
+
+def as_path(where: Location) -> Path | Location:
+    """A local location as the `Path` callers have always been given; a bucket's stays a `Location`."""
+    return where.local_path if where.is_local else where
 
 
 def ray_storage(storage: Location) -> dict:

@@ -40,7 +40,7 @@ from distmeta.runtime.optimizer_worker import train_worker as optimizer_train_wo
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker import train_worker
 from distmeta.runtime.worker_errors import error_box, raise_sent_error
-from distmeta.storage import Location, UnknownStorageError, location, ray_storage
+from distmeta.storage import Location, UnknownStorageError, as_path, location, ray_storage
 from distmeta.training.checkpoint import check_resumable, load_checkpoint, newest_readable_checkpoint
 from distmeta.training.progress import summary_table
 from distmeta.training.trainer import TrainResult, run_summary, summary_rows
@@ -153,7 +153,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
     summary = _summary(config, request, run_dir, payload, payload["step"] - start_step, wall, test)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_fn(summary_table(summary_rows(summary)))
-    return TrainResult(run_dir.local_path if run_dir.is_local else run_dir, params, payload["step"], test, summary)
+    return TrainResult(as_path(run_dir), params, payload["step"], test, summary)
 
 
 def check_on_driver(config: Config) -> None:

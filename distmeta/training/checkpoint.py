@@ -22,7 +22,7 @@ import torch
 
 from distmeta.config import NOT_HASHED, Config, config_hash, from_dict, to_dict
 from distmeta.errors import CheckpointError, ConfigError, StorageError
-from distmeta.storage import Location, location
+from distmeta.storage import Location, as_path, location
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = re.compile(r"^step_(\d{8})\.pt$")
@@ -34,7 +34,7 @@ def checkpoint_dir(run_dir: str | Path | Location) -> Location:
 
 def save_checkpoint(run_dir: str | Path | Location, step: int, config: Config, meta_params: dict, optimizer_state: dict,
                     metrics: dict,
-                    extra: dict | None = None) -> Location:
+                    extra: dict | None = None) -> Path | Location:
     """Write the checkpoint of `step` atomically and return its path; `extra` holds what else a
     kind of run must resume from (a learned optimiser's persistent unrolls), its tensors moved to the CPU."""
     payload = {
@@ -54,7 +54,7 @@ def save_checkpoint(run_dir: str | Path | Location, step: int, config: Config, m
         raise StorageError(target, f"the checkpoint of step {step} could not be written ({error}); the "
                                    f"checkpoints before it are intact: the same command resumes from the "
                                    f"newest once it can write") from None
-    return target
+    return as_path(target)
 
 
 def on_cpu(value: Any) -> Any:
@@ -68,16 +68,16 @@ def on_cpu(value: Any) -> Any:
     return value
 
 
-def checkpoint_files(run_dir: str | Path | Location) -> list[Location]:
+def checkpoint_files(run_dir: str | Path | Location) -> list[Path | Location]:
     """The checkpoints of `run_dir`, lowest step first: in `checkpoints/` for a
     single-process run, in Ray Train's `checkpoint_*/` folders for a distributed one."""
     run_dir = location(run_dir)
     files = [p for p in [*run_dir.glob("checkpoints/step_*.pt"), *run_dir.glob("checkpoint_*/checkpoints/step_*.pt")]
              if CHECKPOINT_NAME.match(p.name)]
-    return sorted(files, key=lambda path: path.name)
+    return [as_path(path) for path in sorted(files, key=lambda path: path.name)]
 
 
-def latest_checkpoint(run_dir: str | Path | Location) -> Location | None:
+def latest_checkpoint(run_dir: str | Path | Location) -> Path | Location | None:
     """The checkpoint of the highest step in `run_dir`, or None."""
     files = checkpoint_files(run_dir)
     return files[-1] if files else None
@@ -113,7 +113,7 @@ def resolve_checkpoint(path: str | Path | Location) -> Location:
         if latest is None:
             raise CheckpointError(path, "is a directory without checkpoints (expected checkpoints/step_*.pt or "
                                         "checkpoint_*/checkpoints/step_*.pt)")
-        return latest
+        return location(latest)
     raise CheckpointError(path, "does not exist")
 
 

@@ -45,7 +45,7 @@ from distmeta.runtime.launcher import (
     worker_shape,
 )
 from distmeta.runtime.worker_errors import error_box, raise_sent_error
-from distmeta.storage import Location, ray_storage
+from distmeta.storage import Location, as_path, ray_storage
 from distmeta.training.progress import column_table
 from distmeta.tuning.plot import plot_search
 from distmeta.tuning.space import Dimension, SearchSpace, with_values
@@ -154,9 +154,7 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
     print_fn(f"results: {folder / 'results.csv'}, {folder / 'results.json'}, {folder / 'search.png'}")
     if best is not None:
         print_fn(f"best config: {best} (train it with: distmeta train {best})")
-    if folder.is_local:  # a local search's paths, as a user of the API has always had them
-        return SearchResult(folder.local_path, ranked, best and best.local_path, metric, mode)
-    return SearchResult(folder, ranked, best, metric, mode)
+    return SearchResult(as_path(folder), ranked, best and as_path(best), metric, mode)
 
 
 def concurrent_trials(cluster: ClusterRequest, capacity: ClusterCapacity, trials: int) -> int:
