@@ -261,7 +261,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     """Read `path` (YAML; None for the defaults), apply `key=value` overrides, validate."""
     raw: dict = {}
     if path is not None:
-        raw = _read_yaml(Path(path))
+        raw = _read_yaml(location(path))  # a local file, or a bucket's (a search's best_config.yaml)
     for override in overrides:
         apply_override(raw, override)
     config = from_dict(raw)
@@ -335,7 +335,7 @@ def replace(config: Config, **sections: dict) -> Config:
     return new
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_yaml(path: Location) -> dict:
     if not path.is_file():
         raise ConfigError("config", f"file {path} does not exist")
     try:
