@@ -35,6 +35,7 @@ from distmeta.experiment import Experiment, build_experiment
 from distmeta.inputs import class_labels, inner_steps, model_inputs, regression_targets
 from distmeta.knowledge import EmbeddingSpec, KnowledgeBase, SimilarTask, task_embedding
 from distmeta.models import build_model
+from distmeta.storage import Location, as_path, location
 from distmeta.tasks.drawings import drawing_pixels, open_drawing, to_model_input
 from distmeta.training.checkpoint import checkpoint_config, load_checkpoint
 
@@ -67,7 +68,7 @@ class AdaptedModel:
 class Learner:
     """Meta-trained parameters with the algorithm that adapts them."""
 
-    def __init__(self, experiment: Experiment, meta_params: Params, step: int, run_dir: Path | None = None):
+    def __init__(self, experiment: Experiment, meta_params: Params, step: int, run_dir: Path | Location | None = None):
         self.experiment = experiment
         self.config: Config = experiment.config
         self.algorithm = experiment.algorithm
@@ -217,4 +218,5 @@ def load(checkpoint: str | Path, device: str | None = None):
     chosen = resolve_device(device, field="device") if device else usable_device(config.train.device)[0]
     experiment = build_experiment(config, chosen, check_data=False)
     params = {name: value.to(experiment.device) for name, value in payload["meta_parameters"].items()}
-    return Learner(experiment, params, payload["step"], Path(payload["path"]).parent.parent)
+    run_dir = location(payload["path"]).parent.parent  # a local folder or a bucket's (`distmeta.storage`)
+    return Learner(experiment, params, payload["step"], as_path(run_dir))

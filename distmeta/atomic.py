@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
+def write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:
     """Call `write` on a temporary file beside `target`, fsync it, then rename it to `target`.
 
     The rename is atomic on POSIX file systems: readers see the old file or the

@@ -87,8 +87,8 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
                        help="override a config field, e.g. --set algorithm.inner_lr=0.4 (repeatable)")
     train.add_argument("--workers", type=int, default=1, help="Ray Train workers sharing each meta-batch (default 1)")
     add_worker_options(train, "1 when the cluster has, or its autoscaler can add, a GPU per worker")
-    train.add_argument("--storage", help="folder for runs, shared by all nodes (default: runs, or the parent "
-                                         "of train.run_dir)")
+    train.add_argument("--storage", help="folder for runs, shared by all nodes, or a bucket (s3://..., gs://...) "
+                                         "(default: runs, or the parent of train.run_dir)")
     train.add_argument("--name", help="run name, the folder under --storage (default: the name of train.run_dir, "
                                       "else <task>-<algorithm>-<time>)")
     train.add_argument("--no-eval", action="store_true", help="skip the meta-test at the end")
@@ -107,7 +107,8 @@ def add_tune_options(search: argparse.ArgumentParser) -> None:
                         help="asha stops poor trials early (default); fifo runs every trial to the end")
     search.add_argument("--metric", help="what to rank by (default: val_accuracy, or val_mse for regression)")
     search.add_argument("--mode", choices=["max", "min"], help="default: max for accuracy, min otherwise")
-    search.add_argument("--storage", default="runs", help="folder for searches, shared by all nodes (default: runs)")
+    search.add_argument("--storage", default="runs", help="folder for searches, shared by all nodes, or a bucket "
+                                                          "(s3://..., gs://...) (default: runs)")
     search.add_argument("--name", help="the search's folder under --storage (default: tune-<task>-<algorithm>-<time>)")
 
 
@@ -263,8 +264,9 @@ def run_train(args) -> int:
         return 0
 
     from distmeta.runtime.launcher import ClusterRequest, train_distributed
+    from distmeta.storage import location
 
-    run_dir = Path(config.train.run_dir or default_run_dir(config))
+    run_dir = location(config.train.run_dir or default_run_dir(config))  # a local folder or a bucket URI
     request = ClusterRequest(workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                              cpus_per_worker=args.cpus_per_worker, address=args.address,
                              storage=args.storage or str(run_dir.parent), name=args.name or run_dir.name,

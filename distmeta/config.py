@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from distmeta.errors import ConfigError
+from distmeta.storage import Location, location
 
 TASKS = ("sinusoid", "multimodal", "omniglot", "quadratic", "digits")
 OPTIMISEE_TASKS = ("quadratic", "digits")
@@ -262,7 +263,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """Read `path` (YAML; None for the defaults), apply `key=value` overrides, validate."""
     raw: dict = {}
     if path is not None:
-        raw = _read_yaml(Path(path))
+        raw = _read_yaml(location(path))  # a local file, or a bucket's (a search's best_config.yaml)
     for override in overrides:
         apply_override(raw, override)
     config = from_dict(raw)
@@ -280,8 +281,9 @@ def to_dict(config: Config) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def save_config(config: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+def save_config(config: Config, path: str | Path | Location) -> None:
+    """Write `config` as YAML to a local path or a bucket's (see `distmeta.storage`)."""
+    location(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 # Fields that change how a run is carried out or watched, not what it learns: a run
@@ -335,7 +337,7 @@ def replace(config: Config, **sections: dict) -> Config:
     return new
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_yaml(path: Location) -> dict:
     if not path.is_file():
         raise ConfigError("config", f"file {path} does not exist")
     try:

@@ -10,7 +10,8 @@ carries:
 - pip requirements, for clusters whose image lacks them (installed by Ray on
   each node, which needs the network there).
 
-The run's storage must be an absolute path on the cluster: the job's current
+The run's storage must be an absolute path on the cluster, or a bucket (`s3://`,
+`gs://`, checked on the cluster with the nodes' credentials): the job's current
 directory is a temporary copy that a later job (a resume) would not see.
 """
 
@@ -28,6 +29,7 @@ from ray.job_submission import JobDetails, JobSubmissionClient
 import distmeta
 from distmeta.errors import ConfigError, DistmetaError
 from distmeta.jobs.client import is_finished, job_details
+from distmeta.storage import BUCKET_SCHEMES
 
 DEFAULT_CLUSTER_STORAGE = "~/distmeta-runs"
 """Where submitted runs live on the cluster unless --storage says otherwise (the head node's home)."""
@@ -74,10 +76,14 @@ def path_in_working_dir(path: str, working_dir: Path, what: str) -> str:
 
 
 def check_cluster_storage(storage: str | None) -> str:
-    """The run storage on the cluster: an absolute path (or ~/...) every node mounts."""
+    """The run storage on the cluster: an absolute path (or ~/...) every node mounts, or a
+    bucket URI (whose credentials the cluster's nodes have: the job checks it before any worker starts)."""
     storage = storage or DEFAULT_CLUSTER_STORAGE
     if "://" in storage:
-        raise ConfigError("--storage", f"{storage}: cloud URIs are not supported yet; give a path every node mounts")
+        if storage.split("://", 1)[0].lower() in BUCKET_SCHEMES:
+            return storage
+        raise ConfigError("--storage", f"{storage}: give a path every node mounts or a bucket URI "
+                                       f"({', '.join(f'{scheme}://' for scheme in BUCKET_SCHEMES)}...)")
     if not storage.startswith(("/", "~")):
         raise ConfigError("--storage", f"{storage}: give an absolute path on the cluster; a relative one would land "
                                        f"in the job's temporary copy of the working directory")

@@ -18,6 +18,7 @@ from distmeta.errors import KnowledgeBaseError
 from distmeta.knowledge.records import StoreHeader, TaskRecords, split_delta
 from distmeta.knowledge.search import ExactIndex
 from distmeta.knowledge.store import KnowledgeStore
+from distmeta.storage import Location
 
 INVERSE_DISTANCE_FLOOR = 1e-6
 """Added to distances before inverting them, so that an exact match does not divide by zero."""
@@ -48,7 +49,7 @@ class KnowledgeBase:
         self.source = source
 
     @staticmethod
-    def open(run_dir: str | Path, config_hash: str, step: int, metric: str = "euclidean") -> KnowledgeBase:
+    def open(run_dir: str | Path | Location, config_hash: str, step: int, metric: str = "euclidean") -> KnowledgeBase:
         store = KnowledgeStore(run_dir)
         header, records = store.load(config_hash, step)
         return KnowledgeBase(header, records, metric, str(store.folder))

@@ -13,6 +13,7 @@ from distmeta.knowledge.build import build_header, build_records, shard
 from distmeta.knowledge.embeddings import EmbeddingSpec
 from distmeta.knowledge.plot import plot_embeddings
 from distmeta.knowledge.store import KnowledgeStore
+from distmeta.storage import location
 from distmeta.tasks import task_seed
 
 
@@ -117,9 +118,9 @@ def kb_stats(args) -> int:
         if importlib.util.find_spec("matplotlib") is None:
             print("no plot: matplotlib is not installed (pip install 'distmeta[plot]')")
             return 0
-        plot_embeddings(path, records.embedding, records.family,
-                        f"{learner.run_dir.name}: {len(records)} tasks at step {learner.step} "
-                        f"({header.embedding_kind} embedding, PCA)")
+        title = f"{learner.run_dir.name}: {len(records)} tasks at step {learner.step} ({header.embedding_kind} " \
+                f"embedding, PCA)"
+        location(path).write_with(lambda file: plot_embeddings(file, records.embedding, records.family, title))
         print(f"plot: {path}")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
@@ -17,7 +18,7 @@ def principal_components(embeddings: torch.Tensor, count: int = 2) -> torch.Tens
     return (centred @ (axes * signs)).float()
 
 
-def plot_embeddings(path: Path, embeddings: torch.Tensor, families: list[str | None], title: str) -> None:
+def plot_embeddings(path: Path | BinaryIO, embeddings: torch.Tensor, families: list[str | None], title: str) -> None:
     import matplotlib  # an optional dependency (distmeta[plot]): imported only to draw
 
     matplotlib.use("Agg")  # files only: no display on cluster nodes or in CI

@@ -1,7 +1,8 @@
 """The knowledge store: append-only Parquet files in `<run>/knowledge/`.
 
 Every `append` writes one new file, `step_NNNNNNNN-<writer>-<random>.parquet`, to a temporary
-name and renames it into place (`distmeta.atomic`): readers see whole files or none, and any
+name and renames it into place (`distmeta.atomic`; in a bucket, one upload: `distmeta.storage`):
+readers see whole files or none, and any
 number of writers (workers, two runs' `kb build`) never touch each other's files, so they
 cannot corrupt the store. Nothing is ever rewritten or deleted. Each file carries its
 `StoreHeader` (run, config hash, the meta-parameters' step...) in its metadata: a file of
@@ -24,9 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from distmeta.atomic import write_atomically
 from distmeta.errors import KnowledgeBaseError
 from distmeta.knowledge.records import METRIC_COLUMNS, StoreHeader, TaskRecords
+from distmeta.storage import Location, as_path, location
 
 STORE_FOLDER = "knowledge"
 HEADER_KEY = b"distmeta.knowledge.header"
@@ -39,12 +40,12 @@ def default_writer() -> str:
 
 
 class KnowledgeStore:
-    """The knowledge files of one run folder."""
+    """The knowledge files of one run folder (local, or in a bucket)."""
 
-    def __init__(self, run_dir: str | Path):
-        self.folder = Path(run_dir) / STORE_FOLDER
+    def __init__(self, run_dir: str | Path | Location):
+        self.folder = as_path(location(run_dir) / STORE_FOLDER)
 
-    def append(self, header: StoreHeader, records: TaskRecords) -> Path:
+    def append(self, header: StoreHeader, records: TaskRecords) -> Path | Location:
         """Write `records` as one new file and return its path."""
         if len(records) == 0:
             raise KnowledgeBaseError(self.folder, "no records to append")
@@ -53,15 +54,14 @@ class KnowledgeStore:
                                                   f"the header says {header.embedding_size}")
         table = to_table(header, records)
         writer = re.sub(r"[^A-Za-z0-9_.]", "_", header.writer or default_writer())
-        target = self.folder / f"step_{header.step:08d}-{writer}-{uuid.uuid4().hex[:8]}.parquet"
-        write_atomically(target, lambda file: pq.write_table(table, file))
-        return target
+        target = location(self.folder) / f"step_{header.step:08d}-{writer}-{uuid.uuid4().hex[:8]}.parquet"
+        target.write_with(lambda file: pq.write_table(table, file))
+        return as_path(target)
 
-    def files(self) -> list[Path]:
+    def files(self) -> list[Path | Location]:
         """The store's files, oldest step first (temporary files of writers at work excluded)."""
-        if not self.folder.is_dir():
-            return []
-        return sorted(path for path in self.folder.iterdir() if FILE_NAME.match(path.name))
+        names = sorted(path.name for path in location(self.folder).children() if FILE_NAME.match(path.name))
+        return [self.folder / name for name in names]
 
     def read(self, config_hash: str | None = None) -> list[tuple[StoreHeader, TaskRecords]]:
         """Every file's header and records; with `config_hash`, a file of another config is refused."""
@@ -122,10 +122,11 @@ def fixed_rows(matrix: np.ndarray, kind: pa.DataType) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), kind), matrix.shape[1])
 
 
-def read_file(path: Path) -> tuple[StoreHeader, TaskRecords]:
+def read_file(path: Path | Location) -> tuple[StoreHeader, TaskRecords]:
     """One file's header and records; `KnowledgeBaseError` naming it if it cannot be read."""
+    path = location(path)
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path.path, filesystem=path.filesystem)
     except (pa.ArrowException, OSError) as error:
         raise KnowledgeBaseError(path, f"unreadable knowledge file (truncated or corrupt: {error}); "
                                        f"the store's other files are untouched: move this one away") from error

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 
+from distmeta.storage import Location
 from distmeta.training.progress import format_line
 
 
 class MetricsFollower:
-    """Prints each new record of a `metrics.jsonl` from a background thread until stopped."""
+    """Prints each new record of a `metrics.jsonl` (local, or in a bucket) from a background thread until stopped."""
 
-    def __init__(self, path: Path, total_steps: int, metric: str, print_fn=print, poll_s: float = 0.5):
+    def __init__(self, path: Location, total_steps: int, metric: str, print_fn=print, poll_s: float = 0.5):
         self.path, self.total_steps, self.metric = path, total_steps, metric
         self.print, self.poll_s = print_fn, poll_s
-        self.offset = path.stat().st_size if path.exists() else 0  # a resumed run's old lines were shown before
+        self.offset = path.size() if path.exists() else 0  # a resumed run's old lines were shown before
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="metrics-follower", daemon=True)
 
@@ -40,12 +40,10 @@ class MetricsFollower:
     def _print_new_records(self) -> None:
         if not self.path.exists():
             return
-        with self.path.open() as file:
-            file.seek(self.offset)
-            text = file.read()
-        complete = text[:text.rfind("\n") + 1]  # a line still being written waits for the next poll
-        self.offset += len(complete.encode())
-        for line in complete.splitlines():
+        new = self.path.read_from(self.offset)
+        complete = new[:new.rfind(b"\n") + 1]  # a line still being written waits for the next poll
+        self.offset += len(complete)
+        for line in complete.decode().splitlines():
             self.print(self._describe(json.loads(line)))
 
     def _describe(self, record: dict) -> str:

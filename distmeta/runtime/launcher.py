@@ -4,8 +4,9 @@ User errors (config, data, resources, a changed config on resume, a torch that
 cannot use the GPUs asked for) are found here, before any worker starts, because
 Ray Train would retry them like crashes. The driver checks on the CPU and never
 computes on a device: the workers train and take the final meta-test.
-A run lives in `<storage>/<name>/`; running again with the same storage and name
-resumes from its latest checkpoint.
+A run lives in `<storage>/<name>/`, a local folder every node mounts or a bucket
+(`s3://...`, `gs://...`: see `distmeta.storage`); running again with the same storage
+and name resumes from its latest checkpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow
 import ray
 import ray.train
 from ray.actor import ActorHandle
@@ -39,6 +41,7 @@ from distmeta.runtime.recovery import failure_config, recovery_reported
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker import train_worker
 from distmeta.runtime.worker_errors import error_box, raise_sent_error
+from distmeta.storage import Location, UnknownStorageError, as_path, location, ray_storage
 from distmeta.training.checkpoint import check_resumable, load_checkpoint, newest_readable_checkpoint
 from distmeta.training.progress import summary_table
 from distmeta.training.trainer import TrainResult, run_summary, summary_rows
@@ -128,7 +131,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
         start_step = previous["step"]
         print_fn(f"resuming {run_dir} from the checkpoint of step {start_step} of {config.train.steps}; "
                  f"steps after it run again{unrolls_note(config, previous)}")
-    (run_dir / META_TEST_FILE).unlink(missing_ok=True)
+    (run_dir / META_TEST_FILE).unlink()
     with connected_to_cluster(request):
         capacity = read_capacity()
         request, device_note = with_gpus_decided(request, capacity)
@@ -154,7 +157,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
     summary = _summary(config, request, run_dir, payload, payload["step"] - start_step, wall, test)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_fn(summary_table(summary_rows(summary)))
-    return TrainResult(run_dir, params, payload["step"], test, summary)
+    return TrainResult(as_path(run_dir), params, payload["step"], test, summary)
 
 
 def check_on_driver(config: Config) -> None:
@@ -178,25 +181,29 @@ def check_device(config: Config, request: ClusterRequest) -> None:
                                           "(or set train.device: auto)")
 
 
-def meta_test_result(run_dir: Path) -> EvalResult:
+def meta_test_result(run_dir: Location) -> EvalResult:
     """The final meta-test the workers took (see `worker.final_meta_test`)."""
     return EvalResult(**json.loads((run_dir / META_TEST_FILE).read_text()))
 
 
-def check_storage(storage: str) -> Path:
-    """The storage folder, made and checked writable before any worker starts."""
-    if "://" in storage:
-        raise ConfigError("--storage", f"{storage}: cloud URIs are not supported yet; give a path that every "
-                                       f"node mounts (any local path on one machine, NFS or similar on a cluster)")
-    folder = Path(storage).expanduser().resolve()
+def check_storage(storage: str) -> Location:
+    """The storage folder (local, made absolute) or bucket, made and checked writable before
+    any worker starts: a bucket that does not exist or refuses writes stops the run here."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".distmeta-write-test-{os.getpid()}"
+        where = location(storage)
+    except UnknownStorageError as error:
+        raise ConfigError("--storage", f"{error}; give a path that every node mounts or a bucket URI") from None
+    if where.is_local:
+        where = location(Path(where.path).resolve())
+    try:
+        where.mkdir()
+        probe = where / f".distmeta-write-test-{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
-    except OSError as error:
-        raise ConfigError("--storage", f"{folder} is not writable ({error.strerror})") from None
-    return folder
+    except (OSError, pyarrow.ArrowException) as error:
+        reason = error.strerror if where.is_local else str(error).strip()
+        raise ConfigError("--storage", f"{where} is not writable ({reason})") from None
+    return where
 
 
 @contextmanager
@@ -226,7 +233,7 @@ def init_ray(request: ClusterRequest) -> None:
     ray.init(address="local", num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
 
 
-def build_trainer(config: Config, request: ClusterRequest, storage: Path, run_dir: Path, errors: ActorHandle,
+def build_trainer(config: Config, request: ClusterRequest, storage: Location, run_dir: Location, errors: ActorHandle,
                   callbacks: tuple = (), final_eval: bool = False) -> TorchTrainer:
     """The TorchTrainer of one run: `request.workers` workers running `train_worker`
     (with `final_eval`, they take the meta-test at the end), sending a user error to
@@ -238,7 +245,7 @@ def build_trainer(config: Config, request: ClusterRequest, storage: Path, run_di
                            "gpus_per_worker": request.gpus_per_worker, "final_eval": final_eval, "errors": errors},
         scaling_config=scaling_config(request),
         torch_config=torch_config(config),
-        run_config=RunConfig(name=request.name, storage_path=str(storage),
+        run_config=RunConfig(name=request.name, **ray_storage(storage),
                              failure_config=failure_config(request.max_failures, request.scale_timeout_s),
                              checkpoint_config=CheckpointConfig(num_to_keep=3), callbacks=list(callbacks)),
     )
@@ -266,7 +273,7 @@ def torch_config(config: Config) -> TorchConfig:
     return TorchConfig(backend="gloo" if config.train.device == "cpu" else None)
 
 
-def _summary(config: Config, request: ClusterRequest, run_dir: Path, payload: dict, steps_run: int,
+def _summary(config: Config, request: ClusterRequest, run_dir: Location, payload: dict, steps_run: int,
              wall: float, test: EvalResult | None) -> dict:
     workers_file = run_dir / WORKERS_FILE
     workers = json.loads(workers_file.read_text()) if workers_file.exists() else []

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from pathlib import Path
 
 import ray
 import ray.train
@@ -39,6 +38,7 @@ from distmeta.runtime.collective import barrier, broadcast_parameters, from_rank
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker import describe_workers, restored_checkpoint, start_worker
 from distmeta.runtime.worker_errors import send_error
+from distmeta.storage import location
 from distmeta.training.checkpoint import save_checkpoint
 from distmeta.training.progress import ProgressLog
 
@@ -64,7 +64,7 @@ def report_checkpoint(run: OptimizerRun, rank: int):
 def train_worker(loop_config: dict) -> None:
     """The per-worker function of a learned-optimiser run's TorchTrainer."""
     rank, world_size = start_worker(loop_config)
-    run_dir = Path(loop_config["run_dir"])
+    run_dir = location(loop_config["run_dir"])  # a local path, or a bucket URI with its endpoint
     failure = RankFailure(rank)
     try:
         with failure.catching():  # this rank's settings, and rank 0's checkpoint
@@ -79,7 +79,7 @@ def train_worker(loop_config: dict) -> None:
         workers = describe_workers(rank, "cpu", "loop")  # learned optimisers train on the CPU
         progress = None
         if rank == 0:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            run_dir.mkdir()
             (run_dir / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
             progress = ProgressLog(run_dir, config.train.steps, config.metric, unit=UNIT)
             if payload is not None:

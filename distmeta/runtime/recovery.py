@@ -27,6 +27,7 @@ from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 from distmeta.errors import RecoveryFailedError
 from distmeta.runtime.autoscaling import read_capacity
 from distmeta.runtime.capacity import WorkerShape, describe
+from distmeta.storage import Location
 from distmeta.training.checkpoint import newest_readable_checkpoint
 
 
@@ -49,7 +50,7 @@ def failure_config(max_failures: int, scale_timeout_s: float) -> FailureConfig:
 
 
 @contextmanager
-def recovery_reported(run_dir: Path, workers: int, worker: WorkerShape, max_failures: int,
+def recovery_reported(run_dir: Path | Location, workers: int, worker: WorkerShape, max_failures: int,
                       scale_timeout_s: float) -> Iterator[None]:
     """Inside: a `fit()`. A failure Ray Train gave up recovering from leaves as a
     `RecoveryFailedError` naming the cause and the checkpoint the same command resumes from."""
@@ -87,6 +88,6 @@ def first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-def newest_step(run_dir: Path) -> int | None:
+def newest_step(run_dir: Path | Location) -> int | None:
     payload = newest_readable_checkpoint(run_dir)
     return None if payload is None else payload["step"]

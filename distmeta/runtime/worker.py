@@ -44,6 +44,7 @@ from distmeta.runtime.collective import broadcast_parameters, from_rank_zero, ga
 from distmeta.runtime.step import rank_meta_step
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker_errors import send_error
+from distmeta.storage import Location, location
 from distmeta.training.checkpoint import load_checkpoint, newest_readable_checkpoint, save_checkpoint
 from distmeta.training.progress import ProgressLog
 from distmeta.training.trainer import StepMetrics, TrainState, initial_state, train_loop
@@ -60,7 +61,7 @@ def distributed_meta_step(rank: int, world_size: int, failure: RankFailure):
     return step
 
 
-def report_checkpoint(experiment: Experiment, rank: int, failure: RankFailure, run_dir: Path):
+def report_checkpoint(experiment: Experiment, rank: int, failure: RankFailure, run_dir: Location):
     """A `train_loop` checkpoint function: every rank reports, rank 0 with the checkpoint.
 
     Ray's report waits for every rank, so the ranks first agree that none failed (rank 0
@@ -84,7 +85,7 @@ def report_checkpoint(experiment: Experiment, rank: int, failure: RankFailure, r
 
 
 @contextmanager
-def storage_writes(run_dir: Path, what: str) -> Iterator[None]:
+def storage_writes(run_dir: Location, what: str) -> Iterator[None]:
     """Turn a write the run's storage refused (full, read-only, gone) into a `StorageError` naming it."""
     try:
         yield
@@ -93,7 +94,7 @@ def storage_writes(run_dir: Path, what: str) -> Iterator[None]:
                                     f"are intact: the same command resumes from the newest once it can write") from None
 
 
-def restored_checkpoint(run_dir: Path) -> dict | None:
+def restored_checkpoint(run_dir: Location) -> dict | None:
     """The payload of the newest checkpoint of this run, if any.
 
     Ray Train hands a restarted group the latest checkpoint its controller
@@ -171,7 +172,7 @@ def train_worker(loop_config: dict) -> None:
     A user error on any rank ends every rank together (`RankFailure`), and reaches the
     driver through the error box (`runtime.worker_errors`) rather than as a crash."""
     rank, world_size = start_worker(loop_config)
-    run_dir = Path(loop_config["run_dir"])
+    run_dir = location(loop_config["run_dir"])  # a local path, or a bucket URI with its endpoint
     failure = RankFailure(rank)
     try:
         with failure.catching():  # this rank's data, device, and rank 0's checkpoint
@@ -186,7 +187,7 @@ def train_worker(loop_config: dict) -> None:
         progress = None
         if rank == 0:
             with failure.catching(), storage_writes(run_dir, WORKERS_FILE):
-                run_dir.mkdir(parents=True, exist_ok=True)
+                run_dir.mkdir()
                 (run_dir / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
                 progress = ProgressLog(run_dir, config.train.steps, config.metric)
                 if payload is not None:

@@ -1,9 +1,10 @@
 """Checkpoints: everything needed to resume a run or to use its meta-parameters.
 
 A checkpoint is one file `step_NNNNNNNN.pt` under `<run_dir>/checkpoints/`,
-written atomically (a temporary file renamed), so that a crash or a full disk
-mid-write never leaves a file that looks like a checkpoint, and the one before
-stays whole. Tasks are sampled from (seed, split, step, task index) alone, so the
+written atomically (a temporary file renamed, or one upload to a bucket: see
+`distmeta.storage`), so that a crash or a full disk mid-write never leaves a file
+that looks like a checkpoint, and the one before stays whole. The run folder may be
+a local path or a bucket URI (`s3://...`). Tasks are sampled from (seed, split, step, task index) alone, so the
 step is all the sampler state there is. Every tensor in it is on
 the CPU (meta-parameters and optimiser state alike), so a checkpoint written on
 a GPU loads on a machine without one.
@@ -11,6 +12,7 @@ a GPU loads on a machine without one.
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from pathlib import Path
@@ -18,21 +20,21 @@ from typing import Any
 
 import torch
 
-from distmeta.atomic import write_atomically
 from distmeta.config import NOT_HASHED, Config, config_hash, from_dict, to_dict
 from distmeta.errors import CheckpointError, ConfigError, StorageError
+from distmeta.storage import Location, as_path, location
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = re.compile(r"^step_(\d{8})\.pt$")
 
 
-def checkpoint_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checkpoints"
+def checkpoint_dir(run_dir: str | Path | Location) -> Location:
+    return location(run_dir) / "checkpoints"
 
 
-def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params: dict, optimizer_state: dict,
+def save_checkpoint(run_dir: str | Path | Location, step: int, config: Config, meta_params: dict, optimizer_state: dict,
                     metrics: dict,
-                    extra: dict | None = None) -> Path:
+                    extra: dict | None = None) -> Path | Location:
     """Write the checkpoint of `step` atomically and return its path; `extra` holds what else a
     kind of run must resume from (a learned optimiser's persistent unrolls), its tensors moved to the CPU."""
     payload = {
@@ -47,12 +49,12 @@ def save_checkpoint(run_dir: str | Path, step: int, config: Config, meta_params:
     }
     target = checkpoint_dir(run_dir) / f"step_{step:08d}.pt"
     try:
-        write_atomically(target, lambda file: torch.save(payload, file))
+        target.write_with(lambda file: torch.save(payload, file))
     except OSError as error:  # storage full, read-only or gone: the earlier checkpoints are untouched
         raise StorageError(target, f"the checkpoint of step {step} could not be written ({error}); the "
                                    f"checkpoints before it are intact: the same command resumes from the "
                                    f"newest once it can write") from None
-    return target
+    return as_path(target)
 
 
 def on_cpu(value: Any) -> Any:
@@ -66,22 +68,22 @@ def on_cpu(value: Any) -> Any:
     return value
 
 
-def checkpoint_files(run_dir: str | Path) -> list[Path]:
+def checkpoint_files(run_dir: str | Path | Location) -> list[Path | Location]:
     """The checkpoints of `run_dir`, lowest step first: in `checkpoints/` for a
     single-process run, in Ray Train's `checkpoint_*/` folders for a distributed one."""
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
     files = [p for p in [*run_dir.glob("checkpoints/step_*.pt"), *run_dir.glob("checkpoint_*/checkpoints/step_*.pt")]
              if CHECKPOINT_NAME.match(p.name)]
-    return sorted(files, key=lambda path: path.name)
+    return [as_path(path) for path in sorted(files, key=lambda path: path.name)]
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
+def latest_checkpoint(run_dir: str | Path | Location) -> Path | Location | None:
     """The checkpoint of the highest step in `run_dir`, or None."""
     files = checkpoint_files(run_dir)
     return files[-1] if files else None
 
 
-def newest_readable_checkpoint(run_dir: str | Path) -> dict | None:
+def newest_readable_checkpoint(run_dir: str | Path | Location) -> dict | None:
     """The payload of the highest-step checkpoint of `run_dir` that loads cleanly, if any.
 
     A newer one that does not load (cut short: by a crash before atomic writes, a full
@@ -101,9 +103,9 @@ class CheckpointSkippedWarning(UserWarning):
     """A checkpoint that does not load was passed over for the one before it."""
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
+def resolve_checkpoint(path: str | Path | Location) -> Location:
     """A checkpoint file from a file path or a run directory (its latest checkpoint)."""
-    path = Path(path)
+    path = location(path)
     if path.is_file():
         return path
     if path.is_dir():
@@ -111,21 +113,26 @@ def resolve_checkpoint(path: str | Path) -> Path:
         if latest is None:
             raise CheckpointError(path, "is a directory without checkpoints (expected checkpoints/step_*.pt or "
                                         "checkpoint_*/checkpoints/step_*.pt)")
-        return latest
+        return location(latest)
     raise CheckpointError(path, "does not exist")
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path | Location) -> dict[str, Any]:
     """The payload of a checkpoint file (or of a run directory's latest one), checked."""
     path = resolve_checkpoint(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(_readable(path), map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises many types for a damaged file
         raise CheckpointError(path, f"cannot be read as a checkpoint ({error})") from None
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(path, f"is not a distmeta checkpoint of format {FORMAT_VERSION}")
     payload["path"] = str(path)
     return payload
+
+
+def _readable(path: Location) -> Path | io.BytesIO:
+    """What torch.load reads: the file itself, or a bucket's object in memory."""
+    return path.local_path if path.is_local else io.BytesIO(path.read_bytes())
 
 
 def checkpoint_config(payload: dict) -> Config:

@@ -1,10 +1,12 @@
 """What a person sees during training: one line per log interval and a final table,
 plus `metrics.jsonl` (for programs and plots) and TensorBoard event files
-(`tensorboard --logdir <run_dir>/tensorboard`) in the run directory."""
+(`tensorboard --logdir <run_dir>/tensorboard`) in the run directory, a local folder
+or a bucket (see `distmeta.storage`)."""
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 from tensorboardX import SummaryWriter
 
 from distmeta.errors import StorageError
+from distmeta.storage import Location, location
 
 
 def format_duration(seconds: float) -> str:
@@ -20,12 +23,18 @@ def format_duration(seconds: float) -> str:
 
 class ProgressLog:
     """Prints progress lines; appends every record to `<run_dir>/metrics.jsonl` and
-    writes its numbers as TensorBoard scalars under `<run_dir>/tensorboard`."""
+    writes its numbers as TensorBoard scalars under `<run_dir>/tensorboard`.
 
-    def __init__(self, run_dir: str | Path, total_steps: int, metric: str, print_fn=print, unit: str = "tasks"):
-        self.path = Path(run_dir) / "metrics.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    TensorBoard's writer needs a local folder: for a run in a bucket it writes to a
+    temporary one, whose event file is uploaded whole at every flush."""
+
+    def __init__(self, run_dir: str | Path | Location, total_steps: int, metric: str, print_fn=print,
+                 unit: str = "tasks"):
+        self.path = location(run_dir) / "metrics.jsonl"
+        self.path.parent.mkdir()
         self.tensorboard: SummaryWriter | None = None
+        self.tensorboard_folder: tempfile.TemporaryDirectory | None = None
+        """The local folder of a bucket's TensorBoard events (None for a local run)."""
         self.total_steps = total_steps
         self.metric = metric
         self.unit = unit
@@ -47,16 +56,30 @@ class ProgressLog:
             raise StorageError(self.path, f"the run's metrics could not be written ({error})") from None
 
     def _write(self, record: dict) -> None:
-        with self.path.open("a") as file:
-            file.write(json.dumps(record) + "\n")
+        self.path.append_text(json.dumps(record) + "\n")
         if "step" not in record:
             return
         if self.tensorboard is None:  # opened on first use: a run that logs nothing leaves no event file
-            self.tensorboard = SummaryWriter(str(self.path.parent / "tensorboard"))
+            self.tensorboard = SummaryWriter(self._tensorboard_writer_folder())
         for key, value in record.items():
             if key != "step" and isinstance(value, (int, float)):
                 self.tensorboard.add_scalar(key, value, record["step"])
         self.tensorboard.flush()
+        self._upload_tensorboard()
+
+    def _tensorboard_writer_folder(self) -> str:
+        target = self.path.parent / "tensorboard"
+        if target.is_local:
+            return target.path
+        self.tensorboard_folder = tempfile.TemporaryDirectory(prefix="distmeta-tensorboard-")
+        return self.tensorboard_folder.name
+
+    def _upload_tensorboard(self) -> None:
+        """A bucket's run: its event files as they now are (each is one upload: readers see whole ones)."""
+        if self.tensorboard_folder is None:
+            return
+        for event_file in Path(self.tensorboard_folder.name).iterdir():
+            (self.path.parent / "tensorboard" / event_file.name).write_bytes(event_file.read_bytes())
 
     def log_interval(self, step: int, start_step: int, meta_loss: float, train_score: float, val: dict | None,
                      extra: dict | None = None) -> dict:

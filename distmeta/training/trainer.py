@@ -27,6 +27,7 @@ from distmeta.errors import NonFiniteLossError
 from distmeta.evaluation import EvalResult, evaluate
 from distmeta.execution import BatchGradient
 from distmeta.experiment import Experiment, build_experiment
+from distmeta.storage import Location, as_path, location
 from distmeta.tasks import TaskBatch, sample_tasks
 from distmeta.training.checkpoint import check_resumable, newest_readable_checkpoint, save_checkpoint
 from distmeta.training.progress import ProgressLog, format_duration, summary_table
@@ -137,7 +138,8 @@ def default_run_dir(config: Config) -> str:
 class TrainResult:
     """What a run ended with, in one process (`train`) or on Ray (`runtime.launcher.train_distributed`)."""
 
-    run_dir: Path
+    run_dir: Path | Location
+    """The run's folder: a `Location` when it is in a bucket (`distmeta.storage`)."""
     meta_params: Params
     steps: int
     test: EvalResult | None
@@ -152,12 +154,12 @@ def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResul
         return train_in_process(config, print_fn, final_eval)
     if not config.train.run_dir:
         config = replace(config, train={"run_dir": default_run_dir(config)})
-    run_dir = Path(config.train.run_dir)
+    run_dir = location(config.train.run_dir)  # a local folder or a bucket (`distmeta.storage`)
     experiment = build_experiment(config)
     experiment.meta_gradient.print_fn = print_fn  # the compile decision goes where the run's lines go
     checkpoint = _checkpoint_to_resume(run_dir, config, print_fn)
     state = initial_state(experiment, checkpoint)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir()
     save_config(config, run_dir / "config.yaml")
     print_fn(f"run directory {run_dir}; device {experiment.device}; "
              f"inner loops: {experiment.strategy} ({experiment.strategy_reason})")
@@ -171,10 +173,10 @@ def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResul
                           experiment.strategy, state.history[-1] if state.history else {}, test, workers=1)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_fn(summary_table(summary_rows(summary)))
-    return TrainResult(run_dir, state.meta_params, state.step, test, summary)
+    return TrainResult(as_path(run_dir), state.meta_params, state.step, test, summary)
 
 
-def _checkpoint_to_resume(run_dir: Path, config: Config, print_fn) -> dict | None:
+def _checkpoint_to_resume(run_dir: Location, config: Config, print_fn) -> dict | None:
     checkpoint = newest_readable_checkpoint(run_dir)
     if checkpoint is None:
         return None
@@ -221,7 +223,7 @@ def train_loop(experiment: Experiment, state: TrainState, progress: ProgressLog 
             checkpoint_fn(state)
 
 
-def _save_to_run_dir(experiment: Experiment, run_dir: Path) -> Callable[[TrainState], None]:
+def _save_to_run_dir(experiment: Experiment, run_dir: Location) -> Callable[[TrainState], None]:
     def save(state: TrainState) -> None:
         save_checkpoint(run_dir, state.step, experiment.config, state.meta_params, state.optimizer.state_dict(),
                         state.history[-1] if state.history else {})

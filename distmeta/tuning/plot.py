@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import matplotlib
 
@@ -12,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from distmeta.tuning.space import SearchSpace  # noqa: E402
 
 
-def plot_search(path: Path, space: SearchSpace, ranked: list, metric: str) -> None:
+def plot_search(path: Path | BinaryIO, space: SearchSpace, ranked: list, metric: str) -> None:
     numeric = [d for d in space.dimensions if all(isinstance(o.values[d.path], (int, float)) for o in ranked)]
     x_dimension = next((d for d in numeric if d.kind in ("loguniform", "uniform")), numeric[0] if numeric else None)
     others = [d for d in space.dimensions if d is not x_dimension]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import time
@@ -44,6 +45,7 @@ from distmeta.runtime.launcher import (
     worker_shape,
 )
 from distmeta.runtime.worker_errors import error_box, raise_sent_error
+from distmeta.storage import Location, as_path, ray_storage
 from distmeta.training.progress import column_table
 from distmeta.tuning.plot import plot_search
 from distmeta.tuning.space import Dimension, SearchSpace, with_values
@@ -85,9 +87,10 @@ class TrialOutcome:
 
 @dataclass
 class SearchResult:
-    folder: Path
+    folder: Path | Location
+    """The search's folder: a `Location` when it is in a bucket (`distmeta.storage`)."""
     ranked: list[TrialOutcome]
-    best_config_path: Path | None
+    best_config_path: Path | Location | None
     metric: str
     mode: str
 
@@ -151,7 +154,7 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
     print_fn(f"results: {folder / 'results.csv'}, {folder / 'results.json'}, {folder / 'search.png'}")
     if best is not None:
         print_fn(f"best config: {best} (train it with: distmeta train {best})")
-    return SearchResult(folder, ranked, best, metric, mode)
+    return SearchResult(as_path(folder), ranked, best and as_path(best), metric, mode)
 
 
 def concurrent_trials(cluster: ClusterRequest, capacity: ClusterCapacity, trials: int) -> int:
@@ -165,15 +168,16 @@ def concurrent_trials(cluster: ClusterRequest, capacity: ClusterCapacity, trials
     return max(1, min(trials, workers // cluster.workers))
 
 
-def _tuner(base: Config, space: SearchSpace, request: TuneRequest, cluster: ClusterRequest, storage: Path,
-           folder: Path, metric: str, mode: str, concurrent: int, device_note: str, print_fn) -> tune.Tuner:
+def _tuner(base: Config, space: SearchSpace, request: TuneRequest, cluster: ClusterRequest, storage: Location,
+           folder: Location, metric: str, mode: str, concurrent: int, device_note: str, print_fn) -> tune.Tuner:
     trainable = tune.with_resources(_trial_driver(base, cluster, folder / "trials"), TRIAL_DRIVER_RESOURCES)
     param_space = {dimension.path: _tune_domain(dimension) for dimension in space.dimensions}
-    if tune.Tuner.can_restore(str(folder)):
+    filesystem = {} if folder.is_local else {"storage_filesystem": folder.filesystem}
+    if tune.Tuner.can_restore(folder.path, **filesystem):
         print_fn(f"resuming the search in {folder}: finished trials are kept, unfinished ones run again "
                  f"(each from its own latest checkpoint)")
-        return tune.Tuner.restore(str(folder), trainable=trainable, param_space=param_space,
-                                  resume_unfinished=True, resume_errored=False, restart_errored=False)
+        return tune.Tuner.restore(folder.path, trainable=trainable, param_space=param_space,
+                                  resume_unfinished=True, resume_errored=False, restart_errored=False, **filesystem)
     validations = max(1, math.ceil(base.train.steps / base.train.val_every)) if base.train.val_every else 1
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=validations, grace_period=1,
                                reduction_factor=2) if request.scheduler == "asha" else FIFOScheduler())
@@ -185,7 +189,7 @@ def _tuner(base: Config, space: SearchSpace, request: TuneRequest, cluster: Clus
         param_space=param_space,
         tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=scheduler, num_samples=request.trials,
                                     max_concurrent_trials=concurrent),
-        run_config=tune.RunConfig(name=folder.name, storage_path=str(storage),
+        run_config=tune.RunConfig(name=folder.name, **ray_storage(storage),
                                   failure_config=tune.FailureConfig(max_failures=0), verbose=1),
     )
 
@@ -203,15 +207,14 @@ def _tune_domain(dimension: Dimension):
     return tune.grid_search(low_high_or_values)
 
 
-def _trial_driver(base: Config, cluster: ClusterRequest, trials_folder: Path):
+def _trial_driver(base: Config, cluster: ClusterRequest, trials_folder: Location):
     """The function each Tune trial runs: one distributed training run, reporting to Tune."""
 
     def run_trial(values: dict[str, Any]) -> None:
         trial_id = tune.get_context().get_trial_id()
         run_dir = trials_folder / trial_id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with (run_dir / "starts.log").open("a") as log:  # one line per time this trial (re)starts
-            log.write(f"{time.time():.3f}\n")
+        run_dir.mkdir()
+        (run_dir / "starts.log").append_text(f"{time.time():.3f}\n")  # one line per time this trial (re)starts
         config = trial_config(base, values)
         save_config(config, run_dir / "config.yaml")
         request = dataclasses.replace(cluster, name=trial_id)
@@ -274,15 +277,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _write_outputs(folder: Path, base: Config, space: SearchSpace, ranked: list[TrialOutcome], metric: str,
-                   mode: str, wall: float) -> Path | None:
-    folder.mkdir(parents=True, exist_ok=True)
+def _write_outputs(folder: Location, base: Config, space: SearchSpace, ranked: list[TrialOutcome], metric: str,
+                   mode: str, wall: float) -> Location | None:
+    folder.mkdir()
     records = [{"rank": i + 1, "trial": o.trial_id, **o.values, metric: o.metric, "steps": o.steps,
                 "status": o.status} for i, o in enumerate(ranked)]
     (folder / "results.json").write_text(json.dumps({"metric": metric, "mode": mode, "wall_time_s": wall,
                                                      "trials": records}, indent=2))
     _write_csv(folder / "results.csv", records)
-    plot_search(folder / "search.png", space, ranked, metric)
+    (folder / "search.png").write_with(lambda file: plot_search(file, space, ranked, metric))
     usable = [o for o in ranked if o.metric is not None]
     if not usable:
         return None
@@ -292,8 +295,9 @@ def _write_outputs(folder: Path, base: Config, space: SearchSpace, ranked: list[
     return best_path
 
 
-def _write_csv(path: Path, records: list[dict]) -> None:
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(records[0]) if records else ["rank"])
-        writer.writeheader()
-        writer.writerows(records)
+def _write_csv(path: Location, records: list[dict]) -> None:
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(records[0]) if records else ["rank"])
+    writer.writeheader()
+    writer.writerows(records)
+    path.write_text(text.getvalue())

@@ -49,8 +49,9 @@ def test_cluster_storage_must_be_absolute_and_defaults_to_the_head_nodes_home():
     assert check_cluster_storage("/shared/runs") == "/shared/runs"
     with pytest.raises(ConfigError, match="--storage: runs: give an absolute path"):
         check_cluster_storage("runs")
-    with pytest.raises(ConfigError, match="cloud URIs"):
-        check_cluster_storage("s3://bucket/runs")
+    assert check_cluster_storage("s3://bucket/runs") == "s3://bucket/runs"  # checked on the cluster
+    with pytest.raises(ConfigError, match="--storage: ftp://host/runs: give a path every node mounts or a bucket"):
+        check_cluster_storage("ftp://host/runs")
 
 
 def test_requirements_come_from_flags_and_a_file_without_comments(tmp_path):

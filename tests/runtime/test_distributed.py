@@ -127,9 +127,9 @@ def test_unwritable_storage_is_refused_naming_it(tmp_path):
         run(blocker / "runs", "x", 1)
 
 
-def test_a_cloud_uri_for_storage_is_refused_with_what_to_use_instead(tmp_path):
-    with pytest.raises(ConfigError, match="--storage: s3://bucket/runs: cloud URIs are not supported yet"):
-        run("s3://bucket/runs", "x", 1)
+def test_a_storage_uri_of_no_bucket_scheme_is_refused_with_what_to_use_instead(tmp_path):
+    with pytest.raises(ConfigError, match="--storage: ftp://host/runs: a local path or a bucket URI"):
+        run("ftp://host/runs", "x", 1)
 
 
 def test_a_corrupt_omniglot_file_fails_on_the_driver_naming_it_and_leaves_nothing(tmp_path):
