@@ -34,6 +34,7 @@ from distmeta.errors import DistmetaError, InputError
 from distmeta.experiment import Experiment, build_experiment
 from distmeta.inputs import class_labels, inner_steps, model_inputs, regression_targets
 from distmeta.knowledge import EmbeddingSpec, KnowledgeBase, SimilarTask, task_embedding
+from distmeta.knowledge.warm_start import support_loss_of
 from distmeta.models import build_model
 from distmeta.tasks.drawings import drawing_pixels, open_drawing, to_model_input
 from distmeta.training.checkpoint import checkpoint_config, load_checkpoint
@@ -125,9 +126,10 @@ class Learner:
 
         `support_x`: a (N, *example_shape) batch; an image learner also takes drawings
         (see `preprocess`). `support_y`: N labels (any values), or N regression targets.
-        `warm_start="knowledge"` starts from the meta-parameters plus the similarity-weighted
-        mean of what adaptation learned on the `neighbours` nearest tasks of the run's knowledge
-        base (`distmeta kb build`), rather than from the plain meta-parameters."""
+        `warm_start="knowledge"` starts from the meta-parameters plus the weighted mean of what
+        adaptation learned on stored tasks of the run's knowledge base (`distmeta kb build`): of
+        the tasks nearest by embedding, the `neighbours` whose stored models fit this support set
+        best, weighted by that fit (`KnowledgeBase.fitted_warm_start_delta`)."""
         steps = self.algorithm.test_inner_steps if steps is None else inner_steps(steps)
         x = self.inputs(support_x, "support_x")
         if not self.config.is_classification:
@@ -171,11 +173,13 @@ class Learner:
             return params
         if warm_start != "knowledge":
             raise InputError("warm_start", "None or 'knowledge'", repr(warm_start))
-        delta = self.knowledge.warm_start_delta(self._embedding(algorithm, params, x, y), neighbours)
-        for name, value in delta.items():
-            if value.shape != params[name].shape:
-                raise DistmetaError(f"warm_start: the knowledge base's {name} has shape {tuple(value.shape)}, "
+        header = self.knowledge.header
+        for name, shape in zip(header.adapted_names, header.adapted_shapes):
+            if tuple(shape) != tuple(params[name].shape):
+                raise DistmetaError(f"warm_start: the knowledge base's {name} has shape {tuple(shape)}, "
                                     f"this task's {tuple(params[name].shape)} (another number of ways?)")
+        delta = self.knowledge.fitted_warm_start_delta(self._embedding(algorithm, params, x, y),
+                                                       support_loss_of(algorithm, params, x, y), neighbours)
         return {**params, **{name: params[name] + value.to(params[name]) for name, value in delta.items()}}
 
     def _adapt(self, algorithm, params: Params, x, y, steps: int) -> Params:
