@@ -88,10 +88,16 @@ class KnowledgeBase:
         rows = self.index.search(embedding, max(candidates, k)).indices[0]
         losses = torch.tensor([support_loss(split_delta(self.header, self.records.adapted_delta[row]))
                                for row in rows.tolist()], dtype=torch.float64)
+        return self.fitted_delta(rows, losses, k, temperature)
+
+    def fitted_delta(self, rows: torch.Tensor, losses: torch.Tensor, k: int,
+                     temperature: float = DEFAULT_TEMPERATURE) -> dict[str, torch.Tensor]:
+        """The mean delta of the `k` of stored `rows` with the lowest support `losses`, weighted by
+        softmax(-loss / temperature); a non-finite loss (a diverged stored model) never counts."""
         if not bool(losses.isfinite().any()):
             raise KnowledgeBaseError(self.source, f"none of the {len(rows)} nearest stored tasks' models gives a "
                                                   f"finite loss on this support set: nothing to warm-start from")
-        best = torch.topk(torch.nan_to_num(losses, nan=math.inf), min(k, len(rows)), largest=False)
+        best = torch.topk(torch.nan_to_num(losses.double(), nan=math.inf), min(k, len(rows)), largest=False)
         return self._weighted_delta(rows[best.indices], fit_weights(best.values, temperature))
 
     def _check_deltas(self) -> None:
