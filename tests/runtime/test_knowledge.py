@@ -65,3 +65,28 @@ def test_records_built_by_two_ray_workers_equal_those_of_one_writer(cluster, tmp
     two = KnowledgeStore(two_dir).load(config_hash(config), 0)[1].sorted_by_task()
     assert one.task_seed == two.task_seed
     assert torch.equal(one.embedding, two.embedding) and torch.equal(one.adapted_delta, two.adapted_delta)
+
+
+@pytest.mark.slow
+def test_records_sampled_during_training_by_two_ray_workers_equal_those_of_one_process(cluster, tmp_path):
+    from distmeta.config import load_config
+    from distmeta.runtime.launcher import ClusterRequest, train_distributed
+    from distmeta.training.trainer import train
+
+    overrides = ["train.steps=2", "train.meta_batch_size=4", "train.log_every=2", "train.val_every=0",
+                 "train.checkpoint_every=2", "model.hidden_sizes=[16, 16]", "train.knowledge_every=1",
+                 "train.knowledge_tasks=3", "train.knowledge_store_steps=5"]
+    config = load_config(None, [*overrides, f"train.run_dir={tmp_path / 'single'}"])
+    train(config, print_fn=lambda *_: None, final_eval=False)
+    two = train_distributed(load_config(None, overrides), ClusterRequest(workers=2, storage=str(tmp_path), name="two"),
+                            print_fn=lambda *_: None, final_eval=False)
+    for step in (1, 2):
+        one_records = KnowledgeStore(tmp_path / "single").load(config_hash(config), step)[1].sorted_by_task()
+        two_records = KnowledgeStore(two.run_dir).load(config_hash(config), step)[1].sorted_by_task()
+        # tasks 0 and 1 ran on rank 0, task 2 on rank 1: gathered from both workers' files
+        assert one_records.task_index == two_records.task_index == [0, 1, 2]
+        assert one_records.task_seed == two_records.task_seed
+        torch.testing.assert_close(two_records.embedding, one_records.embedding, atol=1e-4, rtol=0)
+        torch.testing.assert_close(two_records.adapted_delta.float(), one_records.adapted_delta.float(),
+                                   atol=2e-3, rtol=0)
+    assert len(KnowledgeStore(two.run_dir).files()) == 4  # one file per worker and sampled step
