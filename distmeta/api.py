@@ -162,6 +162,16 @@ class Learner:
                                                  self.knowledge_metric)
         return self._knowledge
 
+    def serve_knowledge(self, **actor_options) -> None:
+        """Answer this learner's knowledge-base searches from a Ray actor holding the index
+        (`distmeta.runtime.knowledge.serve_index`, on the Ray cluster already initialised), which
+        other clients may share (`self.knowledge.index.actor`). The same neighbours as in process."""
+        from distmeta.runtime.knowledge import serve_index  # Ray only for a learner that asks for it
+
+        base = self.knowledge
+        served = serve_index(base.records.embedding, base.metric, **actor_options)
+        self._knowledge = KnowledgeBase(base.header, base.records, base.metric, base.source, index=served)
+
     def _embedding(self, algorithm, params: Params, x, y) -> torch.Tensor:
         header = self.knowledge.header
         spec = EmbeddingSpec(header.embedding_kind, header.embedding_size, header.projection_seed)

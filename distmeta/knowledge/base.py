@@ -47,10 +47,14 @@ class SimilarTask:
 class KnowledgeBase:
     """The records of one meta-parameters' step, with an exact index over their embeddings."""
 
-    def __init__(self, header: StoreHeader, records: TaskRecords, metric: str = "euclidean", source: str = ""):
+    def __init__(self, header: StoreHeader, records: TaskRecords, metric: str = "euclidean", source: str = "",
+                 index=None):
         self.header = header
         self.records = records
-        self.index = ExactIndex(records.embedding, metric)
+        self.index = index if index is not None else ExactIndex(records.embedding, metric)
+        """Anything with `ExactIndex.search`: the exact index in this process, or a `ServedIndex`
+        (distmeta.runtime.knowledge) answering from a Ray actor."""
+        self.metric = metric
         self.source = source
 
     @staticmethod

@@ -90,3 +90,25 @@ def test_records_sampled_during_training_by_two_ray_workers_equal_those_of_one_p
         torch.testing.assert_close(two_records.adapted_delta.float(), one_records.adapted_delta.float(),
                                    atol=2e-3, rtol=0)
     assert len(KnowledgeStore(two.run_dir).files()) == 4  # one file per worker and sampled step
+
+
+@pytest.mark.slow
+def test_a_learner_serving_its_knowledge_base_from_an_actor_finds_the_same_similar_tasks(cluster, tmp_path):
+    import distmeta
+    from tests.knowledge.test_warm_start import stored_task
+
+    config, experiment, params = sinusoid_run(tmp_path)
+    fill(tmp_path, config, experiment, params, tasks=12)
+    local, served = distmeta.load(tmp_path), distmeta.load(tmp_path)
+    served.serve_knowledge(num_cpus=0.5)
+    try:
+        task = stored_task(local, 5)
+        expected = local.similar_tasks(task.support_x[0], task.support_y[0], k=4)
+        found = served.similar_tasks(task.support_x[0], task.support_y[0], k=4)
+        assert [t.task_index for t in found] == [t.task_index for t in expected]
+        assert [t.distance for t in found] == pytest.approx([t.distance for t in expected], abs=1e-5)
+        warm = served.adapt(task.support_x[0], task.support_y[0], steps=0, warm_start="knowledge", neighbours=2)
+        plain_warm = local.adapt(task.support_x[0], task.support_y[0], steps=0, warm_start="knowledge", neighbours=2)
+        assert torch.allclose(warm.predict(task.query_x[0]), plain_warm.predict(task.query_x[0]), atol=1e-5)
+    finally:
+        served.knowledge.index.stop()
