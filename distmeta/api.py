@@ -34,7 +34,7 @@ from distmeta.errors import DistmetaError, InputError
 from distmeta.experiment import Experiment, build_experiment
 from distmeta.inputs import class_labels, inner_steps, model_inputs, regression_targets
 from distmeta.knowledge import EmbeddingSpec, KnowledgeBase, SimilarTask, task_embedding
-from distmeta.knowledge.warm_start import support_loss_of
+from distmeta.knowledge.warm_start import DEFAULT_CANDIDATES, support_loss_of
 from distmeta.models import build_model
 from distmeta.tasks.drawings import drawing_pixels, open_drawing, to_model_input
 from distmeta.training.checkpoint import checkpoint_config, load_checkpoint
@@ -161,6 +161,18 @@ class Learner:
             self._knowledge = KnowledgeBase.open(self.run_dir, config_hash(self.config), self.step,
                                                  self.knowledge_metric)
         return self._knowledge
+
+    def stored_fit(self, support_x, support_y, candidates: int = DEFAULT_CANDIDATES) -> tuple[SimilarTask, float]:
+        """The stored task whose stored model fits this support set best (of the embedding's
+        `candidates` nearest), and that loss: how well this learner's experience covers the task
+        (`distmeta.route` compares it across learners)."""
+        x = self.inputs(support_x, "support_x")
+        if self.config.is_classification:
+            y = class_labels(support_y, "support_y", len(x))[1].to(self.device)
+        else:
+            y = regression_targets(support_y, "support_y", len(x), self.experiment.output_size, self.device)
+        return self.knowledge.best_fit(self._embedding(self.algorithm, self.meta_params, x, y),
+                                       support_loss_of(self.algorithm, self.meta_params, x, y), candidates)
 
     def serve_knowledge(self, **actor_options) -> None:
         """Answer this learner's knowledge-base searches from a Ray actor holding the index

@@ -94,6 +94,18 @@ class KnowledgeBase:
                                for row in rows.tolist()], dtype=torch.float64)
         return self.fitted_delta(rows, losses, k, temperature)
 
+    def best_fit(self, embedding: torch.Tensor, support_loss: SupportLoss,
+                 candidates: int = DEFAULT_CANDIDATES) -> tuple[SimilarTask, float]:
+        """The stored task whose stored model fits the new support set best among the embedding's
+        `candidates` nearest, and that loss: a loss, unlike an embedding distance, compares across
+        learners."""
+        found = self.index.search(embedding, candidates)
+        rows = found.indices[0]
+        losses = torch.tensor([support_loss(split_delta(self.header, self.records.adapted_delta[row]))
+                               for row in rows.tolist()], dtype=torch.float64)
+        best = int(torch.nan_to_num(losses, nan=math.inf).argmin())
+        return self._similar(int(rows[best]), float(found.distances[0][best])), float(losses[best])
+
     def fitted_delta(self, rows: torch.Tensor, losses: torch.Tensor, k: int,
                      temperature: float = DEFAULT_TEMPERATURE) -> dict[str, torch.Tensor]:
         """The mean delta of the `k` of stored `rows` with the lowest support `losses`, weighted by
