@@ -170,7 +170,7 @@ def identification_and_warm_start(args, run_dir: Path) -> dict:
     for row in range(3):
         assert abs(check(split_delta(header, records.adapted_delta[row])) - float(losses[0][row])) < 1e-4
     families = np.array(records.family)
-    result["best_fit_top1_family"] = mean_ci([families[int(loss.argmin())] == family
+    result["best_fit_top1_family"] = mean_ci([families[int(torch.nan_to_num(loss, nan=torch.inf).argmin())] == family
                                               for loss, family in zip(losses, test_families)])
     plain = [query_mse(algorithm, params, *task) for task in tests]
     result["mse_1_step_plain"] = mean_ci(plain)

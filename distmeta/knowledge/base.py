@@ -56,6 +56,8 @@ class KnowledgeBase:
         (distmeta.runtime.knowledge) answering from a Ray actor."""
         self.metric = metric
         self.source = source
+        self.usable = records.adapted_delta.isfinite().all(dim=1) if len(records) else torch.zeros(0, dtype=torch.bool)
+        """Rows whose stored delta is finite: a stored adaptation that diverged never enters a warm start."""
 
     @staticmethod
     def open(run_dir: str | Path, config_hash: str, step: int, metric: str = "euclidean") -> KnowledgeBase:
@@ -80,8 +82,12 @@ class KnowledgeBase:
     def warm_start_delta(self, embedding: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
         """The inverse-distance-weighted mean delta of the `k` nearest stored tasks, by parameter name."""
         self._check_deltas()
-        found = self.index.search(embedding, k)
-        return self._weighted_delta(found.indices[0], inverse_distance_weights(found.distances[0]))
+        found = self.index.search(embedding, k + int((~self.usable).sum()))
+        keep = self.usable[found.indices[0]]
+        rows, distances = found.indices[0][keep][:k], found.distances[0][keep][:k]
+        if len(rows) == 0:
+            raise KnowledgeBaseError(self.source, "every stored adaptation diverged: nothing to warm-start from")
+        return self._weighted_delta(rows, inverse_distance_weights(distances))
 
     def fitted_warm_start_delta(self, embedding: torch.Tensor, support_loss: SupportLoss, k: int,
                                 candidates: int = DEFAULT_CANDIDATES,
@@ -103,18 +109,21 @@ class KnowledgeBase:
         rows = found.indices[0]
         losses = torch.tensor([support_loss(split_delta(self.header, self.records.adapted_delta[row]))
                                for row in rows.tolist()], dtype=torch.float64)
-        best = int(torch.nan_to_num(losses, nan=math.inf).argmin())
+        losses = torch.where(self.usable[rows], losses, torch.tensor(math.inf, dtype=torch.float64))
+        best = int(torch.nan_to_num(losses, nan=math.inf, posinf=math.inf).argmin())
         return self._similar(int(rows[best]), float(found.distances[0][best])), float(losses[best])
 
     def fitted_delta(self, rows: torch.Tensor, losses: torch.Tensor, k: int,
                      temperature: float = DEFAULT_TEMPERATURE) -> dict[str, torch.Tensor]:
         """The mean delta of the `k` of stored `rows` with the lowest support `losses`, weighted by
         softmax(-loss / temperature); a non-finite loss (a diverged stored model) never counts."""
+        losses = torch.where(self.usable[rows], losses.double(), torch.tensor(math.inf, dtype=torch.float64))
         if not bool(losses.isfinite().any()):
             raise KnowledgeBaseError(self.source, f"none of the {len(rows)} nearest stored tasks' models gives a "
                                                   f"finite loss on this support set: nothing to warm-start from")
-        best = torch.topk(torch.nan_to_num(losses.double(), nan=math.inf), min(k, len(rows)), largest=False)
-        return self._weighted_delta(rows[best.indices], fit_weights(best.values, temperature))
+        best = torch.topk(torch.nan_to_num(losses, nan=math.inf, posinf=math.inf), min(k, len(rows)), largest=False)
+        finite = best.values.isfinite()  # fewer than k finite: the others would add 0 * NaN
+        return self._weighted_delta(rows[best.indices[finite]], fit_weights(best.values[finite], temperature))
 
     def _check_deltas(self) -> None:
         if self.header.delta_size == 0:

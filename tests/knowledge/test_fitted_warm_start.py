@@ -25,7 +25,10 @@ def synthetic_base(rows: int = 6) -> KnowledgeBase:
 
 def loss_by_row(losses: dict[int, float], default: float = 10.0):
     """A support loss that knows each row by its (constant) delta value."""
-    return lambda delta: losses.get(int(delta["w"][0]), default)
+    def loss(delta):
+        value = float(delta["w"][0])
+        return losses.get(int(value), default) if math.isfinite(value) else math.nan  # a diverged model's loss
+    return loss
 
 
 def test_the_best_fitting_candidate_wins_over_the_nearest_embedding():
@@ -56,3 +59,14 @@ def test_a_store_whose_models_all_diverge_on_the_support_set_says_so():
     base = synthetic_base()
     with pytest.raises(KnowledgeBaseError, match="finite loss"):
         base.fitted_warm_start_delta(torch.tensor([0.0, 0.0]), lambda delta: math.nan, k=2)
+
+
+def test_a_stored_adaptation_that_diverged_never_enters_a_warm_start():
+    base = synthetic_base()
+    base.records.adapted_delta[0] = float("nan")
+    base = KnowledgeBase(base.header, base.records)
+    near_zero = torch.tensor([0.0, 0.0])  # row 0 is the nearest, and fits best by its (made-up) loss
+    delta = base.warm_start_delta(near_zero, 2)
+    assert bool(delta["w"].isfinite().all()) and float(delta["w"][0]) == pytest.approx(1 + (2 - 1) / 3, abs=1e-3)
+    fitted = base.fitted_warm_start_delta(near_zero, loss_by_row({1: 0.5}, default=1.0), k=6, candidates=6)
+    assert bool(fitted["w"].isfinite().all())
