@@ -1,17 +1,24 @@
 """Knowledge base: family identification, warm starts, and lookup latency.
 
-    nice -n 10 python benchmarks/knowledge_base.py [--steps 6000] [--stored 2000] [--tasks 600]
-        [--sizes 10000,100000,1000000] [--json benchmarks/results/knowledge_base.json]
+    nice -n 10 python benchmarks/knowledge_base.py [--steps 6000] [--stored 1000] [--tasks 600]
+        [--sizes 10000,100000,1000000] [--skip-latency] [--json benchmarks/results/knowledge_base.json]
 
-1. A 5-family regression stand-in (multimodal regression is not on main): MMAML's simple
-   functions (Vuorio et al. 2019, `maml/datasets/simple_functions.py`): sinusoid, linear,
-   quadratic, |x| (l1 norm) and tanh, x ~ U[-5, 5], Gaussian noise 0.3 on every target, 5-shot.
-   MAML (1-40-40-1, inner lr 0.01, 1 inner step, meta-batch 25) is meta-trained in this process
-   for --steps steps; `--stored` tasks of the train stream are stored (as `distmeta kb build`:
-   features embedding, adaptation of --store-steps steps on the whole task); then on --tasks
-   held-out test tasks: the nearest stored task's family (top-1; both embeddings, both
-   metrics), and the query MSE after 1 inner step from the plain MAML initialisation and from
-   the knowledge base's warm start (k = 1, 5, 10 neighbours), mean +- 95% interval.
+1. The multimodal regression family (`task.name: multimodal`, distmeta/tasks/multimodal.py: MMAML's
+   sinusoid, linear, quadratic, tanh and |x| with the authors' ranges, noise 0.3), 5-shot, 10 query
+   points. MAML (1-40-40-1, inner lr 0.01, 1 inner step, meta-batch 25) is meta-trained in this
+   process for --steps steps; `--stored` tasks of the train split's build stream are stored (as
+   `distmeta kb build`: adaptation of --store-steps steps on the whole task); then on --tasks
+   held-out test tasks, for each embedding (the library's `features`, `gradient`, `adapted`, and two
+   candidates measured here only: the gradient normalised per layer, and task2vec's diagonal Fisher
+   averaged per unit): the nearest stored task's family (top-1, Euclidean and cosine; and the
+   majority of the 10 nearest), and the query MSE after 1 inner step from the plain MAML
+   initialisation and from warm starts: the inverse-distance mean of the 5 nearest, and the fitted
+   warm start (`Learner.adapt`'s: of the embedding's 50 nearest, the 5 whose stored models fit the
+   support set best, softmax(-loss / 0.2)); for the default embedding also other k, temperatures
+   and candidate counts. References that need no embedding: the Bayes-optimal family
+   (benchmarks/multimodal_bayes.py: the generator's own likelihoods, the ceiling of any
+   identification) and the family of the stored model that fits the support set best among all
+   stored tasks. Mean +- 95% interval over the held-out tasks.
 2. Lookup latency (p50 / p99 of one query, and queries/s) at each of --sizes stored tasks of 64
    entries (random: exact search's time does not depend on the values): the exact index in this
    process (brute force), the same index served by a Ray actor (4 concurrent clients), and
@@ -27,19 +34,21 @@ import resource
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.func import functional_call, vmap
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.multimodal_bayes import bayes_hits  # noqa: E402
 from distmeta.config import config_hash, load_config  # noqa: E402
 from distmeta.evaluation import mean_and_ci95  # noqa: E402
 from distmeta.experiment import build_experiment  # noqa: E402
 from distmeta.knowledge import (  # noqa: E402
+    DEFAULT_KIND,
     EmbeddingSpec,
     ExactIndex,
     KnowledgeBase,
@@ -48,54 +57,22 @@ from distmeta.knowledge import (  # noqa: E402
     build_records,
     task_embedding,
 )
-from distmeta.tasks import SPLITS, TaskBatch, task_seed  # noqa: E402
+from distmeta.knowledge.embeddings import embedded_parameter_names, projection  # noqa: E402
+from distmeta.knowledge.records import split_delta  # noqa: E402
+from distmeta.knowledge.warm_start import support_loss_of  # noqa: E402
+from distmeta.tasks import task_seed  # noqa: E402
 from distmeta.training.checkpoint import save_checkpoint  # noqa: E402
 from distmeta.training.trainer import initial_state, meta_step  # noqa: E402
 
-FAMILIES = ("sinusoid", "linear", "quadratic", "l1norm", "tanh")
-WARM_START_NEIGHBOURS = (1, 5, 10)
-NOISE = 0.3
-
-
-class SimpleFunctionTasks:
-    """MMAML's five simple function families; the family is the first draw of a task's seed."""
-
-    is_classification = False
-    output_size = 1
-
-    def __init__(self, shots: int, query_shots: int):
-        self.shots, self.query_shots = shots, query_shots
-
-    def task_family(self, seed: int) -> str:
-        return FAMILIES[int(np.random.default_rng(seed).integers(len(FAMILIES)))]
-
-    def sample(self, num_tasks: int, seed: int) -> TaskBatch:
-        rng = np.random.default_rng(seed)
-        xs, ys = [], []
-        for _ in range(num_tasks):
-            family = FAMILIES[int(rng.integers(len(FAMILIES)))]
-            x = rng.uniform(-5, 5, size=(self.shots + self.query_shots, 1))
-            xs.append(x)
-            ys.append(function_values(family, x, rng) + rng.normal(0, NOISE, size=x.shape))
-        x, y = torch.from_numpy(np.stack(xs)).float(), torch.from_numpy(np.stack(ys)).float()
-        k = self.shots
-        return TaskBatch(x[:, :k], y[:, :k], x[:, k:], y[:, k:], seed=seed)
-
-
-def function_values(family: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """MMAML's FiveFunctionsMetaDataset ranges: slopes and tanh/|x| scales U[-3, 3], centres and
-    biases U[-3, 3], quadratic curvature +-U[0.02, 0.15]."""
-    if family == "sinusoid":
-        return rng.uniform(0.1, 5.0) * np.sin(x - rng.uniform(0, np.pi))
-    if family == "linear":
-        return rng.uniform(-3, 3) * x + rng.uniform(-3, 3)
-    slope, center, bias = rng.uniform(-3, 3), rng.uniform(-3, 3), rng.uniform(-3, 3)
-    if family == "quadratic":
-        curvature = rng.uniform(0.02, 0.15) * rng.choice([-1.0, 1.0])
-        return curvature * (x - center) ** 2 + bias
-    if family == "l1norm":
-        return slope * np.abs(x - center) + bias
-    return slope * np.tanh(x - center) + bias
+TASK = ["task.name=multimodal", "task.modes=[sinusoid, linear, quadratic, tanh, abs]", "task.noise_std=0.3",
+        "task.shots=5", "task.query_shots=10"]
+KINDS = ("features", "gradient", "adapted", "gradient_per_layer", "fisher")
+"""The library's embeddings, then two candidates measured here only."""
+TEST_INNER_STEPS = 10
+FITTED = {"candidates": 50, "k": 5, "temperature": 0.2}
+"""`Learner.adapt`'s fitted warm start (distmeta.knowledge.warm_start's defaults, k = neighbours = 5)."""
+FITTED_VARIANTS = [(50, 1, 0.2), (50, 5, 0.05), (50, 5, 1.0), (50, 20, 0.2), (200, 5, 0.2)]
+"""(candidates, k, temperature) measured for the default embedding besides FITTED."""
 
 
 # ---------------------------------------------------------------- 1. identification and warm starts
@@ -103,10 +80,9 @@ def function_values(family: str, x: np.ndarray, rng: np.random.Generator) -> np.
 
 def train_learner(run_dir: Path, steps: int):
     config = load_config(ROOT / "benchmarks/configs/sinusoid_maml.yaml",
-                         [f"train.steps={steps}", f"train.run_dir={run_dir}", "algorithm.test_inner_steps=10"])
+                         [*TASK, f"train.steps={steps}", f"train.run_dir={run_dir}",
+                          f"algorithm.test_inner_steps={TEST_INNER_STEPS}"])
     experiment = build_experiment(config, check_data=False)
-    for split in SPLITS:  # the stand-in family in place of the config's sinusoid
-        experiment._distributions[split] = SimpleFunctionTasks(config.task.shots, config.task.query_shots)
     state = initial_state(experiment)
     started = time.perf_counter()
     while state.step < steps:
@@ -115,61 +91,148 @@ def train_learner(run_dir: Path, steps: int):
     return config, experiment, state, time.perf_counter() - started
 
 
+def candidate_vector(kind: str, algorithm, params, support_x, support_y) -> torch.Tensor:
+    """The raw vectors of the two embeddings measured here only."""
+    names = embedded_parameter_names(algorithm, params)
+    if kind == "gradient_per_layer":  # each parameter's gradient at unit length: no layer dominates
+        grads = parameter_gradients(algorithm, params, names, support_x, support_y)
+        return torch.cat([grad.reshape(-1) / grad.norm().clamp(min=1e-12) for grad in grads])
+    # task2vec (Achille et al. 2019): the diagonal empirical Fisher, each point's squared gradient, per unit
+    squares = [torch.zeros_like(params[name]) for name in names]
+    for point in range(len(support_x)):
+        grads = parameter_gradients(algorithm, params, names, support_x[point:point + 1], support_y[point:point + 1])
+        squares = [total + grad.square() for total, grad in zip(squares, grads)]
+    return torch.cat([(total / len(support_x)).reshape(len(total), -1).mean(dim=1) for total in squares])
+
+
+def parameter_gradients(algorithm, params, names, support_x, support_y) -> list[torch.Tensor]:
+    leaves = {name: value.detach().requires_grad_(True) for name, value in params.items()}
+    with torch.enable_grad():
+        state = algorithm.adapt(leaves, support_x, support_y, 0, differentiable=True)
+        loss = algorithm.loss(algorithm.predict(leaves, state, support_x), support_y)
+        return list(torch.autograd.grad(loss, [leaves[name] for name in names]))
+
+
+def embed(kind: str, algorithm, params, support_x, support_y, seed: int) -> torch.Tensor:
+    if kind in ("features", "gradient", "adapted"):
+        return task_embedding(EmbeddingSpec(kind, 64, seed), algorithm, params, support_x, support_y)
+    raw = candidate_vector(kind, algorithm, params, support_x, support_y).detach().float()
+    return raw @ projection(raw.numel(), 64, seed)
+
+
+def stored_support_losses(algorithm, params, header, records, support_x, support_y) -> torch.Tensor:
+    """The support loss of every stored model at once (vmap over the stored deltas: MAML's plain
+    forward pass); the same numbers as `support_loss_of` row by row (checked on the first task)."""
+    deltas = split_delta_rows(header, records.adapted_delta)
+    stacked = {name: params[name].unsqueeze(0) + deltas[name] for name in header.adapted_names}
+
+    def loss(model_params):
+        return algorithm.loss(functional_call(algorithm.model, model_params, (support_x,)), support_y)
+
+    with torch.no_grad():
+        return vmap(loss)(stacked).double()
+
+
+def split_delta_rows(header, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    parts, start = {}, 0
+    for name, shape in zip(header.adapted_names, header.adapted_shapes):
+        size = int(np.prod(shape))
+        parts[name] = rows[:, start:start + size].float().reshape(len(rows), *shape)
+        start += size
+    return parts
+
+
 def identification_and_warm_start(args, run_dir: Path) -> dict:
     config, experiment, state, train_s = train_learner(run_dir, args.steps)
-    algorithm, params, tasks = experiment.algorithm, state.meta_params, experiment.tasks("train")
+    algorithm, params = experiment.algorithm, state.meta_params
+    store_tasks, test_tasks = experiment.tasks("train"), experiment.tasks("test")
     test_seeds = [task_seed(config.seed, "test", 0, i) for i in range(args.tasks)]
-    test_tasks = [tasks.sample(1, seed) for seed in test_seeds]
-    test_families = [tasks.task_family(seed) for seed in test_seeds]
+    tests = [[t[0] for t in test_tasks.sample(1, seed).tensors()] for seed in test_seeds]
+    test_families = [test_tasks.task_family(seed) for seed in test_seeds]
     result = {"train_seconds": round(train_s, 1), "meta_steps": state.step, "stored_tasks": args.stored,
-              "held_out_tasks": args.tasks, "store_steps": args.store_steps, "test_inner_steps": 10,
-              "embeddings": {}}
-    spec = EmbeddingSpec("features", 64, config.seed)
+              "held_out_tasks": args.tasks, "store_steps": args.store_steps, "test_inner_steps": TEST_INNER_STEPS,
+              "fitted_warm_start": FITTED, "chance": 1 / len(config.task.modes), "embeddings": {}}
     started = time.perf_counter()
-    records = build_records(algorithm, params, tasks, run_seed=config.seed, split="train",
-                            indices=range(args.stored), inner_steps=10, store_steps=args.store_steps, spec=spec)
+    result["bayes_top1_family"] = mean_ci(bayes_hits(test_tasks, test_seeds))
+    result["bayes_seconds"] = round(time.perf_counter() - started, 1)
+    print("bayes", result["bayes_top1_family"], flush=True)
+    spec = EmbeddingSpec(DEFAULT_KIND, 64, config.seed)
+    started = time.perf_counter()
+    records = build_records(algorithm, params, store_tasks, run_seed=config.seed, split="train",
+                            indices=range(args.stored), inner_steps=TEST_INNER_STEPS, store_steps=args.store_steps,
+                            spec=spec)
     result["build_seconds"] = round(time.perf_counter() - started, 1)
     header = build_header(algorithm, params, run=run_dir.name, config_hash=config_hash(config), step=state.step,
-                          spec=spec, inner_steps=10, store_steps=args.store_steps)
+                          spec=spec, inner_steps=TEST_INNER_STEPS, store_steps=args.store_steps)
     KnowledgeStore(run_dir).append(header, records)  # the default kind, as `distmeta kb build` stores it
-    for kind in ("features", "gradient"):
-        kind_spec = EmbeddingSpec(kind, 64, config.seed)
-        if kind != "features":  # the same stored tasks and adaptations, embedded the other way
-            embeddings = [task_embedding(kind_spec, algorithm, params, *first_support(tasks, seed))
-                          for seed in records.task_seed]
-            records = replace(records, embedding=torch.stack(embeddings))
-            header = replace(header, embedding_kind=kind)
-        bases = {metric: KnowledgeBase(header, records, metric) for metric in ("euclidean", "cosine")}
-        result["embeddings"][kind] = evaluate_kind(algorithm, params, bases, test_tasks, test_families, kind_spec)
-        print(kind, json.dumps(result["embeddings"][kind]), flush=True)
+    losses = [stored_support_losses(algorithm, params, header, records, sx, sy) for sx, sy, _, _ in tests]
+    check = support_loss_of(algorithm, params, tests[0][0], tests[0][1])
+    for row in range(3):
+        assert abs(check(split_delta(header, records.adapted_delta[row])) - float(losses[0][row])) < 1e-4
+    families = np.array(records.family)
+    result["best_fit_top1_family"] = mean_ci([families[int(torch.nan_to_num(loss, nan=torch.inf).argmin())] == family
+                                              for loss, family in zip(losses, test_families)])
+    plain = [query_mse(algorithm, params, *task) for task in tests]
+    result["mse_1_step_plain"] = mean_ci(plain)
+    base_all = KnowledgeBase(header, records)  # every stored task a candidate: the embedding does not matter
+    result["fitted_all_stored_k5"] = warm_summary(plain, [
+        query_mse(algorithm, warm_params(params, fitted(base_all, records.embedding[0], loss, 5, len(records),
+                                                        FITTED["temperature"])), *task)
+        for task, loss in zip(tests, losses)])
+    print("references", json.dumps({key: result[key] for key in ("best_fit_top1_family", "mse_1_step_plain",
+                                                                  "fitted_all_stored_k5")}), flush=True)
+    store_supports = [[t[0] for t in store_tasks.sample(1, seed).tensors()][:2] for seed in records.task_seed]
+    for kind in KINDS:
+        started = time.perf_counter()
+        stored = torch.stack([embed(kind, algorithm, params, sx, sy, config.seed) for sx, sy in store_supports])
+        queries = [embed(kind, algorithm, params, sx, sy, config.seed) for sx, sy, _, _ in tests]
+        kind_records = records.select(list(range(len(records))))
+        kind_records.embedding = stored
+        summary = evaluate_kind(algorithm, params, header, kind_records, tests, test_families, queries, losses, plain,
+                                variants=kind == DEFAULT_KIND)
+        summary["seconds"] = round(time.perf_counter() - started, 1)
+        result["embeddings"][kind] = summary
+        print(kind, json.dumps(summary), flush=True)
     return result
 
 
-def first_support(tasks, seed):
-    task = tasks.sample(1, seed)
-    return task.support_x[0], task.support_y[0]
-
-
-def evaluate_kind(algorithm, params, bases, test_tasks, test_families, spec) -> dict:
-    hits = {metric: [] for metric in bases}
-    plain, warm = [], {(metric, k): [] for metric in bases for k in WARM_START_NEIGHBOURS}
-    for task, family in zip(test_tasks, test_families):
-        sx, sy, qx, qy = (t[0] for t in task.tensors())
-        embedding = task_embedding(spec, algorithm, params, sx, sy)
-        plain.append(query_mse(algorithm, params, sx, sy, qx, qy))
-        for metric, base in bases.items():
-            hits[metric].append(base.nearest(embedding, 1)[0].family == family)
-            for k in WARM_START_NEIGHBOURS:
-                delta = base.warm_start_delta(embedding, k)
-                start = {**params, **{name: params[name] + value for name, value in delta.items()}}
-                warm[(metric, k)].append(query_mse(algorithm, start, sx, sy, qx, qy))
-    summary = {f"top1_family_{metric}": mean_ci(values) for metric, values in hits.items()}
-    summary["chance"] = 1 / len(FAMILIES)
-    summary["mse_1_step_plain"] = mean_ci(plain)
-    for (metric, k), values in warm.items():
-        summary[f"mse_1_step_warm_start_{metric}_k{k}"] = mean_ci(values)
-        summary[f"mse_reduction_{metric}_k{k}"] = round(1 - float(np.mean(values)) / float(np.mean(plain)), 4)
+def evaluate_kind(algorithm, params, header, records, tests, test_families, queries, losses, plain,
+                  variants: bool) -> dict:
+    bases = {metric: KnowledgeBase(header, records, metric) for metric in ("euclidean", "cosine")}
+    families = np.array(records.family)
+    summary = {}
+    for metric, base in bases.items():
+        summary[f"top1_family_{metric}"] = mean_ci([base.nearest(query, 1)[0].family == family
+                                                    for query, family in zip(queries, test_families)])
+    votes = []
+    for query, family in zip(queries, test_families):
+        nearest = list(families[bases["euclidean"].index.search(query, 10).indices[0].numpy()])
+        votes.append(max(set(nearest), key=nearest.count) == family)
+    summary["vote10_family_euclidean"] = mean_ci(votes)
+    base = bases["euclidean"]
+    summary["warm_inverse_distance_k5"] = warm_summary(plain, [
+        query_mse(algorithm, warm_params(params, base.warm_start_delta(query, 5)), *task)
+        for query, task in zip(queries, tests)])
+    settings = [(FITTED["candidates"], FITTED["k"], FITTED["temperature"])] + (FITTED_VARIANTS if variants else [])
+    for candidates, k, temperature in settings:
+        summary[f"warm_fitted_c{candidates}_k{k}_t{temperature}"] = warm_summary(plain, [
+            query_mse(algorithm, warm_params(params, fitted(base, query, loss, k, candidates, temperature)), *task)
+            for query, task, loss in zip(queries, tests, losses)])
     return summary
+
+
+def fitted(base: KnowledgeBase, query, losses: torch.Tensor, k: int, candidates: int, temperature: float):
+    """`KnowledgeBase.fitted_warm_start_delta`, with every stored model's support loss computed at once."""
+    rows = base.index.search(query, candidates).indices[0]
+    return base.fitted_delta(rows, losses[rows], k, temperature)
+
+
+def warm_params(params, delta: dict[str, torch.Tensor]):
+    return {**params, **{name: params[name] + value for name, value in delta.items()}}
+
+
+def warm_summary(plain: list[float], warm: list[float]) -> dict:
+    return {**mean_ci(warm), "change": round(float(np.mean(warm)) / float(np.mean(plain)) - 1, 4)}
 
 
 def query_mse(algorithm, start, sx, sy, qx, qy) -> float:
@@ -280,7 +343,7 @@ def optional_faiss():
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=6000)
-    parser.add_argument("--stored", type=int, default=2000)
+    parser.add_argument("--stored", type=int, default=1000)
     parser.add_argument("--store-steps", type=int, default=100)
     parser.add_argument("--tasks", type=int, default=600)
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -294,8 +357,7 @@ def main() -> int:
     output = {"command": "python benchmarks/knowledge_base.py " + " ".join(sys.argv[1:]),
               "machine": {"platform": platform.platform(), "processor": platform.processor(),
                           "torch": torch.__version__, "threads": torch.get_num_threads()},
-              "stand_in": "MMAML's 5 simple function families (sinusoid, linear, quadratic, l1norm, tanh), "
-                          "noise 0.3, 5-shot: the multimodal family of the task-conditioned issue is not on main"}
+              "task": TASK}
     output["identification_and_warm_start"] = identification_and_warm_start(args, args.run_dir)
     if not args.skip_latency:
         output["lookup"] = lookup_latency(args)

@@ -34,6 +34,7 @@ from distmeta.errors import DistmetaError, InputError
 from distmeta.experiment import Experiment, build_experiment
 from distmeta.inputs import class_labels, inner_steps, model_inputs, regression_targets
 from distmeta.knowledge import EmbeddingSpec, KnowledgeBase, SimilarTask, task_embedding
+from distmeta.knowledge.warm_start import DEFAULT_CANDIDATES, support_loss_of
 from distmeta.models import build_model
 from distmeta.storage import Location, as_path, location
 from distmeta.tasks.drawings import drawing_pixels, open_drawing, to_model_input
@@ -126,9 +127,10 @@ class Learner:
 
         `support_x`: a (N, *example_shape) batch; an image learner also takes drawings
         (see `preprocess`). `support_y`: N labels (any values), or N regression targets.
-        `warm_start="knowledge"` starts from the meta-parameters plus the similarity-weighted
-        mean of what adaptation learned on the `neighbours` nearest tasks of the run's knowledge
-        base (`distmeta kb build`), rather than from the plain meta-parameters."""
+        `warm_start="knowledge"` starts from the meta-parameters plus the weighted mean of what
+        adaptation learned on stored tasks of the run's knowledge base (`distmeta kb build`): of
+        the tasks nearest by embedding, the `neighbours` whose stored models fit this support set
+        best, weighted by that fit (`KnowledgeBase.fitted_warm_start_delta`)."""
         steps = self.algorithm.test_inner_steps if steps is None else inner_steps(steps)
         x = self.inputs(support_x, "support_x")
         if not self.config.is_classification:
@@ -161,6 +163,28 @@ class Learner:
                                                  self.knowledge_metric)
         return self._knowledge
 
+    def stored_fit(self, support_x, support_y, candidates: int = DEFAULT_CANDIDATES) -> tuple[SimilarTask, float]:
+        """The stored task whose stored model fits this support set best (of the embedding's
+        `candidates` nearest), and that loss: how well this learner's experience covers the task
+        (`distmeta.route` compares it across learners)."""
+        x = self.inputs(support_x, "support_x")
+        if self.config.is_classification:
+            y = class_labels(support_y, "support_y", len(x))[1].to(self.device)
+        else:
+            y = regression_targets(support_y, "support_y", len(x), self.experiment.output_size, self.device)
+        return self.knowledge.best_fit(self._embedding(self.algorithm, self.meta_params, x, y),
+                                       support_loss_of(self.algorithm, self.meta_params, x, y), candidates)
+
+    def serve_knowledge(self, **actor_options) -> None:
+        """Answer this learner's knowledge-base searches from a Ray actor holding the index
+        (`distmeta.runtime.knowledge.serve_index`, on the Ray cluster already initialised), which
+        other clients may share (`self.knowledge.index.actor`). The same neighbours as in process."""
+        from distmeta.runtime.knowledge import serve_index  # Ray only for a learner that asks for it
+
+        base = self.knowledge
+        served = serve_index(base.records.embedding, base.metric, **actor_options)
+        self._knowledge = KnowledgeBase(base.header, base.records, base.metric, base.source, index=served)
+
     def _embedding(self, algorithm, params: Params, x, y) -> torch.Tensor:
         header = self.knowledge.header
         spec = EmbeddingSpec(header.embedding_kind, header.embedding_size, header.projection_seed)
@@ -172,11 +196,13 @@ class Learner:
             return params
         if warm_start != "knowledge":
             raise InputError("warm_start", "None or 'knowledge'", repr(warm_start))
-        delta = self.knowledge.warm_start_delta(self._embedding(algorithm, params, x, y), neighbours)
-        for name, value in delta.items():
-            if value.shape != params[name].shape:
-                raise DistmetaError(f"warm_start: the knowledge base's {name} has shape {tuple(value.shape)}, "
+        header = self.knowledge.header
+        for name, shape in zip(header.adapted_names, header.adapted_shapes):
+            if tuple(shape) != tuple(params[name].shape):
+                raise DistmetaError(f"warm_start: the knowledge base's {name} has shape {tuple(shape)}, "
                                     f"this task's {tuple(params[name].shape)} (another number of ways?)")
+        delta = self.knowledge.fitted_warm_start_delta(self._embedding(algorithm, params, x, y),
+                                                       support_loss_of(algorithm, params, x, y), neighbours)
         return {**params, **{name: params[name] + value.to(params[name]) for name, value in delta.items()}}
 
     def _adapt(self, algorithm, params: Params, x, y, steps: int) -> Params:

@@ -188,7 +188,7 @@ def add_kb_command(commands) -> None:
     build.add_argument("--tasks", type=int, required=True, help="number of tasks to store")
     build.add_argument("--split", default="train", choices=["train", "val", "test"],
                        help="which tasks (default train: the tasks the learner was meta-trained on)")
-    build.add_argument("--embedding", default=None, choices=["features", "gradient"],
+    build.add_argument("--embedding", default=None, choices=["features", "gradient", "adapted"],
                        help="task embedding (default features, or the kind the store already holds)")
     build.add_argument("--size", type=int, default=None, help="embedding size after projection (default 64)")
     build.add_argument("--inner-steps", type=int, help="adaptation steps (default algorithm.test_inner_steps)")

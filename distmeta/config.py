@@ -204,6 +204,13 @@ class TrainConfig:
     deterministic: bool = False
     """Bit-identical reruns on a GPU too: TF32 off, deterministic cuDNN and torch algorithms
     (slower; an op without a deterministic implementation stops the run, named)."""
+    knowledge_every: int = 0
+    """Steps between samples of the step's tasks written to the run's knowledge base (0: none;
+    `distmeta kb build` fills it after training either way)."""
+    knowledge_tasks: int = 2
+    """Tasks of each sampled step recorded: the meta-batch's first ones, on whichever worker they ran."""
+    knowledge_store_steps: int = 100
+    """Steps of each recorded task's stored adaptation (on the whole task), as `kb build --store-steps`."""
     run_dir: str = ""
     """Where metrics, checkpoints and the summary go ("": runs/<task>-<algorithm>-<time>).
     Training again with the same run_dir resumes from its latest checkpoint."""
@@ -290,7 +297,8 @@ def save_config(config: Config, path: str | Path | Location) -> None:
 # may be resumed with other values (e.g. more steps, or on a GPU).
 NOT_HASHED = ("train.run_dir", "train.steps", "train.log_every", "train.val_every", "train.val_tasks",
               "train.checkpoint_every", "train.vectorize", "train.compile", "train.device", "train.vmap_chunk_size",
-              "train.deterministic", "algorithm.learned_optimizer.eval_tasks",
+              "train.deterministic", "train.knowledge_every", "train.knowledge_tasks", "train.knowledge_store_steps",
+              "algorithm.learned_optimizer.eval_tasks",
               "algorithm.learned_optimizer.eval_steps", "algorithm.learned_optimizer.tuning_tasks")
 
 
@@ -465,6 +473,13 @@ def validate(config: Config) -> None:
     _check_positive("train.val_tasks", config.train.val_tasks)
     _check_non_negative("train.checkpoint_every", config.train.checkpoint_every)
     _check_non_negative("train.vmap_chunk_size", config.train.vmap_chunk_size)
+    _check_non_negative("train.knowledge_every", config.train.knowledge_every)
+    _check_positive("train.knowledge_tasks", config.train.knowledge_tasks)
+    _check_non_negative("train.knowledge_store_steps", config.train.knowledge_store_steps)
+    if config.train.knowledge_tasks > config.train.meta_batch_size:
+        raise ConfigError("train.knowledge_tasks", f"records the first tasks of each sampled meta-batch: at most "
+                                                   f"train.meta_batch_size ({config.train.meta_batch_size}), got "
+                                                   f"{config.train.knowledge_tasks}")
     _check_positive("eval.tasks", config.eval.tasks)
     _check_positive("eval.batch_size", config.eval.batch_size)
     _check_omniglot(config)

@@ -17,6 +17,7 @@ Pure torch: no Ray, no application config.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -56,22 +57,43 @@ def build_records(algorithm: MetaAlgorithm, meta_params: Params, distribution: T
     """Adapt to tasks `indices` of the build stream of `split`; one row each: its embedding (support set
     alone), the delta of `store_steps` steps on the whole task, query loss and score before and after
     `inner_steps` steps on the support set."""
-    names, _ = adapted_layout(algorithm, meta_params)
     device = next(iter(meta_params.values())).device
     family_of = family_of or getattr(distribution, "task_family", None)
-    rows: dict[str, list] = {"index": [], "seed": [], "family": [], "embedding": [], "delta": []}
-    metrics: dict[str, list] = {name: [] for name in METRIC_COLUMNS}
+    tasks = []
     for index in indices:
         seed = task_seed(run_seed, split, BUILD_STREAM, index)
         support_x, support_y, query_x, query_y = distribution.sample(1, seed).to(device).tensors()
-        support_x, support_y, query_x, query_y = support_x[0], support_y[0], query_x[0], query_y[0]
-        rows["index"].append(index)
-        rows["seed"].append(seed)
-        rows["family"].append(family_of(seed) if family_of else None)
-        rows["embedding"].append(task_embedding(spec, algorithm, meta_params, support_x, support_y))
+        tasks.append(StoredTask(index, seed, family_of(seed) if family_of else None,
+                                support_x[0], support_y[0], query_x[0], query_y[0]))
+    return records_of_tasks(algorithm, meta_params, tasks, split=split, inner_steps=inner_steps, spec=spec,
+                            store_steps=store_steps)
+
+
+@dataclass(frozen=True)
+class StoredTask:
+    """One task to record: where it came from and its data (no task dimension)."""
+
+    index: int
+    seed: int
+    family: str | None
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+
+
+def records_of_tasks(algorithm: MetaAlgorithm, meta_params: Params, tasks: list[StoredTask], *, split: str,
+                     inner_steps: int, spec: EmbeddingSpec, store_steps: int = DEFAULT_STORE_STEPS) -> TaskRecords:
+    """One row per task: its embedding, its whole-task delta, its query loss and score before and after."""
+    names, _ = adapted_layout(algorithm, meta_params)
+    embeddings, deltas = [], []
+    metrics: dict[str, list] = {name: [] for name in METRIC_COLUMNS}
+    for task in tasks:
+        support_x, support_y, query_x, query_y = task.support_x, task.support_y, task.query_x, task.query_y
+        embeddings.append(task_embedding(spec, algorithm, meta_params, support_x, support_y))
         adapted = algorithm.adapt(meta_params, support_x, support_y, inner_steps, differentiable=False)
-        rows["delta"].append(whole_task_delta(algorithm, meta_params, names, store_steps,
-                                              torch.cat([support_x, query_x]), torch.cat([support_y, query_y])))
+        deltas.append(whole_task_delta(algorithm, meta_params, names, store_steps,
+                                       torch.cat([support_x, query_x]), torch.cat([support_y, query_y])))
         with torch.no_grad():
             for when, state in (("before", algorithm.adapt(meta_params, support_x, support_y, 0, False)),
                                 ("after", adapted)):
@@ -79,10 +101,10 @@ def build_records(algorithm: MetaAlgorithm, meta_params: Params, distribution: T
                 metrics[f"loss_{when}"].append(float(algorithm.loss(outputs, query_y)))
                 metrics[f"score_{when}"].append(float(algorithm.score(outputs, query_y)))
     return TaskRecords(
-        task_index=rows["index"], task_seed=rows["seed"], split=[split] * len(rows["index"]),
-        family=rows["family"],
-        embedding=torch.stack(rows["embedding"]) if rows["embedding"] else torch.zeros(0, spec.size),
-        adapted_delta=torch.stack(rows["delta"]) if rows["delta"] else torch.zeros(0, 0, dtype=torch.float16),
+        task_index=[task.index for task in tasks], task_seed=[task.seed for task in tasks],
+        split=[split] * len(tasks), family=[task.family for task in tasks],
+        embedding=torch.stack(embeddings) if embeddings else torch.zeros(0, spec.size),
+        adapted_delta=torch.stack(deltas) if deltas else torch.zeros(0, 0, dtype=torch.float16),
         metrics={name: torch.tensor(values, dtype=torch.float64) for name, values in metrics.items()},
     )
 

@@ -8,6 +8,7 @@ its share of the tasks and one all-reduce between the two halves.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -30,6 +31,7 @@ from distmeta.experiment import Experiment, build_experiment
 from distmeta.storage import Location, as_path, location
 from distmeta.tasks import TaskBatch, sample_tasks
 from distmeta.training.checkpoint import check_resumable, newest_readable_checkpoint, save_checkpoint
+from distmeta.training.knowledge_sample import record_step_sample
 from distmeta.training.progress import ProgressLog, format_duration, summary_table
 
 if TYPE_CHECKING:  # a distributed worker's; the loop itself needs no collective
@@ -119,13 +121,17 @@ class StepMetrics:
     tasks: int
 
 
-def meta_step(experiment: Experiment, state: TrainState) -> StepMetrics:
-    """Sample, differentiate, check and apply one meta-step (all tasks in this process)."""
+def meta_step(experiment: Experiment, state: TrainState, run_dir: Path | Location | None = None) -> StepMetrics:
+    """Sample, differentiate, check and apply one meta-step (all tasks in this process); with
+    `run_dir`, record the step's sample of tasks in its knowledge base (train.knowledge_every)."""
     batch = meta_batch(experiment, state.step)
     result = compute_meta_gradient(experiment, state.meta_params, batch)
     meta_loss = result.losses.mean()
     check_finite(state.step, batch.seed, meta_loss, flat(result.grad_sum, meta_loss))
     apply_meta_gradient(state, experiment.config.train, result.grad_sum, result.num_tasks)
+    if run_dir is not None:
+        record_step_sample(experiment, state.meta_params, state.step, batch,
+                           range(experiment.config.train.meta_batch_size), run_dir, "train")
     return StepMetrics(meta_loss.item(), result.scores.mean().item(), result.num_tasks)
 
 
@@ -166,7 +172,8 @@ def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResul
     started = time.perf_counter()
     start_step = state.step
     progress = ProgressLog(run_dir, config.train.steps, config.metric, print_fn)
-    train_loop(experiment, state, progress, meta_step, _save_to_run_dir(experiment, run_dir))
+    train_loop(experiment, state, progress, functools.partial(meta_step, run_dir=run_dir),
+               _save_to_run_dir(experiment, run_dir))
     wall = time.perf_counter() - started
     test = evaluate(experiment, state.meta_params, "test") if final_eval else None
     summary = run_summary(config, state.step, state.step - start_step, wall, [str(experiment.device)],
