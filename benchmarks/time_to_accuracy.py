@@ -64,8 +64,8 @@ METHODS = {
         "why": "no inner loop: a step is one forward and backward pass; meta-batch 8 of 5-way episodes is 40 "
                "classes an update, close to Snell et al.'s 60-way training episodes, at half the suite's "
                "meta-batch of 16 (the loop takes tasks one after another, so a step's time is proportional to "
-               "its tasks: twice the updates a minute); a validation (200 tasks, no adaptation) costs ~2 s, so "
-               "every 50 steps",
+               "its tasks: twice the updates a minute); a validation (200 tasks, no adaptation) takes a few "
+               "seconds, so every 50 steps",
     },
     "fomaml": {
         "label": "first-order MAML",
