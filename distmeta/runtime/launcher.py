@@ -217,7 +217,9 @@ def init_ray(request: ClusterRequest) -> None:
     # The dashboard serves Ray's state API, which Ray Train's PlacementGroupCleaner needs to
     # notice a controller that ended without cleaning up (a trial that ASHA stopped): without
     # it that trial's CPUs stay reserved and later trials wait for them for ever.
-    ray.init(num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
+    # address="local": a cluster of its own, even where `ray start` left one running on this machine
+    # (which a bare ray.init() would join, refusing num_cpus)
+    ray.init(address="local", num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
 
 
 def build_trainer(config: Config, request: ClusterRequest, storage: Path, run_dir: Path, errors: ActorHandle,
