@@ -32,7 +32,7 @@ def generate(results: Path) -> str:
         return "\n".join([*lines, f"{NOT_RUN}: `{COMMAND}`", END])
     target = data["results"][0]["target"] if data["results"] else 0.95
     lines += [f"Wall time of `distmeta train` until the validation accuracy on held-out alphabets first reaches "
-              f"{100 * target:g}%, Omniglot 5-way 1-shot, by `{data['command']}` (`{FILE}`; "
+              f"{100 * target:g}%, Omniglot 5-way 1-shot, by {_commands(data)} (`{FILE}`; "
               f"{machine_text(data['machine'])}{_niceness(data)}). Split: {data['split']}. "
               "Each run validates on 200 tasks every `train.val_every` steps (mean +- 95% interval) and stops "
               "at the first crossing (`train.stop_at_accuracy`) or at the cap (`train.time_limit_minutes`); the "
@@ -51,13 +51,20 @@ def generate(results: Path) -> str:
                 continue
             lines.append(_row(row))
     lines += ["", _target_line(data["results"], target) + _scale_line(results), "",
-              "Settings, each method's fastest found on this CPU (each row's exact `distmeta train` and "
-              "`distmeta eval` commands are in the JSON): " + data["shared_choices"] + ".", ""]
+              "Settings, chosen for speed from the accuracy suite's measured ones (not searched; each row's "
+              "exact `distmeta train` and `distmeta eval` commands are in the JSON): "
+              + data["shared_choices"] + ".", ""]
     lines += [f"- {_settings(method, rows)}" for method in METHODS]
     lines += ["", "2 workers share each meta-batch and take the steps 1 worker takes (the same tasks, the same "
                   "parameters to float rounding), so only the time differs; on this shared 2-core machine the times "
                   "are inflated by the other work on it (load average in the table).", END]
     return "\n".join(lines)
+
+
+def _commands(data: dict) -> str:
+    """The benchmark's command lines that made the rows, in order (one, unless rows were rerun apart)."""
+    commands = dict.fromkeys(row.get("benchmark_command", data["command"]) for row in data["results"])
+    return " and ".join(f"`{command}`" for command in commands or [data["command"]])
 
 
 def _niceness(data: dict) -> str:

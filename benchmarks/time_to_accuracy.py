@@ -54,8 +54,8 @@ TEST_TASKS = 600
 COMMON = ["train.steps=1000000", "train.meta_lr_schedule=constant", "train.checkpoint_every=0",
           "train.log_every=10", "train.val_tasks=200", "train.compile=off", "train.vectorize=auto"]
 
-# The fastest settings found for each method on this CPU, and why (see the module docstring of
-# each algorithm and benchmarks/suites/accuracy.yaml for the settings they start from).
+# The settings of each method, chosen for speed from the accuracy suite's measured ones (not
+# searched), and why (benchmarks/suites/accuracy.yaml has the settings they start from).
 METHODS = {
     "protonet": {
         "label": "ProtoNets",
@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         for workers in args.workers:
             print(f"== {METHODS[method]['label']}, {workers} worker(s): up to {args.cap_minutes:g} min of training "
                   f"to {100 * args.target:g}% validation accuracy", flush=True)
-            rows.append(run_configuration(method, workers, args.target, args.cap_minutes))
+            rows.append({**run_configuration(method, workers, args.target, args.cap_minutes),
+                         "benchmark_command": command})
             data = write_results(args.json, rows, command)  # after each: an interrupted run keeps what it did
             print(table(rows), flush=True)
     print(f"\nwrote {args.json}; all configurations recorded so far:")
