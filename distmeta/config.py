@@ -189,6 +189,12 @@ class TrainConfig:
     """Steps between validations on held-out tasks (0: only at the end)."""
     val_tasks: int = 100
     """Tasks per validation."""
+    stop_at_accuracy: float = 0.0
+    """Stop at the first validation whose mean accuracy reaches this (0: off; classification only):
+    time to an accuracy, with the checkpoint of the crossing as the run's last."""
+    time_limit_minutes: float = 0.0
+    """Stop at the first log interval after this many minutes of the training loop (validations
+    included, start-up not), validating and checkpointing there (0: no limit)."""
     checkpoint_every: int = 2000
     """Steps between checkpoints (0: only at the end)."""
     vectorize: str = "auto"
@@ -296,6 +302,7 @@ def save_config(config: Config, path: str | Path | Location) -> None:
 # Fields that change how a run is carried out or watched, not what it learns: a run
 # may be resumed with other values (e.g. more steps, or on a GPU).
 NOT_HASHED = ("train.run_dir", "train.steps", "train.log_every", "train.val_every", "train.val_tasks",
+              "train.stop_at_accuracy", "train.time_limit_minutes",
               "train.checkpoint_every", "train.vectorize", "train.compile", "train.device", "train.vmap_chunk_size",
               "train.deterministic", "train.knowledge_every", "train.knowledge_tasks", "train.knowledge_store_steps",
               "algorithm.learned_optimizer.eval_tasks",
@@ -480,11 +487,28 @@ def validate(config: Config) -> None:
         raise ConfigError("train.knowledge_tasks", f"records the first tasks of each sampled meta-batch: at most "
                                                    f"train.meta_batch_size ({config.train.meta_batch_size}), got "
                                                    f"{config.train.knowledge_tasks}")
+    _check_stop_rules(config)
     _check_positive("eval.tasks", config.eval.tasks)
     _check_positive("eval.batch_size", config.eval.batch_size)
     _check_omniglot(config)
     _check_multimodal(config)
     _check_combinations(config)
+
+
+def _check_stop_rules(config: Config) -> None:
+    train = config.train
+    if not (0.0 <= train.stop_at_accuracy <= 1.0):
+        raise ConfigError("train.stop_at_accuracy", f"must be between 0 and 1 (0: off), got {train.stop_at_accuracy}")
+    if train.stop_at_accuracy and not config.is_classification:
+        raise ConfigError("train.stop_at_accuracy", f"needs a classification task; {config.task.name} is scored by "
+                                                    f"{config.metric}")
+    if train.stop_at_accuracy and not train.val_every:
+        raise ConfigError("train.stop_at_accuracy", "needs validations during training: set train.val_every")
+    if not (train.time_limit_minutes >= 0) or not math.isfinite(train.time_limit_minutes):
+        raise ConfigError("train.time_limit_minutes", f"must be zero (no limit) or more, got "
+                                                      f"{train.time_limit_minutes}")
+    if train.time_limit_minutes and config.learns_update_rule:
+        raise ConfigError("train.time_limit_minutes", "learned optimiser runs do not take a time limit yet")
 
 
 def _check_omniglot(config: Config) -> None:

@@ -200,7 +200,8 @@ def train_worker(loop_config: dict) -> None:
                 if payload is not None:
                     progress.record({"event": "resumed", "from_step": payload["step"]})
         train_loop(experiment, state, progress, distributed_meta_step(rank, world_size, failure, run_dir),
-                   report_checkpoint(experiment, rank, failure, run_dir), leader_failure=failure)
+                   report_checkpoint(experiment, rank, failure, run_dir), leader_failure=failure,
+                   leader_decision=from_rank_zero)
         failure.agree()  # what rank 0 did after the last checkpoint
         if loop_config.get("final_eval"):
             test = final_meta_test(experiment, state, rank, world_size)

@@ -120,8 +120,9 @@ def format_line(record: dict, total_steps: int, metric: str) -> str:
     if f"val_{metric}" in record:
         line += f" | val {metric} {score(record[f'val_{metric}'])}"
     eta = record.get("eta_s")
-    return line + (f" | {record['tasks_per_s']:,.0f} {record.get('rate_unit', 'tasks')}/s | "
-                   f"ETA {format_duration(eta) if eta is not None else '?'}")
+    line += (f" | {record['tasks_per_s']:,.0f} {record.get('rate_unit', 'tasks')}/s | "
+             f"ETA {format_duration(eta) if eta is not None else '?'}")
+    return line + (f" | stopping: {record['stopped']}" if "stopped" in record else "")
 
 
 def summary_table(rows: list[tuple[str, str]]) -> str:

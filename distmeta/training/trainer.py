@@ -33,6 +33,7 @@ from distmeta.tasks import TaskBatch, sample_tasks
 from distmeta.training.checkpoint import check_resumable, newest_readable_checkpoint, save_checkpoint
 from distmeta.training.knowledge_sample import record_step_sample
 from distmeta.training.progress import ProgressLog, format_duration, summary_table
+from distmeta.training.stopping import StopRules
 
 if TYPE_CHECKING:  # a distributed worker's; the loop itself needs no collective
     from distmeta.runtime.agreement import RankFailure
@@ -193,41 +194,66 @@ def _checkpoint_to_resume(run_dir: Location, config: Config, print_fn) -> dict |
     return checkpoint
 
 
+def same_on_every_rank(decision: bool) -> bool:
+    """One process: the leader's decision is every rank's."""
+    return decision
+
+
 def train_loop(experiment: Experiment, state: TrainState, progress: ProgressLog | None,
                step_fn: Callable[[Experiment, TrainState], StepMetrics] = meta_step,
                checkpoint_fn: Callable[[TrainState], None] | None = None,
-               leader_failure: RankFailure | None = None) -> None:
-    """Meta-steps until `train.steps`, with logs, validation and checkpoints at their intervals.
+               leader_failure: RankFailure | None = None,
+               leader_decision: Callable[[bool], bool] = same_on_every_rank) -> None:
+    """Meta-steps until `train.steps` (or an early stop), with logs, validation and checkpoints
+    at their intervals.
 
     A Ray worker runs this too, with its own `step_fn` (its share of the tasks and
     an all-reduce) and `checkpoint_fn` (called on every rank, as Ray's report must
     be); only the leader, the one given `progress`, validates and logs. A user error
     in that work is kept in `leader_failure` when given, for the ranks to agree on at
     their next collective (see `runtime.agreement`), rather than raised at once.
+    With stop rules set (`training.stopping`), the leader decides at each log interval
+    whether to stop, and `leader_decision` gives its decision to every rank (a broadcast
+    on Ray), so that all of them checkpoint and stop after the same step.
     """
     train = experiment.config.train
     start_step = state.step
     experiment.meta_gradient.plan(train.steps - state.step)
+    stopping = StopRules(train)
     window: list[StepMetrics] = []
     while state.step < train.steps:
         window.append(step_fn(experiment, state))
         step, last = state.step, state.step == train.steps
+        scheduled_validation = bool(train.val_every and step % train.val_every == 0) or last
+        log_point = scheduled_validation or step % train.log_every == 0
+        stop = False
         leader_work = leader_failure.catching() if leader_failure is not None else nullcontext()
         with leader_work:
             if progress is not None:
                 progress.count_tasks(window[-1].tasks)
-                validate = (train.val_every and step % train.val_every == 0) or last
-                if validate or step % train.log_every == 0:
-                    val = (evaluate(experiment, state.meta_params, "val", train.val_tasks).to_dict() if validate
-                           else None)
-                    # task-conditioned algorithms: the spread of what they generate, so that collapse shows
-                    extra = validation_conditioning(experiment, state.meta_params, train.val_tasks) if validate else {}
+                out_of_time = log_point and stopping.out_of_time()
+                validate = scheduled_validation or out_of_time  # a run that stops ends validated
+                if log_point:
+                    val, extra = None, dict[str, float | str]()
+                    if validate:
+                        val = evaluate(experiment, state.meta_params, "val", train.val_tasks).to_dict()
+                        # task-conditioned algorithms: the spread of what they generate, so that collapse shows
+                        extra.update(validation_conditioning(experiment, state.meta_params, train.val_tasks))
+                    reason = stopping.reason(val, out_of_time)
+                    if reason is not None:
+                        extra = {**extra, "stopped": reason}
                     loss = sum(m.meta_loss for m in window) / len(window)
                     score = sum(m.score for m in window) / len(window)
                     state.history.append(progress.log_interval(step, start_step, loss, score, val, extra))
                     window = []
-        if checkpoint_fn is not None and ((train.checkpoint_every and step % train.checkpoint_every == 0) or last):
+                    stop = reason is not None and not last
+        if stopping.active and log_point and not last:
+            stop = leader_decision(stop)
+        if checkpoint_fn is not None and ((train.checkpoint_every and step % train.checkpoint_every == 0)
+                                          or last or stop):
             checkpoint_fn(state)
+        if stop:
+            return
 
 
 def _save_to_run_dir(experiment: Experiment, run_dir: Location) -> Callable[[TrainState], None]:

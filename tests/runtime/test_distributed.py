@@ -40,6 +40,15 @@ def test_two_workers_with_half_the_batch_each_equal_one_worker_with_all(cluster,
     assert all(torch.equal(single.meta_params[k], one.meta_params[k]) for k in single.meta_params)
 
 
+def test_two_workers_stop_together_where_the_leader_decides_with_its_checkpoint_the_last(cluster, tmp_path):
+    # the time limit is used up at once: the leader says so at the first log interval, and the
+    # other rank, which keeps no clock, stops there too (else it would wait in the next all-reduce)
+    result = run(tmp_path, "stopped", 2, "train.steps=50", "train.log_every=2", "train.checkpoint_every=0",
+                 "train.time_limit_minutes=1e-9")
+    assert result.steps == 2
+    records = [json.loads(line) for line in (tmp_path / "stopped" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2] and "time_limit_minutes" in records[0]["stopped"]
+
 
 @pytest.mark.skipif(not SHARED_OMNIGLOT.is_dir(), reason=f"needs the Omniglot subsets in {SHARED_OMNIGLOT}")
 def test_two_protonet_workers_equal_one_on_omniglot(cluster, tmp_path):

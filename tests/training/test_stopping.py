@@ -1,0 +1,88 @@
+"""Early stops: at a target validation accuracy, or when the time limit is used up, on every rank alike."""
+
+import json
+
+import pytest
+
+from distmeta.config import load_config
+from distmeta.errors import ConfigError
+from distmeta.experiment import build_experiment
+from distmeta.training.checkpoint import latest_checkpoint, load_checkpoint
+from distmeta.training.trainer import initial_state, train, train_loop
+
+TINY_OMNIGLOT = ["task.name=omniglot", "task.omniglot.synthetic=true", "task.ways=3", "task.shots=1",
+                 "task.query_shots=2", "task.omniglot.image_size=16", "model.channels=4", "algorithm.name=protonet",
+                 "algorithm.test_inner_steps=0", "train.steps=40", "train.meta_batch_size=2", "train.log_every=5",
+                 "train.val_every=10", "train.val_tasks=6", "train.checkpoint_every=20", "eval.tasks=6"]
+TINY_SINUSOID = ["train.steps=40", "train.meta_batch_size=2", "train.log_every=5", "train.val_every=20",
+                 "train.val_tasks=4", "train.checkpoint_every=20", "model.hidden_sizes=[8]"]
+
+
+def quiet(*_):
+    pass
+
+
+def records(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_run_stops_at_the_first_validation_that_reaches_the_target_and_ends_with_its_checkpoint(tmp_path):
+    # any accuracy reaches 1%: the first validation, at step 10, is the crossing
+    config = load_config(None, [*TINY_OMNIGLOT, f"train.run_dir={tmp_path}", "train.stop_at_accuracy=0.01"])
+    lines = []
+    result = train(config, print_fn=lines.append, final_eval=False)
+    assert result.steps == 10
+    last = records(tmp_path)[-1]
+    assert last["step"] == 10 and last["val_accuracy"] >= 0.01
+    assert "reached train.stop_at_accuracy 1%" in last["stopped"]
+    assert any("stopping: val accuracy" in line for line in lines)
+    assert load_checkpoint(latest_checkpoint(tmp_path))["step"] == 10  # the crossing's parameters
+
+
+def test_a_used_up_time_limit_stops_at_the_next_log_interval_validated_and_checkpointed(tmp_path):
+    config = load_config(None, [*TINY_SINUSOID, f"train.run_dir={tmp_path}", "train.time_limit_minutes=1e-9"])
+    result = train(config, print_fn=quiet, final_eval=False)
+    assert result.steps == 5  # the first log interval; its validation was not scheduled (every 20)
+    last = records(tmp_path)[-1]
+    assert "val_mse" in last and "time_limit_minutes" in last["stopped"]
+    assert load_checkpoint(latest_checkpoint(tmp_path))["step"] == 5
+
+
+def test_every_rank_stops_where_the_leader_decides_without_validating_itself(tmp_path):
+    config = load_config(None, [*TINY_SINUSOID, f"train.run_dir={tmp_path}", "train.time_limit_minutes=60"])
+    experiment = build_experiment(config)
+    state = initial_state(experiment)
+    asked, saved = [], []
+
+    def leader_says_stop(decision: bool) -> bool:  # what a broadcast from rank 0 gives a rank that is not it
+        asked.append((state.step, decision))
+        return state.step == 10
+
+    train_loop(experiment, state, None, checkpoint_fn=lambda s: saved.append(s.step), leader_decision=leader_says_stop)
+    assert state.step == 10 and saved == [10]
+    assert asked == [(5, False), (10, False)]  # asked at each log interval; this rank itself never decides
+
+
+def test_without_stop_rules_no_rank_is_asked(tmp_path):
+    config = load_config(None, [*TINY_SINUSOID, f"train.run_dir={tmp_path}", "train.steps=10"])
+    experiment = build_experiment(config)
+    state = initial_state(experiment)
+    train_loop(experiment, state, None, leader_decision=lambda _: pytest.fail("a collective no rule needs"))
+    assert state.step == 10
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.stop_at_accuracy=0.9"], "needs a classification task"),
+    ([*TINY_OMNIGLOT, "train.stop_at_accuracy=95"], "between 0 and 1"),
+    ([*TINY_OMNIGLOT, "train.stop_at_accuracy=0.9", "train.val_every=0"], "set train.val_every"),
+])
+def test_a_target_accuracy_that_cannot_work_is_refused_naming_the_field(overrides, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config(None, overrides)
+    assert error.value.field == "train.stop_at_accuracy"
+
+
+def test_a_negative_time_limit_is_refused_naming_the_field():
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["train.time_limit_minutes=-1"])
+    assert error.value.field == "train.time_limit_minutes"
