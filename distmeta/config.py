@@ -483,7 +483,7 @@ def validate(config: Config) -> None:
     _check_non_negative("train.knowledge_every", config.train.knowledge_every)
     _check_positive("train.knowledge_tasks", config.train.knowledge_tasks)
     _check_non_negative("train.knowledge_store_steps", config.train.knowledge_store_steps)
-    if config.train.knowledge_tasks > config.train.meta_batch_size:
+    if config.train.knowledge_every and config.train.knowledge_tasks > config.train.meta_batch_size:
         raise ConfigError("train.knowledge_tasks", f"records the first tasks of each sampled meta-batch: at most "
                                                    f"train.meta_batch_size ({config.train.meta_batch_size}), got "
                                                    f"{config.train.knowledge_tasks}")

@@ -34,3 +34,8 @@ def test_no_knowledge_every_writes_no_store_and_too_many_sampled_tasks_are_refus
     assert KnowledgeStore(tmp_path).files() == []
     with pytest.raises(ConfigError, match="train.knowledge_tasks"):
         load_config(None, [*TINY, "train.knowledge_every=1", "train.knowledge_tasks=5"])
+
+
+def test_a_meta_batch_smaller_than_the_sample_is_valid_while_the_sample_is_off():
+    config = load_config(None, [*TINY, "train.meta_batch_size=1"])
+    assert config.train.knowledge_every == 0 and config.train.knowledge_tasks > 1
