@@ -128,6 +128,8 @@ def _engine_cell(row: dict | None) -> str:
     if row is None:
         return NOT_RUN
     if "skipped" in row:
+        if "what auto runs here" in row["skipped"]:
+            return "as auto"
         if "left out on a CPU" in row["skipped"]:
             return "left out on a CPU (slow there; see the JSON)"
         return "not importable" if "not importable" in row["skipped"] else f"skipped ({row['skipped']})"
