@@ -501,7 +501,11 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f}")
     load_at_start = os.getloadavg()
     started = time.perf_counter()
-    command = " ".join(["python", "benchmarks/engine_speed.py", *sys.argv[1:]])
+    python = Path(sys.executable)
+    python = python.relative_to(ROOT) if python.is_relative_to(ROOT) else Path("python")
+    niceness = os.nice(0)
+    command = " ".join([*(["nice", "-n", str(niceness)] if niceness else []), str(python),
+                        "benchmarks/engine_speed.py", *(f"'{a}'" if " " in a else a for a in sys.argv[1:])])
 
     def save(results: list[dict], complete: bool) -> None:
         machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
