@@ -100,7 +100,9 @@ def engine_block(results: Path) -> list[str]:
     if data is None:
         return lines[:1] + ["", f"{NOT_RUN}: {code(ENGINE_COMMAND)}"]
     variants = ["auto", "vmap", "loop", "vmap compiled", "loop compiled", "reference loop", "learn2learn", "higher"]
-    lines += [f"Run as {code(data['command'])}" + _load_text(data) + ":", "",
+    cut_short = (" The run was cut short (`\"complete\": false` in the JSON): what it had not reached reads "
+                 f"{NOT_RUN}." if data.get("complete") is False else "")
+    lines += [f"Run as {code(data['command'])}" + _load_text(data) + "." + cut_short, "",
               "| setup | order | distmeta auto | vmap | loop | vmap compiled | loop compiled | "
               "textbook per-task loop | learn2learn | higher |", "|---|---|---|---|---|---|---|---|---|---|"]
     for setup, spec in data["setups"].items():
