@@ -152,7 +152,12 @@ def _load_text(data: dict) -> str:
     load_average = (data.get("machine") or {}).get("load_average")
     if not isinstance(load_average, dict):
         return ""
-    return f", load average {load_average['start'][0]:.1f} at its start and {load_average['end'][0]:.1f} at its end"
+    start, end = load_average["start"][0], load_average["end"][0]
+    text = f", load average {start:.1f} at its start and {end:.1f} at its end"
+    if max(start, end) > 2 * max(min(start, end), 1.0):
+        text += (" (the load changed that much during the run: its variants were timed at different loads, "
+                 "so its ratios are unreliable)")
+    return text
 
 
 def _target_lines(found: list[dict]) -> list[str]:
