@@ -94,38 +94,82 @@ def stream_mark(data: dict | None) -> str:
 
 def engine_block(results: Path) -> list[str]:
     data = load(results, "engine_speed.json")
-    lines = [f"**Engine speed**, {code(ENGINE_COMMAND)} (about 3 minutes; `engine_speed.json`), second-order "
-             "MAML, median ms per meta-step (gradient and Adam step), each variant in its own process:", ""]
+    lines = [f"**Engine speed**, {code(ENGINE_COMMAND)} (`engine_speed.json`), MAML, median ms per meta-step "
+             "(gradient and Adam step; p10-p90 of the timed steps in brackets) and peak memory, each variant in its "
+             "own process, on the same tasks and weights:", ""]
     if data is None:
         return lines[:1] + ["", f"{NOT_RUN}: {code(ENGINE_COMMAND)}"]
     variants = ["auto", "vmap", "loop", "vmap compiled", "loop compiled", "reference loop", "learn2learn", "higher"]
-    lines += ["| setup | distmeta auto | vmap | loop | vmap compiled | loop compiled | textbook per-task loop | "
-              "learn2learn | higher |", "|---|---|---|---|---|---|---|---|---|"]
+    cut_short = (" The run was cut short (`\"complete\": false` in the JSON): what it had not reached reads "
+                 f"{NOT_RUN}." if data.get("complete") is False else "")
+    lines += [f"Run as {code(data['command'])}" + _load_text(data) + "." + cut_short, "",
+              "| setup | order | distmeta auto | vmap | loop | vmap compiled | loop compiled | "
+              "textbook per-task loop | learn2learn | higher |", "|---|---|---|---|---|---|---|---|---|---|"]
     for setup, spec in data["setups"].items():
-        cells = []
-        for variant in variants:
-            row = next((r for r in data["results"] if r["setup"] == setup and r["variant"] == variant), None)
-            if row is None:
-                cells.append(NOT_RUN)
-            elif "skipped" in row:
-                cells.append("not importable" if "not importable" in row["skipped"] else "skipped")
-            elif "failed" in row:
-                cells.append("failed (see the JSON)")
-            elif variant == "auto":
-                ratio = row.get("speedup_vs_reference_loop")
-                cells.append(f"{_ms(row['ms_per_step'])} ({row['runs_as']})" + (f", {ratio:.2f}x" if ratio else ""))
-            elif row.get("compile_s") is not None:
-                cells.append(f"{_ms(row['ms_per_step'])} (compile {row['compile_s']:.0f} s), "
-                             f"{_memory(row['peak_rss_mb'])}")
-            else:
-                cells.append(f"{_ms(row['ms_per_step'])}, {_memory(row['peak_rss_mb'])}")
-        lines.append(f"| {_setup_text(setup, spec)} | " + " | ".join(cells) + " |")
-    lines += ["", "Ratios are over the textbook loop (`distmeta/reference.py`: `functional_call` and "
-                  "`torch.autograd.grad`, one task after another); memory is the process's peak RSS. "
-                  "learn2learn 0.2.0 from PyPI does not build on Python 3.11 as is: "
-                  "`bash benchmarks/install_baselines.sh` builds it, and installs higher; the script runs "
-                  "them when they can be imported, and checks every variant's meta-gradient against "
-                  "distmeta's loop (`grad_rel_diff` in the JSON)."]
+        for order in spec.get("orders", ["second"]):
+            rows = [r for r in data["results"] if r["setup"] == setup and r.get("order", "second") == order]
+            if rows:
+                cells = [_engine_cell(next((r for r in rows if r["variant"] == v), None)) for v in variants]
+                lines.append(f"| {_setup_text(setup, spec)} | {order} | " + " | ".join(cells) + " |")
+    lines += [""] + [f"- {line}" for line in _target_lines(data.get("targets", []))]
+    lines += ["", "x: speed-up over learn2learn's ms/step in the same run. The textbook loop is "
+                  "`distmeta/reference.py` (`functional_call` and `torch.autograd.grad`, one task after another) on "
+                  "distmeta's Conv4; learn2learn 0.2.0 (MAML wrapper) and higher 0.2.1 (`innerloop_ctx`; it has no "
+                  "first-order MAML) train the Conv4 their users write with PyTorch's layers (`nn.BatchNorm2d` on "
+                  "batch statistics, ReLU then max-pool), holding the same weights. Every variant's meta-gradient of "
+                  "the timed batch equals distmeta's loop's (relative difference by norm at most 1e-3, float32: "
+                  "`grad_rel_diff` in the JSON; DIFFERS marks one that does not). Memory is the process's peak RSS. "
+                  "learn2learn 0.2.0 does not build on Python 3.11 as is: `bash benchmarks/install_baselines.sh` "
+                  "builds it and installs higher into `.venv-baselines` (never a dependency of distmeta); run the "
+                  "benchmark with that environment's python to time them. The machine is shared: compare within "
+                  "the run."]
+    return lines
+
+
+def _engine_cell(row: dict | None) -> str:
+    if row is None:
+        return NOT_RUN
+    if "skipped" in row:
+        if "what auto runs here" in row["skipped"]:
+            return "as auto"
+        if "left out on a CPU" in row["skipped"]:
+            return "left out on a CPU (slow there; see the JSON)"
+        return "not importable" if "not importable" in row["skipped"] else f"skipped ({row['skipped']})"
+    if "failed" in row:
+        return "failed (see the JSON)"
+    text = f"{_ms(row['ms_per_step'])} ({_ms(row['ms_p10'])[:-3]}-{_ms(row['ms_p90'])})"
+    if row["variant"] == "auto":
+        text += f" {row['runs_as']}"
+    if row.get("compile_s") is not None:
+        text += f", compile {row['compile_s']:.0f} s"
+    text += f", {_memory(row['peak_rss_mb'])}"
+    if row.get("speedup_vs_learn2learn") is not None and row["variant"] != "learn2learn":
+        text += f", **{row['speedup_vs_learn2learn']:.2f}x**"
+    return text + ("" if row.get("grad_matches", True) else ", DIFFERS")
+
+
+def _load_text(data: dict) -> str:
+    load_average = (data.get("machine") or {}).get("load_average")
+    if not isinstance(load_average, dict):
+        return ""
+    start, end = load_average["start"][0], load_average["end"][0]
+    text = f", load average {start:.1f} at its start and {end:.1f} at its end"
+    if max(start, end) > 2 * max(min(start, end), 1.0):
+        text += (" (the load changed that much during the run: its variants were timed at different loads, "
+                 "so its ratios are unreliable)")
+    return text
+
+
+def _target_lines(found: list[dict]) -> list[str]:
+    lines = []
+    for t in found:
+        name = f"Target, {t['setup']} {t['order']} order: distmeta at least {t['wanted']:g}x learn2learn"
+        if t["reached"] is None:
+            lines.append(f"{name}: not measured")
+            continue
+        compiled = f", its compile of {t['compile_s']:.0f} s apart" if t.get("compile_s") is not None else ""
+        lines.append(f"{name}: {t['speedup']:.2f}x, {'reached' if t['reached'] else 'missed'} ({t['variant']} "
+                     f"{_ms(t['ms_per_step'])}{compiled}, against {_ms(t['learn2learn_ms_per_step'])})")
     return lines
 
 

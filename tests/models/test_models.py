@@ -2,6 +2,7 @@
 
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, vmap
 
 from distmeta.config import load_config
 from distmeta.models import MLP, Conv4, build_model, features, forward, initial_parameters
@@ -33,6 +34,25 @@ def test_batch_stat_norm_equals_pytorch_batch_norm_on_batch_statistics():
     x = torch.randn(6, 3, 5, 5, dtype=torch.float64)
     expected = F.batch_norm(x, None, None, norm.weight, norm.bias, training=True, eps=norm.eps)
     torch.testing.assert_close(norm(x), expected)
+    torch.testing.assert_close(vmap(norm)(x.unsqueeze(0))[0], expected)  # the basic ops torch.func runs
+
+
+def test_batch_stat_norm_has_the_same_second_order_gradient_under_autograd_and_torch_func():
+    norm = BatchStatNorm(3).double()
+    params = {"weight": torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64), "bias": torch.zeros(3).double()}
+    x = torch.randn(6, 3, 5, 5, dtype=torch.float64)
+    target = torch.randn(6, 3, 5, 5, dtype=torch.float64)
+
+    def inner_step_loss(p, x):  # one SGD step on a loss of the output, then that loss again
+        loss = lambda q: (functional_call(norm, q, (x,)) - target).square().mean()  # noqa: E731
+        grads = torch.autograd.grad(loss(p), list(p.values()), create_graph=True)
+        return loss({name: value - 0.5 * g for (name, value), g in zip(p.items(), grads)})
+
+    leaves = {name: value.clone().requires_grad_(True) for name, value in params.items()}
+    by_autograd = torch.autograd.grad(inner_step_loss(leaves, x), list(leaves.values()))
+    by_vmap = vmap(torch.func.grad(lambda p, x: inner_step_loss(p, x)), in_dims=(None, 0))(params, x.unsqueeze(0))
+    for name, expected in zip(params, by_autograd):
+        torch.testing.assert_close(by_vmap[name][0], expected, rtol=1e-10, atol=1e-12)
 
 
 def test_initial_parameters_depend_on_the_seed_only():
