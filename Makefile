@@ -30,6 +30,7 @@ test-fast: $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # mypy over distmeta/, as [tool.mypy] in pyproject.toml sets it
 typecheck: $(INSTALLED)

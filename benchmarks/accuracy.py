@@ -49,8 +49,10 @@ SUITE = ROOT / "benchmarks" / "suites" / "accuracy.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "accuracy"
 SPEED = RESULTS / "speed.json"
 RUNS = "runs/accuracy"
-PAPER_NOTE = ("the papers meta-train on 1,200 characters of 30 alphabets (x4 rotations); "
-              "here on 5 alphabets of ../shared/data, with a step budget a few percent of theirs")
+PAPER_NOTE = (
+    "the papers meta-train on 1,200 characters of 30 alphabets (x4 rotations); "
+    "here on 5 alphabets of ../shared/data, with a step budget a few percent of theirs"
+)
 
 
 @dataclass
@@ -109,8 +111,9 @@ class Experiment:
         return self.eval_json.format(steps=inner_steps) if self.eval_json else None
 
     def commands(self) -> list[str]:
-        return [command_line(self.train_argv())] + [command_line(self.eval_argv(k, self.eval_json_path(k)))
-                                                    for k in self.inner_steps]
+        return [command_line(self.train_argv())] + [
+            command_line(self.eval_argv(k, self.eval_json_path(k))) for k in self.inner_steps
+        ]
 
     def skip_reason(self) -> str | None:
         if self.data and not (ROOT / self.data).is_dir():
@@ -135,11 +138,20 @@ def load_suite(path: Path = SUITE) -> list[Experiment]:
     suite = yaml.safe_load(path.read_text())
     experiments = []
     for key, spec in (suite.get("sinusoid") or {}).items():
-        experiments.append(Experiment(
-            name=f"sinusoid/{key}", config=spec["config"], train_set=[], eval_set=[],
-            inner_steps=list(spec["inner_steps"]), steps=_config_steps(spec["config"]),
-            run_dir=_config_run_dir(spec["config"]), paper=spec.get("paper"), paper_source=spec.get("paper_source"),
-            eval_json=spec.get("eval_json")))
+        experiments.append(
+            Experiment(
+                name=f"sinusoid/{key}",
+                config=spec["config"],
+                train_set=[],
+                eval_set=[],
+                inner_steps=list(spec["inner_steps"]),
+                steps=_config_steps(spec["config"]),
+                run_dir=_config_run_dir(spec["config"]),
+                paper=spec.get("paper"),
+                paper_source=spec.get("paper_source"),
+                eval_json=spec.get("eval_json"),
+            )
+        )
     omniglot = suite.get("omniglot")
     if omniglot:
         experiments += _omniglot_experiments(omniglot, path)
@@ -154,8 +166,10 @@ def _omniglot_experiments(spec: dict, path: Path) -> list[Experiment]:
         by_setting = algo.get("set_by_setting") or {}
         unknown = set(by_setting) - set(spec["settings"])
         if unknown:
-            raise SystemExit(f"{path}: omniglot.algorithms.{algorithm}.set_by_setting names settings "
-                             f"{sorted(unknown)} that omniglot.settings lacks ({', '.join(spec['settings'])})")
+            raise SystemExit(
+                f"{path}: omniglot.algorithms.{algorithm}.set_by_setting names settings "
+                f"{sorted(unknown)} that omniglot.settings lacks ({', '.join(spec['settings'])})"
+            )
         for setting, setting_set in spec["settings"].items():
             name = f"omniglot/{algorithm}/{setting}"
             reuse = (algo.get("reuse") or {}).get(setting)
@@ -166,15 +180,29 @@ def _omniglot_experiments(spec: dict, path: Path) -> list[Experiment]:
             trained = load_config(ROOT / config, speed_set)
             train_set = [] if reuse else [*speed_set, *_step_overrides(steps)]
             wanted = load_config(ROOT / spec["base"], list(setting_set)).task
-            eval_set = [f"task.{key}={getattr(wanted, key)}" for key in ("ways", "shots", "query_shots")
-                        if getattr(wanted, key) != getattr(trained.task, key)]
-            experiments.append(Experiment(
-                name=name, config=config, train_set=train_set, eval_set=eval_set,
-                inner_steps=[trained.algorithm.test_inner_steps], steps=steps,
-                run_dir=trained.train.run_dir if reuse else f"{RUNS}/{name.replace('/', '-')}",
-                tasks=int(spec.get("tasks", 600)), paper=(algo.get("paper") or {}).get(setting),
-                paper_source=algo.get("paper_source"), budget_minutes=algo.get("budget_minutes"),
-                data=spec.get("data"), reuse=reuse, speed_set=speed_set))
+            eval_set = [
+                f"task.{key}={getattr(wanted, key)}"
+                for key in ("ways", "shots", "query_shots")
+                if getattr(wanted, key) != getattr(trained.task, key)
+            ]
+            experiments.append(
+                Experiment(
+                    name=name,
+                    config=config,
+                    train_set=train_set,
+                    eval_set=eval_set,
+                    inner_steps=[trained.algorithm.test_inner_steps],
+                    steps=steps,
+                    run_dir=trained.train.run_dir if reuse else f"{RUNS}/{name.replace('/', '-')}",
+                    tasks=int(spec.get("tasks", 600)),
+                    paper=(algo.get("paper") or {}).get(setting),
+                    paper_source=algo.get("paper_source"),
+                    budget_minutes=algo.get("budget_minutes"),
+                    data=spec.get("data"),
+                    reuse=reuse,
+                    speed_set=speed_set,
+                )
+            )
     trainings: dict[tuple, Experiment] = {}
     for experiment in experiments:  # the same training twice (ProtoNets' 60-way 1-shot): one run
         key = (experiment.config, tuple(experiment.train_set))
@@ -225,9 +253,15 @@ def machine() -> dict:
 
     from distmeta.benchmarking.machine import cpu_model
 
-    return {"platform": platform.platform(), "processor": cpu_model(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "platform": platform.platform(),
+        "processor": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def load_average() -> list[float] | None:
@@ -276,8 +310,9 @@ def run_experiment(experiment: Experiment) -> dict:
     return record
 
 
-def _record(experiment: Experiment, summary: dict, train_wall: float, evaluations: list[dict], started_at: str,
-            load_start) -> dict:
+def _record(
+    experiment: Experiment, summary: dict, train_wall: float, evaluations: list[dict], started_at: str, load_start
+) -> dict:
     from distmeta.config import load_config, to_dict
     from distmeta.training.checkpoint import load_checkpoint
 
@@ -322,13 +357,16 @@ def reuse_experiment(experiment: Experiment) -> dict:
 
     source = ROOT / experiment.reuse["result"]
     earlier = json.loads(source.read_text())
-    tests = sorted((v for k, v in earlier.items() if k.startswith("test_") and isinstance(v, dict)),
-                   key=lambda r: r["inner_steps"] != experiment.inner_steps[0])
+    tests = sorted(
+        (v for k, v in earlier.items() if k.startswith("test_") and isinstance(v, dict)),
+        key=lambda r: r["inner_steps"] != experiment.inner_steps[0],
+    )
     head = tests[0]
     config = load_config(ROOT / experiment.config)
     commands = [command_line(["train", experiment.config, "--in-process", "--no-eval"])] + [
         command_line(["eval", config.train.run_dir, "--tasks", str(t["tasks"]), "--inner-steps", str(t["inner_steps"])])
-        for t in tests]
+        for t in tests
+    ]
     record = {
         "experiment": experiment.name,
         "reused_from": experiment.reuse["result"],
@@ -355,8 +393,10 @@ def reuse_experiment(experiment: Experiment) -> dict:
         "machine": earlier.get("machine"),
         "date": _git_date(source),
         "load_average": None,
-        "note": "not re-run by the suite: the full run recorded in " + experiment.reuse["result"]
-                + " (its evaluation wall time was not recorded); --force trains it again with " + experiment.config,
+        "note": "not re-run by the suite: the full run recorded in "
+        + experiment.reuse["result"]
+        + " (its evaluation wall time was not recorded); --force trains it again with "
+        + experiment.config,
     }
     write_json(experiment.result_path, record)
     print(f"== {experiment.name}: reused {experiment.reuse['result']}: {describe(record)}", flush=True)
@@ -365,8 +405,9 @@ def reuse_experiment(experiment: Experiment) -> dict:
 
 def _git_date(path: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "log", "-1", "--format=%cI", "--", str(path)], cwd=ROOT, capture_output=True,
-                             text=True, timeout=30).stdout.strip()
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%cI", "--", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=30
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return out or None
@@ -416,10 +457,17 @@ def measure_speed(experiment: Experiment, steps: int, warmup: int, eval_tasks: i
         evaluate(evaluator, state.meta_params, "test", eval_tasks, experiment.inner_steps[0])
     eval_per_task = (time.perf_counter() - t0) / eval_tasks
     s_per_step = sorted(times)[len(times) // 2]
-    return {"s_per_step": s_per_step, "steps_per_s": 1 / s_per_step, "mean_s_per_step": sum(times) / len(times),
-            "timed_steps": steps, "warmup_steps": warmup, "eval_s_per_task": eval_per_task,
-            "eval_inner_steps": experiment.inner_steps[0], "load_average": load_average(),
-            "date": datetime.now().isoformat(timespec="seconds")}
+    return {
+        "s_per_step": s_per_step,
+        "steps_per_s": 1 / s_per_step,
+        "mean_s_per_step": sum(times) / len(times),
+        "timed_steps": steps,
+        "warmup_steps": warmup,
+        "eval_s_per_task": eval_per_task,
+        "eval_inner_steps": experiment.inner_steps[0],
+        "load_average": load_average(),
+        "date": datetime.now().isoformat(timespec="seconds"),
+    }
 
 
 def run_speed(experiments: list[Experiment], steps: int, warmup: int, eval_tasks: int) -> None:
@@ -433,10 +481,13 @@ def run_speed(experiments: list[Experiment], steps: int, warmup: int, eval_tasks
         result = measure_speed(experiment, steps, warmup, eval_tasks)
         speed["experiments"][experiment.name] = result
         budget = (experiment.budget_minutes or 0) * 60
-        print(f"{experiment.name:28s} {result['s_per_step']:7.3f} s/step ({result['steps_per_s']:.2f} steps/s), "
-              f"eval {result['eval_s_per_task'] * experiment.tasks:6.0f} s for {experiment.tasks} tasks; "
-              f"{experiment.budget_minutes} min -> {budget / result['s_per_step']:.0f} steps "
-              f"(load {result['load_average']})", flush=True)
+        print(
+            f"{experiment.name:28s} {result['s_per_step']:7.3f} s/step ({result['steps_per_s']:.2f} steps/s), "
+            f"eval {result['eval_s_per_task'] * experiment.tasks:6.0f} s for {experiment.tasks} tasks; "
+            f"{experiment.budget_minutes} min -> {budget / result['s_per_step']:.0f} steps "
+            f"(load {result['load_average']})",
+            flush=True,
+        )
         write_json(SPEED, speed)
 
 
@@ -444,14 +495,18 @@ def expected_minutes(experiment: Experiment, speed: dict) -> tuple[float | None,
     measured = speed.get("experiments", {}).get(experiment.name)
     if not measured:
         return None, None
-    return (experiment.steps * measured["s_per_step"] / 60,
-            experiment.tasks * measured["eval_s_per_task"] * len(experiment.inner_steps) / 60)
+    return (
+        experiment.steps * measured["s_per_step"] / 60,
+        experiment.tasks * measured["eval_s_per_task"] * len(experiment.inner_steps) / 60,
+    )
 
 
 def list_experiments(experiments: list[Experiment]) -> None:
     speed = json.loads(SPEED.read_text()) if SPEED.exists() else {}
-    print(f"{'experiment':28s} {'steps':>6s} {'s/step':>7s} {'load':>5s} {'train':>8s} {'eval':>6s}  status"
-          "   (s/step: --speed, measured at that load average; train, eval: expected time)")
+    print(
+        f"{'experiment':28s} {'steps':>6s} {'s/step':>7s} {'load':>5s} {'train':>8s} {'eval':>6s}  status"
+        "   (s/step: --speed, measured at that load average; train, eval: expected time)"
+    )
     for experiment in experiments:
         measured = speed.get("experiments", {}).get(experiment.name, {})
         train, evaluation = expected_minutes(experiment, speed)
@@ -464,9 +519,11 @@ def list_experiments(experiments: list[Experiment]) -> None:
         if experiment.trained_by:
             status += f" (evaluates the training of {experiment.trained_by})"
         load = (measured.get("load_average") or [None])[0]
-        print(f"{experiment.name:28s} {experiment.steps:6d} {_num(measured.get('s_per_step'), '.3f'):>7s} "
-              f"{_num(load, '.1f'):>5s} "
-              f"{_num(train, '.0f', ' min'):>8s} {_num(evaluation, '.0f', ' min'):>6s}  {status}")
+        print(
+            f"{experiment.name:28s} {experiment.steps:6d} {_num(measured.get('s_per_step'), '.3f'):>7s} "
+            f"{_num(load, '.1f'):>5s} "
+            f"{_num(train, '.0f', ' min'):>8s} {_num(evaluation, '.0f', ' min'):>6s}  {status}"
+        )
 
 
 def _num(value, fmt: str, unit: str = "") -> str:
@@ -477,8 +534,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated names or patterns (default: all)")
     parser.add_argument("--list", action="store_true", help="list the experiments and stop")
-    parser.add_argument("--force", action="store_true",
-                        help="run experiments whose result exists, and those that reuse an earlier run")
+    parser.add_argument(
+        "--force", action="store_true", help="run experiments whose result exists, and those that reuse an earlier run"
+    )
     parser.add_argument("--speed", action="store_true", help="measure s/step of the selected experiments")
     parser.add_argument("--speed-steps", type=int, default=10)
     parser.add_argument("--speed-warmup", type=int, default=2)
@@ -497,8 +555,11 @@ def main(argv: list[str] | None = None) -> int:
         if reason:
             print(f"== {experiment.name}: skipped: {reason}", flush=True)
         elif experiment.result_path.exists() and not args.force:
-            print(f"== {experiment.name}: {experiment.result_path.relative_to(ROOT)} exists "
-                  f"({describe(json.loads(experiment.result_path.read_text()))}); --force runs it again", flush=True)
+            print(
+                f"== {experiment.name}: {experiment.result_path.relative_to(ROOT)} exists "
+                f"({describe(json.loads(experiment.result_path.read_text()))}); --force runs it again",
+                flush=True,
+            )
         elif experiment.reuse and not args.force:
             reuse_experiment(experiment)
         else:

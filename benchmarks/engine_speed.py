@@ -63,7 +63,7 @@ VARIANTS = [*DISTMETA_VARIANTS, "reference loop", "learn2learn", "higher"]
 LEFT_OUT_ON_CPU = {
     ("conv4", "vmap"): "measured 2.5x slower than the loop on a CPU (2.9 s against 1.1 s a step) and 3.3 GB",
     ("conv4", "vmap compiled"): "measured slower on a CPU than the uncompiled loop (1.9 s against 1.4 s a step, "
-                                "after a 97 s compile)",
+    "after a 97 s compile)",
     ("conv4", "loop compiled"): "one task at a time in one thread, where the uncompiled loop runs two threads",
 }
 """Variants a run on a CPU leaves out unless --variants names them (each with why), to keep the run short."""
@@ -86,11 +86,20 @@ def build(setup: str, first_order: bool = False):
         overrides = [f"task.shots={spec['shots']}", f"task.query_shots={spec['query']}"]
     else:
         roots = [str(p) for p in sorted(OMNIGLOT.glob("*.zip"))] or ["synthetic"]
-        overrides = ["task.name=omniglot", f"task.omniglot.roots=[{', '.join(roots)}]", f"task.ways={spec['ways']}",
-                     f"task.shots={spec['shots']}", f"task.query_shots={spec['query']}",
-                     f"task.omniglot.cache_dir={ROOT / '.cache'}"]
-    overrides += [f"algorithm.inner_lr={spec['inner_lr']}", "algorithm.inner_steps=1",
-                  f"train.meta_batch_size={spec['meta_batch']}", f"algorithm.first_order={str(first_order).lower()}"]
+        overrides = [
+            "task.name=omniglot",
+            f"task.omniglot.roots=[{', '.join(roots)}]",
+            f"task.ways={spec['ways']}",
+            f"task.shots={spec['shots']}",
+            f"task.query_shots={spec['query']}",
+            f"task.omniglot.cache_dir={ROOT / '.cache'}",
+        ]
+    overrides += [
+        f"algorithm.inner_lr={spec['inner_lr']}",
+        "algorithm.inner_steps=1",
+        f"train.meta_batch_size={spec['meta_batch']}",
+        f"algorithm.first_order={str(first_order).lower()}",
+    ]
     config = load_config(None, overrides)
     real_data = setup == "sine" or OMNIGLOT.is_dir()
     experiment = build_experiment(config, check_data=False)
@@ -101,10 +110,13 @@ def build(setup: str, first_order: bool = False):
     else:  # same shapes, so the same work; the data never changes the speed
         g = torch.Generator().manual_seed(0)
         n, ways = spec["meta_batch"], spec["ways"]
-        batch = TaskBatch(torch.rand(n, ways * spec["shots"], 1, 28, 28, generator=g),
-                          torch.arange(ways).repeat_interleave(spec["shots"]).repeat(n, 1),
-                          torch.rand(n, ways * spec["query"], 1, 28, 28, generator=g),
-                          torch.arange(ways).repeat_interleave(spec["query"]).repeat(n, 1), seed=0)
+        batch = TaskBatch(
+            torch.rand(n, ways * spec["shots"], 1, 28, 28, generator=g),
+            torch.arange(ways).repeat_interleave(spec["shots"]).repeat(n, 1),
+            torch.rand(n, ways * spec["query"], 1, 28, 28, generator=g),
+            torch.arange(ways).repeat_interleave(spec["query"]).repeat(n, 1),
+            seed=0,
+        )
         batch = batch.to(experiment.device)
     return experiment, batch, real_data
 
@@ -122,14 +134,33 @@ def meta_gradient_function(variant: str, experiment, batch, params):
         return lambda: batch_meta_gradient(algorithm, params, batch, strategy).grad_sum, params, strategy
     if variant.endswith(" compiled"):
         strategy = variant.split()[0]
-        runner = MetaGradientRunner(algorithm, strategy, None, "on",
-                                    (config.model_name, strategy, experiment.device.type), print_fn=lambda _: None)
+        runner = MetaGradientRunner(
+            algorithm,
+            strategy,
+            None,
+            "on",
+            (config.model_name, strategy, experiment.device.type),
+            print_fn=lambda _: None,
+        )
         gradient = lambda: runner(params, batch).grad_sum  # noqa: E731
         gradient.runner = runner
         return gradient, params, f"{strategy}+compile"
     if variant == "reference loop":
-        return (lambda: maml_batch_gradient(experiment.model, params, batch, algorithm.inner_lr, 1,
-                                            algorithm.first_order, config.is_classification)), params, "loop"
+        return (
+            (
+                lambda: maml_batch_gradient(
+                    experiment.model,
+                    params,
+                    batch,
+                    algorithm.inner_lr,
+                    1,
+                    algorithm.first_order,
+                    config.is_classification,
+                )
+            ),
+            params,
+            "loop",
+        )
     if variant == "learn2learn":
         return learn2learn_gradient(experiment, batch, params)
     return higher_gradient(experiment, batch, params)
@@ -159,12 +190,17 @@ def standard_conv4(conv4) -> torch.nn.Module:
     blocks = []
     for block in list(conv4.features)[:4]:
         conv = block[0]
-        blocks.append(nn.Sequential(
-            nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=3, padding=1),
-            nn.BatchNorm2d(conv.out_channels, eps=block[1].eps, track_running_stats=False),
-            nn.ReLU(), nn.MaxPool2d(2)))
-    model = StandardConv4(nn.Sequential(*blocks, nn.Flatten()),
-                          nn.Linear(conv4.head.in_features, conv4.head.out_features))
+        blocks.append(
+            nn.Sequential(
+                nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=3, padding=1),
+                nn.BatchNorm2d(conv.out_channels, eps=block[1].eps, track_running_stats=False),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            )
+        )
+    model = StandardConv4(
+        nn.Sequential(*blocks, nn.Flatten()), nn.Linear(conv4.head.in_features, conv4.head.out_features)
+    )
     return model.to(dtype=conv4.head.weight.dtype, device=conv4.head.weight.device)
 
 
@@ -235,11 +271,18 @@ def learn2learn_gradient(experiment, batch, params):
     try:
         l2l = import_learn2learn()
     except Exception as error:  # ImportError, or a broken build
-        return None, None, (f"learn2learn not importable ({type(error).__name__}: {error}); "
-                            "bash benchmarks/install_baselines.sh installs it into .venv-baselines")
+        return (
+            None,
+            None,
+            (
+                f"learn2learn not importable ({type(error).__name__}: {error}); "
+                "bash benchmarks/install_baselines.sh installs it into .venv-baselines"
+            ),
+        )
     algorithm, loss_fn = experiment.algorithm, loss_function(experiment)
-    maml = l2l.algorithms.MAML(baseline_model(experiment, params), lr=algorithm.inner_lr,
-                               first_order=algorithm.first_order)
+    maml = l2l.algorithms.MAML(
+        baseline_model(experiment, params), lr=algorithm.inner_lr, first_order=algorithm.first_order
+    )
     parameters = dict(maml.module.named_parameters())
 
     def run_tasks():
@@ -256,8 +299,14 @@ def higher_gradient(experiment, batch, params):
     try:
         import higher
     except Exception as error:
-        return None, None, (f"higher not importable ({type(error).__name__}: {error}); "
-                            "bash benchmarks/install_baselines.sh installs it into .venv-baselines")
+        return (
+            None,
+            None,
+            (
+                f"higher not importable ({type(error).__name__}: {error}); "
+                "bash benchmarks/install_baselines.sh installs it into .venv-baselines"
+            ),
+        )
     algorithm, loss_fn = experiment.algorithm, loss_function(experiment)
     if algorithm.first_order:
         return None, None, "higher has no first-order MAML (track_higher_grads=False drops the meta-gradient)"
@@ -319,23 +368,40 @@ def run_child(setup: str, variant: str, steps: int, warmup: int, first_order: bo
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     on_gpu = device.type == "cuda"
     return {
-        "setup": setup, "variant": variant, "runs_as": how, "real_data": real_data, "device": str(device),
+        "setup": setup,
+        "variant": variant,
+        "runs_as": how,
+        "real_data": real_data,
+        "device": str(device),
         "order": "first" if first_order else "second",
-        "ms_per_step": 1000 * median, "ms_p10": 1000 * sorted(times)[int(0.1 * (len(times) - 1))],
+        "ms_per_step": 1000 * median,
+        "ms_p10": 1000 * sorted(times)[int(0.1 * (len(times) - 1))],
         "ms_p90": 1000 * sorted(times)[int(0.9 * (len(times) - 1))],
-        "tasks_per_s": len(batch) / median, "compile_s": compile_s, "first_step_s": first_step_s,
-        "grad_rel_diff": grad_rel_diff, "grad_matches": grad_rel_diff <= GRAD_TOLERANCE,
+        "tasks_per_s": len(batch) / median,
+        "compile_s": compile_s,
+        "first_step_s": first_step_s,
+        "grad_rel_diff": grad_rel_diff,
+        "grad_matches": grad_rel_diff <= GRAD_TOLERANCE,
         "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if on_gpu else rss_mb,
         "memory_measured": "cuda max_memory_allocated" if on_gpu else "host peak RSS",
-        "peak_rss_mb": rss_mb, "steps": steps, "warmup": warmup, "threads": torch.get_num_threads(),
+        "peak_rss_mb": rss_mb,
+        "steps": steps,
+        "warmup": warmup,
+        "threads": torch.get_num_threads(),
     }
 
 
 # ---------------------------------------------------------------- the table (parent process)
 
 
-def run_all(steps: dict, runs: list[tuple[str, str]], variants: list[str], named: bool, timeout_s: float,
-            save=lambda results, complete: None) -> list[dict]:
+def run_all(
+    steps: dict,
+    runs: list[tuple[str, str]],
+    variants: list[str],
+    named: bool,
+    timeout_s: float,
+    save=lambda results, complete: None,
+) -> list[dict]:
     """Every variant on every (setup, order), each in its own process; `named`: --variants chose them.
     `save(results, complete)` after each variant, so that a run cut short keeps what it measured."""
     results = []
@@ -343,14 +409,26 @@ def run_all(steps: dict, runs: list[tuple[str, str]], variants: list[str], named
         for variant in variants:
             left_out = LEFT_OUT_ON_CPU.get((setup, variant))
             if left_out and not named and not torch.cuda.is_available():
-                results.append({"setup": setup, "order": order, "variant": variant,
-                                "skipped": f"left out on a CPU ({left_out}); --variants naming it runs it"})
+                results.append(
+                    {
+                        "setup": setup,
+                        "order": order,
+                        "variant": variant,
+                        "skipped": f"left out on a CPU ({left_out}); --variants naming it runs it",
+                    }
+                )
                 print(f"  {setup:5} {order:6} {variant:15} {describe(results[-1])}", flush=True)
                 continue
             auto = same_run(results, setup, order, "auto")
             if auto is not None and auto["runs_as"] == variant:
-                results.append({"setup": setup, "order": order, "variant": variant,
-                                "skipped": f"what auto runs here ({variant}): see auto"})
+                results.append(
+                    {
+                        "setup": setup,
+                        "order": order,
+                        "variant": variant,
+                        "skipped": f"what auto runs here ({variant}): see auto",
+                    }
+                )
                 print(f"  {setup:5} {order:6} {variant:15} {describe(results[-1])}", flush=True)
                 continue
             command = [sys.executable, __file__, "--child", setup, variant, "--steps", str(steps[setup])]
@@ -389,8 +467,10 @@ def timed(result: dict) -> bool:
 
 def same_run(results: list[dict], setup: str, order: str, variant: str) -> dict | None:
     """The timed result of `variant` on (setup, order), or None."""
-    return next((r for r in results if r["setup"] == setup and r["order"] == order and r["variant"] == variant
-                 and timed(r)), None)
+    return next(
+        (r for r in results if r["setup"] == setup and r["order"] == order and r["variant"] == variant and timed(r)),
+        None,
+    )
 
 
 def add_ratios(results: list[dict]) -> None:
@@ -410,20 +490,39 @@ def targets(results: list[dict]) -> list[dict]:
     compile's seconds are stated apart) against learn2learn's ms/step, and whether it is reached."""
     found = []
     for (setup, order), wanted in TARGETS.items():
-        ours = [r for r in results if r["setup"] == setup and r["order"] == order and timed(r)
-                and r["variant"] in DISTMETA_VARIANTS]
+        ours = [
+            r
+            for r in results
+            if r["setup"] == setup and r["order"] == order and timed(r) and r["variant"] in DISTMETA_VARIANTS
+        ]
         learn2learn = same_run(results, setup, order, "learn2learn")
         if not ours or learn2learn is None:
-            found.append({"setup": setup, "order": order, "wanted": wanted, "reached": None,
-                          "why": "not measured (distmeta's variants and learn2learn must both run)"})
+            found.append(
+                {
+                    "setup": setup,
+                    "order": order,
+                    "wanted": wanted,
+                    "reached": None,
+                    "why": "not measured (distmeta's variants and learn2learn must both run)",
+                }
+            )
             continue
         best = min(ours, key=lambda r: r["ms_per_step"])
         speedup = learn2learn["ms_per_step"] / best["ms_per_step"]
-        found.append({"setup": setup, "order": order, "wanted": wanted, "variant": best["variant"],
-                      "ms_per_step": best["ms_per_step"], "compile_s": best.get("compile_s"),
-                      "learn2learn_ms_per_step": learn2learn["ms_per_step"], "speedup": speedup,
-                      "reached": speedup >= wanted,
-                      "gradients_equal": all(r["grad_matches"] for r in (best, learn2learn))})
+        found.append(
+            {
+                "setup": setup,
+                "order": order,
+                "wanted": wanted,
+                "variant": best["variant"],
+                "ms_per_step": best["ms_per_step"],
+                "compile_s": best.get("compile_s"),
+                "learn2learn_ms_per_step": learn2learn["ms_per_step"],
+                "speedup": speedup,
+                "reached": speedup >= wanted,
+                "gradients_equal": all(r["grad_matches"] for r in (best, learn2learn)),
+            }
+        )
     return found
 
 
@@ -435,28 +534,35 @@ def target_lines(found: list[dict]) -> list[str]:
             lines.append(f"{name}: {t['why']}")
             continue
         compiled = f", compile {t['compile_s']:.0f} s apart" if t.get("compile_s") is not None else ""
-        lines.append(f"{name}: {t['speedup']:.2f}x ({t['variant']} {t['ms_per_step']:.1f} ms{compiled} against "
-                     f"{t['learn2learn_ms_per_step']:.1f} ms), {'reached' if t['reached'] else 'MISSED'}")
+        lines.append(
+            f"{name}: {t['speedup']:.2f}x ({t['variant']} {t['ms_per_step']:.1f} ms{compiled} against "
+            f"{t['learn2learn_ms_per_step']:.1f} ms), {'reached' if t['reached'] else 'MISSED'}"
+        )
     return lines
 
 
 def table(results: list[dict]) -> str:
-    header = (f"{'setup':6} {'order':6} {'variant':15} {'runs as':15} {'ms/step':>9} {'p10-p90':>15} {'tasks/s':>8} "
-              f"{'peak mem':>9} {'vs loop':>8} {'vs l2l':>7} {'compile':>8} {'grad diff':>9}")
+    header = (
+        f"{'setup':6} {'order':6} {'variant':15} {'runs as':15} {'ms/step':>9} {'p10-p90':>15} {'tasks/s':>8} "
+        f"{'peak mem':>9} {'vs loop':>8} {'vs l2l':>7} {'compile':>8} {'grad diff':>9}"
+    )
     lines = [header, "-" * len(header)]
     for r in results:
         if not timed(r):
             outcome = "skipped" if "skipped" in r else "FAILED"
-            lines.append(f"{r['setup']:6} {r['order']:6} {r['variant']:15} {outcome}: "
-                         f"{r.get('skipped') or r.get('failed')}")
+            lines.append(
+                f"{r['setup']:6} {r['order']:6} {r['variant']:15} {outcome}: {r.get('skipped') or r.get('failed')}"
+            )
             continue
         ratio = f"{r['speedup_vs_reference_loop']:7.2f}x" if "speedup_vs_reference_loop" in r else f"{'-':>8}"
         l2l = f"{r['speedup_vs_learn2learn']:6.2f}x" if "speedup_vs_learn2learn" in r else f"{'-':>7}"
         compiled = f"{r['compile_s']:7.1f}s" if r.get("compile_s") is not None else f"{'-':>8}"
         spread = f"{r['ms_p10']:.1f}-{r['ms_p90']:.1f}"
-        lines.append(f"{r['setup']:6} {r['order']:6} {r['variant']:15} {r['runs_as']:15} {r['ms_per_step']:9.1f} "
-                     f"{spread:>15} {r['tasks_per_s']:8.0f} {r['peak_memory_mb']:7.0f}MB {ratio} {l2l} {compiled} "
-                     f"{r['grad_rel_diff']:9.1e}" + ("" if r["grad_matches"] else " DIFFERS"))
+        lines.append(
+            f"{r['setup']:6} {r['order']:6} {r['variant']:15} {r['runs_as']:15} {r['ms_per_step']:9.1f} "
+            f"{spread:>15} {r['tasks_per_s']:8.0f} {r['peak_memory_mb']:7.0f}MB {ratio} {l2l} {compiled} "
+            f"{r['grad_rel_diff']:9.1e}" + ("" if r["grad_matches"] else " DIFFERS")
+        )
     return "\n".join(lines)
 
 
@@ -469,18 +575,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, help="timed meta-steps per variant (default 10 conv4, 200 sine)")
     parser.add_argument("--setups", default="conv4,sine")
-    parser.add_argument("--orders", default="second,first",
-                        help="MAML orders to time, each where its setup is timed in it (conv4: both; sine: second)")
-    parser.add_argument("--variants", help="comma-separated, of: " + ", ".join(VARIANTS) + " (default: all, "
-                        "but on a CPU the compiled Conv4 ones, which are slow there)")
+    parser.add_argument(
+        "--orders",
+        default="second,first",
+        help="MAML orders to time, each where its setup is timed in it (conv4: both; sine: second)",
+    )
+    parser.add_argument(
+        "--variants",
+        help="comma-separated, of: " + ", ".join(VARIANTS) + " (default: all, "
+        "but on a CPU the compiled Conv4 ones, which are slow there)",
+    )
     parser.add_argument("--child-timeout", type=float, default=1800.0, help="seconds a variant may take")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "engine_speed.json")
     parser.add_argument("--child", nargs=2, metavar=("SETUP", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     setups, orders = args.setups.split(","), args.orders.split(",")
     variants = (args.variants or ",".join(VARIANTS)).split(",")
-    for option, chosen, known in (("--setups", setups, SETUPS), ("--orders", orders, ["second", "first"]),
-                                  ("--variants", variants, VARIANTS)):
+    for option, chosen, known in (
+        ("--setups", setups, SETUPS),
+        ("--orders", orders, ["second", "first"]),
+        ("--variants", variants, VARIANTS),
+    ):
         unknown = [name for name in chosen if name not in known]
         if unknown:
             parser.error(f"{option}: unknown {', '.join(unknown)} (choose from {', '.join(known)})")
@@ -491,31 +606,59 @@ def main() -> None:
         try:
             result = run_child(setup, variant, steps, 2 if setup == "conv4" else 20, first_order)
         except Exception as error:  # reported in the table; the other variants still run
-            result = {"setup": setup, "variant": variant, "order": orders[0],
-                      "failed": f"{type(error).__name__}: {error}"[:500]}
+            result = {
+                "setup": setup,
+                "variant": variant,
+                "order": orders[0],
+                "failed": f"{type(error).__name__}: {error}"[:500],
+            }
         print(json.dumps(result))
         return
     steps = {"conv4": args.steps or 10, "sine": args.steps or 200}
     runs = [(setup, order) for setup in setups for order in SETUPS[setup]["orders"] if order in orders]
-    print(f"engine speed: MAML, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"engine speed: MAML, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     load_at_start = os.getloadavg()
     started = time.perf_counter()
     python = Path(sys.executable)
     python = python.relative_to(ROOT) if python.is_relative_to(ROOT) else Path("python")
     niceness = os.nice(0)
-    command = " ".join([*(["nice", "-n", str(niceness)] if niceness else []), str(python),
-                        "benchmarks/engine_speed.py", *(f"'{a}'" if " " in a else a for a in sys.argv[1:])])
+    command = " ".join(
+        [
+            *(["nice", "-n", str(niceness)] if niceness else []),
+            str(python),
+            "benchmarks/engine_speed.py",
+            *(f"'{a}'" if " " in a else a for a in sys.argv[1:]),
+        ]
+    )
 
     def save(results: list[dict], complete: bool) -> None:
-        machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                   "cpus": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
-                   "gpu": gpu_name(), "load_average": {"start": load_at_start, "end": os.getloadavg()}}
+        machine = {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "gpu": gpu_name(),
+            "load_average": {"start": load_at_start, "end": os.getloadavg()},
+        }
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"command": command, "complete": complete,
-                                         "wall_s": time.perf_counter() - started, "machine": machine,
-                                         "setups": SETUPS, "results": results, "targets": targets(results)},
-                                        indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "command": command,
+                    "complete": complete,
+                    "wall_s": time.perf_counter() - started,
+                    "machine": machine,
+                    "setups": SETUPS,
+                    "results": results,
+                    "targets": targets(results),
+                },
+                indent=2,
+            )
+        )
 
     results = run_all(steps, runs, variants, args.variants is not None, args.child_timeout, save)
     save(results, True)

@@ -62,8 +62,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 STEPS = 12
 FAULT_AT = 10  # updates done when a mid-run fault hits: the last checkpoint is of step 8
-RUN = ["train.meta_batch_size=4", "train.log_every=1", "train.val_every=0", "train.checkpoint_every=4",
-       "model.hidden_sizes=[8]"]
+RUN = [
+    "train.meta_batch_size=4",
+    "train.log_every=1",
+    "train.val_every=0",
+    "train.checkpoint_every=4",
+    "model.hidden_sizes=[8]",
+]
 
 
 def config(steps: int = STEPS):
@@ -74,9 +79,12 @@ def train(storage: Path, name: str, worker_function=train_worker, steps: int = S
     """One run with `worker_function` as each worker's function; its result, or the error it raised."""
     launcher.train_worker = worker_function
     try:
-        return train_distributed(config(steps), ClusterRequest(workers=1, storage=str(storage), name=name,
-                                                               address=address),
-                                 print_fn=lambda *_: None, final_eval=False)
+        return train_distributed(
+            config(steps),
+            ClusterRequest(workers=1, storage=str(storage), name=name, address=address),
+            print_fn=lambda *_: None,
+            final_eval=False,
+        )
     except DistmetaError as error:
         return error
     finally:
@@ -104,32 +112,56 @@ def row(fault: str, injected: str, fault_step: int, run_dir: Path, error, finish
     """One line of the table, from what the run left in its folder."""
     resumed = resumed_from(run_dir)
     again = steps_run_again(run_dir)
-    return {"fault": fault, "injected": injected, "fault_step": fault_step,
-            "error": type(error).__name__ if error is not None else None,
-            "resumed_from": resumed[-1] if resumed else None,
-            "steps_lost": len(again), "steps_run_again": again,
-            "files_lost_or_skipped": files, "finished_steps": getattr(finished, "steps", None)}
+    return {
+        "fault": fault,
+        "injected": injected,
+        "fault_step": fault_step,
+        "error": type(error).__name__ if error is not None else None,
+        "resumed_from": resumed[-1] if resumed else None,
+        "steps_lost": len(again),
+        "steps_run_again": again,
+        "files_lost_or_skipped": files,
+        "finished_steps": getattr(finished, "steps", None),
+    }
 
 
 def worker_killed(storage: Path) -> dict:
     result = train(storage, "worker-killed", faults.dying_worker(FAULT_AT))
     assert faults.marker(storage / "worker-killed", faults.DIED).exists(), "the worker never died"
-    return row("worker process killed", f"os._exit(1) in the worker before update {FAULT_AT}", FAULT_AT,
-               storage / "worker-killed", None, result, "none")
+    return row(
+        "worker process killed",
+        f"os._exit(1) in the worker before update {FAULT_AT}",
+        FAULT_AT,
+        storage / "worker-killed",
+        None,
+        result,
+        "none",
+    )
 
 
 def driver_killed(storage: Path, address: str) -> dict:
     run_dir = storage / "driver-killed"
-    driver = subprocess.Popen([sys.executable, __file__, "--driver-to-kill", str(storage), address],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    driver = subprocess.Popen(
+        [sys.executable, __file__, "--driver-to-kill", str(storage), address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     held = faults.wait_for(faults.marker(run_dir, faults.HELD), 300)
     driver.send_signal(signal.SIGKILL)
     output, _ = driver.communicate()
     assert held, output
     time.sleep(2)  # Ray ends the dead driver's job: its controller and worker
     result = train(storage, "driver-killed")
-    return row("driver killed, run again", f"SIGKILL to the driver while its worker waits before update {FAULT_AT}",
-               FAULT_AT, run_dir, None, result, "none")
+    return row(
+        "driver killed, run again",
+        f"SIGKILL to the driver while its worker waits before update {FAULT_AT}",
+        FAULT_AT,
+        run_dir,
+        None,
+        result,
+        "none",
+    )
 
 
 def nan_loss(storage: Path) -> dict:
@@ -137,8 +169,15 @@ def nan_loss(storage: Path) -> dict:
     error = train(storage, "nan-loss", faults.nan_data_worker(FAULT_AT))
     assert getattr(error, "step", None) == FAULT_AT, error
     result = train(storage, "nan-loss")  # the data mended
-    return row("NaN loss", f"NaN targets in the tasks of update {FAULT_AT}", FAULT_AT, run_dir, error, result,
-               "none (none written after the NaN)")
+    return row(
+        "NaN loss",
+        f"NaN targets in the tasks of update {FAULT_AT}",
+        FAULT_AT,
+        run_dir,
+        error,
+        result,
+        "none (none written after the NaN)",
+    )
 
 
 def node_removed(storage: Path, cluster: Cluster) -> dict:
@@ -159,8 +198,15 @@ def node_removed(storage: Path, cluster: Cluster) -> dict:
         result = run.result(timeout=300)
     finally:
         runner.shutdown(wait=False)
-    return row("node removed", f"cluster.remove_node of the worker's node while it waits before update {FAULT_AT}; "
-                               f"the head holds the worker", FAULT_AT, run_dir, None, result, "none")
+    return row(
+        "node removed",
+        f"cluster.remove_node of the worker's node while it waits before update {FAULT_AT}; the head holds the worker",
+        FAULT_AT,
+        run_dir,
+        None,
+        result,
+        "none",
+    )
 
 
 @ray.remote(num_cpus=1)
@@ -177,8 +223,15 @@ def checkpoint_write_fails(storage: Path) -> dict:
     assert type(error).__name__ == "StorageError", error
     kept = checkpoint_steps(run_dir)
     result = train(storage, "read-only")  # the storage writable again
-    return row("checkpoint write failing", "EROFS while Ray copies the checkpoint of step 8 to the storage", 8,
-               run_dir, error, result, f"step 8's, never written (kept: {', '.join(map(str, kept))})")
+    return row(
+        "checkpoint write failing",
+        "EROFS while Ray copies the checkpoint of step 8 to the storage",
+        8,
+        run_dir,
+        error,
+        result,
+        f"step 8's, never written (kept: {', '.join(map(str, kept))})",
+    )
 
 
 def truncated_checkpoint(storage: Path) -> dict:
@@ -191,8 +244,15 @@ def truncated_checkpoint(storage: Path) -> dict:
         result = train(storage, "truncated")
     skipped = [str(w.message) for w in seen if issubclass(w.category, CheckpointSkippedWarning)]
     assert skipped and str(newest) in skipped[0], seen
-    return row("truncated newest checkpoint", "the checkpoint of step 8 cut to half after the run", 8, run_dir, None,
-               result, f"step 8's, {newest.name}, skipped with a warning")
+    return row(
+        "truncated newest checkpoint",
+        "the checkpoint of step 8 cut to half after the run",
+        8,
+        run_dir,
+        None,
+        result,
+        f"step 8's, {newest.name}, skipped with a warning",
+    )
 
 
 def run_held_driver(storage: str, address: str) -> None:
@@ -211,12 +271,19 @@ def main() -> None:
     started, load_before = time.monotonic(), os.getloadavg()[0]
     storage = Path(tempfile.mkdtemp(prefix="faults-"))
     ray_temp = tempfile.mkdtemp(prefix="fir", dir="/tmp")  # short: Ray's socket paths must stay short
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                            "temp_dir": ray_temp})
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False, "temp_dir": ray_temp}
+    )
     try:
         ray.init(address=cluster.address, log_to_driver=False)
-        rows = [worker_killed(storage), driver_killed(storage, cluster.address), nan_loss(storage),
-                node_removed(storage, cluster), checkpoint_write_fails(storage), truncated_checkpoint(storage)]
+        rows = [
+            worker_killed(storage),
+            driver_killed(storage, cluster.address),
+            nan_loss(storage),
+            node_removed(storage, cluster),
+            checkpoint_write_fails(storage),
+            truncated_checkpoint(storage),
+        ]
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -224,20 +291,45 @@ def main() -> None:
         shutil.rmtree(ray_temp, ignore_errors=True)
     wall = time.monotonic() - started
     print(table(rows))
-    print(f"{len(rows)} faults in {wall:.0f} s (load average {load_before:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs)")
-    Path(args.json).write_text(json.dumps({
-        "command": {"script": "benchmarks/fault_injection.py", "json": os.path.relpath(args.json, ROOT)},
-        "run": {"steps": STEPS, "workers": 1, "overrides": RUN, "cluster": "head + 1 node, 1 CPU each, loopback"},
-        "wall_time_s": wall, "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
-        "cpus": os.cpu_count(), "faults": rows}, indent=2) + "\n")
+    print(
+        f"{len(rows)} faults in {wall:.0f} s (load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs)"
+    )
+    Path(args.json).write_text(
+        json.dumps(
+            {
+                "command": {"script": "benchmarks/fault_injection.py", "json": os.path.relpath(args.json, ROOT)},
+                "run": {
+                    "steps": STEPS,
+                    "workers": 1,
+                    "overrides": RUN,
+                    "cluster": "head + 1 node, 1 CPU each, loopback",
+                },
+                "wall_time_s": wall,
+                "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
+                "cpus": os.cpu_count(),
+                "faults": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def table(rows: list[dict]) -> str:
     headers = ["fault", "at step", "error", "resumed from", "steps lost", "files lost / skipped", "finished"]
-    cells = [[r["fault"], str(r["fault_step"]), r["error"] or "-", str(r["resumed_from"]),
-              f"{r['steps_lost']} ({', '.join(map(str, r['steps_run_again'])) or '-'})", r["files_lost_or_skipped"],
-              f"{r['finished_steps']}/{STEPS}" if r["finished_steps"] else "no"] for r in rows]
+    cells = [
+        [
+            r["fault"],
+            str(r["fault_step"]),
+            r["error"] or "-",
+            str(r["resumed_from"]),
+            f"{r['steps_lost']} ({', '.join(map(str, r['steps_run_again'])) or '-'})",
+            r["files_lost_or_skipped"],
+            f"{r['finished_steps']}/{STEPS}" if r["finished_steps"] else "no",
+        ]
+        for r in rows
+    ]
     return column_table(headers, cells)
 
 

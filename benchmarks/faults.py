@@ -118,7 +118,7 @@ def read_only_storage_worker(at_step: int):
 
 def truncate(path: Path) -> None:
     """Cut a file to half its length, as a copy that stopped half-way leaves it."""
-    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 def wait_for(path: Path, timeout_s: float, poll_s: float = 0.05) -> bool:

@@ -46,10 +46,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 NO_GPU = 77
-TINY_RUN = ["train.steps=20", "train.meta_batch_size=8", "train.log_every=10", "train.val_every=0",
-            "train.checkpoint_every=20", "eval.tasks=40", "eval.batch_size=20"]
-CONV = ["task.name=omniglot", "task.omniglot.roots=[not-read]", "task.ways=5", "model.channels=16",
-        "algorithm.inner_lr=0.4", "algorithm.inner_steps=2"]
+TINY_RUN = [
+    "train.steps=20",
+    "train.meta_batch_size=8",
+    "train.log_every=10",
+    "train.val_every=0",
+    "train.checkpoint_every=20",
+    "eval.tasks=40",
+    "eval.batch_size=20",
+]
+CONV = [
+    "task.name=omniglot",
+    "task.omniglot.roots=[not-read]",
+    "task.ways=5",
+    "model.channels=16",
+    "algorithm.inner_lr=0.4",
+    "algorithm.inner_steps=2",
+]
 
 
 def quiet(*_):
@@ -64,9 +77,15 @@ def check_cuda_build(device: torch.device) -> dict:
 
     if device.type == "cpu":
         return {"ok": True, "torch": torch.__version__, "cuda": torch.version.cuda, "rehearsal": True}
-    return {"ok": cuda_torch_problem() is None, "torch": torch.__version__, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version(), "gpu": torch.cuda.get_device_name(device),
-            "capability": list(torch.cuda.get_device_capability(device)), "gpus": torch.cuda.device_count()}
+    return {
+        "ok": cuda_torch_problem() is None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "gpu": torch.cuda.get_device_name(device),
+        "capability": list(torch.cuda.get_device_capability(device)),
+        "gpus": torch.cuda.device_count(),
+    }
 
 
 def check_train_in_process(device: torch.device, folder: Path) -> dict:
@@ -75,16 +94,31 @@ def check_train_in_process(device: torch.device, folder: Path) -> dict:
 
     runs = {}
     for strategy in ("vmap", "loop"):
-        config = load_config(None, [*TINY_RUN, f"train.device={device.type}", f"train.vectorize={strategy}",
-                                    f"train.run_dir={folder / strategy}"])
+        config = load_config(
+            None,
+            [
+                *TINY_RUN,
+                f"train.device={device.type}",
+                f"train.vectorize={strategy}",
+                f"train.run_dir={folder / strategy}",
+            ],
+        )
         result = train(config, print_fn=quiet)
         history = [json.loads(line) for line in (folder / strategy / "metrics.jsonl").read_text().splitlines()]
         losses = [record["meta_loss"] for record in history if "meta_loss" in record]
-        runs[strategy] = {"devices": result.summary["devices"], "inner_loops": result.summary["inner_loops"],
-                          "first_loss": losses[0], "last_loss": losses[-1], "test_mse": result.test.mean}
-    ok = all(run["devices"] == [device.type] and run["inner_loops"] == name
-             and all(map(math.isfinite, (run["first_loss"], run["last_loss"], run["test_mse"])))
-             for name, run in runs.items())
+        runs[strategy] = {
+            "devices": result.summary["devices"],
+            "inner_loops": result.summary["inner_loops"],
+            "first_loss": losses[0],
+            "last_loss": losses[-1],
+            "test_mse": result.test.mean,
+        }
+    ok = all(
+        run["devices"] == [device.type]
+        and run["inner_loops"] == name
+        and all(map(math.isfinite, (run["first_loss"], run["last_loss"], run["test_mse"])))
+        for name, run in runs.items()
+    )
     return {"ok": ok, **runs}
 
 
@@ -97,12 +131,15 @@ def check_train_on_ray(device: torch.device, folder: Path) -> dict:
     runs = {}
     for strategy in ("vmap", "loop"):
         config = load_config(None, [*TINY_RUN, f"train.vectorize={strategy}"])
-        request = ClusterRequest(workers=workers, gpus_per_worker=1 if gpus else 0, storage=str(folder),
-                                 name=f"ray-{strategy}")
+        request = ClusterRequest(
+            workers=workers, gpus_per_worker=1 if gpus else 0, storage=str(folder), name=f"ray-{strategy}"
+        )
         result = train_distributed(config, request, print_fn=quiet)
         runs[strategy] = {"workers": workers, "devices": result.summary["devices"], "test_mse": result.test.mean}
-    ok = all(all(d.startswith(device.type) for d in run["devices"]) and len(run["devices"]) == workers
-             for run in runs.values())
+    ok = all(
+        all(d.startswith(device.type) for d in run["devices"]) and len(run["devices"]) == workers
+        for run in runs.values()
+    )
     return {"ok": ok, **runs}
 
 
@@ -114,8 +151,12 @@ def _same_tasks_and_weights(model: str, name: str, deterministic: bool, device: 
     from distmeta.tasks import TaskBatch
     from distmeta.training.trainer import meta_batch
 
-    overrides = [*(CONV if model == "conv4" else []), f"algorithm.name={name}",
-                 f"train.deterministic={str(deterministic).lower()}", "train.meta_batch_size=4"]
+    overrides = [
+        *(CONV if model == "conv4" else []),
+        f"algorithm.name={name}",
+        f"train.deterministic={str(deterministic).lower()}",
+        "train.meta_batch_size=4",
+    ]
     config = load_config(None, overrides)
     on_cpu = build_experiment(config, CPU, check_data=False)
     on_device = build_experiment(config, device, check_data=False)
@@ -123,8 +164,9 @@ def _same_tasks_and_weights(model: str, name: str, deterministic: bool, device: 
     if model == "conv4":  # Omniglot-shaped images; the values do not matter here
         g = torch.Generator().manual_seed(0)
         labels = torch.arange(5).repeat(4, 1)
-        batch = TaskBatch(torch.rand(4, 5, 1, 28, 28, generator=g), labels,
-                          torch.rand(4, 5, 1, 28, 28, generator=g), labels, seed=0)
+        batch = TaskBatch(
+            torch.rand(4, 5, 1, 28, 28, generator=g), labels, torch.rand(4, 5, 1, 28, 28, generator=g), labels, seed=0
+        )
     else:
         batch = meta_batch(on_cpu, 0)
     return on_cpu, on_device, params, batch
@@ -163,18 +205,23 @@ def meta_gradient_differences(device: torch.device, deterministic: bool) -> list
             except ConfigError:
                 continue
             on_cpu, on_device, params, batch = _same_tasks_and_weights(model, name, deterministic, device)
-            reference = batch_meta_gradient(on_cpu.algorithm, *_in_dtype(params, batch, torch.float64, CPU),
-                                            "loop").grad_sum
-            cpu_float32 = batch_meta_gradient(on_cpu.algorithm, *_in_dtype(params, batch, torch.float32, CPU),
-                                              "loop").grad_sum
-            row = {"model": model, "algorithm": name,
-                   "cpu_loop_float32": largest_relative_difference(cpu_float32, reference)}
+            reference = batch_meta_gradient(
+                on_cpu.algorithm, *_in_dtype(params, batch, torch.float64, CPU), "loop"
+            ).grad_sum
+            cpu_float32 = batch_meta_gradient(
+                on_cpu.algorithm, *_in_dtype(params, batch, torch.float32, CPU), "loop"
+            ).grad_sum
+            row = {
+                "model": model,
+                "algorithm": name,
+                "cpu_loop_float32": largest_relative_difference(cpu_float32, reference),
+            }
             for strategy in ("vmap", "loop"):
                 for dtype in (torch.float64, torch.float32):
-                    got = batch_meta_gradient(on_device.algorithm, *_in_dtype(params, batch, dtype, device),
-                                              strategy).grad_sum
-                    row[f"{strategy}_{str(dtype).removeprefix('torch.')}"] = largest_relative_difference(
-                        got, reference)
+                    got = batch_meta_gradient(
+                        on_device.algorithm, *_in_dtype(params, batch, dtype, device), strategy
+                    ).grad_sum
+                    row[f"{strategy}_{str(dtype).removeprefix('torch.')}"] = largest_relative_difference(got, reference)
             rows.append(row)
     return rows
 
@@ -201,11 +248,16 @@ def check_meta_gradients(device: torch.device) -> dict:
         return max(row[key] for row in rows for key in row if key.endswith(column) and key != "cpu_loop_float32")
 
     worst_float64 = max(largest(strict, "float64"), largest(default, "float64"))
-    return {"ok": worst_float64 <= FLOAT64_TOLERANCE, "tolerance_float64": FLOAT64_TOLERANCE,
-            "largest_float64": worst_float64, "largest_float32_tf32_off": largest(strict, "float32"),
-            "largest_float32_default": largest(default, "float32"),
-            "largest_cpu_float32": max(row["cpu_loop_float32"] for row in strict),
-            "tf32_off": strict, "default": default}
+    return {
+        "ok": worst_float64 <= FLOAT64_TOLERANCE,
+        "tolerance_float64": FLOAT64_TOLERANCE,
+        "largest_float64": worst_float64,
+        "largest_float32_tf32_off": largest(strict, "float32"),
+        "largest_float32_default": largest(default, "float32"),
+        "largest_cpu_float32": max(row["cpu_loop_float32"] for row in strict),
+        "tf32_off": strict,
+        "default": default,
+    }
 
 
 def _all_reduce_rank(rank: int, world: int, port: int, backend: str, device_type: str, out: str) -> None:
@@ -221,8 +273,15 @@ def _all_reduce_rank(rank: int, world: int, port: int, backend: str, device_type
             torch.cuda.set_device(device)
         grads = {"w": torch.full((3, 4), float(rank + 1), device=device), "b": torch.arange(5.0, device=device)}
         reduced, metrics, _ = all_reduce_sum(grads, torch.tensor([1.0, float(rank)], device=device))
-        torch.save({"w": reduced["w"].cpu(), "b": reduced["b"].cpu(), "metrics": metrics.cpu(),
-                    "device": str(reduced["w"].device)}, f"{out}/rank{rank}.pt")
+        torch.save(
+            {
+                "w": reduced["w"].cpu(),
+                "b": reduced["b"].cpu(),
+                "metrics": metrics.cpu(),
+                "device": str(reduced["w"].device),
+            },
+            f"{out}/rank{rank}.pt",
+        )
     finally:
         dist.destroy_process_group()
 
@@ -240,8 +299,12 @@ def check_all_reduce(device: torch.device, folder: Path) -> dict:
     backend = "nccl" if gpus >= 2 else "gloo"
     mp.spawn(_all_reduce_rank, args=(2, _free_port(), backend, device.type, str(folder)), nprocs=2)
     results = [torch.load(folder / f"rank{rank}.pt") for rank in (0, 1)]
-    ok = all(torch.equal(r["w"], torch.full((3, 4), 3.0)) and torch.equal(r["b"], 2 * torch.arange(5.0))
-             and torch.equal(r["metrics"], torch.tensor([2.0, 1.0])) for r in results)
+    ok = all(
+        torch.equal(r["w"], torch.full((3, 4), 3.0))
+        and torch.equal(r["b"], 2 * torch.arange(5.0))
+        and torch.equal(r["metrics"], torch.tensor([2.0, 1.0]))
+        for r in results
+    )
     record = {"ok": ok, "backend": backend, "ranks": 2, "tensor_device": results[0]["device"]}
     if device.type == "cuda" and gpus < 2:  # NCCL itself, on the one GPU
         record["nccl_one_rank"] = _nccl_one_rank(device)
@@ -265,9 +328,29 @@ def _nccl_one_rank(device: torch.device) -> bool:
 def check_bench(device: torch.device, folder: Path) -> dict:
     gpus = 1 if device.type == "cuda" else 0
     target = folder / "bench.json"
-    done = subprocess.run([sys.executable, "-m", "distmeta", "bench", "--workers", "1", "--gpus-per-worker",
-                           str(gpus), "--steps", "5", "--warmup", "2", "--json", str(target),
-                           "--plot", str(folder / "bench.png")], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "distmeta",
+            "bench",
+            "--workers",
+            "1",
+            "--gpus-per-worker",
+            str(gpus),
+            "--steps",
+            "5",
+            "--warmup",
+            "2",
+            "--json",
+            str(target),
+            "--plot",
+            str(folder / "bench.png"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         return {"ok": False, "stderr": done.stderr[-2000:]}
     machine = json.loads(target.read_text())["machine"]
@@ -281,24 +364,47 @@ def check_checkpoint_on_cpu(device: torch.device, folder: Path) -> dict:
     from distmeta.training.trainer import train
 
     run_dir = folder / "trained-on-gpu"
-    config = load_config(None, [*TINY_RUN, f"train.device={device.type}", f"train.run_dir={run_dir}",
-                                "train.meta_optimizer=adam"])
+    config = load_config(
+        None, [*TINY_RUN, f"train.device={device.type}", f"train.run_dir={run_dir}", "train.meta_optimizer=adam"]
+    )
     trained = train(config, print_fn=quiet)
     payload = torch.load(latest_checkpoint(run_dir), weights_only=False)  # each tensor where it was saved from
-    tensors = [*payload["meta_parameters"].values(),
-               *(t for state in payload["optimizer"]["state"].values() for t in state.values()
-                 if isinstance(t, torch.Tensor))]
+    tensors = [
+        *payload["meta_parameters"].values(),
+        *(t for state in payload["optimizer"]["state"].values() for t in state.values() if isinstance(t, torch.Tensor)),
+    ]
     on_cpu_only = all(t.device.type == "cpu" for t in tensors)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # a machine without a GPU
-    done = subprocess.run([sys.executable, "-m", "distmeta", "eval", str(run_dir), "--device", "cpu",
-                           "--tasks", "40", "--json", str(folder / "eval.json")], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "distmeta",
+            "eval",
+            str(run_dir),
+            "--device",
+            "cpu",
+            "--tasks",
+            "40",
+            "--json",
+            str(folder / "eval.json"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         return {"ok": False, "on_cpu_only": on_cpu_only, "stderr": done.stderr[-2000:]}
     cpu_mse = json.loads((folder / "eval.json").read_text())["mean"]
     difference = abs(cpu_mse - trained.test.mean) / max(abs(trained.test.mean), 1e-12)
-    return {"ok": on_cpu_only and difference <= 1e-4, "on_cpu_only": on_cpu_only, "test_mse_on_gpu": trained.test.mean,
-            "test_mse_on_cpu": cpu_mse, "relative_difference": difference}
+    return {
+        "ok": on_cpu_only and difference <= 1e-4,
+        "on_cpu_only": on_cpu_only,
+        "test_mse_on_gpu": trained.test.mean,
+        "test_mse_on_cpu": cpu_mse,
+        "relative_difference": difference,
+    }
 
 
 def check_determinism(device: torch.device, folder: Path) -> dict:
@@ -306,9 +412,15 @@ def check_determinism(device: torch.device, folder: Path) -> dict:
     from distmeta.training.trainer import train
 
     def run(name: str, deterministic: bool):
-        config = load_config(None, [*TINY_RUN, f"train.device={device.type}",
-                                    f"train.deterministic={str(deterministic).lower()}",
-                                    f"train.run_dir={folder / name}"])
+        config = load_config(
+            None,
+            [
+                *TINY_RUN,
+                f"train.device={device.type}",
+                f"train.deterministic={str(deterministic).lower()}",
+                f"train.run_dir={folder / name}",
+            ],
+        )
         return train(config, print_fn=quiet, final_eval=False).meta_params
 
     first, second = run("strict-1", True), run("strict-2", True)
@@ -341,8 +453,11 @@ def run_checks(device: torch.device, names: list[str]) -> list[dict]:
             try:
                 outcome = CHECKS[name](device, Path(folder))
             except Exception as error:  # a check that crashes has failed; the others still run
-                outcome = {"ok": False, "error": f"{type(error).__name__}: {error}",
-                           "traceback": traceback.format_exc()[-3000:]}
+                outcome = {
+                    "ok": False,
+                    "error": f"{type(error).__name__}: {error}",
+                    "traceback": traceback.format_exc()[-3000:],
+                }
         outcome = {"check": name, **outcome, "seconds": round(time.perf_counter() - started, 1)}
         print(f"  {'ok  ' if outcome['ok'] else 'FAIL'} {name} ({outcome['seconds']} s)", flush=True)
         results.append(outcome)
@@ -351,18 +466,26 @@ def run_checks(device: torch.device, names: list[str]) -> list[dict]:
 
 def machine(device: torch.device) -> dict:
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "cuda": torch.version.cuda, "gpu": gpu,
-            "gpus": torch.cuda.device_count() if gpu else 0}
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "gpu": gpu,
+        "gpus": torch.cuda.device_count() if gpu else 0,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_smoke.json")
     parser.add_argument("--only", help=f"comma-separated checks (default all: {', '.join(CHECKS)})")
-    parser.add_argument("--rehearse-on-cpu", action="store_true",
-                        help="run every check with the CPU in the GPU's place (tests this script; proves nothing "
-                             "about a GPU)")
+    parser.add_argument(
+        "--rehearse-on-cpu",
+        action="store_true",
+        help="run every check with the CPU in the GPU's place (tests this script; proves nothing about a GPU)",
+    )
     args = parser.parse_args(argv)
     names = args.only.split(",") if args.only else list(CHECKS)
     unknown = [name for name in names if name not in CHECKS]
@@ -378,8 +501,13 @@ def main(argv: list[str] | None = None) -> int:
         return NO_GPU
     print(f"gpu smoke test on {device} ({'rehearsal on the CPU' if args.rehearse_on_cpu else machine(device)['gpu']})")
     results = run_checks(device, names)
-    record = {"machine": machine(device), "rehearsal_on_cpu": args.rehearse_on_cpu,
-              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "passed": all(r["ok"] for r in results), "checks": results}
+    record = {
+        "machine": machine(device),
+        "rehearsal_on_cpu": args.rehearse_on_cpu,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "passed": all(r["ok"] for r in results),
+        "checks": results,
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(record, indent=2))
     print(f"{'passed' if record['passed'] else 'FAILED'}; wrote {args.json}")

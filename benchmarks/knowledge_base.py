@@ -64,8 +64,13 @@ from distmeta.tasks import task_seed  # noqa: E402
 from distmeta.training.checkpoint import save_checkpoint  # noqa: E402
 from distmeta.training.trainer import initial_state, meta_step  # noqa: E402
 
-TASK = ["task.name=multimodal", "task.modes=[sinusoid, linear, quadratic, tanh, abs]", "task.noise_std=0.3",
-        "task.shots=5", "task.query_shots=10"]
+TASK = [
+    "task.name=multimodal",
+    "task.modes=[sinusoid, linear, quadratic, tanh, abs]",
+    "task.noise_std=0.3",
+    "task.shots=5",
+    "task.query_shots=10",
+]
 KINDS = ("features", "gradient", "adapted", "gradient_per_layer", "fisher")
 """The library's embeddings, then two candidates measured here only."""
 TEST_INNER_STEPS = 10
@@ -79,9 +84,10 @@ FITTED_VARIANTS = [(50, 1, 0.2), (50, 5, 0.05), (50, 5, 1.0), (50, 20, 0.2), (20
 
 
 def train_learner(run_dir: Path, steps: int):
-    config = load_config(ROOT / "benchmarks/configs/sinusoid_maml.yaml",
-                         [*TASK, f"train.steps={steps}", f"train.run_dir={run_dir}",
-                          f"algorithm.test_inner_steps={TEST_INNER_STEPS}"])
+    config = load_config(
+        ROOT / "benchmarks/configs/sinusoid_maml.yaml",
+        [*TASK, f"train.steps={steps}", f"train.run_dir={run_dir}", f"algorithm.test_inner_steps={TEST_INNER_STEPS}"],
+    )
     experiment = build_experiment(config, check_data=False)
     state = initial_state(experiment)
     started = time.perf_counter()
@@ -100,7 +106,9 @@ def candidate_vector(kind: str, algorithm, params, support_x, support_y) -> torc
     # task2vec (Achille et al. 2019): the diagonal empirical Fisher, each point's squared gradient, per unit
     squares = [torch.zeros_like(params[name]) for name in names]
     for point in range(len(support_x)):
-        grads = parameter_gradients(algorithm, params, names, support_x[point:point + 1], support_y[point:point + 1])
+        grads = parameter_gradients(
+            algorithm, params, names, support_x[point : point + 1], support_y[point : point + 1]
+        )
         squares = [total + grad.square() for total, grad in zip(squares, grads)]
     return torch.cat([(total / len(support_x)).reshape(len(total), -1).mean(dim=1) for total in squares])
 
@@ -137,7 +145,7 @@ def split_delta_rows(header, rows: torch.Tensor) -> dict[str, torch.Tensor]:
     parts, start = {}, 0
     for name, shape in zip(header.adapted_names, header.adapted_shapes):
         size = int(np.prod(shape))
-        parts[name] = rows[:, start:start + size].float().reshape(len(rows), *shape)
+        parts[name] = rows[:, start : start + size].float().reshape(len(rows), *shape)
         start += size
     return parts
 
@@ -149,38 +157,78 @@ def identification_and_warm_start(args, run_dir: Path) -> dict:
     test_seeds = [task_seed(config.seed, "test", 0, i) for i in range(args.tasks)]
     tests = [[t[0] for t in test_tasks.sample(1, seed).tensors()] for seed in test_seeds]
     test_families = [test_tasks.task_family(seed) for seed in test_seeds]
-    result = {"train_seconds": round(train_s, 1), "meta_steps": state.step, "stored_tasks": args.stored,
-              "held_out_tasks": args.tasks, "store_steps": args.store_steps, "test_inner_steps": TEST_INNER_STEPS,
-              "fitted_warm_start": FITTED, "chance": 1 / len(config.task.modes), "embeddings": {}}
+    result = {
+        "train_seconds": round(train_s, 1),
+        "meta_steps": state.step,
+        "stored_tasks": args.stored,
+        "held_out_tasks": args.tasks,
+        "store_steps": args.store_steps,
+        "test_inner_steps": TEST_INNER_STEPS,
+        "fitted_warm_start": FITTED,
+        "chance": 1 / len(config.task.modes),
+        "embeddings": {},
+    }
     started = time.perf_counter()
     result["bayes_top1_family"] = mean_ci(bayes_hits(test_tasks, test_seeds))
     result["bayes_seconds"] = round(time.perf_counter() - started, 1)
     print("bayes", result["bayes_top1_family"], flush=True)
     spec = EmbeddingSpec(DEFAULT_KIND, 64, config.seed)
     started = time.perf_counter()
-    records = build_records(algorithm, params, store_tasks, run_seed=config.seed, split="train",
-                            indices=range(args.stored), inner_steps=TEST_INNER_STEPS, store_steps=args.store_steps,
-                            spec=spec)
+    records = build_records(
+        algorithm,
+        params,
+        store_tasks,
+        run_seed=config.seed,
+        split="train",
+        indices=range(args.stored),
+        inner_steps=TEST_INNER_STEPS,
+        store_steps=args.store_steps,
+        spec=spec,
+    )
     result["build_seconds"] = round(time.perf_counter() - started, 1)
-    header = build_header(algorithm, params, run=run_dir.name, config_hash=config_hash(config), step=state.step,
-                          spec=spec, inner_steps=TEST_INNER_STEPS, store_steps=args.store_steps)
+    header = build_header(
+        algorithm,
+        params,
+        run=run_dir.name,
+        config_hash=config_hash(config),
+        step=state.step,
+        spec=spec,
+        inner_steps=TEST_INNER_STEPS,
+        store_steps=args.store_steps,
+    )
     KnowledgeStore(run_dir).append(header, records)  # the default kind, as `distmeta kb build` stores it
     losses = [stored_support_losses(algorithm, params, header, records, sx, sy) for sx, sy, _, _ in tests]
     check = support_loss_of(algorithm, params, tests[0][0], tests[0][1])
     for row in range(3):
         assert abs(check(split_delta(header, records.adapted_delta[row])) - float(losses[0][row])) < 1e-4
     families = np.array(records.family)
-    result["best_fit_top1_family"] = mean_ci([families[int(torch.nan_to_num(loss, nan=torch.inf).argmin())] == family
-                                              for loss, family in zip(losses, test_families)])
+    result["best_fit_top1_family"] = mean_ci(
+        [
+            families[int(torch.nan_to_num(loss, nan=torch.inf).argmin())] == family
+            for loss, family in zip(losses, test_families)
+        ]
+    )
     plain = [query_mse(algorithm, params, *task) for task in tests]
     result["mse_1_step_plain"] = mean_ci(plain)
     base_all = KnowledgeBase(header, records)  # every stored task a candidate: the embedding does not matter
-    result["fitted_all_stored_k5"] = warm_summary(plain, [
-        query_mse(algorithm, warm_params(params, fitted(base_all, records.embedding[0], loss, 5, len(records),
-                                                        FITTED["temperature"])), *task)
-        for task, loss in zip(tests, losses)])
-    print("references", json.dumps({key: result[key] for key in ("best_fit_top1_family", "mse_1_step_plain",
-                                                                  "fitted_all_stored_k5")}), flush=True)
+    result["fitted_all_stored_k5"] = warm_summary(
+        plain,
+        [
+            query_mse(
+                algorithm,
+                warm_params(
+                    params, fitted(base_all, records.embedding[0], loss, 5, len(records), FITTED["temperature"])
+                ),
+                *task,
+            )
+            for task, loss in zip(tests, losses)
+        ],
+    )
+    print(
+        "references",
+        json.dumps({key: result[key] for key in ("best_fit_top1_family", "mse_1_step_plain", "fitted_all_stored_k5")}),
+        flush=True,
+    )
     store_supports = [[t[0] for t in store_tasks.sample(1, seed).tensors()][:2] for seed in records.task_seed]
     for kind in KINDS:
         started = time.perf_counter()
@@ -188,36 +236,56 @@ def identification_and_warm_start(args, run_dir: Path) -> dict:
         queries = [embed(kind, algorithm, params, sx, sy, config.seed) for sx, sy, _, _ in tests]
         kind_records = records.select(list(range(len(records))))
         kind_records.embedding = stored
-        summary = evaluate_kind(algorithm, params, header, kind_records, tests, test_families, queries, losses, plain,
-                                variants=kind == DEFAULT_KIND)
+        summary = evaluate_kind(
+            algorithm,
+            params,
+            header,
+            kind_records,
+            tests,
+            test_families,
+            queries,
+            losses,
+            plain,
+            variants=kind == DEFAULT_KIND,
+        )
         summary["seconds"] = round(time.perf_counter() - started, 1)
         result["embeddings"][kind] = summary
         print(kind, json.dumps(summary), flush=True)
     return result
 
 
-def evaluate_kind(algorithm, params, header, records, tests, test_families, queries, losses, plain,
-                  variants: bool) -> dict:
+def evaluate_kind(
+    algorithm, params, header, records, tests, test_families, queries, losses, plain, variants: bool
+) -> dict:
     bases = {metric: KnowledgeBase(header, records, metric) for metric in ("euclidean", "cosine")}
     families = np.array(records.family)
     summary = {}
     for metric, base in bases.items():
-        summary[f"top1_family_{metric}"] = mean_ci([base.nearest(query, 1)[0].family == family
-                                                    for query, family in zip(queries, test_families)])
+        summary[f"top1_family_{metric}"] = mean_ci(
+            [base.nearest(query, 1)[0].family == family for query, family in zip(queries, test_families)]
+        )
     votes = []
     for query, family in zip(queries, test_families):
         nearest = list(families[bases["euclidean"].index.search(query, 10).indices[0].numpy()])
         votes.append(max(set(nearest), key=nearest.count) == family)
     summary["vote10_family_euclidean"] = mean_ci(votes)
     base = bases["euclidean"]
-    summary["warm_inverse_distance_k5"] = warm_summary(plain, [
-        query_mse(algorithm, warm_params(params, base.warm_start_delta(query, 5)), *task)
-        for query, task in zip(queries, tests)])
+    summary["warm_inverse_distance_k5"] = warm_summary(
+        plain,
+        [
+            query_mse(algorithm, warm_params(params, base.warm_start_delta(query, 5)), *task)
+            for query, task in zip(queries, tests)
+        ],
+    )
     settings = [(FITTED["candidates"], FITTED["k"], FITTED["temperature"])] + (FITTED_VARIANTS if variants else [])
     for candidates, k, temperature in settings:
-        summary[f"warm_fitted_c{candidates}_k{k}_t{temperature}"] = warm_summary(plain, [
-            query_mse(algorithm, warm_params(params, fitted(base, query, loss, k, candidates, temperature)), *task)
-            for query, task, loss in zip(queries, tests, losses)])
+        summary[f"warm_fitted_c{candidates}_k{k}_t{temperature}"] = warm_summary(
+            plain,
+            [
+                query_mse(algorithm, warm_params(params, fitted(base, query, loss, k, candidates, temperature)), *task)
+                for query, task, loss in zip(queries, tests, losses)
+            ],
+        )
     return summary
 
 
@@ -256,12 +324,15 @@ def latency(search, queries: torch.Tensor, repeats: int) -> dict:
         search(queries[i % len(queries)].unsqueeze(0))
         times.append(time.perf_counter() - started)
     times_ms = np.array(times) * 1e3
-    return {"p50_ms": round(float(np.percentile(times_ms, 50)), 3),
-            "p99_ms": round(float(np.percentile(times_ms, 99)), 3)}
+    return {
+        "p50_ms": round(float(np.percentile(times_ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(times_ms, 99)), 3),
+    }
 
 
 def throughput(search, queries: torch.Tensor, clients: int, per_client: int) -> float:
     """Single-query requests per second from `clients` threads at once."""
+
     def client(offset: int):
         for i in range(per_client):
             search(queries[(offset + i) % len(queries)].unsqueeze(0))
@@ -288,13 +359,16 @@ def lookup_latency(args) -> dict:
             repeats = 200 if size <= 100_000 else 50
             index = ExactIndex(stored, "cosine")
             row = {"stored": size, "index_mb": round(index.nbytes / 2**20, 1)}
-            row["brute_force"] = {**latency(lambda q: index.search(q, 5), queries, repeats),
-                                  "queries_per_s_batch_256": round(256 / timed(lambda: index.search(queries, 5)), 1)}
+            row["brute_force"] = {
+                **latency(lambda q: index.search(q, 5), queries, repeats),
+                "queries_per_s_batch_256": round(256 / timed(lambda: index.search(queries, 5)), 1),
+            }
             served = serve_index(stored, "cosine", max_concurrency=4, num_cpus=1)
             try:
-                row["ray_actor"] = {**latency(lambda q: served.search(q, 5), queries, repeats),
-                                    "queries_per_s_4_clients": throughput(lambda q: served.search(q, 5), queries, 4,
-                                                                          repeats // 4)}
+                row["ray_actor"] = {
+                    **latency(lambda q: served.search(q, 5), queries, repeats),
+                    "queries_per_s_4_clients": throughput(lambda q: served.search(q, 5), queries, 4, repeats // 4),
+                }
                 same = torch.equal(served.search(queries, 5).indices, index.search(queries, 5).indices)
                 row["ray_actor"]["same_neighbours_as_brute_force"] = same
             finally:
@@ -305,8 +379,7 @@ def lookup_latency(args) -> dict:
             rows.append(row)
     finally:
         ray.shutdown()
-    return {"faiss": faiss.__version__ if faiss else "not importable (optional: pip install faiss-cpu)",
-            "rows": rows}
+    return {"faiss": faiss.__version__ if faiss else "not importable (optional: pip install faiss-cpu)", "rows": rows}
 
 
 def faiss_row(faiss, stored, queries, index, repeats) -> dict:
@@ -320,9 +393,11 @@ def faiss_row(faiss, stored, queries, index, repeats) -> dict:
 
     _, found = flat.search(unit_queries, 5)
     same = bool((found == index.search(queries, 5).indices.numpy()).mean() > 0.99)
-    return {**latency(search, queries, repeats),
-            "queries_per_s_batch_256": round(256 / timed(lambda: flat.search(unit_queries, 5)), 1),
-            "same_neighbours_as_brute_force": same}
+    return {
+        **latency(search, queries, repeats),
+        "queries_per_s_batch_256": round(256 / timed(lambda: flat.search(unit_queries, 5)), 1),
+        "same_neighbours_as_brute_force": same,
+    }
 
 
 def timed(function) -> float:
@@ -354,10 +429,16 @@ def main() -> int:
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
     torch.set_num_threads(1)
     started = time.perf_counter()
-    output = {"command": "python benchmarks/knowledge_base.py " + " ".join(sys.argv[1:]),
-              "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                          "torch": torch.__version__, "threads": torch.get_num_threads()},
-              "task": TASK}
+    output = {
+        "command": "python benchmarks/knowledge_base.py " + " ".join(sys.argv[1:]),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "task": TASK,
+    }
     output["identification_and_warm_start"] = identification_and_warm_start(args, args.run_dir)
     if not args.skip_latency:
         output["lookup"] = lookup_latency(args)

@@ -25,7 +25,7 @@ from distmeta.learned_optimizers.meta_training import MetaTrainingSettings, meta
 from distmeta.tasks.optimisee import OptimiseeFamily, optimisee_seed
 
 BASELINES = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam}
-TUNING_STEP = 10 ** 6
+TUNING_STEP = 10**6
 """The meta-step index of the tuning tasks' seeds: far past any meta-training step."""
 T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 8: 2.365, 10: 2.262}
 """Student t quantiles (0.975) by number of tasks: the 95% interval of a mean over few tasks."""
@@ -43,17 +43,26 @@ def common_arguments(description: str, meta_steps: int, meta_lr: float, seeds_he
     return parser
 
 
-def train_learned(settings: MetaTrainingSettings, family: OptimiseeFamily, json_path: Path,
-                  log_every: int) -> tuple[UpdateRule, dict]:
+def train_learned(
+    settings: MetaTrainingSettings, family: OptimiseeFamily, json_path: Path, log_every: int
+) -> tuple[UpdateRule, dict]:
     """Meta-train `settings.optimizer` on `family` in this process, printing its meta-loss every
     `log_every` steps, and save its meta-parameters next to the results (`<json stem>_<optimiser>.pt`).
     Returns the trained rule, bound, and its entry of the results."""
     name = settings.optimizer
-    trained = meta_train(settings, family, log=lambda step, loss: print(
-        f"  {name} meta-step {step}: meta-loss {loss:.3f}", flush=True), log_every=log_every)
+    trained = meta_train(
+        settings,
+        family,
+        log=lambda step, loss: print(f"  {name} meta-step {step}: meta-loss {loss:.3f}", flush=True),
+        log_every=log_every,
+    )
     torch.save(trained.meta_params, json_path.with_name(f"{json_path.stem}_{name}.pt"))
-    entry = {"kind": "learned", "settings": dataclasses.asdict(settings), "meta_training_seconds": trained.seconds,
-             "skipped_meta_steps": trained.skipped_steps}
+    entry = {
+        "kind": "learned",
+        "settings": dataclasses.asdict(settings),
+        "meta_training_seconds": trained.seconds,
+        "skipped_meta_steps": trained.skipped_steps,
+    }
     return trained.rule.bind(trained.meta_params), entry
 
 
@@ -75,13 +84,22 @@ def summary(curves: torch.Tensor, step: int) -> dict:
     their log10; a task that diverged (NaN or inf) makes the whole entry diverged."""
     losses = curves[:, step].double()
     if not torch.isfinite(losses).all():
-        return {"mean": math.inf, "log10_mean": math.inf, "interval": [math.inf, math.inf],
-                "log10_interval": [math.inf, math.inf], "diverged": True}
+        return {
+            "mean": math.inf,
+            "log10_mean": math.inf,
+            "interval": [math.inf, math.inf],
+            "log10_interval": [math.inf, math.inf],
+            "diverged": True,
+        }
     mean, count = losses.mean().item(), len(losses)
     half = T_975.get(count, 1.96) * losses.std().item() / math.sqrt(count) if count > 1 else 0.0
-    return {"mean": mean, "log10_mean": math.log10(mean), "interval": [mean - half, mean + half],
-            "log10_interval": [math.log10(mean - half) if mean - half > 0 else None, math.log10(mean + half)],
-            "diverged": False}
+    return {
+        "mean": mean,
+        "log10_mean": math.log10(mean),
+        "interval": [mean - half, mean + half],
+        "log10_interval": [math.log10(mean - half) if mean - half > 0 else None, math.log10(mean + half)],
+        "diverged": False,
+    }
 
 
 def measure(rule: UpdateRule, family: OptimiseeFamily, seeds: list[int], steps: list[int]) -> tuple[dict, torch.Tensor]:
@@ -103,13 +121,21 @@ def tuned_baseline(name: str, family: OptimiseeFamily, seeds: list[int], steps: 
     rate = min(scores, key=lambda rate: (scores[rate], rate))
     if math.isinf(scores[rate]):
         raise ValueError(f"{name}: every learning rate of the grid diverged")
-    return {"learning_rate": rate, "tuning_steps": steps, "tuning_seconds": time.perf_counter() - started,
-            "tuning_log10": {f"{r:g}": s for r, s in scores.items()}}
+    return {
+        "learning_rate": rate,
+        "tuning_steps": steps,
+        "tuning_seconds": time.perf_counter() - started,
+        "tuning_log10": {f"{r:g}": s for r, s in scores.items()},
+    }
 
 
 def machine() -> dict:
-    return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads()}
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def plot_curves(panels: dict[str, dict[str, torch.Tensor]], path: Path, meta_horizon: int, ylabel: str) -> None:
@@ -124,9 +150,10 @@ def plot_curves(panels: dict[str, dict[str, torch.Tensor]], path: Path, meta_hor
     for axis, (title, curves) in zip(axes[0], panels.items()):
         for name, curve in curves.items():
             steps = torch.arange(1, curve.shape[1])
-            line, = axis.plot(steps, curve[:, 1:].mean(0), label=name, linewidth=2 if name in ("lstm", "mlp") else 1)
-            axis.fill_between(steps, curve[:, 1:].min(0).values, curve[:, 1:].max(0).values,
-                              color=line.get_color(), alpha=0.15)
+            (line,) = axis.plot(steps, curve[:, 1:].mean(0), label=name, linewidth=2 if name in ("lstm", "mlp") else 1)
+            axis.fill_between(
+                steps, curve[:, 1:].min(0).values, curve[:, 1:].max(0).values, color=line.get_color(), alpha=0.15
+            )
         axis.axvline(meta_horizon, color="grey", linestyle=":", linewidth=1)
         axis.set_xscale("log")
         axis.set_yscale("log")

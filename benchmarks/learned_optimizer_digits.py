@@ -59,8 +59,9 @@ def evaluation_settings(long_horizon: int = 1000) -> dict[str, tuple[int, int]]:
 
 
 def main() -> None:
-    parser = common_arguments(__doc__.splitlines()[0], meta_steps=300, meta_lr=1e-2,
-                              seeds_help="held-out tasks (and tuning tasks)")
+    parser = common_arguments(
+        __doc__.splitlines()[0], meta_steps=300, meta_lr=1e-2, seeds_help="held-out tasks (and tuning tasks)"
+    )
     parser.add_argument("--unroll-length", type=int, default=100)
     parser.add_argument("--long-horizon", type=int, default=1000, help="the steps of the long settings")
     parser.add_argument("--json", default=str(RESULTS / "learned_optimizer_digits.json"))
@@ -73,35 +74,54 @@ def main() -> None:
     results: dict[str, dict] = {}
     curves: dict[str, dict[str, torch.Tensor]] = {setting: {} for setting in evaluated}
     for name in args.optimizers:
-        settings = MetaTrainingSettings(optimizer=name, unroll_length=args.unroll_length,
-                                        truncation_length=args.truncation_length, meta_steps=args.meta_steps,
-                                        meta_lr=args.meta_lr, log_loss=True)
+        settings = MetaTrainingSettings(
+            optimizer=name,
+            unroll_length=args.unroll_length,
+            truncation_length=args.truncation_length,
+            meta_steps=args.meta_steps,
+            meta_lr=args.meta_lr,
+            log_loss=True,
+        )
         rule, results[name] = train_learned(settings, DigitsMLPFamily("train"), Path(args.json), log_every=50)
         for setting, (hidden, steps) in evaluated.items():
             results[name][setting], curves[setting][name] = measure(
-                rule, DigitsMLPFamily("test", hidden=hidden), held_out, measured_steps(steps))
+                rule, DigitsMLPFamily("test", hidden=hidden), held_out, measured_steps(steps)
+            )
     for name in BASELINES:
         results[name] = {"kind": "baseline"}
         for setting, (hidden, steps) in evaluated.items():
             tuned = tuned_baseline(name, DigitsMLPFamily("train", hidden=hidden), tuning, steps, GRID)
-            measured, curves[setting][name] = measure(BASELINES[name](tuned["learning_rate"]),
-                                                      DigitsMLPFamily("test", hidden=hidden), held_out,
-                                                      measured_steps(steps))
+            measured, curves[setting][name] = measure(
+                BASELINES[name](tuned["learning_rate"]),
+                DigitsMLPFamily("test", hidden=hidden),
+                held_out,
+                measured_steps(steps),
+            )
             results[name][setting] = tuned | measured
-            print(f"  {name} {setting}: lr {tuned['learning_rate']:g}, loss {measured[f'step_{steps}']['mean']:.4f}",
-                  flush=True)
-    report = {"machine": machine(),
-              "command": "python benchmarks/learned_optimizer_digits.py " + " ".join(sys.argv[1:]),
-              "problem": "64-hidden-10 sigmoid MLP on scikit-learn's 8x8 digits, cross-entropy, minibatches of 128; "
-                         "loss on all of a held-out task's images",
-              "settings": {setting: {"hidden": hidden, "steps": steps}
-                           for setting, (hidden, steps) in evaluated.items()},
-              "meta_training": {"hidden": 20, "steps": args.unroll_length},
-              "test_seeds": held_out, "grid": GRID, "targets": targets(results, args.optimizers, evaluated),
-              "seconds": time.perf_counter() - started, "results": results}
+            print(
+                f"  {name} {setting}: lr {tuned['learning_rate']:g}, loss {measured[f'step_{steps}']['mean']:.4f}",
+                flush=True,
+            )
+    report = {
+        "machine": machine(),
+        "command": "python benchmarks/learned_optimizer_digits.py " + " ".join(sys.argv[1:]),
+        "problem": "64-hidden-10 sigmoid MLP on scikit-learn's 8x8 digits, cross-entropy, minibatches of 128; "
+        "loss on all of a held-out task's images",
+        "settings": {setting: {"hidden": hidden, "steps": steps} for setting, (hidden, steps) in evaluated.items()},
+        "meta_training": {"hidden": 20, "steps": args.unroll_length},
+        "test_seeds": held_out,
+        "grid": GRID,
+        "targets": targets(results, args.optimizers, evaluated),
+        "seconds": time.perf_counter() - started,
+        "results": results,
+    }
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    plot_curves({f"{evaluated[setting][0]} hidden units": curves[setting] for setting in ("h20_long", "h40_long")},
-                Path(args.json).with_suffix(".png"), args.unroll_length, "training loss, held-out tasks")
+    plot_curves(
+        {f"{evaluated[setting][0]} hidden units": curves[setting] for setting in ("h20_long", "h40_long")},
+        Path(args.json).with_suffix(".png"),
+        args.unroll_length,
+        "training loss, held-out tasks",
+    )
     print_table(results, evaluated)
 
 
@@ -116,16 +136,27 @@ def targets(results: dict, learned: list[str], evaluated: dict[str, tuple[int, i
     met = {}
     for name in learned:
         result = results[name]
-        beats = {setting: result[setting][f"step_{steps}"]["mean"] < results["adam"][setting][f"step_{steps}"]["mean"]
-                 for setting, (_, steps) in evaluated.items()}
-        finite = all(not summary["diverged"] for setting in evaluated
-                     for key, summary in result[setting].items() if key.startswith("step_"))
+        beats = {
+            setting: result[setting][f"step_{steps}"]["mean"] < results["adam"][setting][f"step_{steps}"]["mean"]
+            for setting, (_, steps) in evaluated.items()
+        }
+        finite = all(
+            not summary["diverged"]
+            for setting in evaluated
+            for key, summary in result[setting].items()
+            if key.startswith("step_")
+        )
         settles = finite and all(
             result[setting][f"step_{steps}"]["mean"] < result[setting]["step_0"]["mean"]
             and result[setting][f"step_{steps}"]["mean"] <= result[setting]["step_100"]["mean"]
-            for setting, (_, steps) in evaluated.items())
-        met[name] = {"beats_adam": beats, "beats_adam_at_100_and_long": beats["h20_100"] and beats["h20_long"],
-                     "no_nan": finite, "no_divergence": settles}
+            for setting, (_, steps) in evaluated.items()
+        )
+        met[name] = {
+            "beats_adam": beats,
+            "beats_adam_at_100_and_long": beats["h20_100"] and beats["h20_long"],
+            "no_nan": finite,
+            "no_divergence": settles,
+        }
     return met
 
 
@@ -136,8 +167,11 @@ def print_table(results: dict, evaluated: dict[str, tuple[int, int]]) -> None:
         cells = []
         for setting, (_, steps) in evaluated.items():
             entry = result[setting][f"step_{steps}"]
-            cells.append("diverged" if entry["diverged"] else
-                         f"{entry['mean']:.4f} [{entry['interval'][0]:.4f}, {entry['interval'][1]:.4f}]")
+            cells.append(
+                "diverged"
+                if entry["diverged"]
+                else f"{entry['mean']:.4f} [{entry['interval'][0]:.4f}, {entry['interval'][1]:.4f}]"
+            )
         print(f"{name:<10} " + " ".join(f"{cell:>24}" for cell in cells))
 
 

@@ -56,17 +56,27 @@ GRID = log_grid(-2.5, 1)
 
 
 def main() -> None:
-    parser = common_arguments(__doc__.splitlines()[0], meta_steps=1000, meta_lr=3e-3,
-                              seeds_help="meta-test tasks (and tuning tasks)")
+    parser = common_arguments(
+        __doc__.splitlines()[0], meta_steps=1000, meta_lr=3e-3, seeds_help="meta-test tasks (and tuning tasks)"
+    )
     parser.add_argument("--unrolls", type=int, default=1, help="tasks averaged per meta-step")
-    parser.add_argument("--log-loss", action=argparse.BooleanOptionalAction, default=True,
-                        help="meta-train on the log of the optimisee's loss")
+    parser.add_argument(
+        "--log-loss",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="meta-train on the log of the optimisee's loss",
+    )
     parser.add_argument("--estimator", default="truncated_backprop", choices=["truncated_backprop", "es", "pes"])
     parser.add_argument("--horizon", type=int, default=1000, help="the long held-out horizon")
-    parser.add_argument("--entries", default="normal", choices=["normal", "uniform"],
-                        help="W and y from N(0, 1), or from U[0, 1] as learning-to-learn's problem")
-    parser.add_argument("--json", default=None, help="default: benchmarks/results/learned_optimizer_quadratic"
-                                                     "[_uniform].json")
+    parser.add_argument(
+        "--entries",
+        default="normal",
+        choices=["normal", "uniform"],
+        help="W and y from N(0, 1), or from U[0, 1] as learning-to-learn's problem",
+    )
+    parser.add_argument(
+        "--json", default=None, help="default: benchmarks/results/learned_optimizer_quadratic[_uniform].json"
+    )
     args = parser.parse_args()
     if args.json is None:
         suffix = "" if args.entries == "normal" else "_uniform"
@@ -80,9 +90,16 @@ def main() -> None:
     steps = [10, 100, args.horizon]
     results, curves = {}, {}
     for name in args.optimizers:
-        settings = MetaTrainingSettings(optimizer=name, estimator=args.estimator, unroll_length=100,
-                                        truncation_length=args.truncation_length, meta_steps=args.meta_steps,
-                                        meta_lr=args.meta_lr, log_loss=args.log_loss, unrolls=args.unrolls)
+        settings = MetaTrainingSettings(
+            optimizer=name,
+            estimator=args.estimator,
+            unroll_length=100,
+            truncation_length=args.truncation_length,
+            meta_steps=args.meta_steps,
+            meta_lr=args.meta_lr,
+            log_loss=args.log_loss,
+            unrolls=args.unrolls,
+        )
         rule, learned = train_learned(settings, train_family, Path(args.json), log_every=100)
         measured, curves[name] = measure(rule, test_family, held_out, steps)
         results[name] = {**learned, **measured}
@@ -91,40 +108,58 @@ def main() -> None:
         measured, curves[name] = measure(make(tuned["learning_rate"]), test_family, held_out, steps)
         results[name] = {"kind": "baseline", **tuned, **measured}
     best_baseline = min(r["step_100"]["log10_mean"] for r in results.values() if r["kind"] == "baseline")
-    report = {"machine": machine(),
-              "command": "python benchmarks/learned_optimizer_quadratic.py " + " ".join(sys.argv[1:]),
-              "problem": "10-d quadratics, 128 functions, W, y ~ "
-                         f"{'N(0, 1)' if args.entries == 'normal' else 'U[0, 1]'}"
-                         ", theta0 ~ N(0, 0.01^2); 100 steps",
-              "test_seeds": held_out, "grid": GRID, "target_log10": TARGET,
-              "targets": {name: {"log10_at_100_below_target_and_every_baseline":
-                                 results[name]["step_100"]["log10_mean"] <= TARGET
-                                 and results[name]["step_100"]["log10_mean"] < best_baseline}
-                          for name in args.optimizers},
-              "seconds": time.perf_counter() - started, "results": results}
+    report = {
+        "machine": machine(),
+        "command": "python benchmarks/learned_optimizer_quadratic.py " + " ".join(sys.argv[1:]),
+        "problem": "10-d quadratics, 128 functions, W, y ~ "
+        f"{'N(0, 1)' if args.entries == 'normal' else 'U[0, 1]'}"
+        ", theta0 ~ N(0, 0.01^2); 100 steps",
+        "test_seeds": held_out,
+        "grid": GRID,
+        "target_log10": TARGET,
+        "targets": {
+            name: {
+                "log10_at_100_below_target_and_every_baseline": results[name]["step_100"]["log10_mean"] <= TARGET
+                and results[name]["step_100"]["log10_mean"] < best_baseline
+            }
+            for name in args.optimizers
+        },
+        "seconds": time.perf_counter() - started,
+        "results": results,
+    }
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    plot_curves({report["problem"].split(";")[0].replace(", theta0 ~ N(0, 0.01^2)", ""): curves},
-                Path(args.json).with_suffix(".png"), 100, "loss, held-out tasks")
+    plot_curves(
+        {report["problem"].split(";")[0].replace(", theta0 ~ N(0, 0.01^2)", ""): curves},
+        Path(args.json).with_suffix(".png"),
+        100,
+        "loss, held-out tasks",
+    )
     print_table(results, args.horizon, best_baseline)
 
 
 def print_table(results: dict, horizon: int, best_baseline: float) -> None:
     print(f"\nlog10 of the mean loss over the meta-test tasks (95% interval at step 100); horizon {horizon} held out")
-    print(f"{'optimiser':<10} {'lr':>8} {'step 10':>8} {'step 100':>8} {'interval':>17} {f'step {horizon}':>10} "
-          f"{'train s':>8}")
+    print(
+        f"{'optimiser':<10} {'lr':>8} {'step 10':>8} {'step 100':>8} {'interval':>17} {f'step {horizon}':>10} "
+        f"{'train s':>8}"
+    )
     for name, result in results.items():
         low, high = result["step_100"]["log10_interval"]
         interval = f"[{'-inf' if low is None else f'{low:.2f}'}, {high:.2f}]"
         rate = f"{result['learning_rate']:g}" if "learning_rate" in result else "learned"
         seconds = result.get("meta_training_seconds", result.get("tuning_seconds", 0.0))
-        print(f"{name:<10} {rate:>8} {result['step_10']['log10_mean']:>8.2f} {result['step_100']['log10_mean']:>8.2f} "
-              f"{interval:>17} {result[f'step_{horizon}']['log10_mean']:>10.2f} {seconds:>8.0f}")
+        print(
+            f"{name:<10} {rate:>8} {result['step_10']['log10_mean']:>8.2f} {result['step_100']['log10_mean']:>8.2f} "
+            f"{interval:>17} {result[f'step_{horizon}']['log10_mean']:>10.2f} {seconds:>8.0f}"
+        )
     for name, result in results.items():
         if result["kind"] == "learned":
             value = result["step_100"]["log10_mean"]
             met = value <= TARGET and value < best_baseline
-            print(f"target {name}: <= {TARGET} and below the best tuned baseline ({best_baseline:.2f}): "
-                  f"{value:.2f} -> {'PASS' if met else 'MISS'}")
+            print(
+                f"target {name}: <= {TARGET} and below the best tuned baseline ({best_baseline:.2f}): "
+                f"{value:.2f} -> {'PASS' if met else 'MISS'}"
+            )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,13 @@ def offset_log_likelihood(residuals: torch.Tensor, noise: float) -> torch.Tensor
     low, high = OFFSET
     scale = noise / math.sqrt(points)
     mass = torch.special.ndtr((high - mean) / scale) - torch.special.ndtr((low - mean) / scale)
-    return (-points / 2 * math.log(2 * math.pi * noise**2) - spread / (2 * noise**2)
-            + 0.5 * math.log(2 * math.pi * noise**2 / points) - math.log(high - low) + mass.clamp(min=1e-300).log())
+    return (
+        -points / 2 * math.log(2 * math.pi * noise**2)
+        - spread / (2 * noise**2)
+        + 0.5 * math.log(2 * math.pi * noise**2 / points)
+        - math.log(high - low)
+        + mass.clamp(min=1e-300).log()
+    )
 
 
 def gaussian_log_likelihood(residuals: torch.Tensor, noise: float) -> torch.Tensor:
@@ -64,6 +69,7 @@ def grid_mean(log_likelihoods: torch.Tensor) -> float:
 
 def mode_log_evidence(x: torch.Tensor, y: torch.Tensor, grid: int, noise: float = NOISE_STD) -> dict[str, float]:
     """log p(y | x, mode) for every mode; x, y: (points,) float64."""
+
     def axis(bounds, size=grid):
         return torch.linspace(bounds[0], bounds[1], size, dtype=torch.float64)
 
@@ -101,11 +107,14 @@ def main() -> int:
     parser.add_argument("--grid", type=int, default=150)
     args = parser.parse_args()
     tasks = MultimodalTasks(args.shots, 10)
-    hits = torch.tensor(bayes_hits(tasks, [task_seed(0, "test", 0, i) for i in range(args.tasks)], args.grid),
-                        dtype=torch.float64)
+    hits = torch.tensor(
+        bayes_hits(tasks, [task_seed(0, "test", 0, i) for i in range(args.tasks)], args.grid), dtype=torch.float64
+    )
     ci = 1.96 * float(hits.std()) / math.sqrt(len(hits))
-    print(f"{args.shots}-shot, {args.tasks} tasks, grid {args.grid}: Bayes-optimal top-1 family "
-          f"{float(hits.mean()):.3f} +- {ci:.3f}")
+    print(
+        f"{args.shots}-shot, {args.tasks} tasks, grid {args.grid}: Bayes-optimal top-1 family "
+        f"{float(hits.mean()):.3f} +- {ci:.3f}"
+    )
     return 0
 
 

@@ -52,8 +52,8 @@ RUNS = Path(os.environ.get("DISTMETA_BENCH_RUNS", ROOT / "runs" / "multimodal_re
 TEST_TASKS = 600
 PAPER = {
     "source": "Vuorio et al. 2019, Multimodal Model-Agnostic Meta-Learning via Task-Aware Modulation "
-              "(arXiv:1910.13616), Table 1: MSE of multimodal 5-shot regression, after adaptation "
-              "(values as recalled from the paper; check them against its Table 1 before quoting)",
+    "(arXiv:1910.13616), Table 1: MSE of multimodal 5-shot regression, after adaptation "
+    "(values as recalled from the paper; check them against its Table 1 before quoting)",
     "maml": {"2": 1.085, "3": 1.231, "5": 1.668},
     "multi-maml": {"2": 0.433, "3": 0.713, "5": 1.082},
     "mmaml": {"2": 0.336, "3": 0.444, "5": 0.868},
@@ -64,24 +64,36 @@ PAPER = {
 def base_overrides(args, modes: tuple[str, ...]) -> list[str]:
     """The settings every method shares: the task family, the MLP, the budget."""
     return [
-        "task.name=multimodal", f"task.modes=[{', '.join(modes)}]", "task.shots=5", "task.query_shots=10",
+        "task.name=multimodal",
+        f"task.modes=[{', '.join(modes)}]",
+        "task.shots=5",
+        "task.query_shots=10",
         f"model.hidden_sizes=[{', '.join(str(w) for w in args.hidden)}]",
-        f"algorithm.inner_lr={args.inner_lr}", f"algorithm.inner_steps={args.inner_steps}",
+        f"algorithm.inner_lr={args.inner_lr}",
+        f"algorithm.inner_steps={args.inner_steps}",
         f"algorithm.test_inner_steps={args.inner_steps}",
-        f"train.steps={args.steps}", f"train.meta_batch_size={args.meta_batch_size}", f"train.meta_lr={args.meta_lr}",
-        f"train.log_every={max(args.steps // 4, 1)}", "train.val_every=0", "train.val_tasks=100",
-        f"train.checkpoint_every={args.steps}", f"eval.tasks={TEST_TASKS}", f"seed={args.seed}",
+        f"train.steps={args.steps}",
+        f"train.meta_batch_size={args.meta_batch_size}",
+        f"train.meta_lr={args.meta_lr}",
+        f"train.log_every={max(args.steps // 4, 1)}",
+        "train.val_every=0",
+        "train.val_tasks=100",
+        f"train.checkpoint_every={args.steps}",
+        f"eval.tasks={TEST_TASKS}",
+        f"seed={args.seed}",
     ]
 
 
 def train_one(args, modes: tuple[str, ...], algorithm: str, run_name: str, steps: int | None = None):
     """(config, meta-parameters, training seconds, overrides) of one in-process run (`steps`:
     --steps unless given; resumed if checkpointed)."""
-    overrides = base_overrides(args, modes) + [f"algorithm.name={algorithm}",
-                                               f"train.run_dir={RUNS / run_name}"]
+    overrides = base_overrides(args, modes) + [f"algorithm.name={algorithm}", f"train.run_dir={RUNS / run_name}"]
     if steps is not None:
-        overrides += [f"train.steps={steps}", f"train.checkpoint_every={steps}",
-                      f"train.log_every={max(steps // 4, 1)}"]
+        overrides += [
+            f"train.steps={steps}",
+            f"train.checkpoint_every={steps}",
+            f"train.log_every={max(steps // 4, 1)}",
+        ]
     config = load_config(None, overrides)
     started = time.perf_counter()
     result = train(config, print_fn=lambda line: print(f"  [{run_name}] {line}", flush=True), final_eval=False)
@@ -98,15 +110,22 @@ def test_tasks(args, modes: tuple[str, ...]):
 def test_mse(config, meta_params, batch) -> torch.Tensor:
     """Each task's query MSE after adaptation with `config`'s method and test inner steps."""
     experiment = build_experiment(config, check_data=False)
-    _, scores = batch_evaluation(experiment.algorithm, meta_params, batch, config.algorithm.test_inner_steps,
-                                 experiment.strategy)
+    _, scores = batch_evaluation(
+        experiment.algorithm, meta_params, batch, config.algorithm.test_inner_steps, experiment.strategy
+    )
     return scores.detach()
 
 
 def summary(scores: torch.Tensor, seconds: float, overrides: list[str], **extra) -> dict:
     mean, ci95 = mean_and_ci95(scores)
-    return {"mse": mean, "ci95": ci95, "tasks": scores.numel(), "train_seconds": round(seconds, 1),
-            "overrides": overrides, **extra}
+    return {
+        "mse": mean,
+        "ci95": ci95,
+        "tasks": scores.numel(),
+        "train_seconds": round(seconds, 1),
+        "overrides": overrides,
+        **extra,
+    }
 
 
 def run_modes(args, count: int) -> dict:
@@ -126,13 +145,15 @@ def run_modes(args, count: int) -> dict:
             means = torch.stack([outputs[per_mode == m].double().mean(0) for m in per_mode.unique()])
             extra["conditioning"]["between_mode_std"] = means.std(0).mean().item() if len(means) > 1 else 0.0
         results[algorithm] = summary(test_mse(config, params, batch), seconds, overrides, **extra)
-        print(f"  {algorithm}: test mse {results[algorithm]['mse']:.3f} +- {results[algorithm]['ci95']:.3f}",
-              flush=True)
+        print(
+            f"  {algorithm}: test mse {results[algorithm]['mse']:.3f} +- {results[algorithm]['ci95']:.3f}", flush=True
+        )
     scores = torch.empty(TEST_TASKS)
     seconds, per_mode_overrides = 0.0, {}
     for index, mode in enumerate(modes):
-        config, params, took, overrides = train_one(args, (mode,), "maml", f"{count}modes-multimaml-{mode}",
-                                                    steps=max(args.steps // len(modes), 1))
+        config, params, took, overrides = train_one(
+            args, (mode,), "maml", f"{count}modes-multimaml-{mode}", steps=max(args.steps // len(modes), 1)
+        )
         seconds += took
         per_mode_overrides[mode] = overrides
         chosen = (batch.modes == index).nonzero().flatten()
@@ -140,11 +161,16 @@ def run_modes(args, count: int) -> dict:
             tasks = batch.select(0, TEST_TASKS)
             subset = type(tasks)(*(t[chosen] for t in tasks.tensors()), seed=tasks.seed, modes=tasks.modes[chosen])
             scores[chosen] = test_mse(config, params, subset)
-    results["multi-maml"] = summary(scores, seconds, [], per_mode_overrides=per_mode_overrides,
-                                    note="one MAML per mode, --steps / modes steps each; "
-                                         "each test task adapted by its mode's MAML")
-    print(f"  multi-maml: test mse {results['multi-maml']['mse']:.3f} +- {results['multi-maml']['ci95']:.3f}",
-          flush=True)
+    results["multi-maml"] = summary(
+        scores,
+        seconds,
+        [],
+        per_mode_overrides=per_mode_overrides,
+        note="one MAML per mode, --steps / modes steps each; each test task adapted by its mode's MAML",
+    )
+    print(
+        f"  multi-maml: test mse {results['multi-maml']['mse']:.3f} +- {results['multi-maml']['ci95']:.3f}", flush=True
+    )
     results["mode_counts"] = torch.bincount(batch.modes, minlength=len(modes)).tolist()
     return results
 
@@ -167,15 +193,18 @@ def markdown_table(record: dict) -> str:
     for method in ("mmaml", "alfa"):
         for count in counts:
             spread = record["results"][count][method]["conditioning"]
-            spreads.append(f"{method} {count} modes: std {spread['conditioning_std']:.3g}, between-mode std "
-                           f"{spread['between_mode_std']:.3g}, mean abs {spread['conditioning_mean_abs']:.3g}")
+            spreads.append(
+                f"{method} {count} modes: std {spread['conditioning_std']:.3g}, between-mode std "
+                f"{spread['between_mode_std']:.3g}, mean abs {spread['conditioning_mean_abs']:.3g}"
+            )
     return "\n".join(lines) + "\n\nTask-conditioned outputs on 200 test tasks: " + "; ".join(spreads) + "."
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=800,
-                        help="meta-steps per method (shared among Multi-MAML's modes)")
+    parser.add_argument(
+        "--steps", type=int, default=800, help="meta-steps per method (shared among Multi-MAML's modes)"
+    )
     parser.add_argument("--modes", default="2,3,5", help="mode counts to run: 2, 3 and/or 5")
     parser.add_argument("--meta-batch-size", type=int, default=25)
     parser.add_argument("--meta-lr", type=float, default=0.001)
@@ -202,21 +231,31 @@ def main(argv=None) -> None:
     load_before = os.getloadavg()
     results = {str(count): run_modes(args, count) for count in counts}
     record = {
-        "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/multimodal_regression.py",
-                                                     *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(
+            shlex.quote(a)
+            for a in ["python", "benchmarks/multimodal_regression.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": 1,
-                    "python": platform.python_version(), "torch": torch.__version__,
-                    "load_average_start": load_before, "load_average_end": os.getloadavg()},
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "torch_threads": 1,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "load_average_start": load_before,
+            "load_average_end": os.getloadavg(),
+        },
         "settings": {key: value if not isinstance(value, Path) else str(value) for key, value in vars(args).items()},
         "test_tasks": TEST_TASKS,
         "task_stream": TASK_STREAM,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "results": results,
         "paper": PAPER,
-        "budget_note": (f"{args.steps} meta-steps of {args.meta_batch_size} tasks per method on an MLP "
-                        f"{'-'.join(str(w) for w in args.hidden)}: {args.steps * args.meta_batch_size:,} tasks, "
-                        f"against the paper's 70,000 x 75 = 5,250,000"),
+        "budget_note": (
+            f"{args.steps} meta-steps of {args.meta_batch_size} tasks per method on an MLP "
+            f"{'-'.join(str(w) for w in args.hidden)}: {args.steps * args.meta_batch_size:,} tasks, "
+            f"against the paper's 70,000 x 75 = 5,250,000"
+        ),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")

@@ -25,9 +25,10 @@ NOT_RUN = "not run yet"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from readme_results import duration, load, write_section  # noqa: E402
 
-QUADRATIC = {"learned_optimizer_quadratic.json": "python benchmarks/learned_optimizer_quadratic.py",
-             "learned_optimizer_quadratic_uniform.json": "python benchmarks/learned_optimizer_quadratic.py "
-                                                         "--entries uniform"}
+QUADRATIC = {
+    "learned_optimizer_quadratic.json": "python benchmarks/learned_optimizer_quadratic.py",
+    "learned_optimizer_quadratic_uniform.json": "python benchmarks/learned_optimizer_quadratic.py --entries uniform",
+}
 DIGITS = ("learned_optimizer_digits.json", "python benchmarks/learned_optimizer_digits.py")
 
 
@@ -62,23 +63,31 @@ def quadratic_block(results: Path, name: str, command: str) -> list[str]:
     if report is None:
         return [f"**{name}**: {NOT_RUN}: `{command}`"]
     horizon = max(int(key.split("_")[1]) for key in report["results"]["adam"] if key.startswith("step_"))
-    lines = [f"**{report['problem']}**, `{report['command'].strip()}` ({duration(report.get('seconds'))}; `{name}`, "
-             f"`.png`), log10 of the mean loss over {len(report['test_seeds'])} held-out tasks (95% interval):", "",
-             f"| optimiser | learning rate | step 10 | step 100 | step {horizon:,} "
-             f"({horizon / 100:g}x the meta-training "
-             "horizon) | meta-training |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"**{report['problem']}**, `{report['command'].strip()}` ({duration(report.get('seconds'))}; `{name}`, "
+        f"`.png`), log10 of the mean loss over {len(report['test_seeds'])} held-out tasks (95% interval):",
+        "",
+        f"| optimiser | learning rate | step 10 | step 100 | step {horizon:,} "
+        f"({horizon / 100:g}x the meta-training "
+        "horizon) | meta-training |",
+        "|---|---|---|---|---|---|",
+    ]
     for optimiser, result in report["results"].items():
         training = duration(result["meta_training_seconds"]) if result["kind"] == "learned" else "-"
-        lines.append(f"| {optimiser} | {rate_text(result)} | {log10_text(result['step_10'])} | "
-                     f"{log10_interval_text(result['step_100'])} | {log10_text(result[f'step_{horizon}'])} | "
-                     f"{training} |")
+        lines.append(
+            f"| {optimiser} | {rate_text(result)} | {log10_text(result['step_10'])} | "
+            f"{log10_interval_text(result['step_100'])} | {log10_text(result[f'step_{horizon}'])} | "
+            f"{training} |"
+        )
     baselines = [r["step_100"]["log10_mean"] for r in report["results"].values() if r["kind"] == "baseline"]
     for optimiser, met in report.get("targets", {}).items():
         value = report["results"][optimiser]["step_100"]["log10_mean"]
-        lines += ["", f"Target for {optimiser}: at most {report['target_log10']} at step 100 and below every tuned "
-                      f"baseline (best {min(baselines):.2f}): {value:.2f}, "
-                      f"{yes_no(met['log10_at_100_below_target_and_every_baseline'])}."]
+        lines += [
+            "",
+            f"Target for {optimiser}: at most {report['target_log10']} at step 100 and below every tuned "
+            f"baseline (best {min(baselines):.2f}): {value:.2f}, "
+            f"{yes_no(met['log10_at_100_below_target_and_every_baseline'])}.",
+        ]
     return lines
 
 
@@ -89,13 +98,16 @@ def digits_block(results: Path) -> list[str]:
         return [f"**Digits MLP**: {NOT_RUN}: `{command}`"]
     settings = report["settings"]
     headers = [f"{s['hidden']} hidden, {s['steps']} steps" for s in settings.values()]
-    lines = [f"**Digits MLP** ({report['problem']}), `{report['command'].strip()}` "
-             f"({duration(report.get('seconds'))}; `{name}`, `.png`): mean loss over {len(report['test_seeds'])} "
-             f"held-out tasks (95% interval); meta-trained with {report['meta_training']['hidden']} hidden units on "
-             f"{report['meta_training']['steps']} steps, baselines at their best rate for each column "
-             "(in brackets):", "",
-             "| optimiser | " + " | ".join(headers) + " | meta-training |",
-             "|---|" + "---|" * (len(headers) + 1)]
+    lines = [
+        f"**Digits MLP** ({report['problem']}), `{report['command'].strip()}` "
+        f"({duration(report.get('seconds'))}; `{name}`, `.png`): mean loss over {len(report['test_seeds'])} "
+        f"held-out tasks (95% interval); meta-trained with {report['meta_training']['hidden']} hidden units on "
+        f"{report['meta_training']['steps']} steps, baselines at their best rate for each column "
+        "(in brackets):",
+        "",
+        "| optimiser | " + " | ".join(headers) + " | meta-training |",
+        "|---|" + "---|" * (len(headers) + 1),
+    ]
     for optimiser, result in report["results"].items():
         cells = []
         for setting, shape in settings.items():
@@ -107,15 +119,20 @@ def digits_block(results: Path) -> list[str]:
         long_horizon = settings["h20_long"]["steps"]
         learned = report["results"][optimiser]["h20_long"][f"step_{long_horizon}"]
         adam = report["results"]["adam"]["h20_long"][f"step_{long_horizon}"]
-        lines += ["", f"Targets for {optimiser}: below tuned Adam at 100 and at {long_horizon:,} steps: "
-                      f"{yes_no(met['beats_adam_at_100_and_long'])} (below it in "
-                      f"{sum(met['beats_adam'].values())} of {len(met['beats_adam'])} columns); no NaN in any task: "
-                      f"{yes_no(met['no_nan'])}; no divergence (in every column the loss ends below where it "
-                      f"started and, on the long horizon, not above its value at step 100): "
-                      f"{yes_no(met['no_divergence'])}."]
+        lines += [
+            "",
+            f"Targets for {optimiser}: below tuned Adam at 100 and at {long_horizon:,} steps: "
+            f"{yes_no(met['beats_adam_at_100_and_long'])} (below it in "
+            f"{sum(met['beats_adam'].values())} of {len(met['beats_adam'])} columns); no NaN in any task: "
+            f"{yes_no(met['no_nan'])}; no divergence (in every column the loss ends below where it "
+            f"started and, on the long horizon, not above its value at step 100): "
+            f"{yes_no(met['no_divergence'])}.",
+        ]
         if not (learned["diverged"] or adam["diverged"]) and overlap(learned["interval"], adam["interval"]):
-            lines[-1] += (f" At {long_horizon:,} steps ({learned['mean']:.3g} against Adam's {adam['mean']:.3g}) "
-                          "the two 95% intervals overlap: no clear difference there.")
+            lines[-1] += (
+                f" At {long_horizon:,} steps ({learned['mean']:.3g} against Adam's {adam['mean']:.3g}) "
+                "the two 95% intervals overlap: no clear difference there."
+            )
     return lines
 
 
@@ -125,9 +142,13 @@ def overlap(first: list[float], second: list[float]) -> bool:
 
 def generate(results: Path = RESULTS) -> str:
     """The text between (and including) the two markers."""
-    lines = [BEGIN, "Each figure comes from the command next to it and the JSON file it wrote in "
-                    "`benchmarks/results/` (measured with one torch thread on the shared 2-core CPU here); "
-                    "`python benchmarks/readme_learned_optimizers.py` writes these tables from those files.", ""]
+    lines = [
+        BEGIN,
+        "Each figure comes from the command next to it and the JSON file it wrote in "
+        "`benchmarks/results/` (measured with one torch thread on the shared 2-core CPU here); "
+        "`python benchmarks/readme_learned_optimizers.py` writes these tables from those files.",
+        "",
+    ]
     for name, command in QUADRATIC.items():
         lines += quadratic_block(results, name, command) + [""]
     lines += digits_block(results) + ["", END]
@@ -135,8 +156,16 @@ def generate(results: Path = RESULTS) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return write_section(argv, __doc__.splitlines()[0], generate, BEGIN, END, "learned-optimiser tables",
-                         "readme_learned_optimizers.py", plural=True)
+    return write_section(
+        argv,
+        __doc__.splitlines()[0],
+        generate,
+        BEGIN,
+        END,
+        "learned-optimiser tables",
+        "readme_learned_optimizers.py",
+        plural=True,
+    )
 
 
 if __name__ == "__main__":

@@ -31,17 +31,21 @@ def generate(results: Path) -> str:
     if data is None:
         return "\n".join([*lines, f"{NOT_RUN}: `{COMMAND}`", END])
     target = data["results"][0]["target"] if data["results"] else 0.95
-    lines += [f"Wall time of `distmeta train` until the validation accuracy on held-out alphabets first reaches "
-              f"{100 * target:g}%, Omniglot 5-way 1-shot, by {_commands(data)} (`{FILE}`; "
-              f"{machine_text(data['machine'])}{_niceness(data)}). Split: {data['split']}. "
-              "Each run validates on 200 tasks every `train.val_every` steps (mean +- 95% interval) and stops "
-              "at the first crossing (`train.stop_at_accuracy`) or at the cap (`train.time_limit_minutes`); the "
-              "crossing's checkpoint is then meta-tested on 600 tasks of the test alphabets. Time to target is the "
-              "training loop's time at the crossing, validations included, plus the command's time outside the "
-              "loop (starting Ray, the workers and the data; stopping them), also shown alone: the whole command, "
-              "as a user waits for it.", "",
-              "| method | workers | time to target | test accuracy at the crossing | steps | tasks/s | "
-              "outside the loop | load average |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        f"Wall time of `distmeta train` until the validation accuracy on held-out alphabets first reaches "
+        f"{100 * target:g}%, Omniglot 5-way 1-shot, by {_commands(data)} (`{FILE}`; "
+        f"{machine_text(data['machine'])}{_niceness(data)}). Split: {data['split']}. "
+        "Each run validates on 200 tasks every `train.val_every` steps (mean +- 95% interval) and stops "
+        "at the first crossing (`train.stop_at_accuracy`) or at the cap (`train.time_limit_minutes`); the "
+        "crossing's checkpoint is then meta-tested on 600 tasks of the test alphabets. Time to target is the "
+        "training loop's time at the crossing, validations included, plus the command's time outside the "
+        "loop (starting Ray, the workers and the data; stopping them), also shown alone: the whole command, "
+        "as a user waits for it.",
+        "",
+        "| method | workers | time to target | test accuracy at the crossing | steps | tasks/s | "
+        "outside the loop | load average |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     rows = {(row["method"], row["workers"]): row for row in data["results"]}
     for method, spec in METHODS.items():
         for workers in (1, 2):
@@ -50,14 +54,22 @@ def generate(results: Path) -> str:
                 lines.append(f"| {spec['label']} | {workers} | {NOT_RUN} | | | | | |")
                 continue
             lines.append(_row(row))
-    lines += ["", _target_line(data["results"], target) + _scale_line(results), "",
-              "Settings, chosen for speed from the accuracy suite's measured ones (not searched; each row's "
-              "exact `distmeta train` and `distmeta eval` commands are in the JSON): "
-              + data["shared_choices"] + ".", ""]
+    lines += [
+        "",
+        _target_line(data["results"], target) + _scale_line(results),
+        "",
+        "Settings, chosen for speed from the accuracy suite's measured ones (not searched; each row's "
+        "exact `distmeta train` and `distmeta eval` commands are in the JSON): " + data["shared_choices"] + ".",
+        "",
+    ]
     lines += [f"- {_settings(method, rows)}" for method in METHODS]
-    lines += ["", "2 workers share each meta-batch and take the steps 1 worker takes (the same tasks, the same "
-                  "parameters to float rounding), so only the time differs; on this shared 2-core machine the times "
-                  "are inflated by the other work on it (load average in the table).", END]
+    lines += [
+        "",
+        "2 workers share each meta-batch and take the steps 1 worker takes (the same tasks, the same "
+        "parameters to float rounding), so only the time differs; on this shared 2-core machine the times "
+        "are inflated by the other work on it (load average in the table).",
+        END,
+    ]
     return "\n".join(lines)
 
 
@@ -78,9 +90,11 @@ def _scale_line(results: Path) -> str:
     if val is None:
         return ""
     test = long_run["test_10_inner_steps"]["mean"]
-    return (f" For scale: the validation alphabet is harder than the test ones; MAML's run of the Results section "
-            f"({duration(long_run['wall_time_s'])}, {long_run['steps']} steps) ended at {100 * val:.2f}% on it and "
-            f"{100 * test:.2f}% on the test alphabets.")
+    return (
+        f" For scale: the validation alphabet is harder than the test ones; MAML's run of the Results section "
+        f"({duration(long_run['wall_time_s'])}, {long_run['steps']} steps) ended at {100 * val:.2f}% on it and "
+        f"{100 * test:.2f}% on the test alphabets."
+    )
 
 
 def _target_line(results: list[dict], target: float) -> str:
@@ -89,25 +103,31 @@ def _target_line(results: list[dict], target: float) -> str:
     if crossed:
         fastest = min(crossed, key=lambda row: row["time_to_target_s"])
         met = "met" if fastest["time_to_target_s"] <= TARGET_MINUTES * 60 else "missed"
-        return (f"Target: {100 * target:g}% within {TARGET_MINUTES} minutes of `distmeta train` for the fastest "
-                f"method: {met} ({fastest['label']}, {fastest['workers']} worker(s): {outcome(fastest)}).")
+        return (
+            f"Target: {100 * target:g}% within {TARGET_MINUTES} minutes of `distmeta train` for the fastest "
+            f"method: {met} ({fastest['label']}, {fastest['workers']} worker(s): {outcome(fastest)})."
+        )
     trained = [row for row in results if row.get("best")]
     if not trained:
         return f"Target: {100 * target:g}% within {TARGET_MINUTES} minutes for the fastest method: not measured."
     best = max(trained, key=lambda row: row["best"]["val_accuracy"])
-    return (f"Target: {100 * target:g}% within {TARGET_MINUTES} minutes of `distmeta train` for the fastest method: "
-            f"missed, no configuration reached it within its cap (the closest: {best['label']}, {best['workers']} "
-            f"worker(s), {100 * best['best']['val_accuracy']:.2f}% +- {100 * best['best']['ci95']:.2f}% at step "
-            f"{best['best']['step']}).")
+    return (
+        f"Target: {100 * target:g}% within {TARGET_MINUTES} minutes of `distmeta train` for the fastest method: "
+        f"missed, no configuration reached it within its cap (the closest: {best['label']}, {best['workers']} "
+        f"worker(s), {100 * best['best']['val_accuracy']:.2f}% +- {100 * best['best']['ci95']:.2f}% at step "
+        f"{best['best']['step']})."
+    )
 
 
 def _row(row: dict) -> str:
     if "steps" not in row:  # failed before it trained
         return f"| {row['label']} | {row['workers']} | {outcome(row)} | | | | | |"
     load_avg = row["load_average"]
-    return (f"| {row['label']} | {row['workers']} | {outcome(row)} | {test_cell(row)} | {row['steps']} | "
-            f"{row['tasks_per_s']:.1f} | {round(row['outside_loop_s'])} s | "
-            f"{load_avg['start'][0]:.1f} -> {load_avg['end'][0]:.1f} |")
+    return (
+        f"| {row['label']} | {row['workers']} | {outcome(row)} | {test_cell(row)} | {row['steps']} | "
+        f"{row['tasks_per_s']:.1f} | {round(row['outside_loop_s'])} s | "
+        f"{load_avg['start'][0]:.1f} -> {load_avg['end'][0]:.1f} |"
+    )
 
 
 def _settings(method: str, rows: dict) -> str:
@@ -118,8 +138,9 @@ def _settings(method: str, rows: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return write_section(argv, __doc__.splitlines()[0], generate, BEGIN, END, "time-to-accuracy table",
-                         "readme_time_to_accuracy.py")
+    return write_section(
+        argv, __doc__.splitlines()[0], generate, BEGIN, END, "time-to-accuracy table", "readme_time_to_accuracy.py"
+    )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,12 @@ def time_ms(draw, repeats: int) -> dict:
         draw(step)
         times.append(1000 * (time.perf_counter() - started))
     times.sort()
-    return {"median_ms": statistics.median(times), "p10_ms": times[len(times) // 10],
-            "p90_ms": times[(9 * len(times)) // 10], "repeats": repeats}
+    return {
+        "median_ms": statistics.median(times),
+        "p10_ms": times[len(times) // 10],
+        "p90_ms": times[(9 * len(times)) // 10],
+        "repeats": repeats,
+    }
 
 
 def meta_batch_drawer(overrides: list[str], tasks: int):
@@ -71,14 +75,22 @@ def per_task_sinusoid(tasks: int):
 
 def rows_to_run() -> list[tuple[str, object, float | None]]:
     sine = ["task.name=sinusoid", "task.shots=10", "task.query_shots=10"]
-    rows = [("sinusoid, 1,000 tasks", meta_batch_drawer(sine, 1000), SINE_TARGET_MS),
-            ("sinusoid, 1,000 tasks, a generator per task (earlier)", per_task_sinusoid(1000), None),
-            ("omniglot 5w1s synthetic, 32 tasks",
-             meta_batch_drawer([*OMNIGLOT_SETTING, "task.omniglot.synthetic=true"], 32), OMNIGLOT_TARGET_MS)]
+    rows = [
+        ("sinusoid, 1,000 tasks", meta_batch_drawer(sine, 1000), SINE_TARGET_MS),
+        ("sinusoid, 1,000 tasks, a generator per task (earlier)", per_task_sinusoid(1000), None),
+        (
+            "omniglot 5w1s synthetic, 32 tasks",
+            meta_batch_drawer([*OMNIGLOT_SETTING, "task.omniglot.synthetic=true"], 32),
+            OMNIGLOT_TARGET_MS,
+        ),
+    ]
     zips = sorted(str(p) for p in OMNIGLOT.glob("*.zip"))
     if zips:
-        real = [*OMNIGLOT_SETTING, f"task.omniglot.roots=[{', '.join(zips)}]",
-                f"task.omniglot.cache_dir={ROOT / '.cache'}"]
+        real = [
+            *OMNIGLOT_SETTING,
+            f"task.omniglot.roots=[{', '.join(zips)}]",
+            f"task.omniglot.cache_dir={ROOT / '.cache'}",
+        ]
         rows.append(("omniglot 5w1s real images, 32 tasks", meta_batch_drawer(real, 32), OMNIGLOT_TARGET_MS))
     else:
         print(f"no Omniglot at {OMNIGLOT}: the real-image row is left out")
@@ -98,9 +110,15 @@ def main() -> None:
             result["met"] = result["median_ms"] <= target
         results.append(result)
     print(table(results))
-    machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-               "cpus": os.cpu_count(), "load_average": os.getloadavg(), "torch": torch.__version__,
-               "numpy": np.__version__, "python": platform.python_version()}
+    machine = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
     command = " ".join(["python", "benchmarks/task_sampling.py", *sys.argv[1:]])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": command, "machine": machine, "results": results}, indent=2))

@@ -51,48 +51,79 @@ TEST_TASKS = 600
 # What every configuration shares. The rate stays constant: a cosine schedule anneals over
 # train.steps, which a run stopped by a target or a cap never reaches. Checkpoints only where the
 # run stops (its crossing, or the cap); log lines, where the cap is checked, every 10 steps.
-COMMON = ["train.steps=1000000", "train.meta_lr_schedule=constant", "train.checkpoint_every=0",
-          "train.log_every=10", "train.val_tasks=200", "train.compile=off", "train.vectorize=auto"]
+COMMON = [
+    "train.steps=1000000",
+    "train.meta_lr_schedule=constant",
+    "train.checkpoint_every=0",
+    "train.log_every=10",
+    "train.val_tasks=200",
+    "train.compile=off",
+    "train.vectorize=auto",
+]
 
 # The settings of each method, chosen for speed from the accuracy suite's measured ones (not
 # searched), and why (benchmarks/suites/accuracy.yaml has the settings they start from).
 METHODS = {
     "protonet": {
         "label": "ProtoNets",
-        "set": ["algorithm.name=protonet", "algorithm.test_inner_steps=0", "train.meta_batch_size=8",
-                "train.val_every=50"],
+        "set": [
+            "algorithm.name=protonet",
+            "algorithm.test_inner_steps=0",
+            "train.meta_batch_size=8",
+            "train.val_every=50",
+        ],
         "why": "no inner loop: a step is one forward and backward pass; meta-batch 8 of 5-way episodes is 40 "
-               "classes an update, close to Snell et al.'s 60-way training episodes, at half the suite's "
-               "meta-batch of 16 (the loop takes tasks one after another, so a step's time is proportional to "
-               "its tasks: twice the updates a minute); a validation (200 tasks, no adaptation) takes a few "
-               "seconds, so every 50 steps",
+        "classes an update, close to Snell et al.'s 60-way training episodes, at half the suite's "
+        "meta-batch of 16 (the loop takes tasks one after another, so a step's time is proportional to "
+        "its tasks: twice the updates a minute); a validation (200 tasks, no adaptation) takes a few "
+        "seconds, so every 50 steps",
     },
     "fomaml": {
         "label": "first-order MAML",
-        "set": ["algorithm.name=fomaml", "algorithm.inner_lr=0.4", "algorithm.inner_steps=1",
-                "algorithm.test_inner_steps=3", "train.meta_batch_size=8", "train.val_every=50"],
+        "set": [
+            "algorithm.name=fomaml",
+            "algorithm.inner_lr=0.4",
+            "algorithm.inner_steps=1",
+            "algorithm.test_inner_steps=3",
+            "train.meta_batch_size=8",
+            "train.val_every=50",
+        ],
         "why": "MAML's inner loop (1 step at 0.4) without second-order terms; meta-batch 8 (twice the updates a "
-               "minute of 16); validations adapt 3 steps, not 10 (the README's MAML run: 97.23% with 3 against "
-               "97.49% with 10, within their intervals), a third of the validation time",
+        "minute of 16); validations adapt 3 steps, not 10 (the README's MAML run: 97.23% with 3 against "
+        "97.49% with 10, within their intervals), a third of the validation time",
     },
     "anil": {
         "label": "ANIL",
-        "set": ["algorithm.name=anil", "algorithm.inner_lr=0.4", "algorithm.inner_steps=1",
-                "algorithm.test_inner_steps=10", "train.meta_batch_size=8", "train.val_every=50"],
+        "set": [
+            "algorithm.name=anil",
+            "algorithm.inner_lr=0.4",
+            "algorithm.inner_steps=1",
+            "algorithm.test_inner_steps=10",
+            "train.meta_batch_size=8",
+            "train.val_every=50",
+        ],
         "why": "only the head adapts, so adaptation is cheap: 10 steps at validation as in the suite (~8 ms a "
-               "task); meta-batch 8",
+        "task); meta-batch 8",
     },
     "maml": {
         "label": "MAML",
-        "set": ["algorithm.name=maml", "algorithm.inner_lr=0.4", "algorithm.inner_steps=1",
-                "algorithm.test_inner_steps=3", "train.meta_batch_size=8", "train.val_every=50"],
+        "set": [
+            "algorithm.name=maml",
+            "algorithm.inner_lr=0.4",
+            "algorithm.inner_steps=1",
+            "algorithm.test_inner_steps=3",
+            "train.meta_batch_size=8",
+            "train.val_every=50",
+        ],
         "why": "second order, 1 inner step at 0.4 as in the MAML paper; meta-batch 8; validations adapt 3 steps",
     },
 }
-SHARED_CHOICES = ("Conv4 on the CPU: `train.vectorize: auto` runs the tasks in a loop (vmap is ~2.6x slower for "
-                  "Conv4 here, engine_speed.json); `train.compile: off`, which `auto` also chooses for Conv4 on a "
-                  "CPU (no measured gain, and ~40 s of compiling out of a 10-minute budget); 1 CPU (torch thread) "
-                  "per worker; a constant Adam rate of 1e-3 (a cosine schedule needs the run's length)")
+SHARED_CHOICES = (
+    "Conv4 on the CPU: `train.vectorize: auto` runs the tasks in a loop (vmap is ~2.6x slower for "
+    "Conv4 here, engine_speed.json); `train.compile: off`, which `auto` also chooses for Conv4 on a "
+    "CPU (no measured gain, and ~40 s of compiling out of a 10-minute budget); 1 CPU (torch thread) "
+    "per worker; a constant Adam rate of 1e-3 (a cosine schedule needs the run's length)"
+)
 
 
 def run_name(method: str, workers: int) -> str:
@@ -100,10 +131,25 @@ def run_name(method: str, workers: int) -> str:
 
 
 def train_argv(method: str, workers: int, target: float, cap_minutes: float) -> list[str]:
-    argv = ["train", CONFIG, "--workers", str(workers), "--cpus-per-worker", "1", "--no-eval",
-            "--storage", STORAGE, "--name", run_name(method, workers)]
-    for override in [*COMMON, *METHODS[method]["set"], f"train.stop_at_accuracy={target}",
-                     f"train.time_limit_minutes={cap_minutes:g}"]:
+    argv = [
+        "train",
+        CONFIG,
+        "--workers",
+        str(workers),
+        "--cpus-per-worker",
+        "1",
+        "--no-eval",
+        "--storage",
+        STORAGE,
+        "--name",
+        run_name(method, workers),
+    ]
+    for override in [
+        *COMMON,
+        *METHODS[method]["set"],
+        f"train.stop_at_accuracy={target}",
+        f"train.time_limit_minutes={cap_minutes:g}",
+    ]:
         argv += ["--set", override]
     return argv
 
@@ -123,8 +169,16 @@ def distmeta(argv: list[str]) -> tuple[int, float]:
 def validations(run_dir: Path) -> list[dict]:
     """Every validation of the run, in order: step, training-loop seconds, mean and interval."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{"step": r["step"], "elapsed_s": r["elapsed_s"], "val_accuracy": r["val_accuracy"],
-             "ci95": r["val_accuracy_ci95"]} for r in records if "val_accuracy" in r]
+    return [
+        {
+            "step": r["step"],
+            "elapsed_s": r["elapsed_s"],
+            "val_accuracy": r["val_accuracy"],
+            "ci95": r["val_accuracy_ci95"],
+        }
+        for r in records
+        if "val_accuracy" in r
+    ]
 
 
 def run_configuration(method: str, workers: int, target: float, cap_minutes: float) -> dict:
@@ -134,10 +188,20 @@ def run_configuration(method: str, workers: int, target: float, cap_minutes: flo
     started_at, load_start = datetime.now().isoformat(timespec="seconds"), load_average()
     argv = train_argv(method, workers, target, cap_minutes)
     status, train_wall = distmeta(argv)
-    row = {"method": method, "label": METHODS[method]["label"], "workers": workers, "target": target,
-           "cap_minutes": cap_minutes, "settings": METHODS[method]["set"], "why": METHODS[method]["why"],
-           "train_command": shlex.join(["distmeta", *argv]), "train_exit_status": status,
-           "train_wall_time_s": train_wall, "date": started_at, "load_average": {"start": load_start}}
+    row = {
+        "method": method,
+        "label": METHODS[method]["label"],
+        "workers": workers,
+        "target": target,
+        "cap_minutes": cap_minutes,
+        "settings": METHODS[method]["set"],
+        "why": METHODS[method]["why"],
+        "train_command": shlex.join(["distmeta", *argv]),
+        "train_exit_status": status,
+        "train_wall_time_s": train_wall,
+        "date": started_at,
+        "load_average": {"start": load_start},
+    }
     if status != 0:
         row["load_average"]["end"] = load_average()
         return {**row, "failed": f"distmeta train exited with {status} (its output is above)"}
@@ -146,15 +210,27 @@ def run_configuration(method: str, workers: int, target: float, cap_minutes: flo
     loop_s = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["elapsed_s"]
     crossing = next((v for v in history if v["val_accuracy"] >= target), None)
     best = max(history, key=lambda v: v["val_accuracy"])
-    row.update({"steps": summary["steps"], "tasks_per_s": summary["tasks_per_s"], "loop_s": loop_s,
-                "outside_loop_s": train_wall - loop_s, "validations": history, "best": best, "crossing": crossing})
+    row.update(
+        {
+            "steps": summary["steps"],
+            "tasks_per_s": summary["tasks_per_s"],
+            "loop_s": loop_s,
+            "outside_loop_s": train_wall - loop_s,
+            "validations": history,
+            "best": best,
+            "crossing": crossing,
+        }
+    )
     if crossing is not None:
         json_path = ROOT / STORAGE / f"{run_name(method, workers)}-test.json"
         eval_args = eval_argv(str(run_dir.relative_to(ROOT)), str(json_path.relative_to(ROOT)))
         status, eval_wall = distmeta(eval_args)
         row["eval_command"] = shlex.join(["distmeta", *eval_args])
-        row["test"] = ({**json.loads(json_path.read_text()), "eval_wall_time_s": eval_wall} if status == 0
-                       else {"failed": f"distmeta eval exited with {status}"})
+        row["test"] = (
+            {**json.loads(json_path.read_text()), "eval_wall_time_s": eval_wall}
+            if status == 0
+            else {"failed": f"distmeta eval exited with {status}"}
+        )
         row["time_to_target_s"] = crossing["elapsed_s"] + row["outside_loop_s"]
     row["load_average"]["end"] = load_average()
     return row
@@ -166,11 +242,14 @@ def outcome(row: dict) -> str:
         return f"failed: {row['failed']}"
     if row["crossing"] is None:
         best = row["best"]
-        return (f"not reached in {row['cap_minutes']:g} min (best {100 * best['val_accuracy']:.2f}% at step "
-                f"{best['step']})")
+        return (
+            f"not reached in {row['cap_minutes']:g} min (best {100 * best['val_accuracy']:.2f}% at step {best['step']})"
+        )
     crossing = row["crossing"]
-    return (f"{_minutes(row['time_to_target_s'])} (step {crossing['step']}: val {100 * crossing['val_accuracy']:.2f}% "
-            f"+- {100 * crossing['ci95']:.2f}%)")
+    return (
+        f"{_minutes(row['time_to_target_s'])} (step {crossing['step']}: val {100 * crossing['val_accuracy']:.2f}% "
+        f"+- {100 * crossing['ci95']:.2f}%)"
+    )
 
 
 def test_cell(row: dict) -> str:
@@ -179,8 +258,9 @@ def test_cell(row: dict) -> str:
         return "-"
     if "failed" in test:
         return test["failed"]
-    return (f"{100 * test['mean']:.2f}% +- {100 * test['ci95']:.2f}% ({test['tasks']} tasks, "
-            f"{test['inner_steps']} steps)")
+    return (
+        f"{100 * test['mean']:.2f}% +- {100 * test['ci95']:.2f}% ({test['tasks']} tasks, {test['inner_steps']} steps)"
+    )
 
 
 def _minutes(seconds: float) -> str:
@@ -191,16 +271,31 @@ def _minutes(seconds: float) -> str:
 def table(rows: list[dict]) -> str:
     from distmeta.training.progress import column_table
 
-    headers = ["method", "workers", "time to target", "test accuracy at the crossing",
-               "steps", "tasks/s", "outside the loop", "load"]
+    headers = [
+        "method",
+        "workers",
+        "time to target",
+        "test accuracy at the crossing",
+        "steps",
+        "tasks/s",
+        "outside the loop",
+        "load",
+    ]
     cells = []
     for row in rows:
         load = row["load_average"]
-        cells.append([row["label"], str(row["workers"]), outcome(row), test_cell(row), str(row.get("steps", "-")),
-                      f"{row['tasks_per_s']:.1f}" if row.get("tasks_per_s") else "-",
-                      _minutes(row["outside_loop_s"]) if "outside_loop_s" in row else "-",
-                      f"{load['start'][0]:.1f} -> {load['end'][0]:.1f}" if load.get("start") and load.get("end")
-                      else "-"])
+        cells.append(
+            [
+                row["label"],
+                str(row["workers"]),
+                outcome(row),
+                test_cell(row),
+                str(row.get("steps", "-")),
+                f"{row['tasks_per_s']:.1f}" if row.get("tasks_per_s") else "-",
+                _minutes(row["outside_loop_s"]) if "outside_loop_s" in row else "-",
+                f"{load['start'][0]:.1f} -> {load['end'][0]:.1f}" if load.get("start") and load.get("end") else "-",
+            ]
+        )
     return column_table(headers, cells)
 
 
@@ -211,15 +306,25 @@ def write_results(path: Path, rows: list[dict], command: str) -> dict:
     kept = [row for row in earlier.get("results", []) if (row["method"], row["workers"]) not in ran]
     order = {method: i for i, method in enumerate(METHODS)}
     results = sorted(kept + rows, key=lambda row: (order[row["method"]], row["workers"]))
-    data = {"benchmark": "time to accuracy, Omniglot 5-way 1-shot, held-out alphabets", "command": command,
-            "niceness": os.nice(0),
-            "config": CONFIG, "common_settings": COMMON, "shared_choices": SHARED_CHOICES,
-            "split": "distmeta's own by alphabet (task.omniglot.split_seed 0): 5 alphabets to meta-train, "
-                     "1 to validate, 2 to test, of images_background_small1 + small2",
-            "machine": machine(), "finished": datetime.now().isoformat(timespec="seconds"),
-            "not_run": [f"{m}-{w}w" for m in METHODS for w in (1, 2)
-                        if not any(r["method"] == m and r["workers"] == w for r in results)],
-            "results": results}
+    data = {
+        "benchmark": "time to accuracy, Omniglot 5-way 1-shot, held-out alphabets",
+        "command": command,
+        "niceness": os.nice(0),
+        "config": CONFIG,
+        "common_settings": COMMON,
+        "shared_choices": SHARED_CHOICES,
+        "split": "distmeta's own by alphabet (task.omniglot.split_seed 0): 5 alphabets to meta-train, "
+        "1 to validate, 2 to test, of images_background_small1 + small2",
+        "machine": machine(),
+        "finished": datetime.now().isoformat(timespec="seconds"),
+        "not_run": [
+            f"{m}-{w}w"
+            for m in METHODS
+            for w in (1, 2)
+            if not any(r["method"] == m and r["workers"] == w for r in results)
+        ],
+        "results": results,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
     return data
@@ -227,11 +332,13 @@ def write_results(path: Path, rows: list[dict], command: str) -> dict:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help=f"comma-separated, run in this order (default {','.join(METHODS)})")
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help=f"comma-separated, run in this order (default {','.join(METHODS)})"
+    )
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
-    parser.add_argument("--cap-minutes", type=float, default=10.0,
-                        help="training time allowed each configuration (default 10)")
+    parser.add_argument(
+        "--cap-minutes", type=float, default=10.0, help="training time allowed each configuration (default 10)"
+    )
     parser.add_argument("--target", type=float, default=0.95, help="validation accuracy to reach (default 0.95)")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"default {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args(argv)
@@ -248,18 +355,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not DATA.is_dir():
-        print(f"time_to_accuracy.py: skipped: {DATA} is missing (the real Omniglot subsets; see "
-              f"../shared/data/README.md)")
+        print(
+            f"time_to_accuracy.py: skipped: {DATA} is missing (the real Omniglot subsets; see ../shared/data/README.md)"
+        )
         return 0
     command = shlex.join(["python", "benchmarks/time_to_accuracy.py", *(sys.argv[1:] if argv is None else argv)])
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     rows: list[dict] = []
     for method in args.methods:
         for workers in args.workers:
-            print(f"== {METHODS[method]['label']}, {workers} worker(s): up to {args.cap_minutes:g} min of training "
-                  f"to {100 * args.target:g}% validation accuracy", flush=True)
-            rows.append({**run_configuration(method, workers, args.target, args.cap_minutes),
-                         "benchmark_command": command})
+            print(
+                f"== {METHODS[method]['label']}, {workers} worker(s): up to {args.cap_minutes:g} min of training "
+                f"to {100 * args.target:g}% validation accuracy",
+                flush=True,
+            )
+            rows.append(
+                {**run_configuration(method, workers, args.target, args.cap_minutes), "benchmark_command": command}
+            )
             data = write_results(args.json, rows, command)  # after each: an interrupted run keeps what it did
             print(table(rows), flush=True)
     print(f"\nwrote {args.json}; all configurations recorded so far:")

@@ -25,8 +25,11 @@ DEFAULT_FOLDER = ".local-cluster"
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["start", "status", "stop"])
-    parser.add_argument("--folder", default=DEFAULT_FOLDER,
-                        help=f"where the cluster's state and start logs live (default {DEFAULT_FOLDER})")
+    parser.add_argument(
+        "--folder",
+        default=DEFAULT_FOLDER,
+        help=f"where the cluster's state and start logs live (default {DEFAULT_FOLDER})",
+    )
     parser.add_argument("--nodes", type=int, default=1, help="worker nodes besides the head (default 1)")
     parser.add_argument("--cpus-per-node", type=int, default=1, help="CPUs each node offers (default 1)")
     args = parser.parse_args(argv)
@@ -36,8 +39,10 @@ def main(argv=None) -> int:
             print(f"started a head and {args.nodes} worker node(s), {args.cpus_per_node} CPU(s) each")
             print(f"job server:  {cluster.dashboard_address}   (distmeta submit/jobs --address)")
             print(f"ray address: {cluster.gcs_address}   (distmeta train --address, ray start --address)")
-            print(f"token auth:  on, with the token of {cluster.token_source}; clients in this environment present "
-                  f"it; elsewhere: export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={cluster.token_file}")
+            print(
+                f"token auth:  on, with the token of {cluster.token_source}; clients in this environment present "
+                f"it; elsewhere: export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={cluster.token_file}"
+            )
             return 0
         if args.action == "status":
             cluster = local_cluster.load(args.folder)

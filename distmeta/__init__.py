@@ -1,9 +1,9 @@
 """distmeta: distributed meta-learning (MAML, first-order MAML, Reptile, ANIL, Meta-SGD, ProtoNets).
 
-    import distmeta
-    learner = distmeta.load("runs/my-run")          # a checkpoint file or run directory
-    model = learner.adapt(support_x, support_y)     # a few examples of a new task
-    model.predict(query_x)
+import distmeta
+learner = distmeta.load("runs/my-run")          # a checkpoint file or run directory
+model = learner.adapt(support_x, support_y)     # a few examples of a new task
+model.predict(query_x)
 """
 
 __version__ = "0.1.0"

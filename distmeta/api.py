@@ -109,20 +109,23 @@ class Learner:
         if not drawings:
             raise InputError("drawings", "at least one drawing", "none")
         size = self.config.task.omniglot.image_size
-        pixels = np.stack([drawing_pixels(open_drawing(drawing, f"drawings[{i}]"), size)
-                           for i, drawing in enumerate(drawings)])
+        pixels = np.stack(
+            [drawing_pixels(open_drawing(drawing, f"drawings[{i}]"), size) for i, drawing in enumerate(drawings)]
+        )
         return to_model_input(pixels)
 
     def inputs(self, x, argument: str) -> torch.Tensor:
         """`x` checked and on the learner's device: a (N, *example_shape) batch, or (image
         learners) drawings to preprocess: a path or PIL image, or a list of drawings."""
-        if self.takes_images and (isinstance(x, (str, Path, Image.Image)) or
-                                  (isinstance(x, (list, tuple)) and x and not _numbers(x[0]))):
+        if self.takes_images and (
+            isinstance(x, (str, Path, Image.Image)) or (isinstance(x, (list, tuple)) and x and not _numbers(x[0]))
+        ):
             x = self.preprocess(x)
         return model_inputs(x, argument, self.example_shape, self.device)
 
-    def adapt(self, support_x, support_y, steps: int | None = None, warm_start: str | None = None,
-              neighbours: int = 5) -> AdaptedModel:
+    def adapt(
+        self, support_x, support_y, steps: int | None = None, warm_start: str | None = None, neighbours: int = 5
+    ) -> AdaptedModel:
         """Adapt to a task from its support set; `steps` defaults to algorithm.test_inner_steps.
 
         `support_x`: a (N, *example_shape) batch; an image learner also takes drawings
@@ -159,8 +162,9 @@ class Learner:
         if self._knowledge is None:
             if self.run_dir is None:
                 raise DistmetaError("this learner has no run folder, so no knowledge base: load it from a run")
-            self._knowledge = KnowledgeBase.open(self.run_dir, config_hash(self.config), self.step,
-                                                 self.knowledge_metric)
+            self._knowledge = KnowledgeBase.open(
+                self.run_dir, config_hash(self.config), self.step, self.knowledge_metric
+            )
         return self._knowledge
 
     def stored_fit(self, support_x, support_y, candidates: int = DEFAULT_CANDIDATES) -> tuple[SimilarTask, float]:
@@ -172,8 +176,11 @@ class Learner:
             y = class_labels(support_y, "support_y", len(x))[1].to(self.device)
         else:
             y = regression_targets(support_y, "support_y", len(x), self.experiment.output_size, self.device)
-        return self.knowledge.best_fit(self._embedding(self.algorithm, self.meta_params, x, y),
-                                       support_loss_of(self.algorithm, self.meta_params, x, y), candidates)
+        return self.knowledge.best_fit(
+            self._embedding(self.algorithm, self.meta_params, x, y),
+            support_loss_of(self.algorithm, self.meta_params, x, y),
+            candidates,
+        )
 
     def serve_knowledge(self, **actor_options) -> None:
         """Answer this learner's knowledge-base searches from a Ray actor holding the index
@@ -199,10 +206,13 @@ class Learner:
         header = self.knowledge.header
         for name, shape in zip(header.adapted_names, header.adapted_shapes):
             if tuple(shape) != tuple(params[name].shape):
-                raise DistmetaError(f"warm_start: the knowledge base's {name} has shape {tuple(shape)}, "
-                                    f"this task's {tuple(params[name].shape)} (another number of ways?)")
-        delta = self.knowledge.fitted_warm_start_delta(self._embedding(algorithm, params, x, y),
-                                                       support_loss_of(algorithm, params, x, y), neighbours)
+                raise DistmetaError(
+                    f"warm_start: the knowledge base's {name} has shape {tuple(shape)}, "
+                    f"this task's {tuple(params[name].shape)} (another number of ways?)"
+                )
+        delta = self.knowledge.fitted_warm_start_delta(
+            self._embedding(algorithm, params, x, y), support_loss_of(algorithm, params, x, y), neighbours
+        )
         return {**params, **{name: params[name] + value.to(params[name]) for name, value in delta.items()}}
 
     def _adapt(self, algorithm, params: Params, x, y, steps: int) -> Params:

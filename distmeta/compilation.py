@@ -55,8 +55,16 @@ vmap was measured slower compiled (1.9 s) than its uncompiled threaded loop (1.4
 class MetaGradientRunner:
     """A rank's meta-gradient of a batch, compiled or not as `train.compile` says."""
 
-    def __init__(self, algorithm: MetaAlgorithm, strategy: str, chunk_size: int | None, mode: str,
-                 setting: tuple[str, str, str], print_fn: Callable[[str], None] = print, backend: str = "inductor"):
+    def __init__(
+        self,
+        algorithm: MetaAlgorithm,
+        strategy: str,
+        chunk_size: int | None,
+        mode: str,
+        setting: tuple[str, str, str],
+        print_fn: Callable[[str], None] = print,
+        backend: str = "inductor",
+    ):
         if mode not in COMPILE_MODES:
             raise ConfigError("train.compile", f"unknown value {mode!r} (choose from {', '.join(COMPILE_MODES)})")
         self.algorithm, self.strategy, self.chunk_size = algorithm, strategy, chunk_size
@@ -102,9 +110,11 @@ class MetaGradientRunner:
         saving_s = step_s * (1 - 1 / gain.speedup)
         pays_after = gain.compile_s / saving_s
         steps_left = self.steps_left - len(self._probe)
-        figures = (f"{1000 * step_s:.2f} ms/step uncompiled, x{gain.speedup:g} measured compiled "
-                   f"({gain.measured}), compile ~{gain.compile_s:.0f} s: pays back after {pays_after:,.0f} steps, "
-                   f"{steps_left:,} left")
+        figures = (
+            f"{1000 * step_s:.2f} ms/step uncompiled, x{gain.speedup:g} measured compiled "
+            f"({gain.measured}), compile ~{gain.compile_s:.0f} s: pays back after {pays_after:,.0f} steps, "
+            f"{steps_left:,} left"
+        )
         if steps_left <= pays_after:
             self.print_fn(f"compile: off (auto: {figures})")
             return
@@ -123,8 +133,9 @@ class MetaGradientRunner:
         self._pending_reason = reason
         return self._run_compiled(compiled, meta_params, batch)
 
-    def _run_compiled(self, compiled: Callable[[Params, TaskBatch], BatchGradient], meta_params: Params,
-                      batch: TaskBatch) -> BatchGradient:
+    def _run_compiled(
+        self, compiled: Callable[[Params, TaskBatch], BatchGradient], meta_params: Params, batch: TaskBatch
+    ) -> BatchGradient:
         if self.compile_s is not None:
             result = compiled(meta_params, batch)
             self._report_recompiles()
@@ -142,9 +153,12 @@ class MetaGradientRunner:
 
     def _failed(self, error: Exception, meta_params: Params, batch: TaskBatch) -> BatchGradient:
         if self.mode == "on":
-            raise ConfigError("train.compile", f"torch.compile failed on this setting ({type(error).__name__}: "
-                                               f"{str(error).splitlines()[0] if str(error) else ''}); "
-                                               "set train.compile=off or auto") from error
+            raise ConfigError(
+                "train.compile",
+                f"torch.compile failed on this setting ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''}); "
+                "set train.compile=off or auto",
+            ) from error
         self.print_fn(f"compile: off (auto: torch.compile failed, {type(error).__name__}; running uncompiled)")
         self.compiled = None
         return batch_meta_gradient(self.algorithm, meta_params, batch, self.strategy, self.chunk_size)
@@ -152,8 +166,10 @@ class MetaGradientRunner:
     def _report_recompiles(self) -> None:
         graphs = _graphs_compiled()
         if graphs != self._graphs:
-            self.print_fn(f"compile: recompiled after the first step ({graphs - self._graphs} more graphs): "
-                          "a batch's shapes or the parameters' properties changed")
+            self.print_fn(
+                f"compile: recompiled after the first step ({graphs - self._graphs} more graphs): "
+                "a batch's shapes or the parameters' properties changed"
+            )
             self._graphs = graphs
 
 

@@ -19,8 +19,9 @@ from distmeta.experiment import Experiment
 from distmeta.tasks import sample_tasks
 
 
-def task_conditioning_outputs(experiment: Experiment, meta_params: Params, split: str,
-                              num_tasks: int) -> torch.Tensor | None:
+def task_conditioning_outputs(
+    experiment: Experiment, meta_params: Params, split: str, num_tasks: int
+) -> torch.Tensor | None:
     """(tasks, outputs): the conditioning vector of tasks 0..num_tasks-1 of `split` (those an
     evaluation adapts to); None for an algorithm with nothing task-conditioned."""
     config = experiment.config
@@ -28,8 +29,9 @@ def task_conditioning_outputs(experiment: Experiment, meta_params: Params, split
 
     def outputs_of(indices: range) -> list[torch.Tensor | None]:
         batch = sample_tasks(experiment.tasks(split), config.seed, split, 0, indices).to(experiment.device)
-        return [algorithm.task_conditioning(meta_params, batch.support_x[i], batch.support_y[i])
-                for i in range(len(batch))]
+        return [
+            algorithm.task_conditioning(meta_params, batch.support_x[i], batch.support_y[i]) for i in range(len(batch))
+        ]
 
     first = outputs_of(range(1))[0]
     if first is None:  # asked of one task only: most algorithms condition nothing

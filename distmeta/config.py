@@ -301,21 +301,40 @@ def save_config(config: Config, path: str | Path | Location) -> None:
 
 # Fields that change how a run is carried out or watched, not what it learns: a run
 # may be resumed with other values (e.g. more steps, or on a GPU).
-NOT_HASHED = ("train.run_dir", "train.steps", "train.log_every", "train.val_every", "train.val_tasks",
-              "train.stop_at_accuracy", "train.time_limit_minutes",
-              "train.checkpoint_every", "train.vectorize", "train.compile", "train.device", "train.vmap_chunk_size",
-              "train.deterministic", "train.knowledge_every", "train.knowledge_tasks", "train.knowledge_store_steps",
-              "algorithm.learned_optimizer.eval_tasks",
-              "algorithm.learned_optimizer.eval_steps", "algorithm.learned_optimizer.tuning_tasks")
+NOT_HASHED = (
+    "train.run_dir",
+    "train.steps",
+    "train.log_every",
+    "train.val_every",
+    "train.val_tasks",
+    "train.stop_at_accuracy",
+    "train.time_limit_minutes",
+    "train.checkpoint_every",
+    "train.vectorize",
+    "train.compile",
+    "train.device",
+    "train.vmap_chunk_size",
+    "train.deterministic",
+    "train.knowledge_every",
+    "train.knowledge_tasks",
+    "train.knowledge_store_steps",
+    "algorithm.learned_optimizer.eval_tasks",
+    "algorithm.learned_optimizer.eval_steps",
+    "algorithm.learned_optimizer.tuning_tasks",
+)
 
 
 # Fields added after runs were checkpointed, with the value that means the behaviour from
 # before them: hashed only when set otherwise, so that older checkpoints stay resumable.
-HASHED_WHEN_SET = {"algorithm.inner_batch_size": 0, "task.omniglot.synthetic": False,
-                   "algorithm.learned_optimizer": dataclasses.asdict(LearnedOptimizerConfig()),
-                   "task.quadratic": dataclasses.asdict(QuadraticConfig()),
-                   "task.digits": dataclasses.asdict(DigitsConfig()),
-                   "task.modes": ["sinusoid", "linear", "quadratic", "tanh", "abs"], "task.noise_std": 0.3}
+HASHED_WHEN_SET = {
+    "algorithm.inner_batch_size": 0,
+    "task.omniglot.synthetic": False,
+    "algorithm.learned_optimizer": dataclasses.asdict(LearnedOptimizerConfig()),
+    "task.quadratic": dataclasses.asdict(QuadraticConfig()),
+    "task.digits": dataclasses.asdict(DigitsConfig()),
+    "task.modes": ["sinusoid", "linear", "quadratic", "tanh", "abs"],
+    "task.noise_std": 0.3,
+}
 
 
 def config_hash(config: Config) -> str:
@@ -484,9 +503,12 @@ def validate(config: Config) -> None:
     _check_positive("train.knowledge_tasks", config.train.knowledge_tasks)
     _check_non_negative("train.knowledge_store_steps", config.train.knowledge_store_steps)
     if config.train.knowledge_every and config.train.knowledge_tasks > config.train.meta_batch_size:
-        raise ConfigError("train.knowledge_tasks", f"records the first tasks of each sampled meta-batch: at most "
-                                                   f"train.meta_batch_size ({config.train.meta_batch_size}), got "
-                                                   f"{config.train.knowledge_tasks}")
+        raise ConfigError(
+            "train.knowledge_tasks",
+            f"records the first tasks of each sampled meta-batch: at most "
+            f"train.meta_batch_size ({config.train.meta_batch_size}), got "
+            f"{config.train.knowledge_tasks}",
+        )
     _check_stop_rules(config)
     _check_positive("eval.tasks", config.eval.tasks)
     _check_positive("eval.batch_size", config.eval.batch_size)
@@ -500,13 +522,15 @@ def _check_stop_rules(config: Config) -> None:
     if not (0.0 <= train.stop_at_accuracy <= 1.0):
         raise ConfigError("train.stop_at_accuracy", f"must be between 0 and 1 (0: off), got {train.stop_at_accuracy}")
     if train.stop_at_accuracy and not config.is_classification:
-        raise ConfigError("train.stop_at_accuracy", f"needs a classification task; {config.task.name} is scored by "
-                                                    f"{config.metric}")
+        raise ConfigError(
+            "train.stop_at_accuracy", f"needs a classification task; {config.task.name} is scored by {config.metric}"
+        )
     if train.stop_at_accuracy and not train.val_every:
         raise ConfigError("train.stop_at_accuracy", "needs validations during training: set train.val_every")
     if not (train.time_limit_minutes >= 0) or not math.isfinite(train.time_limit_minutes):
-        raise ConfigError("train.time_limit_minutes", f"must be zero (no limit) or more, got "
-                                                      f"{train.time_limit_minutes}")
+        raise ConfigError(
+            "train.time_limit_minutes", f"must be zero (no limit) or more, got {train.time_limit_minutes}"
+        )
     if train.time_limit_minutes and config.learns_update_rule:
         raise ConfigError("train.time_limit_minutes", "learned optimiser runs do not take a time limit yet")
 
@@ -519,14 +543,19 @@ def _check_omniglot(config: Config) -> None:
         if not 0.0 < value < 1.0:
             raise ConfigError(f"task.omniglot.{name}", f"must be between 0 and 1, got {value}")
     if omniglot.val_fraction + omniglot.test_fraction >= 1.0:
-        raise ConfigError("task.omniglot.test_fraction",
-                          "val_fraction + test_fraction must leave alphabets to train on")
+        raise ConfigError(
+            "task.omniglot.test_fraction", "val_fraction + test_fraction must leave alphabets to train on"
+        )
     if omniglot.synthetic and omniglot.roots:
-        raise ConfigError("task.omniglot.synthetic", "random images replace the data: give roots or "
-                                                     "synthetic: true, not both")
+        raise ConfigError(
+            "task.omniglot.synthetic", "random images replace the data: give roots or synthetic: true, not both"
+        )
     if config.task.name == "omniglot" and not omniglot.roots and not omniglot.synthetic:
-        raise ConfigError("task.omniglot.roots", "give at least one Omniglot folder or zip (or, to measure speed "
-                                                 "without the data, task.omniglot.synthetic=true)")
+        raise ConfigError(
+            "task.omniglot.roots",
+            "give at least one Omniglot folder or zip (or, to measure speed "
+            "without the data, task.omniglot.synthetic=true)",
+        )
 
 
 def _check_multimodal(config: Config) -> None:

@@ -50,8 +50,10 @@ class DeterminismError(DistmetaError):
 
     def __init__(self, op: str):
         self.op = op
-        super().__init__(f"train.deterministic: {op} has no deterministic implementation on this device; "
-                         f"set train.deterministic: false (or train.device: cpu) to run it")
+        super().__init__(
+            f"train.deterministic: {op} has no deterministic implementation on this device; "
+            f"set train.deterministic: false (or train.device: cpu) to run it"
+        )
 
 
 def set_determinism(deterministic: bool) -> None:

@@ -51,8 +51,11 @@ def worker_device(name: str, assigned: torch.device) -> torch.device:
     if name == "cpu":
         return CPU
     if name == "cuda" and assigned.type != "cuda":
-        raise ConfigError("train.device", "cuda was asked for, but this worker was given no GPU: "
-                                          "pass --gpus-per-worker 1 (or set train.device: auto)")
+        raise ConfigError(
+            "train.device",
+            "cuda was asked for, but this worker was given no GPU: "
+            "pass --gpus-per-worker 1 (or set train.device: auto)",
+        )
     return assigned
 
 
@@ -69,9 +72,11 @@ def cuda_torch_problem() -> str | None:
         problem = f"{build} (CUDA {torch.version.cuda}) sees no usable GPU (driver missing or too old?)"
     else:
         return None
-    return (f"GPUs were asked for, but {problem}. Install a CUDA build on every GPU node: "
-            f"pip install -c constraints.txt -c constraints-gpu.txt torch --extra-index-url {CUDA_INDEX_URL} "
-            f"(cluster/Dockerfile does), or pass --gpus-per-worker 0 to train on CPUs")
+    return (
+        f"GPUs were asked for, but {problem}. Install a CUDA build on every GPU node: "
+        f"pip install -c constraints.txt -c constraints-gpu.txt torch --extra-index-url {CUDA_INDEX_URL} "
+        f"(cluster/Dockerfile does), or pass --gpus-per-worker 0 to train on CPUs"
+    )
 
 
 def check_cuda_torch() -> None:

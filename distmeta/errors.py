@@ -54,8 +54,7 @@ class NotEnoughClassesError(DatasetError, ConfigError):
         self.split = split
         DistmetaError.__init__(
             self,
-            f"task.ways: {ways} ways asked for, but the {split} split of {self.path} "
-            f"has only {available} classes",
+            f"task.ways: {ways} ways asked for, but the {split} split of {self.path} has only {available} classes",
         )
 
 
@@ -118,6 +117,9 @@ class RecoveryFailedError(DistmetaError):
     def __init__(self, cause: str, resume_step: int | None):
         self.cause = cause
         self.resume_step = resume_step
-        resumes = ("no checkpoint was written: the same command starts it again" if resume_step is None
-                   else f"the checkpoint of step {resume_step} is kept: the same command resumes from it")
+        resumes = (
+            "no checkpoint was written: the same command starts it again"
+            if resume_step is None
+            else f"the checkpoint of step {resume_step} is kept: the same command resumes from it"
+        )
         super().__init__(f"{cause}; {resumes}")

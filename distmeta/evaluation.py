@@ -68,8 +68,9 @@ def evaluate(
     return summarise(experiment.config.metric, losses, scores, steps, split)
 
 
-def task_results(experiment: Experiment, meta_params: Params, split: str, indices: range, steps: int,
-                 batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def task_results(
+    experiment: Experiment, meta_params: Params, split: str, indices: range, steps: int, batch_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each task's query (loss, score), on the CPU, for tasks `indices` of `split`: a share of
     an evaluation that several workers split among them gives the numbers one would."""
     config = experiment.config
@@ -79,8 +80,9 @@ def task_results(experiment: Experiment, meta_params: Params, split: str, indice
     for start in range(indices.start, indices.stop, batch_size):
         chunk = range(start, min(start + batch_size, indices.stop))
         batch = sample_tasks(tasks, config.seed, split, 0, chunk).to(experiment.device)
-        loss, score = batch_evaluation(experiment.algorithm, meta_params, batch, steps, experiment.strategy,
-                                       experiment.vmap_chunk_size)
+        loss, score = batch_evaluation(
+            experiment.algorithm, meta_params, batch, steps, experiment.strategy, experiment.vmap_chunk_size
+        )
         losses.append(loss.detach().cpu())
         scores.append(score.detach().cpu())
     return torch.cat(losses), torch.cat(scores)

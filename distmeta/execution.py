@@ -61,8 +61,9 @@ def resolve_vectorize(vectorize: str, model_name: str, device: torch.device) -> 
     return "loop", "auto: conv model on CPU, the loop measured faster and lighter than vmap"
 
 
-def batch_meta_gradient(algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, strategy: str,
-                        chunk_size: int | None = None) -> BatchGradient:
+def batch_meta_gradient(
+    algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, strategy: str, chunk_size: int | None = None
+) -> BatchGradient:
     """Meta-gradients of every task of `batch`, summed, with each task's query loss and score.
 
     `chunk_size`: tasks vmap runs at once (None: all); the loop ignores it.
@@ -71,8 +72,9 @@ def batch_meta_gradient(algorithm: MetaAlgorithm, meta_params: Params, batch: Ta
         return _batch_meta_gradient(algorithm, meta_params, batch, strategy, chunk_size)
 
 
-def _batch_meta_gradient(algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, strategy: str,
-                         chunk_size: int | None) -> BatchGradient:
+def _batch_meta_gradient(
+    algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, strategy: str, chunk_size: int | None
+) -> BatchGradient:
     if strategy == "vmap":
         per_task = vmap(algorithm.task_estimate, in_dims=(None, 0, 0, 0, 0), chunk_size=chunk_size)
         estimate = per_task(meta_params, *batch.tensors())
@@ -85,7 +87,11 @@ def _batch_meta_gradient(algorithm: MetaAlgorithm, meta_params: Params, batch: T
 
 
 def batch_evaluation(
-    algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, steps: int, strategy: str,
+    algorithm: MetaAlgorithm,
+    meta_params: Params,
+    batch: TaskBatch,
+    steps: int,
+    strategy: str,
     chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each task's query (loss, score) after `steps` inner steps; no meta-gradient."""
@@ -93,8 +99,9 @@ def batch_evaluation(
         return _batch_evaluation(algorithm, meta_params, batch, steps, strategy, chunk_size)
 
 
-def _batch_evaluation(algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, steps: int, strategy: str,
-                      chunk_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch_evaluation(
+    algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, steps: int, strategy: str, chunk_size: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     if strategy == "vmap":
         per_task = vmap(algorithm.task_evaluation, in_dims=(None, 0, 0, 0, 0, None), chunk_size=chunk_size)
         return per_task(meta_params, *batch.tensors(), steps)
@@ -108,8 +115,9 @@ def _batch_evaluation(algorithm: MetaAlgorithm, meta_params: Params, batch: Task
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
-def batch_query_losses(algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch,
-                       strategy: str, chunk_size: int | None = None) -> torch.Tensor:
+def batch_query_losses(
+    algorithm: MetaAlgorithm, meta_params: Params, batch: TaskBatch, strategy: str, chunk_size: int | None = None
+) -> torch.Tensor:
     """Each task's training-time query loss (`query_loss`: adapt, then predict), without the
     meta-gradient: the forward half of `batch_meta_gradient`, run the same way (a benchmark
     times it to split the meta-gradient's time into inner loop and outer backward)."""
@@ -120,8 +128,9 @@ def batch_query_losses(algorithm: MetaAlgorithm, meta_params: Params, batch: Tas
     _check_strategy(strategy)
 
     def chunk_losses(looped: MetaAlgorithm, chunk: TaskBatch) -> torch.Tensor:
-        return torch.stack([looped.query_loss(meta_params, *_one_task(chunk, i))[0].detach()
-                            for i in range(len(chunk))])
+        return torch.stack(
+            [looped.query_loss(meta_params, *_one_task(chunk, i))[0].detach() for i in range(len(chunk))]
+        )
 
     return torch.cat(_in_threads(algorithm, chunk_losses, batch))
 
@@ -157,8 +166,9 @@ def _thread_pool(threads: int) -> ThreadPoolExecutor:
             if _pool is not None:
                 _pool.shutdown(wait=True)
             # set_num_threads in a thread sets that thread's own OpenMP team size
-            _pool = ThreadPoolExecutor(threads, thread_name_prefix="distmeta-task",
-                                       initializer=torch.set_num_threads, initargs=(1,))
+            _pool = ThreadPoolExecutor(
+                threads, thread_name_prefix="distmeta-task", initializer=torch.set_num_threads, initargs=(1,)
+            )
         return _pool
 
 

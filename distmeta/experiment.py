@@ -49,8 +49,9 @@ class Experiment:
     def initial_meta_parameters(self) -> Params:
         """Drawn on the CPU from the seed, then moved: a GPU run starts from the weights a
         CPU run with the same seed starts from (the CUDA RNG draws other numbers)."""
-        params = self.algorithm.init_meta_parameters(initial_parameters(self._cpu_model(), self.config.seed),
-                                                     self.config.seed)
+        params = self.algorithm.init_meta_parameters(
+            initial_parameters(self._cpu_model(), self.config.seed), self.config.seed
+        )
         return {name: value.to(self.device) for name, value in params.items()}
 
     def _cpu_model(self) -> TwoPartModel:
@@ -76,8 +77,13 @@ def build_experiment(config: Config, device: torch.device | None = None, check_d
     model = build_model(config, output_size, config.task.omniglot.image_size).to(device)
     algorithm = build_algorithm(config.algorithm, model, config.is_classification, output_size)
     strategy, reason = resolve_vectorize(config.train.vectorize, config.model_name, device)
-    meta_gradient = MetaGradientRunner(algorithm, strategy, config.train.vmap_chunk_size or None, config.train.compile,
-                                       (config.model_name, strategy, device.type))
+    meta_gradient = MetaGradientRunner(
+        algorithm,
+        strategy,
+        config.train.vmap_chunk_size or None,
+        config.train.compile,
+        (config.model_name, strategy, device.type),
+    )
     experiment = Experiment(config, model, algorithm, device, strategy, reason, output_size, meta_gradient)
     if check_data:
         for split in SPLITS:

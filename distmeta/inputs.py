@@ -27,11 +27,17 @@ def as_tensor(value, argument: str) -> torch.Tensor:
         try:
             array = np.asarray(value)
         except ValueError as error:  # ragged nested lists
-            raise InputError(argument, "numbers (a tensor, an array or nested lists of one shape)",
-                             f"{type(value).__name__} that is not ({error})") from None
+            raise InputError(
+                argument,
+                "numbers (a tensor, an array or nested lists of one shape)",
+                f"{type(value).__name__} that is not ({error})",
+            ) from None
         if array.dtype == object:
-            raise InputError(argument, "numbers (a tensor, an array or nested lists of one shape)",
-                             f"{type(value).__name__} of other things")
+            raise InputError(
+                argument,
+                "numbers (a tensor, an array or nested lists of one shape)",
+                f"{type(value).__name__} of other things",
+            )
         if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
             raise InputError(argument, "real numbers", f"dtype {array.dtype}")
         value = torch.as_tensor(array)
@@ -67,8 +73,9 @@ def class_labels(value, argument: str, count: int) -> tuple[list, torch.Tensor]:
     label's index into them; at least two classes."""
     if isinstance(value, (torch.Tensor, np.ndarray)):
         if value.ndim != 1:
-            raise InputError(argument, f"one label per input, shape ({count},)",
-                             f"shape {described(tuple(value.shape))}")
+            raise InputError(
+                argument, f"one label per input, shape ({count},)", f"shape {described(tuple(value.shape))}"
+            )
         values = value.tolist()
     elif isinstance(value, Sequence) and not isinstance(value, str):
         values = list(value)
@@ -79,8 +86,9 @@ def class_labels(value, argument: str, count: int) -> tuple[list, torch.Tensor]:
     try:
         classes = sorted(set(values), key=lambda label: (str(type(label)), label))
     except TypeError as error:  # unhashable or unorderable labels
-        raise InputError(argument, "hashable labels of one kind (ints, strings...)",
-                         f"{values[:3]}... ({error})") from None
+        raise InputError(
+            argument, "hashable labels of one kind (ints, strings...)", f"{values[:3]}... ({error})"
+        ) from None
     if len(classes) < 2:
         raise InputError(argument, "at least 2 classes in a classification task's support set", f"only {classes}")
     index = {label: i for i, label in enumerate(classes)}

@@ -15,8 +15,15 @@ from torch.func import functional_call
 from distmeta.tasks import TaskBatch
 
 
-def maml_task_gradient(model: nn.Module, params: dict, task: tuple, inner_lr: float, inner_steps: int,
-                       first_order: bool, classification: bool) -> dict:
+def maml_task_gradient(
+    model: nn.Module,
+    params: dict,
+    task: tuple,
+    inner_lr: float,
+    inner_steps: int,
+    first_order: bool,
+    classification: bool,
+) -> dict:
     """MAML meta-gradient of one task (support_x, support_y, query_x, query_y)."""
     loss_fn = F.cross_entropy if classification else F.mse_loss
     leaves = {name: value.detach().requires_grad_(True) for name, value in params.items()}
@@ -30,8 +37,15 @@ def maml_task_gradient(model: nn.Module, params: dict, task: tuple, inner_lr: fl
     return dict(zip(leaves, torch.autograd.grad(query_loss, list(leaves.values()))))
 
 
-def maml_batch_gradient(model: nn.Module, params: dict, batch: TaskBatch, inner_lr: float, inner_steps: int,
-                        first_order: bool, classification: bool) -> dict:
+def maml_batch_gradient(
+    model: nn.Module,
+    params: dict,
+    batch: TaskBatch,
+    inner_lr: float,
+    inner_steps: int,
+    first_order: bool,
+    classification: bool,
+) -> dict:
     """The summed MAML meta-gradient of a batch, task after task."""
     total = {name: torch.zeros_like(value) for name, value in params.items()}
     for index in range(len(batch)):

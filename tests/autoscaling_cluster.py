@@ -50,16 +50,35 @@ class LocalAutoscalingCluster(AutoscalingCluster):
     def _generate_config(self, head_resources, worker_node_types, autoscaler_v2=False, **config_kwargs):
         # the content of Ray's fake_multi_node/example.yaml, with this cluster's GCS address
         config = {
-            "cluster_name": "fake_multinode", "max_workers": 8,
-            "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
-                         "disable_launch_config_check": True, "gcs_address": self.address},
-            "available_node_types": {**worker_node_types, "ray.head.default": {
-                "resources": head_resources, "node_config": {}, "max_workers": 0}},
-            "head_node_type": "ray.head.default", "auth": {}, "upscaling_speed": 1.0,
-            "idle_timeout_minutes": 1, "docker": {}, "initialization_commands": [], "setup_commands": [],
-            "head_setup_commands": [], "worker_setup_commands": [], "head_start_ray_commands": [],
-            "worker_start_ray_commands": [], "file_mounts": {}, "cluster_synced_files": [],
-            "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": [],
+            "cluster_name": "fake_multinode",
+            "max_workers": 8,
+            "provider": {
+                "type": "fake_multinode",
+                "use_node_id_as_ip": True,
+                "disable_node_updaters": True,
+                "disable_launch_config_check": True,
+                "gcs_address": self.address,
+            },
+            "available_node_types": {
+                **worker_node_types,
+                "ray.head.default": {"resources": head_resources, "node_config": {}, "max_workers": 0},
+            },
+            "head_node_type": "ray.head.default",
+            "auth": {},
+            "upscaling_speed": 1.0,
+            "idle_timeout_minutes": 1,
+            "docker": {},
+            "initialization_commands": [],
+            "setup_commands": [],
+            "head_setup_commands": [],
+            "worker_setup_commands": [],
+            "head_start_ray_commands": [],
+            "worker_start_ray_commands": [],
+            "file_mounts": {},
+            "cluster_synced_files": [],
+            "file_mounts_sync_continuously": False,
+            "rsync_exclude": [],
+            "rsync_filter": [],
         }
         config.update(config_kwargs)
         return config
@@ -68,13 +87,27 @@ class LocalAutoscalingCluster(AutoscalingCluster):
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(json.dumps(self._config))
         resources = dict(self._head_resources)
-        command = [RAY, "start", "--head", f"--port={self.port}", f"--autoscaling-config={self.config_file}",
-                   f"--temp-dir={self.temp_dir}", f"--num-cpus={resources.pop('CPU', 0)}",
-                   f"--num-gpus={resources.pop('GPU', 0)}", "--include-dashboard=false", "--disable-usage-stats"]
+        command = [
+            RAY,
+            "start",
+            "--head",
+            f"--port={self.port}",
+            f"--autoscaling-config={self.config_file}",
+            f"--temp-dir={self.temp_dir}",
+            f"--num-cpus={resources.pop('CPU', 0)}",
+            f"--num-gpus={resources.pop('GPU', 0)}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ]
         if resources:
             command.append(f"--resources={json.dumps(resources)}")
-        env = {**os.environ, "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_FAKE_CLUSTER": "1",
-               "RAY_TMPDIR": str(self.temp_dir), **(override_env or {})}
+        env = {
+            **os.environ,
+            "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+            "RAY_FAKE_CLUSTER": "1",
+            "RAY_TMPDIR": str(self.temp_dir),
+            **(override_env or {}),
+        }
         subprocess.run(command, env=env, check=True, capture_output=True)
         self._wait_for_the_autoscaler()
 

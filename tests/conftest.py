@@ -26,8 +26,15 @@ SHARED_OMNIGLOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Fixtures that start a Ray cluster (or a Ray node's folder): a test using one is `slow`,
 # which `make test-fast` leaves out. Tests that start Ray some other way are marked by hand.
-RAY_CLUSTER_FIXTURES = {"cluster", "job_cluster", "two_nodes", "autoscaling_cluster", "fresh_autoscaling_cluster",
-                        "cluster_with_logical_gpus", "ray_home"}
+RAY_CLUSTER_FIXTURES = {
+    "cluster",
+    "job_cluster",
+    "two_nodes",
+    "autoscaling_cluster",
+    "fresh_autoscaling_cluster",
+    "cluster_with_logical_gpus",
+    "ray_home",
+}
 
 
 def pytest_configure(config):
@@ -113,8 +120,15 @@ def regression_batch(tasks: int = 3, shots: int = 5, in_features: int = 1, seed:
     return TaskBatch(x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:], seed=seed)
 
 
-def classification_batch(tasks: int = 3, ways: int = 3, shots: int = 1, query: int = 2, image: bool = True,
-                         in_features: int = 4, seed: int = 0) -> TaskBatch:
+def classification_batch(
+    tasks: int = 3,
+    ways: int = 3,
+    shots: int = 1,
+    query: int = 2,
+    image: bool = True,
+    in_features: int = 4,
+    seed: int = 0,
+) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
     shape = (1, 28, 28) if image else (in_features,)
     support_x = torch.rand(tasks, ways * shots, *shape, generator=g, dtype=torch.float64)
@@ -138,9 +152,15 @@ def cluster(ray_home, short_folder, temp_roots):
     Its own, even where another Ray cluster runs on this machine (address "local")."""
     with pytest.MonkeyPatch.context() as patch, leaves_no_ray_process(temp_roots, "the module's Ray cluster"):
         patch.setenv("HOME", str(ray_home))
-        ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
-                 _temp_dir=str(short_folder("ray-")),
-                 configure_logging=False, log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            _temp_dir=str(short_folder("ray-")),
+            configure_logging=False,
+            log_to_driver=False,
+        )
         try:
             yield
         finally:

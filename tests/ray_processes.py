@@ -29,8 +29,11 @@ def kill_processes_of(folder: str) -> None:
 
 def ray_processes_of_this_run(roots: list[str]) -> list[processes.Process]:
     session = os.getsid(0)
-    return [process for process in processes.ray_processes()
-            if process.session == session or any(processes.uses_folder(process, root) for root in roots)]
+    return [
+        process
+        for process in processes.ray_processes()
+        if process.session == session or any(processes.uses_folder(process, root) for root in roots)
+    ]
 
 
 def session_folders(process: processes.Process) -> set[str]:
@@ -48,8 +51,11 @@ def leaves_no_ray_process(roots: list[str], what: str, wait_s: float = 20.0) -> 
     clusters_before = set().union(*(session_folders(process) for process in before))
 
     def left_behind() -> list[processes.Process]:
-        return [process for process in ray_processes_of_this_run(roots)
-                if (process.pid, process.started) not in known and not session_folders(process) & clusters_before]
+        return [
+            process
+            for process in ray_processes_of_this_run(roots)
+            if (process.pid, process.started) not in known and not session_folders(process) & clusters_before
+        ]
 
     yield
     deadline = time.monotonic() + wait_s

@@ -18,8 +18,12 @@ from distmeta.training.checkpoint import save_checkpoint
 from distmeta.training.trainer import train
 from tests.conftest import SHARED_OMNIGLOT
 
-OMNIGLOT = ["task.name=omniglot", "task.omniglot.roots=[not-read-by-load]", "model.channels=8",
-            "algorithm.inner_lr=0.4"]
+OMNIGLOT = [
+    "task.name=omniglot",
+    "task.omniglot.roots=[not-read-by-load]",
+    "model.channels=8",
+    "algorithm.inner_lr=0.4",
+]
 
 
 def classification_checkpoint(tmp_path, algorithm):
@@ -30,8 +34,16 @@ def classification_checkpoint(tmp_path, algorithm):
 
 
 def test_a_sinusoid_learner_fits_its_support_points_better_after_adapting(tmp_path):
-    config = load_config(None, [f"train.run_dir={tmp_path}", "train.steps=200", "train.log_every=100",
-                                "train.val_every=0", "train.meta_lr=0.01"])
+    config = load_config(
+        None,
+        [
+            f"train.run_dir={tmp_path}",
+            "train.steps=200",
+            "train.log_every=100",
+            "train.val_every=0",
+            "train.meta_lr=0.01",
+        ],
+    )
     train(config, print_fn=lambda *_: None, final_eval=False)
     learner = distmeta.load(tmp_path)
     assert learner.step == 200
@@ -68,9 +80,17 @@ def test_proto_maml_adapts_to_another_number_of_ways_from_its_prototypes(tmp_pat
 
 @pytest.mark.parametrize("algorithm", ["mmaml", "alfa"])
 def test_a_multimodal_checkpoint_resumes_and_adapts_through_the_api(tmp_path, algorithm):
-    common = ["task.name=multimodal", "task.shots=5", f"algorithm.name={algorithm}", "algorithm.inner_steps=2",
-              "train.log_every=2", "train.val_every=2", "train.val_tasks=5", "train.checkpoint_every=2",
-              "model.hidden_sizes=[16, 16]"]
+    common = [
+        "task.name=multimodal",
+        "task.shots=5",
+        f"algorithm.name={algorithm}",
+        "algorithm.inner_steps=2",
+        "train.log_every=2",
+        "train.val_every=2",
+        "train.val_tasks=5",
+        "train.checkpoint_every=2",
+        "model.hidden_sizes=[16, 16]",
+    ]
 
     def run(run_dir, steps):
         config = load_config(None, [*common, f"train.run_dir={run_dir}", f"train.steps={steps}"])
@@ -120,20 +140,34 @@ def sinusoid_learner(tmp_path):
     return distmeta.load(tmp_path)
 
 
-@pytest.mark.parametrize("support_x, support_y, message", [
-    (torch.zeros(10, 1), torch.zeros(5), r"^support_y: expected shape \(10, 1\) or \(10,\): one target per input, "
-                                         r"got shape \(5,\)$"),
-    (torch.zeros(10, 3), torch.zeros(10), r"^support_x: expected shape \(N, 1\), got shape \(10, 3\)$"),
-    (torch.zeros(10), torch.zeros(10), r"^support_x: expected shape \(N, 1\), got shape \(10,\)$"),
-    (torch.zeros(0, 1), torch.zeros(0), r"^support_x: expected shape \(N, 1\), got shape \(0, 1\)$"),
-    (torch.zeros(4, 1, dtype=torch.complex64), torch.zeros(4), r"^support_x: expected real numbers, got dtype "
-                                                               r"torch.complex64$"),
-    ([[1.0], [2.0, 3.0]], [0.0, 1.0], r"^support_x: expected numbers \(a tensor, an array or nested lists of one "
-                                      r"shape\), got list that is not"),
-    (torch.zeros(3, 1), ["a", "b", "c"], r"^support_y: expected real numbers, got"),
-])
-def test_bad_regression_inputs_are_named_with_the_shape_expected_and_received(tmp_path, support_x, support_y,
-                                                                              message):
+@pytest.mark.parametrize(
+    "support_x, support_y, message",
+    [
+        (
+            torch.zeros(10, 1),
+            torch.zeros(5),
+            r"^support_y: expected shape \(10, 1\) or \(10,\): one target per input, "
+            r"got shape \(5,\)$",
+        ),
+        (torch.zeros(10, 3), torch.zeros(10), r"^support_x: expected shape \(N, 1\), got shape \(10, 3\)$"),
+        (torch.zeros(10), torch.zeros(10), r"^support_x: expected shape \(N, 1\), got shape \(10,\)$"),
+        (torch.zeros(0, 1), torch.zeros(0), r"^support_x: expected shape \(N, 1\), got shape \(0, 1\)$"),
+        (
+            torch.zeros(4, 1, dtype=torch.complex64),
+            torch.zeros(4),
+            r"^support_x: expected real numbers, got dtype "
+            r"torch.complex64$",
+        ),
+        (
+            [[1.0], [2.0, 3.0]],
+            [0.0, 1.0],
+            r"^support_x: expected numbers \(a tensor, an array or nested lists of one "
+            r"shape\), got list that is not",
+        ),
+        (torch.zeros(3, 1), ["a", "b", "c"], r"^support_y: expected real numbers, got"),
+    ],
+)
+def test_bad_regression_inputs_are_named_with_the_shape_expected_and_received(tmp_path, support_x, support_y, message):
     learner = sinusoid_learner(tmp_path)
     with pytest.raises(InputError, match=message) as error:
         learner.adapt(support_x, support_y)
@@ -158,15 +192,19 @@ def test_bad_classification_inputs_name_the_labels_or_the_image_shape(tmp_path):
         learner.adapt(images, [7, 7, 7, 7])
     with pytest.raises(InputError, match=r"^support_x: expected shape \(N, 1, 28, 28\), got shape \(4, 28, 28\)$"):
         learner.adapt(torch.rand(4, 28, 28), [0, 1, 0, 1])
-    with pytest.raises(InputError, match=r"^support_y: expected one label per input, "
-                                         r"shape \(4,\), got shape \(4, 1\)$"):
+    with pytest.raises(
+        InputError,
+        match=r"^support_y: expected one label per input, "
+        r"shape \(4,\), got shape \(4, 1\)$",
+    ):
         learner.adapt(images, torch.tensor([[0], [1], [0], [1]]))
     with pytest.raises(InputError, match=r"^drawings\[1\]: expected a drawing of shape \(height, width\)"):
         learner.adapt([torch.zeros(50, 50), torch.zeros(2, 50, 50)], ["a", "b"])
 
 
-needs_shared_data = pytest.mark.skipif(not SHARED_OMNIGLOT.is_dir(),
-                                       reason=f"needs the Omniglot subsets in {SHARED_OMNIGLOT}")
+needs_shared_data = pytest.mark.skipif(
+    not SHARED_OMNIGLOT.is_dir(), reason=f"needs the Omniglot subsets in {SHARED_OMNIGLOT}"
+)
 
 
 @needs_shared_data
@@ -182,8 +220,10 @@ def test_preprocess_gives_exactly_the_cache_pixels_of_a_png_from_a_path_a_pil_im
             pngs.append(target)
     load_images((str(root),), str(tmp_path / "cache"), 28)
     table = pa.ipc.open_file(next((tmp_path / "cache").glob("*.arrow"))).read_all()
-    cached = {source: np.frombuffer(image, dtype=np.uint8).reshape(28, 28)
-              for source, image in zip(table.column("source").to_pylist(), table.column("image").to_pylist())}
+    cached = {
+        source: np.frombuffer(image, dtype=np.uint8).reshape(28, 28)
+        for source, image in zip(table.column("source").to_pylist(), table.column("image").to_pylist())
+    }
     learner = distmeta.load(classification_checkpoint(tmp_path / "run", "protonet"))
 
     from_paths = learner.preprocess([str(png) for png in pngs])

@@ -11,12 +11,21 @@ import torch
 
 def distmeta(*args, cwd, timeout=120):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "distmeta", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "distmeta", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
-TINY = ["--set", "train.steps=30", "--set", "train.log_every=10", "--set", "train.val_every=0",
-        "--set", "eval.tasks=20"]
+TINY = [
+    "--set",
+    "train.steps=30",
+    "--set",
+    "train.log_every=10",
+    "--set",
+    "train.val_every=0",
+    "--set",
+    "eval.tasks=20",
+]
 
 
 @pytest.mark.slow
@@ -25,8 +34,19 @@ def test_train_on_ray_then_eval_a_tiny_sinusoid_run(tmp_path):
     assert trained.returncode == 0, trained.stderr
     assert "run directory" in trained.stdout and "1 worker(s) x (1 CPU, 0 GPU)" in trained.stdout
     assert "step 30/30" in trained.stdout and "cpu (vmap)" in trained.stdout and "meta-test" in trained.stdout
-    evaluated = distmeta("eval", "run", "--tasks", "10", "--inner-steps", "1", "--set", "task.shots=5",
-                         "--json", "eval.json", cwd=tmp_path)
+    evaluated = distmeta(
+        "eval",
+        "run",
+        "--tasks",
+        "10",
+        "--inner-steps",
+        "1",
+        "--set",
+        "task.shots=5",
+        "--json",
+        "eval.json",
+        cwd=tmp_path,
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     assert "test mse" in evaluated.stdout and "10 tasks, 1 inner steps" in evaluated.stdout
     assert json.loads((tmp_path / "eval.json").read_text())["tasks"] == 10
@@ -55,12 +75,39 @@ def test_relative_data_paths_in_a_config_mean_the_same_to_ray_workers_as_to_the_
     from tests.tasks.test_omniglot import make_tree
 
     make_tree(tmp_path / "omniglot", alphabets=["Alpha", "Beta", "Gamma", "Delta", "Epsilon"])
-    relative = ["--set", "task.name=omniglot", "--set", "task.omniglot.roots=[omniglot]",
-                "--set", "task.omniglot.cache_dir=cache", "--set", "task.ways=2", "--set", "task.shots=1",
-                "--set", "task.query_shots=1",
-                "--set", "train.meta_batch_size=2", "--set", "model.channels=4"]
-    trained = distmeta("train", *relative, "--set", "train.steps=2", "--set", "train.log_every=1",
-                       "--set", "train.val_every=0", "--set", "eval.tasks=4", "--run-dir", "run", cwd=tmp_path)
+    relative = [
+        "--set",
+        "task.name=omniglot",
+        "--set",
+        "task.omniglot.roots=[omniglot]",
+        "--set",
+        "task.omniglot.cache_dir=cache",
+        "--set",
+        "task.ways=2",
+        "--set",
+        "task.shots=1",
+        "--set",
+        "task.query_shots=1",
+        "--set",
+        "train.meta_batch_size=2",
+        "--set",
+        "model.channels=4",
+    ]
+    trained = distmeta(
+        "train",
+        *relative,
+        "--set",
+        "train.steps=2",
+        "--set",
+        "train.log_every=1",
+        "--set",
+        "train.val_every=0",
+        "--set",
+        "eval.tasks=4",
+        "--run-dir",
+        "run",
+        cwd=tmp_path,
+    )
     assert trained.returncode == 0, trained.stderr
     assert "step 2/2" in trained.stdout and "meta-test" in trained.stdout
 

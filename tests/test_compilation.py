@@ -21,14 +21,22 @@ TINY = ["task.shots=3", "task.query_shots=3", "train.meta_batch_size=4", "model.
 
 
 def tiny(algorithm: str, strategy: str):
-    experiment = build_experiment(load_config(None, [*TINY, f"algorithm.name={algorithm}",
-                                                     f"train.vectorize={strategy}"]))
+    experiment = build_experiment(
+        load_config(None, [*TINY, f"algorithm.name={algorithm}", f"train.vectorize={strategy}"])
+    )
     return experiment, experiment.initial_meta_parameters()
 
 
 def runner(experiment, mode: str, printed: list[str], backend="aot_eager") -> MetaGradientRunner:
-    return MetaGradientRunner(experiment.algorithm, experiment.strategy, None, mode,
-                              ("mlp", experiment.strategy, "cpu"), printed.append, backend=backend)
+    return MetaGradientRunner(
+        experiment.algorithm,
+        experiment.strategy,
+        None,
+        mode,
+        ("mlp", experiment.strategy, "cpu"),
+        printed.append,
+        backend=backend,
+    )
 
 
 @pytest.mark.parametrize("algorithm, strategy", [("maml", "vmap"), ("fomaml", "loop")])
@@ -87,7 +95,8 @@ def test_auto_compiles_a_measured_setting_only_when_the_steps_left_pay_the_compi
     for batch in batches:
         unplanned(params, batch)
     assert unplanned.compiled is None and printed == [
-        "compile: off (auto: no planned number of steps to pay the compile back)"]
+        "compile: off (auto: no planned number of steps to pay the compile back)"
+    ]
 
 
 def test_a_compile_that_fails_stops_an_on_run_naming_the_setting_and_an_auto_run_goes_on_uncompiled(monkeypatch):

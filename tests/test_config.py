@@ -29,22 +29,25 @@ def test_a_saved_config_loads_back_equal(tmp_path):
     assert from_dict(to_dict(config)) == config
 
 
-@pytest.mark.parametrize("override, field", [
-    ("algorithm.inner_lr=0", "algorithm.inner_lr"),
-    ("algorithm.inner_lr=-0.1", "algorithm.inner_lr"),
-    ("train.meta_lr=.nan", "train.meta_lr"),
-    ("algorithm.name=mamll", "algorithm.name"),
-    ("algorithm.inner_stepz=3", "algorithm.inner_stepz"),
-    ("task.ways=0", "task.ways"),
-    ("train.meta_batch_size=2.5", "train.meta_batch_size"),
-    ("algorithm.first_order=yes please", "algorithm.first_order"),
-    ("train.vectorize=gpu", "train.vectorize"),
-    ("algorithm.name=protonet", "algorithm.name"),
-    ("task.name=omniglot", "task.omniglot.roots"),
-    ("model.name=conv4", "model.name"),
-    ("task.omniglot.test_fraction=1.5", "task.omniglot.test_fraction"),
-    ("train=5", "train"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("algorithm.inner_lr=0", "algorithm.inner_lr"),
+        ("algorithm.inner_lr=-0.1", "algorithm.inner_lr"),
+        ("train.meta_lr=.nan", "train.meta_lr"),
+        ("algorithm.name=mamll", "algorithm.name"),
+        ("algorithm.inner_stepz=3", "algorithm.inner_stepz"),
+        ("task.ways=0", "task.ways"),
+        ("train.meta_batch_size=2.5", "train.meta_batch_size"),
+        ("algorithm.first_order=yes please", "algorithm.first_order"),
+        ("train.vectorize=gpu", "train.vectorize"),
+        ("algorithm.name=protonet", "algorithm.name"),
+        ("task.name=omniglot", "task.omniglot.roots"),
+        ("model.name=conv4", "model.name"),
+        ("task.omniglot.test_fraction=1.5", "task.omniglot.test_fraction"),
+        ("train=5", "train"),
+    ],
+)
 def test_invalid_values_raise_config_error_naming_the_field(override, field):
     with pytest.raises(ConfigError) as error:
         load_config(None, [override])
@@ -77,8 +80,9 @@ def test_a_field_added_later_leaves_the_hash_of_older_configs_as_it_was():
     # which checkpoints written then carry; they must stay resumable
     assert config_hash(load_config()) == "0021f6c00a09990a"
     reptile = load_config(None, ["algorithm.name=reptile"])
-    assert config_hash(reptile) != config_hash(load_config(None, ["algorithm.name=reptile",
-                                                                  "algorithm.inner_batch_size=5"]))
+    assert config_hash(reptile) != config_hash(
+        load_config(None, ["algorithm.name=reptile", "algorithm.inner_batch_size=5"])
+    )
 
 
 def test_minibatches_of_the_support_set_are_refused_for_an_algorithm_other_than_reptile():

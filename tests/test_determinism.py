@@ -38,8 +38,11 @@ def test_an_op_without_a_deterministic_implementation_is_named_once_as_a_user_er
         alert_not_deterministic("scatter_add_cuda_kernel")  # what torch raises for such an op on a GPU
 
     monkeypatch.setattr(algorithm, "task_estimate", refused)
-    with pytest.raises(DeterminismError, match=r"^train\.deterministic: scatter_add_cuda_kernel has no "
-                                               r"deterministic implementation"):
+    with pytest.raises(
+        DeterminismError,
+        match=r"^train\.deterministic: scatter_add_cuda_kernel has no "
+        r"deterministic implementation",
+    ):
         batch_meta_gradient(algorithm, meta_params_for(algorithm, model), regression_batch(), "loop")
 
 
@@ -53,8 +56,7 @@ def test_deterministic_and_the_chunk_size_do_not_change_what_a_checkpoint_resume
     from distmeta.config import config_hash
 
     plain = load_config(None, [])
-    assert config_hash(plain) == config_hash(load_config(None, ["train.deterministic=true",
-                                                                "train.vmap_chunk_size=8"]))
+    assert config_hash(plain) == config_hash(load_config(None, ["train.deterministic=true", "train.vmap_chunk_size=8"]))
 
 
 def test_cublas_gets_its_deterministic_workspace_before_any_gpu_work():

@@ -78,8 +78,10 @@ def test_a_cpu_build_of_torch_is_named_with_how_to_install_a_cuda_one():
     problem = cuda_torch_problem()
     assert torch.version.cuda is None  # this machine's torch is the CPU build
     assert f"torch {torch.__version__} is a CPU-only build" in problem
-    assert ("pip install -c constraints.txt -c constraints-gpu.txt torch "
-            "--extra-index-url https://download.pytorch.org/whl/cu") in problem
+    assert (
+        "pip install -c constraints.txt -c constraints-gpu.txt torch "
+        "--extra-index-url https://download.pytorch.org/whl/cu"
+    ) in problem
     with pytest.raises(CudaTorchError, match="GPUs were asked for"):
         check_cuda_torch()
 

@@ -24,8 +24,9 @@ EXAMPLES = [
 ]
 
 
-@pytest.mark.parametrize("dumps, loads", [(pickle.dumps, pickle.loads), (ray.cloudpickle.dumps, pickle.loads)],
-                         ids=["pickle", "ray"])
+@pytest.mark.parametrize(
+    "dumps, loads", [(pickle.dumps, pickle.loads), (ray.cloudpickle.dumps, pickle.loads)], ids=["pickle", "ray"]
+)
 @pytest.mark.parametrize("error", EXAMPLES, ids=lambda error: type(error).__name__)
 def test_an_error_pickles_with_its_type_message_fields_and_notes(error, dumps, loads):
     error.add_note("(raised on rank 1)")
@@ -36,6 +37,7 @@ def test_an_error_pickles_with_its_type_message_fields_and_notes(error, dumps, l
 
 
 def test_every_error_class_in_distmeta_errors_has_an_example_here():
-    classes = {value for value in vars(errors).values()
-               if isinstance(value, type) and issubclass(value, errors.DistmetaError)}
+    classes = {
+        value for value in vars(errors).values() if isinstance(value, type) and issubclass(value, errors.DistmetaError)
+    }
     assert classes <= {type(error) for error in EXAMPLES}

@@ -29,8 +29,9 @@ def test_vmap_and_loop_give_equal_meta_gradients(name):
         looped = batch_meta_gradient(algorithm, params, batch, "loop")
         assert set(vmapped.grad_sum) == set(params)
         for key in params:
-            torch.testing.assert_close(vmapped.grad_sum[key], looped.grad_sum[key], rtol=1e-5, atol=1e-10,
-                                       msg=f"{name} on {model_name}: {key}")
+            torch.testing.assert_close(
+                vmapped.grad_sum[key], looped.grad_sum[key], rtol=1e-5, atol=1e-10, msg=f"{name} on {model_name}: {key}"
+            )
         torch.testing.assert_close(vmapped.losses, looped.losses, rtol=1e-5, atol=1e-12)
         assert any(g.abs().sum() > 0 for g in vmapped.grad_sum.values()), f"{name} on {model_name}: all zero"
 
@@ -83,12 +84,14 @@ def test_vmap_in_chunks_of_tasks_equals_the_loop(name):
         chunked = batch_meta_gradient(algorithm, params, batch, "vmap", chunk_size=2)  # 3 or 4 tasks: 2 chunks
         looped = batch_meta_gradient(algorithm, params, batch, "loop")
         for key in params:
-            torch.testing.assert_close(chunked.grad_sum[key], looped.grad_sum[key], rtol=1e-5, atol=1e-10,
-                                       msg=f"{name} on {model_name}: {key}")
+            torch.testing.assert_close(
+                chunked.grad_sum[key], looped.grad_sum[key], rtol=1e-5, atol=1e-10, msg=f"{name} on {model_name}: {key}"
+            )
         torch.testing.assert_close(chunked.losses, looped.losses, rtol=1e-5, atol=1e-12)
         evaluated = batch_evaluation(algorithm, params, batch, 3, "vmap", chunk_size=1)
-        torch.testing.assert_close(evaluated, batch_evaluation(algorithm, params, batch, 3, "loop"),
-                                   rtol=1e-5, atol=1e-12)
+        torch.testing.assert_close(
+            evaluated, batch_evaluation(algorithm, params, batch, 3, "loop"), rtol=1e-5, atol=1e-12
+        )
 
 
 def test_a_batch_off_the_cpu_loops_in_the_calling_thread_on_the_shared_model(monkeypatch):

@@ -13,8 +13,9 @@ SCRIPT = ROOT / "benchmarks" / "gpu_smoke.py"
 
 
 def smoke(*args, timeout=600):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_without_a_gpu_it_exits_77_saying_nothing_was_checked_and_writes_nothing(tmp_path):

@@ -13,16 +13,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _module():
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("readme_learned_optimizers",
-                                                  ROOT / "benchmarks" / "readme_learned_optimizers.py")
+    spec = importlib.util.spec_from_file_location(
+        "readme_learned_optimizers", ROOT / "benchmarks" / "readme_learned_optimizers.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def _entry(mean: float) -> dict:
-    return {"mean": mean, "log10_mean": 0.0 if mean == 1.0 else -1.0, "interval": [0.5 * mean, 1.5 * mean],
-            "log10_interval": [None, 0.25], "diverged": False}
+    return {
+        "mean": mean,
+        "log10_mean": 0.0 if mean == 1.0 else -1.0,
+        "interval": [0.5 * mean, 1.5 * mean],
+        "log10_interval": [None, 0.25],
+        "diverged": False,
+    }
 
 
 def test_the_readme_tables_are_generated_from_the_json_files():
@@ -42,15 +48,34 @@ def test_a_missing_result_says_not_run_yet_with_its_command_and_no_number(tmp_pa
 def test_a_digits_result_file_gives_its_rows_and_the_targets_as_measured(tmp_path):
     readme = _module()
     settings = {"h20_100": {"hidden": 20, "steps": 100}, "h20_long": {"hidden": 20, "steps": 1000}}
-    learned = {"kind": "learned", "meta_training_seconds": 75.0,
-               "h20_100": {"step_100": _entry(0.1)}, "h20_long": {"step_1000": _entry(0.01)}}
-    adam = {"kind": "baseline", "h20_100": {"step_100": _entry(0.2), "learning_rate": 0.03},
-            "h20_long": {"step_1000": _entry(0.001), "learning_rate": 0.01}}
-    report = {"command": "python benchmarks/learned_optimizer_digits.py ", "problem": "an MLP", "seconds": 100.0,
-              "settings": settings, "meta_training": {"hidden": 20, "steps": 100}, "test_seeds": [1, 2, 3],
-              "results": {"lstm": learned, "adam": adam},
-              "targets": {"lstm": {"beats_adam": {"h20_100": True, "h20_long": False},
-                                   "beats_adam_at_100_and_long": False, "no_nan": True, "no_divergence": True}}}
+    learned = {
+        "kind": "learned",
+        "meta_training_seconds": 75.0,
+        "h20_100": {"step_100": _entry(0.1)},
+        "h20_long": {"step_1000": _entry(0.01)},
+    }
+    adam = {
+        "kind": "baseline",
+        "h20_100": {"step_100": _entry(0.2), "learning_rate": 0.03},
+        "h20_long": {"step_1000": _entry(0.001), "learning_rate": 0.01},
+    }
+    report = {
+        "command": "python benchmarks/learned_optimizer_digits.py ",
+        "problem": "an MLP",
+        "seconds": 100.0,
+        "settings": settings,
+        "meta_training": {"hidden": 20, "steps": 100},
+        "test_seeds": [1, 2, 3],
+        "results": {"lstm": learned, "adam": adam},
+        "targets": {
+            "lstm": {
+                "beats_adam": {"h20_100": True, "h20_long": False},
+                "beats_adam_at_100_and_long": False,
+                "no_nan": True,
+                "no_divergence": True,
+            }
+        },
+    }
     (tmp_path / "learned_optimizer_digits.json").write_text(json.dumps(report))
     section = readme.generate(tmp_path)
     assert "| lstm | 0.1 (0.05 .. 0.15) | 0.01 (0.005 .. 0.015) | 1 min 15 s |" in section

@@ -24,8 +24,13 @@ def _module(name: str):
 
 
 def test_the_readme_results_section_is_generated_from_the_json_files():
-    done = subprocess.run([sys.executable, "benchmarks/readme_results.py", "--check"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "benchmarks/readme_results.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr + done.stdout
 
 
@@ -44,12 +49,22 @@ def test_a_missing_result_says_not_run_yet_with_its_command_and_no_number(tmp_pa
 def test_a_result_file_gives_its_row(tmp_path):
     readme_results = _module("readme_results")
     (tmp_path / "accuracy").mkdir()
-    record = {"experiment": "omniglot/protonet/5w1s", "steps": 123, "train_wall_time_s": 75.0, "eval_wall_time_s": 6.0,
-              "metric": "accuracy", "test_mean": 0.9512, "ci95": 0.0034, "tasks": 600, "inner_steps": 0,
-              "load_average": {"start": [1.0, 1.0, 1.0], "end": [2.5, 2.0, 1.0]},
-              "machine": {"cpu_count": 2, "processor": "Some CPU", "torch": "9.9", "gpu": None}}
+    record = {
+        "experiment": "omniglot/protonet/5w1s",
+        "steps": 123,
+        "train_wall_time_s": 75.0,
+        "eval_wall_time_s": 6.0,
+        "metric": "accuracy",
+        "test_mean": 0.9512,
+        "ci95": 0.0034,
+        "tasks": 600,
+        "inner_steps": 0,
+        "load_average": {"start": [1.0, 1.0, 1.0], "end": [2.5, 2.0, 1.0]},
+        "machine": {"cpu_count": 2, "processor": "Some CPU", "torch": "9.9", "gpu": None},
+    }
     (tmp_path / "accuracy" / "omniglot_protonet_5w1s.json").write_text(
-        json.dumps({**record, "task_stream": "philox-per-meta-batch"}))
+        json.dumps({**record, "task_stream": "philox-per-meta-batch"})
+    )
     section = readme_results.generate(tmp_path)
     assert "| `omniglot/protonet/5w1s` | 123 | 1 min 15 s | 6 s | 95.12% +- 0.34% | 0 | 98.8% | 1.0 -> 2.5 |" in section
     assert "Measured on 2-core CPU (Some CPU), torch 9.9" in section
@@ -58,8 +73,17 @@ def test_a_result_file_gives_its_row(tmp_path):
 def test_a_result_drawn_from_the_earlier_task_stream_is_marked_so(tmp_path):
     readme_results = _module("readme_results")
     (tmp_path / "accuracy").mkdir()
-    record = {"experiment": "omniglot/protonet/5w1s", "steps": 123, "train_wall_time_s": 75.0, "eval_wall_time_s": 6.0,
-              "metric": "accuracy", "test_mean": 0.9512, "ci95": 0.0034, "tasks": 600, "inner_steps": 0}
+    record = {
+        "experiment": "omniglot/protonet/5w1s",
+        "steps": 123,
+        "train_wall_time_s": 75.0,
+        "eval_wall_time_s": 6.0,
+        "metric": "accuracy",
+        "test_mean": 0.9512,
+        "ci95": 0.0034,
+        "tasks": 600,
+        "inner_steps": 0,
+    }
     for stream in ("generator-per-task", None):  # a file without the field predates the counter-based stream
         written = record if stream is None else {**record, "task_stream": stream}
         (tmp_path / "accuracy" / "omniglot_protonet_5w1s.json").write_text(json.dumps(written))
@@ -93,8 +117,9 @@ def test_the_suite_names_every_experiment_once_with_commands_that_parse():
         assert config.train.steps == experiment.steps > 0
     protonet = next(e for e in experiments if e.name == "omniglot/protonet/20w1s")
     assert "task.ways=60" in protonet.train_set and protonet.eval_set == ["task.ways=20"]
-    assert accuracy.select(experiments, "omniglot/fomaml/*") == [e for e in experiments
-                                                                 if e.name.startswith("omniglot/fomaml/")]
+    assert accuracy.select(experiments, "omniglot/fomaml/*") == [
+        e for e in experiments if e.name.startswith("omniglot/fomaml/")
+    ]
     with pytest.raises(SystemExit):
         accuracy.select(experiments, "omniglot/nothing")
 

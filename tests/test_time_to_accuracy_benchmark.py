@@ -39,13 +39,26 @@ def test_every_methods_command_is_a_valid_5_way_1_shot_run_that_stops_at_the_tar
 
 
 def _row(crossing: dict | None) -> dict:
-    validations = [{"step": 50, "elapsed_s": 30.0, "val_accuracy": 0.9, "ci95": 0.01},
-                   {"step": 100, "elapsed_s": 61.0, "val_accuracy": 0.96, "ci95": 0.01}]
-    return {"method": "protonet", "label": "ProtoNets", "workers": 1, "target": 0.95, "cap_minutes": 0.5,
-            "steps": 100, "tasks_per_s": 10.0, "outside_loop_s": 20.0, "validations": validations,
-            "best": validations[-1], "crossing": crossing, "time_to_target_s": 81.0,
-            "test": {"mean": 0.97, "ci95": 0.004, "tasks": 600, "inner_steps": 0},
-            "load_average": {"start": [2.0, 2.0, 2.0], "end": [3.0, 3.0, 3.0]}}
+    validations = [
+        {"step": 50, "elapsed_s": 30.0, "val_accuracy": 0.9, "ci95": 0.01},
+        {"step": 100, "elapsed_s": 61.0, "val_accuracy": 0.96, "ci95": 0.01},
+    ]
+    return {
+        "method": "protonet",
+        "label": "ProtoNets",
+        "workers": 1,
+        "target": 0.95,
+        "cap_minutes": 0.5,
+        "steps": 100,
+        "tasks_per_s": 10.0,
+        "outside_loop_s": 20.0,
+        "validations": validations,
+        "best": validations[-1],
+        "crossing": crossing,
+        "time_to_target_s": 81.0,
+        "test": {"mean": 0.97, "ci95": 0.004, "tasks": 600, "inner_steps": 0},
+        "load_average": {"start": [2.0, 2.0, 2.0], "end": [3.0, 3.0, 3.0]},
+    }
 
 
 def test_a_crossing_reports_its_time_step_and_test_accuracy_and_a_miss_its_best():

@@ -51,9 +51,9 @@ class TaskConditionedRule(UpdateRule):
         values = {
             "rate": torch.full((self.steps, layers), self.initial_rate),
             "decay": torch.full((self.steps, layers), INITIAL_DECAY),
-            "net.0.weight": torch.randn(width, width, generator=generator) / width ** 0.5,
+            "net.0.weight": torch.randn(width, width, generator=generator) / width**0.5,
             "net.0.bias": torch.zeros(width),
-            "net.1.weight": torch.randn(width, width, generator=generator) * NETWORK_OUTPUT_SCALE / width ** 0.5,
+            "net.1.weight": torch.randn(width, width, generator=generator) * NETWORK_OUTPUT_SCALE / width**0.5,
             "net.1.bias": torch.zeros(width),
         }
         like = next(iter(params.values()))  # the model's dtype and device
@@ -71,12 +71,13 @@ class TaskConditionedRule(UpdateRule):
     def multipliers(self, grads: Params, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
         """(rate multipliers, decay multipliers), one per tensor, from the task state."""
         names = list(params)
-        state = torch.cat([torch.stack([grads[name].mean() for name in names]),
-                           torch.stack([params[name].mean() for name in names])])
+        state = torch.cat(
+            [torch.stack([grads[name].mean() for name in names]), torch.stack([params[name].mean() for name in names])]
+        )
         net = self.bound(self.rule_params)
         hidden = F.relu(F.linear(state, net["net.0.weight"], net["net.0.bias"]))
         out = 1 + F.linear(hidden, net["net.1.weight"], net["net.1.bias"])
-        return out[:len(names)], out[len(names):]
+        return out[: len(names)], out[len(names) :]
 
     def update(self, grads: Params, state: RuleState, params: Params) -> tuple[Params, RuleState]:
         step = min(state["step"], self.steps - 1)
@@ -102,11 +103,13 @@ class ALFA(MAML):
 
     def task_conditioning(self, meta_params: Params, support_x, support_y) -> torch.Tensor:
         """The multipliers the network output at each meta-training inner step, flattened."""
+
         def support_loss(params: Params) -> torch.Tensor:
             return self.loss(self.predict(meta_params, params, support_x), support_y)
 
         rule = self.update_rule.bind(self.rule_parameters(meta_params))
         start = self.model_parameters(meta_params)
-        _, state = run_rule(rule, lambda step: support_loss, start, rule.init(start), self.inner_steps, False,
-                            self.autograd)
+        _, state = run_rule(
+            rule, lambda step: support_loss, start, rule.init(start), self.inner_steps, False, self.autograd
+        )
         return torch.stack(state["multipliers"]).flatten()

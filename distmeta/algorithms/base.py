@@ -83,11 +83,18 @@ class MetaAlgorithm:
     # ---------------------------------------------------------------- the registry's part
 
     @classmethod
-    def from_settings(cls, settings: Any, model: TwoPartModel, is_classification: bool,
-                      output_size: int) -> MetaAlgorithm:
+    def from_settings(
+        cls, settings: Any, model: TwoPartModel, is_classification: bool, output_size: int
+    ) -> MetaAlgorithm:
         """The algorithm that the config's algorithm section `settings` describes."""
-        return cls(model, is_classification, settings.inner_lr, settings.inner_steps, settings.test_inner_steps,
-                   first_order=settings.first_order)
+        return cls(
+            model,
+            is_classification,
+            settings.inner_lr,
+            settings.inner_steps,
+            settings.test_inner_steps,
+            first_order=settings.first_order,
+        )
 
     @classmethod
     def check_settings(cls, settings: Any, is_classification: bool, task_name: str) -> None:
@@ -150,7 +157,7 @@ class MetaAlgorithm:
         None when it is one of the model's."""
         namespace = self.update_rule.namespace
         if namespace and name.startswith(namespace + "."):
-            return name[len(namespace) + 1:]
+            return name[len(namespace) + 1 :]
         return None
 
     def meta_parameters_for_ways(self, meta_params: Params, ways: int) -> Params:
@@ -180,9 +187,14 @@ class MetaAlgorithm:
             twin.model = copy.deepcopy(self.model)
         return twin
 
-    def inner_loop(self, meta_params: Params, start: Params,
-                   loss_at_step: Callable[[int], Callable[[Params], torch.Tensor]],
-                   steps: int, differentiable: bool) -> Params:
+    def inner_loop(
+        self,
+        meta_params: Params,
+        start: Params,
+        loss_at_step: Callable[[int], Callable[[Params], torch.Tensor]],
+        steps: int,
+        differentiable: bool,
+    ) -> Params:
         """`steps` steps of the update rule from `start`, step s descending `loss_at_step(s)`,
         with the rule's meta-parameters taken from `meta_params`."""
         rule = self.update_rule.bind(self.rule_parameters(meta_params))
@@ -193,8 +205,9 @@ class MetaAlgorithm:
         """The adaptation of meta-training, without second-order terms (what Reptile moves towards)."""
         return self.adapt(meta_params, support_x, support_y, self.inner_steps, differentiable=False)
 
-    def query_loss(self, meta_params: Params, support_x, support_y, query_x, query_y,
-                   differentiable: bool | None = None):
+    def query_loss(
+        self, meta_params: Params, support_x, support_y, query_x, query_y, differentiable: bool | None = None
+    ):
         """Query loss after training-time adaptation, with (loss, score) as aux; the inner
         gradients are in the graph when `differentiable` (default: unless `first_order`)."""
         differentiable = not self.first_order if differentiable is None else differentiable
@@ -236,8 +249,9 @@ class TaskAdaptation:
         return self.algorithm.autograd
 
     def meta_loss(self, meta_params: Params, differentiable: bool):
-        loss, (_, score) = self.algorithm.query_loss(meta_params, self.support_x, self.support_y, self.query_x,
-                                                     self.query_y, differentiable)
+        loss, (_, score) = self.algorithm.query_loss(
+            meta_params, self.support_x, self.support_y, self.query_x, self.query_y, differentiable
+        )
         return loss, {"score": score}
 
     def adapted_parameters(self, meta_params: Params) -> Params:

@@ -74,8 +74,9 @@ class Unrolled(MetaGradientEstimator):
 
     second_order: bool = True
 
-    def estimate(self, problem: TaskProblem, meta_params: Params, unroll_state: dict[str, Any],
-                 seed: int = 0) -> MetaGradient:
+    def estimate(
+        self, problem: TaskProblem, meta_params: Params, unroll_state: dict[str, Any], seed: int = 0
+    ) -> MetaGradient:
         def loss_of(params: Params):
             loss, info = problem.meta_loss(params, self.second_order)
             return loss, (loss.detach(), info)
@@ -100,8 +101,9 @@ class ReptileDifference(MetaGradientEstimator):
     The query loss after adaptation is reported, not differentiated.
     """
 
-    def estimate(self, problem: TaskProblem, meta_params: Params, unroll_state: dict[str, Any],
-                 seed: int = 0) -> MetaGradient:
+    def estimate(
+        self, problem: TaskProblem, meta_params: Params, unroll_state: dict[str, Any], seed: int = 0
+    ) -> MetaGradient:
         adapted = problem.adapted_parameters(meta_params)
         grads = {name: meta_params[name] - adapted[name] for name in meta_params}
         loss, info = problem.evaluate(meta_params, adapted)

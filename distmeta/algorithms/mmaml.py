@@ -50,8 +50,11 @@ class MMAML(MetaAlgorithm):
     @classmethod
     def check_settings(cls, settings, is_classification: bool, task_name: str) -> None:
         if is_classification:
-            raise ConfigError("algorithm.name", f"mmaml modulates the regression MLP; task {task_name} is a "
-                                                "classification (use protomaml or alfa there)")
+            raise ConfigError(
+                "algorithm.name",
+                f"mmaml modulates the regression MLP; task {task_name} is a "
+                "classification (use protomaml or alfa there)",
+            )
 
     def init_meta_parameters(self, model_params: Params, seed: int = 0) -> Params:
         """The model's parameters, then the encoder's under `encoder.`, drawn from `seed`."""
@@ -72,8 +75,11 @@ class MMAML(MetaAlgorithm):
         return twin
 
     def model_parameters(self, meta_params: Params) -> Params:
-        return {name: value for name, value in super().model_parameters(meta_params).items()
-                if not name.startswith("encoder.")}
+        return {
+            name: value
+            for name, value in super().model_parameters(meta_params).items()
+            if not name.startswith("encoder.")
+        }
 
     def task_conditioning(self, meta_params: Params, support_x, support_y) -> torch.Tensor:
         """The FiLM vector of the task: scales then shifts of each hidden layer in turn."""
@@ -108,7 +114,7 @@ class MMAML(MetaAlgorithm):
                 continue
             h = F.linear(h, params[f"features.{index}.weight"], params[f"features.{index}.bias"])
             width = h.shape[-1]
-            scale, shift = modulation[offset:offset + width], modulation[offset + width:offset + 2 * width]
+            scale, shift = modulation[offset : offset + width], modulation[offset + width : offset + 2 * width]
             h = h * (1 + scale) + shift
             offset += 2 * width
         return F.linear(h, params["head.weight"], params["head.bias"])

@@ -36,8 +36,15 @@ class PrototypeClassifier(MetaAlgorithm):
 
     @classmethod
     def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> PrototypeClassifier:
-        return cls(model, is_classification, settings.inner_lr, settings.inner_steps, settings.test_inner_steps,
-                   first_order=settings.first_order, ways=output_size)
+        return cls(
+            model,
+            is_classification,
+            settings.inner_lr,
+            settings.inner_steps,
+            settings.test_inner_steps,
+            first_order=settings.first_order,
+            ways=output_size,
+        )
 
     @classmethod
     def check_settings(cls, settings, is_classification: bool, task_name: str) -> None:

@@ -29,8 +29,9 @@ def registry_of(*classes: type[MetaAlgorithm]) -> dict[str, type[MetaAlgorithm]]
     return registry
 
 
-def check_settings(registry: dict[str, type[MetaAlgorithm]], settings: Any, is_classification: bool,
-                   task_name: str) -> None:
+def check_settings(
+    registry: dict[str, type[MetaAlgorithm]], settings: Any, is_classification: bool, task_name: str
+) -> None:
     """Raise ConfigError naming the field if the algorithm section cannot run on this task:
     an unknown name, a field of another algorithm set (a dataclass's default means unset),
     or what the algorithm's own `check_settings` refuses."""
@@ -42,12 +43,20 @@ def check_settings(registry: dict[str, type[MetaAlgorithm]], settings: Any, is_c
         for field, purpose in other.own_settings.items():
             if field in cls.own_settings or getattr(settings, field) == getattr(defaults, field):
                 continue
-            raise ConfigError(f"algorithm.{field}", f"only {other.name} {purpose}; {settings.name} does not "
-                                                    f"(leave {field} at {getattr(defaults, field)!r})")
+            raise ConfigError(
+                f"algorithm.{field}",
+                f"only {other.name} {purpose}; {settings.name} does not "
+                f"(leave {field} at {getattr(defaults, field)!r})",
+            )
     cls.check_settings(settings, is_classification, task_name)
 
 
-def build(registry: dict[str, type[MetaAlgorithm]], settings: Any, model: TwoPartModel, is_classification: bool,
-          output_size: int) -> MetaAlgorithm:
+def build(
+    registry: dict[str, type[MetaAlgorithm]],
+    settings: Any,
+    model: TwoPartModel,
+    is_classification: bool,
+    output_size: int,
+) -> MetaAlgorithm:
     """The algorithm named by `settings.name`, running `model` with `output_size` outputs."""
     return registry[settings.name].from_settings(settings, model, is_classification, output_size)

@@ -47,8 +47,15 @@ class Reptile(MAML):
 
     @classmethod
     def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> Reptile:
-        return cls(model, is_classification, settings.inner_lr, settings.inner_steps, settings.test_inner_steps,
-                   first_order=settings.first_order, inner_batch_size=settings.inner_batch_size)
+        return cls(
+            model,
+            is_classification,
+            settings.inner_lr,
+            settings.inner_steps,
+            settings.test_inner_steps,
+            first_order=settings.first_order,
+            inner_batch_size=settings.inner_batch_size,
+        )
 
     @classmethod
     def check_settings(cls, settings, is_classification: bool, task_name: str) -> None:

@@ -91,8 +91,9 @@ META_LOSSES = ("mean", "final")
 """What a truncation's meta-loss is: the mean of the losses at its steps, or the last of them."""
 
 
-def run_truncation(unroll: Unroll, meta_params: Params, state: InnerState, steps: int,
-                   meta_loss: str = "mean") -> tuple[torch.Tensor, InnerState]:
+def run_truncation(
+    unroll: Unroll, meta_params: Params, state: InnerState, steps: int, meta_loss: str = "mean"
+) -> tuple[torch.Tensor, InnerState]:
     """`steps` steps of `unroll` from `state`: the meta-loss of their losses (their mean, or the
     last one), and the state after them."""
     losses = []
@@ -112,16 +113,21 @@ class TruncatedBackprop(MetaGradientEstimator):
     def __post_init__(self):
         _check_settings(self.truncation_length, meta_loss=self.meta_loss)
 
-    def estimate(self, unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any],
-                 seed: int = 0) -> MetaGradient:
+    def estimate(
+        self, unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any], seed: int = 0
+    ) -> MetaGradient:
         position, state = _resume(unroll, meta_params, unroll_state, seed, self.truncation_length)
         steps = min(self.truncation_length, unroll.length - position)
         leaves = {name: value.detach().requires_grad_(True) for name, value in meta_params.items()}
         with torch.enable_grad():
             loss, state = run_truncation(unroll, leaves, _detached(state), steps, self.meta_loss)
             grads = _autograd(loss, leaves)
-        return MetaGradient(loss.detach(), grads, {"position": position + steps, "inner": _detached(state)},
-                            {"steps": torch.tensor(steps)})
+        return MetaGradient(
+            loss.detach(),
+            grads,
+            {"position": position + steps, "inner": _detached(state)},
+            {"steps": torch.tensor(steps)},
+        )
 
 
 @dataclass(frozen=True)
@@ -145,8 +151,9 @@ class AntitheticES(_AntitheticPairs):
     grad ~ mean over pairs of (L(theta + eps) - L(theta - eps)) eps / (2 sigma^2).
     """
 
-    def estimate(self, unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any],
-                 seed: int = 0) -> MetaGradient:
+    def estimate(
+        self, unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any], seed: int = 0
+    ) -> MetaGradient:
         position, state = _resume(unroll, meta_params, unroll_state, seed, self.truncation_length)
         steps = min(self.truncation_length, unroll.length - position)
         meta_params = _detached(meta_params)
@@ -157,8 +164,9 @@ class AntitheticES(_AntitheticPairs):
             negative = perturbed(_shifted(meta_params, noise, -1))
             loss, state = run_truncation(unroll, meta_params, state, steps, self.meta_loss)
         grads = _es_gradient(positive - negative, noise, self.sigma)
-        return MetaGradient(loss, grads, {"position": position + steps, "inner": _detached(state)},
-                            {"steps": torch.tensor(steps)})
+        return MetaGradient(
+            loss, grads, {"position": position + steps, "inner": _detached(state)}, {"steps": torch.tensor(steps)}
+        )
 
 
 @dataclass(frozen=True)
@@ -169,17 +177,22 @@ class PES(_AntitheticPairs):
     is the sum of the pair's perturbations since its unroll began (eps included).
     """
 
-    def estimate(self, unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any],
-                 seed: int = 0) -> MetaGradient:
+    def estimate(
+        self, unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any], seed: int = 0
+    ) -> MetaGradient:
         _check_truncation(self.truncation_length, unroll.length)
         meta_params = _detached(meta_params)
         if not unroll_state or unroll_state["position"] >= unroll.length:
             fresh = _detached(unroll.init_state(meta_params, seed))
-            unroll_state = {"position": 0, "positive": _repeated(fresh, self.pairs),
-                            "negative": _repeated(fresh, self.pairs),
-                            "accumulated": {name: torch.zeros(self.pairs, *value.shape, dtype=value.dtype,
-                                                              device=value.device)
-                                            for name, value in meta_params.items()}}
+            unroll_state = {
+                "position": 0,
+                "positive": _repeated(fresh, self.pairs),
+                "negative": _repeated(fresh, self.pairs),
+                "accumulated": {
+                    name: torch.zeros(self.pairs, *value.shape, dtype=value.dtype, device=value.device)
+                    for name, value in meta_params.items()
+                },
+            }
         position = unroll_state["position"]
         steps = min(self.truncation_length, unroll.length - position)
         noise = antithetic_noise(meta_params, self.pairs, self.sigma, seed)
@@ -189,8 +202,12 @@ class PES(_AntitheticPairs):
             positive, positive_state = perturbed(_shifted(meta_params, noise, +1), unroll_state["positive"])
             negative, negative_state = perturbed(_shifted(meta_params, noise, -1), unroll_state["negative"])
         grads = _es_gradient(positive - negative, accumulated, self.sigma)
-        new_state = {"position": position + steps, "positive": positive_state, "negative": negative_state,
-                     "accumulated": accumulated}
+        new_state = {
+            "position": position + steps,
+            "positive": positive_state,
+            "negative": negative_state,
+            "accumulated": accumulated,
+        }
         return MetaGradient((positive + negative).mean() / 2, grads, new_state, {"steps": torch.tensor(steps)})
 
 
@@ -198,15 +215,18 @@ def antithetic_noise(meta_params: Params, pairs: int, sigma: float, seed: int) -
     """eps ~ N(0, sigma^2 I) for each of `pairs` pairs and each meta-parameter, from `seed`
     (drawn on the CPU, so that a seed gives the same noise on any device)."""
     generator = torch.Generator().manual_seed(seed)
-    return {name: (sigma * torch.randn(pairs, *value.shape, generator=generator, dtype=value.dtype)).to(value.device)
-            for name, value in meta_params.items()}
+    return {
+        name: (sigma * torch.randn(pairs, *value.shape, generator=generator, dtype=value.dtype)).to(value.device)
+        for name, value in meta_params.items()
+    }
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def _resume(unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any], seed: int,
-            truncation_length: int) -> tuple[int, InnerState]:
+def _resume(
+    unroll: Unroll, meta_params: Params, unroll_state: dict[str, Any], seed: int, truncation_length: int
+) -> tuple[int, InnerState]:
     """(position, state) to continue from: the carried ones, or a fresh start when there are
     none or the unroll is over."""
     _check_truncation(truncation_length, unroll.length)
@@ -234,9 +254,10 @@ def _check_truncation(truncation_length: int, length: int) -> None:
 
 def _es_gradient(differences: torch.Tensor, directions: Params, sigma: float) -> Params:
     """mean over pairs of differences * direction / (2 sigma^2), per meta-parameter."""
+
     def combine(direction: torch.Tensor) -> torch.Tensor:
         weights = differences.reshape(-1, *([1] * (direction.dim() - 1)))
-        return (weights * direction).mean(0) / (2 * sigma ** 2)
+        return (weights * direction).mean(0) / (2 * sigma**2)
 
     return {name: combine(direction) for name, direction in directions.items()}
 

@@ -52,8 +52,7 @@ def merge_rounds(runs: list[CountRun]) -> CountRun:
     that speeds up or slows down while the benchmark runs affects every count alike.
     """
     ranks = [sum((run.ranks[rank] for run in runs), []) for rank in range(len(runs[0].ranks))]
-    return CountRun(runs[0].workers, runs[0].global_batch, ranks, runs[0].devices,
-                    [len(run.ranks[0]) for run in runs])
+    return CountRun(runs[0].workers, runs[0].global_batch, ranks, runs[0].devices, [len(run.ranks[0]) for run in runs])
 
 
 @dataclass(frozen=True)
@@ -117,23 +116,36 @@ def summarize(run: CountRun) -> CountSummary:
     step_s, phases = per_step(run.ranks)
     wall = sum(step_s)
     mean_step_total = sum(sum(rank[s]["step"] for rank in run.ranks) / len(run.ranks) for s in range(len(step_s)))
-    stats = {name: PhaseStats(1000 * percentile(times, 50), 1000 * percentile(times, 90),
-                              sum(times) / mean_step_total if mean_step_total > 0 else 0.0)
-             for name, times in phases.items()}
+    stats = {
+        name: PhaseStats(
+            1000 * percentile(times, 50),
+            1000 * percentile(times, 90),
+            sum(times) / mean_step_total if mean_step_total > 0 else 0.0,
+        )
+        for name, times in phases.items()
+    }
     per_worker = run.global_batch / run.workers
     return CountSummary(
-        workers=run.workers, per_worker_batch=int(per_worker) if per_worker.is_integer() else per_worker,
-        global_batch=run.global_batch, steps=len(step_s), wall_s=wall,
-        tasks_per_s=run.global_batch * len(step_s) / wall, meta_steps_per_s=len(step_s) / wall, efficiency=None,
+        workers=run.workers,
+        per_worker_batch=int(per_worker) if per_worker.is_integer() else per_worker,
+        global_batch=run.global_batch,
+        steps=len(step_s),
+        wall_s=wall,
+        tasks_per_s=run.global_batch * len(step_s) / wall,
+        meta_steps_per_s=len(step_s) / wall,
+        efficiency=None,
         step_ms={"median_ms": 1000 * percentile(step_s, 50), "p90_ms": 1000 * percentile(step_s, 90)},
-        phases=stats, raw={"step_s": step_s, "phases_s": phases, "ranks": run.ranks}, devices=run.devices,
-        tasks_per_s_by_round=_by_round(step_s, run.rounds or [len(step_s)], run.global_batch))
+        phases=stats,
+        raw={"step_s": step_s, "phases_s": phases, "ranks": run.ranks},
+        devices=run.devices,
+        tasks_per_s_by_round=_by_round(step_s, run.rounds or [len(step_s)], run.global_batch),
+    )
 
 
 def _by_round(step_s: list[float], rounds: list[int], global_batch: int) -> list[float]:
     throughputs, start = [], 0
     for steps in rounds:
-        throughputs.append(global_batch * steps / sum(step_s[start:start + steps]))
+        throughputs.append(global_batch * steps / sum(step_s[start : start + steps]))
         start += steps
     return throughputs
 
@@ -152,8 +164,10 @@ def with_efficiency(summaries: list[CountSummary]) -> tuple[list[CountSummary], 
     if base.workers == 1:
         note = "relative to 1 worker: tasks_per_s(W) / (W x tasks_per_s(1))"
     else:
-        note = (f"relative to {base.workers} workers (1 worker was not measured): "
-                f"tasks_per_s(W) / (W / {base.workers} x tasks_per_s({base.workers}))")
+        note = (
+            f"relative to {base.workers} workers (1 worker was not measured): "
+            f"tasks_per_s(W) / (W / {base.workers} x tasks_per_s({base.workers}))"
+        )
     return ordered, note
 
 
@@ -164,12 +178,27 @@ def bench_table(summaries: list[CountSummary]) -> str:
     """Throughput per worker count, then the phases of a step (ms median / p90, share) per count."""
     throughput = column_table(
         ["workers", "batch/worker", "global batch", "tasks/s", "meta-steps/s", "efficiency", "step ms (med / p90)"],
-        [[str(s.workers), f"{s.per_worker_batch:g}", str(s.global_batch), f"{s.tasks_per_s:,.0f}",
-          f"{s.meta_steps_per_s:.2f}", f"{100 * s.efficiency:.1f}%" if s.efficiency is not None else "-",
-          f"{s.step_ms['median_ms']:.1f} / {s.step_ms['p90_ms']:.1f}"] for s in summaries])
-    phase_rows = [[label(name)] + [f"{s.phases[name].median_ms:.1f} / {s.phases[name].p90_ms:.1f} "
-                                              f"({100 * s.phases[name].share:.1f}%)" for s in summaries]
-                  for name in PHASES]
+        [
+            [
+                str(s.workers),
+                f"{s.per_worker_batch:g}",
+                str(s.global_batch),
+                f"{s.tasks_per_s:,.0f}",
+                f"{s.meta_steps_per_s:.2f}",
+                f"{100 * s.efficiency:.1f}%" if s.efficiency is not None else "-",
+                f"{s.step_ms['median_ms']:.1f} / {s.step_ms['p90_ms']:.1f}",
+            ]
+            for s in summaries
+        ],
+    )
+    phase_rows = [
+        [label(name)]
+        + [
+            f"{s.phases[name].median_ms:.1f} / {s.phases[name].p90_ms:.1f} ({100 * s.phases[name].share:.1f}%)"
+            for s in summaries
+        ]
+        for name in PHASES
+    ]
     phases = column_table(["phase: ms med / p90 (share)"] + [f"{s.workers} worker(s)" for s in summaries], phase_rows)
     return throughput + "\n" + phases
 
@@ -204,8 +233,9 @@ def write_plot(path: Path, summaries: list[CountSummary], title: str) -> None:
     base = summaries[0]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
     left.plot(workers, [s.tasks_per_s for s in summaries], "o-", label="measured")
-    left.plot(workers, [base.tasks_per_s * w / base.workers for w in workers], "--", color="grey",
-              label="ideal (linear)")
+    left.plot(
+        workers, [base.tasks_per_s * w / base.workers for w in workers], "--", color="grey", label="ideal (linear)"
+    )
     left.set_xlabel("workers")
     left.set_ylabel("tasks/s")
     left.set_ylim(bottom=0)

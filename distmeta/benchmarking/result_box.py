@@ -49,8 +49,10 @@ def send_times(box: ActorHandle, rank: int, workers: list[dict], times: list[dic
     everyone = gathered({"times": times, "device_name": device_name, "threads": torch.get_num_threads()})
     if rank != 0:
         return
-    devices = [{**worker, "device_name": ranked["device_name"], "threads": ranked["threads"]}
-               for worker, ranked in zip(workers, everyone)]
+    devices = [
+        {**worker, "device_name": ranked["device_name"], "threads": ranked["threads"]}
+        for worker, ranked in zip(workers, everyone)
+    ]
     ray.get(box.put.remote({"ranks": [ranked["times"] for ranked in everyone], "devices": devices}))
 
 

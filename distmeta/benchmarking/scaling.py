@@ -109,32 +109,44 @@ def run_bench(config: Config, request: BenchRequest, print_fn=print) -> BenchRes
         request = dataclasses.replace(request, gpus_per_worker=0)  # learned optimisers train on the CPU
     # The local cluster gets this machine's real cores (not one CPU per requested worker, as
     # `distmeta train` would): workers sharing cores would measure the sharing, not scaling.
-    with connected_to_cluster(ClusterRequest(workers=1, cpus_per_worker=request.cpus_per_worker,
-                                             address=request.address)):
+    with connected_to_cluster(
+        ClusterRequest(workers=1, cpus_per_worker=request.cpus_per_worker, address=request.address)
+    ):
         capacity = read_capacity()
         clusters, device_note = cluster_requests(request, capacity)
         for cluster in clusters:  # every count (the default ones too) is checked before any runs
             check_request(_config_for(config, request.scaling, batch, cluster.workers), cluster)
             check_resources(cluster, capacity)
         counts = ", ".join(str(cluster.workers) for cluster in clusters)
-        print_fn(f"bench: {_task_words(config)} / {config.algorithm.name} / {config.model_name}, {request.scaling} "
-                 f"scaling, {_batch_words(request.scaling, batch)}; workers {counts}, each "
-                 f"({clusters[0].cpus_per_worker} CPU, {clusters[0].gpus_per_worker} GPU){device_note}; "
-                 f"{request.warmup} warm-up + {request.steps} timed meta-steps per count and round, "
-                 f"{request.rounds} round(s)")
+        print_fn(
+            f"bench: {_task_words(config)} / {config.algorithm.name} / {config.model_name}, {request.scaling} "
+            f"scaling, {_batch_words(request.scaling, batch)}; workers {counts}, each "
+            f"({clusters[0].cpus_per_worker} CPU, {clusters[0].gpus_per_worker} GPU){device_note}; "
+            f"{request.warmup} warm-up + {request.steps} timed meta-steps per count and round, "
+            f"{request.rounds} round(s)"
+        )
         rounds: dict[int, list[CountRun]] = {cluster.workers: [] for cluster in clusters}
         largest = clusters[-1]
-        with (workers_provided(worker_shape(largest), largest.workers, request.scale_timeout_s, print_fn),
-              tempfile.TemporaryDirectory(prefix="distmeta-bench-") as storage):
+        with (
+            workers_provided(worker_shape(largest), largest.workers, request.scale_timeout_s, print_fn),
+            tempfile.TemporaryDirectory(prefix="distmeta-bench-") as storage,
+        ):
             for round_ in range(1, request.rounds + 1):
                 for cluster in clusters:
-                    run = measure(_config_for(config, request.scaling, batch, cluster.workers), cluster, request,
-                                  Path(storage), bench_worker_of(config))
+                    run = measure(
+                        _config_for(config, request.scaling, batch, cluster.workers),
+                        cluster,
+                        request,
+                        Path(storage),
+                        bench_worker_of(config),
+                    )
                     rounds[cluster.workers].append(run)
                     measured = summarize(run)
-                    print_fn(f"{cluster.workers} worker(s), round {round_}/{request.rounds}: "
-                             f"{measured.tasks_per_s:,.0f} tasks/s ({measured.steps} steps of "
-                             f"{measured.global_batch} tasks in {measured.wall_s:.2f} s)")
+                    print_fn(
+                        f"{cluster.workers} worker(s), round {round_}/{request.rounds}: "
+                        f"{measured.tasks_per_s:,.0f} tasks/s ({measured.steps} steps of "
+                        f"{measured.global_batch} tasks in {measured.wall_s:.2f} s)"
+                    )
         runs = [merge_rounds(rounds[cluster.workers]) for cluster in clusters]
         machine = machine_info(runs)
     summaries, note = with_efficiency([summarize(run) for run in runs])
@@ -169,13 +181,14 @@ def check_bench_request(config: Config, request: BenchRequest, batch: int) -> No
         raise ConfigError("--workers", "give at least one worker count")
     for workers in request.workers or ():
         # strong scaling shares the batch: each of W workers needs at least one task
-        cluster = ClusterRequest(workers=workers, gpus_per_worker=request.gpus_per_worker,
-                                 cpus_per_worker=request.cpus_per_worker)
+        cluster = ClusterRequest(
+            workers=workers, gpus_per_worker=request.gpus_per_worker, cpus_per_worker=request.cpus_per_worker
+        )
         check_request(_config_for(config, request.scaling, batch, workers), cluster)
 
 
 def parse_worker_counts(text: str | None) -> tuple[int, ...] | None:
-    """"1,2,4" -> (1, 2, 4); None stays None (the default counts)."""
+    """ "1,2,4" -> (1, 2, 4); None stays None (the default counts)."""
     if text is None:
         return None
     try:
@@ -204,8 +217,12 @@ def cluster_requests(request: BenchRequest, capacity: ClusterCapacity) -> tuple[
     on the same kind of device; a larger count the GPUs cannot hold is then refused,
     saying what the cluster has, rather than quietly measured on CPUs.
     """
-    smallest = ClusterRequest(workers=min(request.workers or (1,)), gpus_per_worker=request.gpus_per_worker,
-                              cpus_per_worker=request.cpus_per_worker, address=request.address)
+    smallest = ClusterRequest(
+        workers=min(request.workers or (1,)),
+        gpus_per_worker=request.gpus_per_worker,
+        cpus_per_worker=request.cpus_per_worker,
+        address=request.address,
+    )
     decided, device_note = with_gpus_decided(smallest, capacity)
     counts = sorted(set(request.workers or default_worker_counts(decided, capacity)))
     return [dataclasses.replace(decided, workers=workers) for workers in counts], device_note
@@ -252,20 +269,24 @@ def unroll_steps(config: Config, summaries: list[CountSummary]) -> dict:
     truncation = config.algorithm.learned_optimizer.truncation_length
     rates = {str(s.workers): s.tasks_per_s * truncation for s in summaries}
     base = summaries[0]
-    return {"truncation_length": truncation, "unroll_steps_per_s": rates,
-            "ratio_to_smallest": {str(s.workers): s.tasks_per_s / base.tasks_per_s for s in summaries},
-            "smallest_workers": base.workers}
+    return {
+        "truncation_length": truncation,
+        "unroll_steps_per_s": rates,
+        "ratio_to_smallest": {str(s.workers): s.tasks_per_s / base.tasks_per_s for s in summaries},
+        "smallest_workers": base.workers,
+    }
 
 
 def unroll_steps_line(record: dict) -> str:
     rates = ", ".join(f"{workers} worker(s) {rate:,.0f}" for workers, rate in record["unroll_steps_per_s"].items())
     ratios = ", ".join(f"{workers}: {ratio:.2f}x" for workers, ratio in record["ratio_to_smallest"].items())
-    return (f"unroll steps/s (a task = one unroll moved on by {record['truncation_length']} steps): {rates}; "
-            f"relative to {record['smallest_workers']} worker(s): {ratios}")
+    return (
+        f"unroll steps/s (a task = one unroll moved on by {record['truncation_length']} steps): {rates}; "
+        f"relative to {record['smallest_workers']} worker(s): {ratios}"
+    )
 
 
-def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, storage: Path,
-            worker=None) -> CountRun:
+def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, storage: Path, worker=None) -> CountRun:
     """Run `cluster.workers` Ray Train workers through warm-up and timed steps; their times
     (`worker`: the per-worker function, by default the few-shot meta-step's `bench_worker`)."""
     check_workers_torch(cluster, config.train.device)
@@ -273,14 +294,24 @@ def measure(config: Config, cluster: ClusterRequest, request: BenchRequest, stor
         with error_box() as errors:
             trainer = TorchTrainer(
                 worker or bench_worker,
-                train_loop_config={"config": to_dict(config), "threads_per_worker": cluster.cpus_per_worker,
-                                   "command_dir": os.getcwd(), "gpus_per_worker": cluster.gpus_per_worker,
-                                   "warmup": request.warmup, "steps": request.steps, "box": box, "errors": errors},
+                train_loop_config={
+                    "config": to_dict(config),
+                    "threads_per_worker": cluster.cpus_per_worker,
+                    "command_dir": os.getcwd(),
+                    "gpus_per_worker": cluster.gpus_per_worker,
+                    "warmup": request.warmup,
+                    "steps": request.steps,
+                    "box": box,
+                    "errors": errors,
+                },
                 scaling_config=scaling_config(cluster),
                 torch_config=torch_config(config),
                 # a failed bench is reported, not retried: a retry would mix two runs' times
-                run_config=RunConfig(name=f"bench-{cluster.workers}-workers-{time.strftime('%H%M%S')}",
-                                     storage_path=str(storage), failure_config=FailureConfig(max_failures=0)),
+                run_config=RunConfig(
+                    name=f"bench-{cluster.workers}-workers-{time.strftime('%H%M%S')}",
+                    storage_path=str(storage),
+                    failure_config=FailureConfig(max_failures=0),
+                ),
             )
             trainer.fit()
             raise_sent_error(errors)  # e.g. a NaN loss, as the workers raised it
@@ -302,8 +333,7 @@ def bench_worker(loop_config: dict) -> None:
         failure.agree()
         state = initial_state(experiment)
         workers = describe_workers(rank, str(experiment.device), experiment.strategy)
-        times = timed_steps(experiment, state, rank, world_size, loop_config["warmup"], loop_config["steps"],
-                            failure)
+        times = timed_steps(experiment, state, rank, world_size, loop_config["warmup"], loop_config["steps"], failure)
         send_times(box, rank, workers, [t.to_dict() for t in times], device_name(experiment.device))
     except DistmetaError as error:  # every rank at once (see runtime.agreement): not a crash
         send_error(loop_config["errors"], error)
@@ -322,21 +352,39 @@ def machine_info(runs: list[CountRun]) -> dict:
     total = ray.cluster_resources()
     cpus, gpus = total.get("CPU", 0), total.get("GPU", 0)
     names = sorted({device["device_name"] for run in runs for device in run.devices})
-    return {"platform": platform.platform(), "python": platform.python_version(), "host": socket.gethostname(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "ray": ray.__version__,
-            "cluster": {"cpus": cpus, "gpus": gpus, "nodes": len(ray.nodes())}, "device_names": names}
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "ray": ray.__version__,
+        "cluster": {"cpus": cpus, "gpus": gpus, "nodes": len(ray.nodes())},
+        "device_names": names,
+    }
 
 
-def _request_record(config: Config, request: BenchRequest, batch: int, cluster: ClusterRequest,
-                    runs: list[CountRun]) -> dict:
-    return {"command": request.command, "task": config.task.name, "synthetic_data": is_synthetic(config),
-            "data": _data_words(config), "algorithm": config.algorithm.name,
-            "model": config.model_name, "scaling": request.scaling, "meta_batch": batch,
-            "meta_batch_means": "tasks per worker" if request.scaling == "weak" else "global tasks per step",
-            "steps": request.steps, "warmup": request.warmup, "rounds": request.rounds,
-            "cpus_per_worker": cluster.cpus_per_worker,
-            "gpus_per_worker": cluster.gpus_per_worker, "address": request.address,
-            "inner_loops": runs[0].devices[0]["inner_loops"] if runs[0].devices else config.train.vectorize}
+def _request_record(
+    config: Config, request: BenchRequest, batch: int, cluster: ClusterRequest, runs: list[CountRun]
+) -> dict:
+    return {
+        "command": request.command,
+        "task": config.task.name,
+        "synthetic_data": is_synthetic(config),
+        "data": _data_words(config),
+        "algorithm": config.algorithm.name,
+        "model": config.model_name,
+        "scaling": request.scaling,
+        "meta_batch": batch,
+        "meta_batch_means": "tasks per worker" if request.scaling == "weak" else "global tasks per step",
+        "steps": request.steps,
+        "warmup": request.warmup,
+        "rounds": request.rounds,
+        "cpus_per_worker": cluster.cpus_per_worker,
+        "gpus_per_worker": cluster.gpus_per_worker,
+        "address": request.address,
+        "inner_loops": runs[0].devices[0]["inner_loops"] if runs[0].devices else config.train.vectorize,
+    }
 
 
 def _task_words(config: Config) -> str:
@@ -353,8 +401,10 @@ def _data_words(config: Config) -> str:
     if config.task.name != "omniglot":
         return "built in"
     if config.task.omniglot.synthetic:
-        return (f"synthetic: random {config.task.omniglot.image_size}x{config.task.omniglot.image_size} images, "
-                f"{config.task.ways}-way {config.task.shots}-shot, {config.task.query_shots} query per class")
+        return (
+            f"synthetic: random {config.task.omniglot.image_size}x{config.task.omniglot.image_size} images, "
+            f"{config.task.ways}-way {config.task.shots}-shot, {config.task.query_shots} query per class"
+        )
     return ", ".join(config.task.omniglot.roots)
 
 
@@ -362,8 +412,9 @@ def _batch_words(scaling: str, batch: int) -> str:
     return f"{batch} tasks per worker" if scaling == "weak" else f"{batch} tasks per step shared among the workers"
 
 
-def _write_outputs(config: Config, request: BenchRequest, report: dict,
-                   summaries: list[CountSummary]) -> tuple[Path, Path]:
+def _write_outputs(
+    config: Config, request: BenchRequest, report: dict, summaries: list[CountSummary]
+) -> tuple[Path, Path]:
     task = f"{config.task.name}_synthetic" if is_synthetic(config) else config.task.name
     stem = f"bench_{task}_{config.algorithm.name}_{request.scaling}"
     json_path = Path(request.json_path or f"{stem}.json")
@@ -371,6 +422,10 @@ def _write_outputs(config: Config, request: BenchRequest, report: dict,
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2))
     task = f"{config.task.name} (synthetic)" if is_synthetic(config) else config.task.name
-    write_plot(plot_path, summaries, f"{task} / {config.algorithm.name}, {request.scaling} scaling, "
-                                     f"{_batch_words(request.scaling, report['request']['meta_batch'])}")
+    write_plot(
+        plot_path,
+        summaries,
+        f"{task} / {config.algorithm.name}, {request.scaling} scaling, "
+        f"{_batch_words(request.scaling, report['request']['meta_batch'])}",
+    )
     return json_path, plot_path

@@ -90,26 +90,38 @@ class PhaseTimer:
         barrier()
 
 
-def timed_meta_step(experiment: Experiment, state: TrainState, rank: int = 0, world_size: int = 1,
-                    failure: RankFailure | None = None) -> StepTimes:
+def timed_meta_step(
+    experiment: Experiment, state: TrainState, rank: int = 0, world_size: int = 1, failure: RankFailure | None = None
+) -> StepTimes:
     """One meta-step of this rank, the one training takes, timed phase by phase."""
     start_params = _snapshot(state.meta_params)  # for the forward-only pass; outside the step's clock
     timer = PhaseTimer(experiment.device)
     with timer.phase("step"):
         _, batch = rank_meta_step(experiment, state, rank, world_size, timer, failure)
     with timer.phase("inner_loop"):
-        batch_query_losses(experiment.algorithm, start_params, batch, experiment.strategy,
-                           experiment.vmap_chunk_size)
+        batch_query_losses(experiment.algorithm, start_params, batch, experiment.strategy, experiment.vmap_chunk_size)
     barrier()  # every rank ran the extra pass: start the next step together
     seconds = timer.seconds
-    return StepTimes(sampling=seconds["sampling"], inner_loop=min(seconds["inner_loop"], seconds["meta_gradient"]),
-                     outer_backward=max(seconds["meta_gradient"] - seconds["inner_loop"], 0.0),
-                     sync_wait=seconds["sync_wait"], all_reduce=seconds["all_reduce"],
-                     optimizer=seconds["optimizer"], step=seconds["step"])
+    return StepTimes(
+        sampling=seconds["sampling"],
+        inner_loop=min(seconds["inner_loop"], seconds["meta_gradient"]),
+        outer_backward=max(seconds["meta_gradient"] - seconds["inner_loop"], 0.0),
+        sync_wait=seconds["sync_wait"],
+        all_reduce=seconds["all_reduce"],
+        optimizer=seconds["optimizer"],
+        step=seconds["step"],
+    )
 
 
-def timed_steps(experiment: Experiment, state: TrainState, rank: int, world_size: int, warmup: int,
-                steps: int, failure: RankFailure | None = None) -> list[StepTimes]:
+def timed_steps(
+    experiment: Experiment,
+    state: TrainState,
+    rank: int,
+    world_size: int,
+    warmup: int,
+    steps: int,
+    failure: RankFailure | None = None,
+) -> list[StepTimes]:
     """`warmup` untimed meta-steps (allocator, thread pools, first-call costs), then `steps` timed ones.
 
     A user error on one rank stops every rank at the step's all-reduce (see `runtime.agreement`)."""

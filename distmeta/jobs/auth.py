@@ -59,8 +59,10 @@ def read_token_file(path: str) -> str:
     token = file.read_text().strip() if file.is_file() else ""
     if not token:
         what = "an empty file" if file.is_file() else "no such file"
-        raise DistmetaError(f"--token-file {path}: no token there ({what}); get the cluster's token on its head "
-                            f"node with `ray get-auth-token` and save it there")
+        raise DistmetaError(
+            f"--token-file {path}: no token there ({what}); get the cluster's token on its head "
+            f"node with `ray get-auth-token` and save it there"
+        )
     return token
 
 
@@ -72,8 +74,10 @@ def _reload_ray_config() -> None:
 
 def authentication_failure(address: str, error: Exception, token_source: str | None) -> str:
     """One line a person can act on, for a cluster that refused this client's token (or its lack)."""
-    how = ("get it on the head node with `ray get-auth-token`, then pass --token-file FILE holding it, or set "
-           "RAY_AUTH_TOKEN to it or RAY_AUTH_TOKEN_PATH to such a file (or save it as ~/.ray/auth_token)")
+    how = (
+        "get it on the head node with `ray get-auth-token`, then pass --token-file FILE holding it, or set "
+        "RAY_AUTH_TOKEN to it or RAY_AUTH_TOKEN_PATH to such a file (or save it as ~/.ray/auth_token)"
+    )
     if token_source is None or "missing" in str(error).lower() or "couldn't find" in str(error):
         return f"--address {address}: the cluster requires a Ray authentication token and none was found here; {how}"
     return f"--address {address}: the cluster refused the token of {token_source} (not this cluster's token); {how}"

@@ -33,7 +33,8 @@ class JobServerUnreachable(DistmetaError):
             f"--address {address}: no Ray job server answered ({reason}). Is the cluster's dashboard running "
             f"and reachable from here? It listens on the head node, port 8265 by default; for a cloud cluster "
             f"forward it (`ray dashboard CLUSTER.yaml`, or `kubectl port-forward svc/HEAD-svc 8265`) and use "
-            f"http://127.0.0.1:8265")
+            f"http://127.0.0.1:8265"
+        )
 
 
 def connect(address: str, token_file: str | None = None) -> JobSubmissionClient:
@@ -55,8 +56,9 @@ def job_details(client: JobSubmissionClient, job_id: str) -> JobDetails:
         return client.get_job_info(job_id)
     except RuntimeError as error:
         if "404" in str(error) or "does not exist" in str(error):
-            raise DistmetaError(f"job {job_id}: no such job on {client.get_address()} "
-                                f"(`distmeta jobs list` shows the jobs there)") from None
+            raise DistmetaError(
+                f"job {job_id}: no such job on {client.get_address()} (`distmeta jobs list` shows the jobs there)"
+            ) from None
         raise
 
 

@@ -14,8 +14,16 @@ from distmeta.tuning.space import load_space
 
 PASSED_TO_JOB = {
     "train": ["--workers", "--gpus-per-worker", "--cpus-per-worker", "--scale-timeout", "--no-eval"],
-    "tune": ["--trials", "--workers-per-trial", "--gpus-per-worker", "--cpus-per-worker", "--scale-timeout",
-             "--scheduler", "--metric", "--mode"],
+    "tune": [
+        "--trials",
+        "--workers-per-trial",
+        "--gpus-per-worker",
+        "--cpus-per-worker",
+        "--scale-timeout",
+        "--scheduler",
+        "--metric",
+        "--mode",
+    ],
 }
 """The options of `submit train|tune` that the job's own command takes as they are."""
 
@@ -36,8 +44,14 @@ def run_submit(args) -> int:
     storage = submission.check_cluster_storage(args.storage)
     name = args.name or _default_name(config, args.job_command)
     arguments += ["--address", "auto", "--storage", storage, "--name", name]
-    job = submission.Submission(args.job_command, arguments, working_dir, name, storage,
-                                submission.read_requirements(args.pip_packages, args.requirements))
+    job = submission.Submission(
+        args.job_command,
+        arguments,
+        working_dir,
+        name,
+        storage,
+        submission.read_requirements(args.pip_packages, args.requirements),
+    )
 
     address = args.address or default_address()
     client = connect(address, args.token_file)  # refused here, before anything is sent, without a valid token

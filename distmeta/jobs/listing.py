@@ -18,8 +18,17 @@ def jobs_table(jobs: list[JobDetails]) -> str:
     if not jobs:
         return "no submitted jobs on this cluster"
     headers = ["job id", "status", "command", "run", "started", "duration"]
-    rows = [[job.submission_id or "-", str(job.status), (job.metadata or {}).get("distmeta", "-"),
-             (job.metadata or {}).get("run", "-"), timestamp(job.start_time), duration(job)] for job in jobs]
+    rows = [
+        [
+            job.submission_id or "-",
+            str(job.status),
+            (job.metadata or {}).get("distmeta", "-"),
+            (job.metadata or {}).get("run", "-"),
+            timestamp(job.start_time),
+            duration(job),
+        ]
+        for job in jobs
+    ]
     return column_table(headers, rows)
 
 

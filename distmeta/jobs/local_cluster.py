@@ -81,8 +81,13 @@ def free_ports(count: int) -> list[int]:
             probe.close()
 
 
-def start(folder: str | Path, worker_nodes: int = 1, cpus_per_node: int = 1, env: dict | None = None,
-          temp_root: str | None = None) -> LocalCluster:
+def start(
+    folder: str | Path,
+    worker_nodes: int = 1,
+    cpus_per_node: int = 1,
+    env: dict | None = None,
+    temp_root: str | None = None,
+) -> LocalCluster:
     """Start a head and `worker_nodes` more nodes; `folder` must not hold a running cluster.
 
     Ray's session folders go in a new folder under `temp_root` (the system's temp folder
@@ -99,21 +104,46 @@ def start(folder: str | Path, worker_nodes: int = 1, cpus_per_node: int = 1, env
     node_env = _node_environment(folder, caller_env)
     gcs_port, dashboard_port, client_port, *head_agent_ports = free_ports(3 + AGENT_PORTS)
     ray_temp = Path(tempfile.mkdtemp(prefix="dm-ray-", dir=temp_root))  # short: see `ray_temp_dir`
-    cluster = LocalCluster(str(folder), str(ray_temp), f"{LOOPBACK}:{gcs_port}", f"http://{LOOPBACK}:{dashboard_port}",
-                           1 + worker_nodes, cpus_per_node, token_source)
+    cluster = LocalCluster(
+        str(folder),
+        str(ray_temp),
+        f"{LOOPBACK}:{gcs_port}",
+        f"http://{LOOPBACK}:{dashboard_port}",
+        1 + worker_nodes,
+        cpus_per_node,
+        token_source,
+    )
     try:
-        _ray_start(cluster, "head", node_env, ["--head", f"--port={gcs_port}", "--include-dashboard=true",
-                                               f"--dashboard-host={LOOPBACK}", f"--dashboard-port={dashboard_port}",
-                                               f"--ray-client-server-port={client_port}",
-                                               f"--temp-dir={ray_temp / 'head'}", f"--num-cpus={cpus_per_node}"],
-                   head_agent_ports)
+        _ray_start(
+            cluster,
+            "head",
+            node_env,
+            [
+                "--head",
+                f"--port={gcs_port}",
+                "--include-dashboard=true",
+                f"--dashboard-host={LOOPBACK}",
+                f"--dashboard-port={dashboard_port}",
+                f"--ray-client-server-port={client_port}",
+                f"--temp-dir={ray_temp / 'head'}",
+                f"--num-cpus={cpus_per_node}",
+            ],
+            head_agent_ports,
+        )
         for index in range(worker_nodes):
             # A temp folder per node: nodes sharing one would share their runtime-env
             # folders, and one node's clean-up would delete a job's files under another.
-            _ray_start(cluster, f"node{index + 1}", node_env, [f"--address={cluster.gcs_address}",
-                                                               f"--temp-dir={ray_temp / f'node{index + 1}'}",
-                                                               f"--num-cpus={cpus_per_node}"],
-                       free_ports(AGENT_PORTS))
+            _ray_start(
+                cluster,
+                f"node{index + 1}",
+                node_env,
+                [
+                    f"--address={cluster.gcs_address}",
+                    f"--temp-dir={ray_temp / f'node{index + 1}'}",
+                    f"--num-cpus={cpus_per_node}",
+                ],
+                free_ports(AGENT_PORTS),
+            )
     except BaseException:
         stop(folder)
         raise
@@ -128,8 +158,10 @@ def caller_token(env: dict) -> tuple[str, str]:
     """
     if env.get("RAY_AUTH_TOKEN_PATH") and available_token(env) is None:
         path = Path(env["RAY_AUTH_TOKEN_PATH"]).expanduser()
-        raise DistmetaError(f"RAY_AUTH_TOKEN_PATH={path}: no token there (missing or empty file); unset it to "
-                            f"use ~/.ray/auth_token, or generate one with `ray get-auth-token --generate`")
+        raise DistmetaError(
+            f"RAY_AUTH_TOKEN_PATH={path}: no token there (missing or empty file); unset it to "
+            f"use ~/.ray/auth_token, or generate one with `ray get-auth-token --generate`"
+        )
     found = available_token(env)
     if found is not None:
         return found
@@ -164,10 +196,20 @@ def _ray_start(cluster: LocalCluster, node: str, env: dict, arguments: list[str]
     # Each node's agents get ports of their own: their defaults would collide on one machine.
     # (Nodes already started hold theirs, so the kernel does not hand them out again.)
     listen, grpc, metrics, runtime_env = agent_ports
-    ports = [f"--dashboard-agent-listen-port={listen}", f"--dashboard-agent-grpc-port={grpc}",
-             f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}"]
-    command = [str(Path(sys.executable).parent / "ray"), "start", f"--node-ip-address={LOOPBACK}",
-               "--disable-usage-stats", *arguments, *ports]
+    ports = [
+        f"--dashboard-agent-listen-port={listen}",
+        f"--dashboard-agent-grpc-port={grpc}",
+        f"--metrics-export-port={metrics}",
+        f"--runtime-env-agent-port={runtime_env}",
+    ]
+    command = [
+        str(Path(sys.executable).parent / "ray"),
+        "start",
+        f"--node-ip-address={LOOPBACK}",
+        "--disable-usage-stats",
+        *arguments,
+        *ports,
+    ]
     log = Path(cluster.folder) / f"start-{node}.log"
     with log.open("w") as output:
         # A session of its own: how `stop` knows every process of this node (see processes.py).
@@ -177,11 +219,15 @@ def _ray_start(cluster: LocalCluster, node: str, env: dict, arguments: list[str]
         try:
             returncode = started.wait(timeout=START_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            raise DistmetaError(f"ray start ({node}) did not finish within {START_TIMEOUT_S} s; "
-                                f"everything this start had started was stopped; log: {log}") from None
+            raise DistmetaError(
+                f"ray start ({node}) did not finish within {START_TIMEOUT_S} s; "
+                f"everything this start had started was stopped; log: {log}"
+            ) from None
     if returncode != 0:
-        raise DistmetaError(f"ray start ({node}) failed: {failure_reason(log)}; everything this start had "
-                            f"started was stopped; log: {log}")
+        raise DistmetaError(
+            f"ray start ({node}) failed: {failure_reason(log)}; everything this start had "
+            f"started was stopped; log: {log}"
+        )
 
 
 def failure_reason(log: Path) -> str:
@@ -209,9 +255,11 @@ def processes_of(folder: str | Path) -> list[int]:
     folder = Path(folder).resolve()
     state = folder / STATE_FILE
     cluster = LocalCluster(**json.loads(state.read_text())) if state.exists() else None
-    return processes.processes_of(sessions=cluster.sessions if cluster else (),
-                                  folders=[cluster.ray_temp_dir] if cluster else (),
-                                  environment=f"{MARKER}={folder}")
+    return processes.processes_of(
+        sessions=cluster.sessions if cluster else (),
+        folders=[cluster.ray_temp_dir] if cluster else (),
+        environment=f"{MARKER}={folder}",
+    )
 
 
 def stop(folder: str | Path, grace_s: float = 5.0) -> int:

@@ -45,7 +45,7 @@ def read_process(pid: int) -> Process | None:
     except OSError:
         return None
     # The name in parentheses may itself hold spaces or parentheses: split after the last ')'.
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     if fields[0] == "Z":
         return None
     return Process(pid, parent=int(fields[1]), session=int(fields[3]), started=int(fields[19]), command=command)
@@ -81,8 +81,9 @@ def paths_in_use(process: Process) -> list[str]:
 def uses_folder(process: Process, folder: str) -> bool:
     """Whether `process` names `folder` on its command line, works in it or holds a file open under it."""
     folder = str(folder).rstrip("/")
-    return folder in process.command or any(path == folder or path.startswith(folder + "/")
-                                            for path in paths_in_use(process))
+    return folder in process.command or any(
+        path == folder or path.startswith(folder + "/") for path in paths_in_use(process)
+    )
 
 
 def has_environment(process: Process, entry: str) -> bool:
@@ -94,16 +95,20 @@ def has_environment(process: Process, entry: str) -> bool:
     return f"\0{entry}\0".encode() in b"\0" + environment + b"\0"
 
 
-def processes_of(sessions: Iterable[int] = (), folders: Iterable[str] = (),
-                 environment: str | None = None) -> list[int]:
+def processes_of(
+    sessions: Iterable[int] = (), folders: Iterable[str] = (), environment: str | None = None
+) -> list[int]:
     """Processes in one of `sessions`, or using one of `folders`, or started with `environment`
     ("NAME=value"), and every descendant of those."""
     sessions, folders = set(sessions), [str(folder) for folder in folders]
     everyone = all_processes()
-    found = {process.pid for process in everyone
-             if process.session in sessions
-             or any(uses_folder(process, folder) for folder in folders)
-             or (environment is not None and has_environment(process, environment))}
+    found = {
+        process.pid
+        for process in everyone
+        if process.session in sessions
+        or any(uses_folder(process, folder) for folder in folders)
+        or (environment is not None and has_environment(process, environment))
+    }
     return sorted(found | descendants(found, everyone))
 
 

@@ -71,8 +71,11 @@ def path_in_working_dir(path: str, working_dir: Path, what: str) -> str:
     try:
         return resolved.relative_to(working_dir).as_posix()
     except ValueError:
-        raise ConfigError(what, f"{path} is outside the working directory {working_dir}, which is all the "
-                                f"job receives; move it there or pass --working-dir") from None
+        raise ConfigError(
+            what,
+            f"{path} is outside the working directory {working_dir}, which is all the "
+            f"job receives; move it there or pass --working-dir",
+        ) from None
 
 
 def check_cluster_storage(storage: str | None) -> str:
@@ -82,11 +85,17 @@ def check_cluster_storage(storage: str | None) -> str:
     if "://" in storage:
         if storage.split("://", 1)[0].lower() in BUCKET_SCHEMES:
             return storage
-        raise ConfigError("--storage", f"{storage}: give a path every node mounts or a bucket URI "
-                                       f"({', '.join(f'{scheme}://' for scheme in BUCKET_SCHEMES)}...)")
+        raise ConfigError(
+            "--storage",
+            f"{storage}: give a path every node mounts or a bucket URI "
+            f"({', '.join(f'{scheme}://' for scheme in BUCKET_SCHEMES)}...)",
+        )
     if not storage.startswith(("/", "~")):
-        raise ConfigError("--storage", f"{storage}: give an absolute path on the cluster; a relative one would land "
-                                       f"in the job's temporary copy of the working directory")
+        raise ConfigError(
+            "--storage",
+            f"{storage}: give an absolute path on the cluster; a relative one would land "
+            f"in the job's temporary copy of the working directory",
+        )
     return storage
 
 
@@ -116,8 +125,11 @@ def runtime_env(submission: Submission) -> dict:
 
 def submit(client: JobSubmissionClient, submission: Submission) -> str:
     try:
-        return client.submit_job(entrypoint=submission.entrypoint, runtime_env=runtime_env(submission),
-                                 metadata={"distmeta": submission.command, "run": submission.run_folder})
+        return client.submit_job(
+            entrypoint=submission.entrypoint,
+            runtime_env=runtime_env(submission),
+            metadata={"distmeta": submission.command, "run": submission.run_folder},
+        )
     except (RuntimeError, ValueError) as error:
         raise DistmetaError(f"the job server at {client.get_address()} refused the job: {error}") from None
 
@@ -134,8 +146,9 @@ def follow_logs(client: JobSubmissionClient, job_id: str, write) -> None:
     asyncio.run(stream())
 
 
-def wait_for_end(client: JobSubmissionClient, job_id: str, poll_s: float = 0.5, timeout_s: float | None = None
-                 ) -> JobDetails:
+def wait_for_end(
+    client: JobSubmissionClient, job_id: str, poll_s: float = 0.5, timeout_s: float | None = None
+) -> JobDetails:
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while not is_finished((job := job_details(client, job_id)).status):
         if deadline is not None and time.monotonic() > deadline:

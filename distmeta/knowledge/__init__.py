@@ -10,6 +10,21 @@ from distmeta.knowledge.records import StoreHeader, TaskRecords
 from distmeta.knowledge.search import METRICS, ExactIndex, Neighbours
 from distmeta.knowledge.store import KnowledgeStore
 
-__all__ = ["DEFAULT_KIND", "DEFAULT_SIZE", "EMBEDDING_KINDS", "METRICS", "EmbeddingSpec", "ExactIndex", "KnowledgeBase",
-           "KnowledgeStore", "Neighbours", "SimilarTask", "StoreHeader", "TaskRecords", "build_header",
-           "build_records", "shard", "task_embedding"]
+__all__ = [
+    "DEFAULT_KIND",
+    "DEFAULT_SIZE",
+    "EMBEDDING_KINDS",
+    "METRICS",
+    "EmbeddingSpec",
+    "ExactIndex",
+    "KnowledgeBase",
+    "KnowledgeStore",
+    "Neighbours",
+    "SimilarTask",
+    "StoreHeader",
+    "TaskRecords",
+    "build_header",
+    "build_records",
+    "shard",
+    "task_embedding",
+]

@@ -48,8 +48,9 @@ class SimilarTask:
 class KnowledgeBase:
     """The records of one meta-parameters' step, with an exact index over their embeddings."""
 
-    def __init__(self, header: StoreHeader, records: TaskRecords, metric: str = "euclidean", source: str = "",
-                 index=None):
+    def __init__(
+        self, header: StoreHeader, records: TaskRecords, metric: str = "euclidean", source: str = "", index=None
+    ):
         self.header = header
         self.records = records
         self.index = index if index is not None else ExactIndex(records.embedding, metric)
@@ -72,13 +73,18 @@ class KnowledgeBase:
     def nearest(self, embedding: torch.Tensor, k: int) -> list[SimilarTask]:
         """The `k` stored tasks nearest `embedding`, nearest first."""
         found = self.index.search(embedding, k)
-        return [self._similar(int(row), float(distance))
-                for row, distance in zip(found.indices[0], found.distances[0])]
+        return [self._similar(int(row), float(distance)) for row, distance in zip(found.indices[0], found.distances[0])]
 
     def _similar(self, row: int, distance: float) -> SimilarTask:
         metrics = {name: float(value[row]) for name, value in self.records.metrics.items()}
-        return SimilarTask(distance, self.records.task_index[row], self.records.task_seed[row],
-                           self.records.split[row], self.records.family[row], **metrics)
+        return SimilarTask(
+            distance,
+            self.records.task_index[row],
+            self.records.task_seed[row],
+            self.records.split[row],
+            self.records.family[row],
+            **metrics,
+        )
 
     def warm_start_delta(self, embedding: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
         """The inverse-distance-weighted mean delta of the `k` nearest stored tasks, by parameter name."""
@@ -90,47 +96,64 @@ class KnowledgeBase:
             raise KnowledgeBaseError(self.source, "every stored adaptation diverged: nothing to warm-start from")
         return self._weighted_delta(rows, inverse_distance_weights(distances))
 
-    def fitted_warm_start_delta(self, embedding: torch.Tensor, support_loss: SupportLoss, k: int,
-                                candidates: int = DEFAULT_CANDIDATES,
-                                temperature: float = DEFAULT_TEMPERATURE) -> dict[str, torch.Tensor]:
+    def fitted_warm_start_delta(
+        self,
+        embedding: torch.Tensor,
+        support_loss: SupportLoss,
+        k: int,
+        candidates: int = DEFAULT_CANDIDATES,
+        temperature: float = DEFAULT_TEMPERATURE,
+    ) -> dict[str, torch.Tensor]:
         """The mean delta of the `k` of the `candidates` nearest stored tasks whose stored models fit
         the new support set best (`support_loss`), weighted by softmax(-loss / temperature)."""
         self._check_deltas()
         rows = self.index.search(embedding, max(candidates, k)).indices[0]
-        losses = torch.tensor([support_loss(split_delta(self.header, self.records.adapted_delta[row]))
-                               for row in rows.tolist()], dtype=torch.float64)
+        losses = torch.tensor(
+            [support_loss(split_delta(self.header, self.records.adapted_delta[row])) for row in rows.tolist()],
+            dtype=torch.float64,
+        )
         return self.fitted_delta(rows, losses, k, temperature)
 
-    def best_fit(self, embedding: torch.Tensor, support_loss: SupportLoss,
-                 candidates: int = DEFAULT_CANDIDATES) -> tuple[SimilarTask, float]:
+    def best_fit(
+        self, embedding: torch.Tensor, support_loss: SupportLoss, candidates: int = DEFAULT_CANDIDATES
+    ) -> tuple[SimilarTask, float]:
         """The stored task whose stored model fits the new support set best among the embedding's
         `candidates` nearest, and that loss: a loss, unlike an embedding distance, compares across
         learners."""
         found = self.index.search(embedding, candidates)
         rows = found.indices[0]
-        losses = torch.tensor([support_loss(split_delta(self.header, self.records.adapted_delta[row]))
-                               for row in rows.tolist()], dtype=torch.float64)
+        losses = torch.tensor(
+            [support_loss(split_delta(self.header, self.records.adapted_delta[row])) for row in rows.tolist()],
+            dtype=torch.float64,
+        )
         losses = torch.where(self.usable[rows], losses, torch.tensor(math.inf, dtype=torch.float64))
         best = int(torch.nan_to_num(losses, nan=math.inf, posinf=math.inf).argmin())
         return self._similar(int(rows[best]), float(found.distances[0][best])), float(losses[best])
 
-    def fitted_delta(self, rows: torch.Tensor, losses: torch.Tensor, k: int,
-                     temperature: float = DEFAULT_TEMPERATURE) -> dict[str, torch.Tensor]:
+    def fitted_delta(
+        self, rows: torch.Tensor, losses: torch.Tensor, k: int, temperature: float = DEFAULT_TEMPERATURE
+    ) -> dict[str, torch.Tensor]:
         """The mean delta of the `k` of stored `rows` with the lowest support `losses`, weighted by
         softmax(-loss / temperature); a non-finite loss (a diverged stored model) never counts."""
         losses = torch.where(self.usable[rows], losses.double(), torch.tensor(math.inf, dtype=torch.float64))
         if not bool(losses.isfinite().any()):
-            raise KnowledgeBaseError(self.source, f"none of the {len(rows)} nearest stored tasks' models gives a "
-                                                  f"finite loss on this support set: nothing to warm-start from")
+            raise KnowledgeBaseError(
+                self.source,
+                f"none of the {len(rows)} nearest stored tasks' models gives a "
+                f"finite loss on this support set: nothing to warm-start from",
+            )
         best = torch.topk(torch.nan_to_num(losses, nan=math.inf, posinf=math.inf), min(k, len(rows)), largest=False)
         finite = best.values.isfinite()  # fewer than k finite: the others would add 0 * NaN
         return self._weighted_delta(rows[best.indices[finite]], fit_weights(best.values[finite], temperature))
 
     def _check_deltas(self) -> None:
         if self.header.delta_size == 0:
-            raise KnowledgeBaseError(self.source, "its records keep no adapted parameters (an algorithm "
-                                                  "without an inner loop, such as protonet): nothing to "
-                                                  "warm-start from")
+            raise KnowledgeBaseError(
+                self.source,
+                "its records keep no adapted parameters (an algorithm "
+                "without an inner loop, such as protonet): nothing to "
+                "warm-start from",
+            )
 
     def _weighted_delta(self, rows: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
         deltas = self.records.adapted_delta[rows].double()

@@ -39,8 +39,9 @@ def shard(num_tasks: int, rank: int, world: int) -> range:
     return range(rank, num_tasks, world)
 
 
-def adapted_layout(algorithm: MetaAlgorithm,
-                   meta_params: Params) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
+def adapted_layout(
+    algorithm: MetaAlgorithm, meta_params: Params
+) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
     """Names and shapes of what a warm start can start from: the adapted model parameters
     (all of them for the MAML family, the head for ANIL; none for ProtoNets' prototypes)."""
     model = algorithm.model_parameters(meta_params)
@@ -50,10 +51,19 @@ def adapted_layout(algorithm: MetaAlgorithm,
     return names, tuple(tuple(model[name].shape) for name in names)
 
 
-def build_records(algorithm: MetaAlgorithm, meta_params: Params, distribution: TaskDistribution, *,
-                  run_seed: int, split: str, indices: range, inner_steps: int, spec: EmbeddingSpec,
-                  store_steps: int = DEFAULT_STORE_STEPS,
-                  family_of: Callable[[int], str | None] | None = None) -> TaskRecords:
+def build_records(
+    algorithm: MetaAlgorithm,
+    meta_params: Params,
+    distribution: TaskDistribution,
+    *,
+    run_seed: int,
+    split: str,
+    indices: range,
+    inner_steps: int,
+    spec: EmbeddingSpec,
+    store_steps: int = DEFAULT_STORE_STEPS,
+    family_of: Callable[[int], str | None] | None = None,
+) -> TaskRecords:
     """Adapt to tasks `indices` of the build stream of `split`; one row each: its embedding (support set
     alone), the delta of `store_steps` steps on the whole task, query loss and score before and after
     `inner_steps` steps on the support set."""
@@ -63,10 +73,14 @@ def build_records(algorithm: MetaAlgorithm, meta_params: Params, distribution: T
     for index in indices:
         seed = task_seed(run_seed, split, BUILD_STREAM, index)
         support_x, support_y, query_x, query_y = distribution.sample(1, seed).to(device).tensors()
-        tasks.append(StoredTask(index, seed, family_of(seed) if family_of else None,
-                                support_x[0], support_y[0], query_x[0], query_y[0]))
-    return records_of_tasks(algorithm, meta_params, tasks, split=split, inner_steps=inner_steps, spec=spec,
-                            store_steps=store_steps)
+        tasks.append(
+            StoredTask(
+                index, seed, family_of(seed) if family_of else None, support_x[0], support_y[0], query_x[0], query_y[0]
+            )
+        )
+    return records_of_tasks(
+        algorithm, meta_params, tasks, split=split, inner_steps=inner_steps, spec=spec, store_steps=store_steps
+    )
 
 
 @dataclass(frozen=True)
@@ -82,8 +96,16 @@ class StoredTask:
     query_y: torch.Tensor
 
 
-def records_of_tasks(algorithm: MetaAlgorithm, meta_params: Params, tasks: list[StoredTask], *, split: str,
-                     inner_steps: int, spec: EmbeddingSpec, store_steps: int = DEFAULT_STORE_STEPS) -> TaskRecords:
+def records_of_tasks(
+    algorithm: MetaAlgorithm,
+    meta_params: Params,
+    tasks: list[StoredTask],
+    *,
+    split: str,
+    inner_steps: int,
+    spec: EmbeddingSpec,
+    store_steps: int = DEFAULT_STORE_STEPS,
+) -> TaskRecords:
     """One row per task: its embedding, its whole-task delta, its query loss and score before and after."""
     names, _ = adapted_layout(algorithm, meta_params)
     embeddings, deltas = [], []
@@ -92,25 +114,43 @@ def records_of_tasks(algorithm: MetaAlgorithm, meta_params: Params, tasks: list[
         support_x, support_y, query_x, query_y = task.support_x, task.support_y, task.query_x, task.query_y
         embeddings.append(task_embedding(spec, algorithm, meta_params, support_x, support_y))
         adapted = algorithm.adapt(meta_params, support_x, support_y, inner_steps, differentiable=False)
-        deltas.append(whole_task_delta(algorithm, meta_params, names, store_steps,
-                                       torch.cat([support_x, query_x]), torch.cat([support_y, query_y])))
+        deltas.append(
+            whole_task_delta(
+                algorithm,
+                meta_params,
+                names,
+                store_steps,
+                torch.cat([support_x, query_x]),
+                torch.cat([support_y, query_y]),
+            )
+        )
         with torch.no_grad():
-            for when, state in (("before", algorithm.adapt(meta_params, support_x, support_y, 0, False)),
-                                ("after", adapted)):
+            for when, state in (
+                ("before", algorithm.adapt(meta_params, support_x, support_y, 0, False)),
+                ("after", adapted),
+            ):
                 outputs = algorithm.predict(meta_params, state, query_x)
                 metrics[f"loss_{when}"].append(float(algorithm.loss(outputs, query_y)))
                 metrics[f"score_{when}"].append(float(algorithm.score(outputs, query_y)))
     return TaskRecords(
-        task_index=[task.index for task in tasks], task_seed=[task.seed for task in tasks],
-        split=[split] * len(tasks), family=[task.family for task in tasks],
+        task_index=[task.index for task in tasks],
+        task_seed=[task.seed for task in tasks],
+        split=[split] * len(tasks),
+        family=[task.family for task in tasks],
         embedding=torch.stack(embeddings) if embeddings else torch.zeros(0, spec.size),
         adapted_delta=torch.stack(deltas) if deltas else torch.zeros(0, 0, dtype=torch.float16),
         metrics={name: torch.tensor(values, dtype=torch.float64) for name, values in metrics.items()},
     )
 
 
-def whole_task_delta(algorithm: MetaAlgorithm, meta_params: Params, names: tuple[str, ...], steps: int,
-                     task_x: torch.Tensor, task_y: torch.Tensor) -> torch.Tensor:
+def whole_task_delta(
+    algorithm: MetaAlgorithm,
+    meta_params: Params,
+    names: tuple[str, ...],
+    steps: int,
+    task_x: torch.Tensor,
+    task_y: torch.Tensor,
+) -> torch.Tensor:
     if not names:
         return torch.zeros(0, dtype=torch.float16)
     return flat_delta(meta_params, algorithm.adapt(meta_params, task_x, task_y, steps, differentiable=False), names)
@@ -124,10 +164,29 @@ def flat_delta(meta_params: Params, adapted: Params, names: tuple[str, ...]) -> 
     return torch.cat(pieces).cpu().to(torch.float16)
 
 
-def build_header(algorithm: MetaAlgorithm, meta_params: Params, *, run: str, config_hash: str, step: int,
-                 spec: EmbeddingSpec, inner_steps: int, store_steps: int = DEFAULT_STORE_STEPS,
-                 writer: str = "") -> StoreHeader:
+def build_header(
+    algorithm: MetaAlgorithm,
+    meta_params: Params,
+    *,
+    run: str,
+    config_hash: str,
+    step: int,
+    spec: EmbeddingSpec,
+    inner_steps: int,
+    store_steps: int = DEFAULT_STORE_STEPS,
+    writer: str = "",
+) -> StoreHeader:
     names, shapes = adapted_layout(algorithm, meta_params)
-    return StoreHeader(run=run, config_hash=config_hash, step=step, embedding_kind=spec.kind,
-                       embedding_size=spec.size, projection_seed=spec.projection_seed, inner_steps=inner_steps,
-                       store_steps=store_steps, adapted_names=names, adapted_shapes=shapes, writer=writer)
+    return StoreHeader(
+        run=run,
+        config_hash=config_hash,
+        step=step,
+        embedding_kind=spec.kind,
+        embedding_size=spec.size,
+        projection_seed=spec.projection_seed,
+        inner_steps=inner_steps,
+        store_steps=store_steps,
+        adapted_names=names,
+        adapted_shapes=shapes,
+        writer=writer,
+    )

@@ -36,9 +36,15 @@ def kb_build(args) -> int:
         raise DistmetaError(f"--writers/--workers: must be in [1, --tasks], got {args.writers}")
     learner = load(args.run, device=args.device)
     spec = build_spec(KnowledgeStore(learner.run_dir), learner, args.embedding, args.size)
-    request = BuildRequest(args.tasks, args.split, spec.kind, spec.size,
-                           learner.algorithm.test_inner_steps if args.inner_steps is None else args.inner_steps,
-                           args.store_steps, args.writers)
+    request = BuildRequest(
+        args.tasks,
+        args.split,
+        spec.kind,
+        spec.size,
+        learner.algorithm.test_inner_steps if args.inner_steps is None else args.inner_steps,
+        args.store_steps,
+        args.writers,
+    )
     started = time.perf_counter()
     if args.workers:
         from distmeta.runtime.knowledge import build_on_ray
@@ -48,8 +54,10 @@ def kb_build(args) -> int:
         written = [write_shard(learner, request, rank) for rank in range(request.writers)]
     for path, rows in written:
         print(f"wrote {rows} record(s) to {path}")
-    print(f"{args.tasks} task(s) of the {args.split} split at step {learner.step}, {spec.kind} embedding of "
-          f"{spec.size}, {request.inner_steps} inner step(s), in {time.perf_counter() - started:.1f} s")
+    print(
+        f"{args.tasks} task(s) of the {args.split} split at step {learner.step}, {spec.kind} embedding of "
+        f"{spec.size}, {request.inner_steps} inner step(s), in {time.perf_counter() - started:.1f} s"
+    )
     return 0
 
 
@@ -72,26 +80,44 @@ def write_shard(learner: Learner, request: BuildRequest, rank: int) -> tuple[str
     if learner.run_dir is None:
         raise DistmetaError("this learner has no run folder to build a knowledge store in: load it from a run")
     spec = EmbeddingSpec(request.embedding, request.size, learner.config.seed)
-    records = build_records(learner.algorithm, learner.meta_params, learner.experiment.tasks(request.split),
-                            run_seed=learner.config.seed, split=request.split,
-                            indices=shard(request.tasks, rank, request.writers), inner_steps=request.inner_steps,
-                            store_steps=request.store_steps, spec=spec)
-    header = build_header(learner.algorithm, learner.meta_params, run=learner.run_dir.name,
-                          config_hash=config_hash(learner.config), step=learner.step, spec=spec,
-                          inner_steps=request.inner_steps, store_steps=request.store_steps,
-                          writer=f"kb-build-{rank}-of-{request.writers}")
+    records = build_records(
+        learner.algorithm,
+        learner.meta_params,
+        learner.experiment.tasks(request.split),
+        run_seed=learner.config.seed,
+        split=request.split,
+        indices=shard(request.tasks, rank, request.writers),
+        inner_steps=request.inner_steps,
+        store_steps=request.store_steps,
+        spec=spec,
+    )
+    header = build_header(
+        learner.algorithm,
+        learner.meta_params,
+        run=learner.run_dir.name,
+        config_hash=config_hash(learner.config),
+        step=learner.step,
+        spec=spec,
+        inner_steps=request.inner_steps,
+        store_steps=request.store_steps,
+        writer=f"kb-build-{rank}-of-{request.writers}",
+    )
     return str(KnowledgeStore(learner.run_dir).append(header, records)), len(records)
 
 
 def build_spec(store: KnowledgeStore, learner: Learner, kind: str | None, size: int | None) -> EmbeddingSpec:
     """The embedding of a build: as asked, else the one the store's records of this step use, else the default."""
     existing = [header for header, _ in store.read(config_hash(learner.config)) if header.step == learner.step]
-    spec = EmbeddingSpec(kind or (existing[0].embedding_kind if existing else EmbeddingSpec.kind),
-                         size or (existing[0].embedding_size if existing else EmbeddingSpec.size),
-                         learner.config.seed)
+    spec = EmbeddingSpec(
+        kind or (existing[0].embedding_kind if existing else EmbeddingSpec.kind),
+        size or (existing[0].embedding_size if existing else EmbeddingSpec.size),
+        learner.config.seed,
+    )
     if existing and (existing[0].embedding_kind, existing[0].embedding_size) != (spec.kind, spec.size):
-        raise DistmetaError(f"--embedding/--size: the store already holds {existing[0].embedding_kind} embeddings "
-                            f"of size {existing[0].embedding_size} for step {learner.step}; one step has one space")
+        raise DistmetaError(
+            f"--embedding/--size: the store already holds {existing[0].embedding_kind} embeddings "
+            f"of size {existing[0].embedding_size} for step {learner.step}; one step has one space"
+        )
     return spec
 
 
@@ -99,16 +125,20 @@ def kb_stats(args) -> int:
     learner = load(args.run, device="cpu")
     store = KnowledgeStore(learner.run_dir)
     parts = store.read(config_hash(learner.config))
-    print(f"{store.folder}: {len(parts)} file(s), {sum(len(records) for _, records in parts)} record(s); "
-          f"the learner is at step {learner.step}")
+    print(
+        f"{store.folder}: {len(parts)} file(s), {sum(len(records) for _, records in parts)} record(s); "
+        f"the learner is at step {learner.step}"
+    )
     for step in sorted({header.step for header, _ in parts}):
         header, records = store.load(config_hash(learner.config), step)
         state = "current" if step == learner.step else "stale: older meta-parameters"
         metric = "accuracy" if learner.config.is_classification else "mse"
-        print(f"step {step} ({state}): {len(records)} record(s), {header.embedding_kind} embedding of "
-              f"{header.embedding_size}, {header.inner_steps} inner step(s) (stored adaptations: "
-              f"{header.store_steps} step(s) on the whole task); query {metric} before adaptation "
-              f"{finite_mean(records.metrics['score_before'])}, after {finite_mean(records.metrics['score_after'])}")
+        print(
+            f"step {step} ({state}): {len(records)} record(s), {header.embedding_kind} embedding of "
+            f"{header.embedding_size}, {header.inner_steps} inner step(s) (stored adaptations: "
+            f"{header.store_steps} step(s) on the whole task); query {metric} before adaptation "
+            f"{finite_mean(records.metrics['score_before'])}, after {finite_mean(records.metrics['score_after'])}"
+        )
         families = family_counts(records.family)
         if families:
             print("  families: " + ", ".join(f"{name} {count}" for name, count in families.items()))
@@ -118,8 +148,10 @@ def kb_stats(args) -> int:
         if importlib.util.find_spec("matplotlib") is None:
             print("no plot: matplotlib is not installed (pip install 'distmeta[plot]')")
             return 0
-        title = f"{learner.run_dir.name}: {len(records)} tasks at step {learner.step} ({header.embedding_kind} " \
-                f"embedding, PCA)"
+        title = (
+            f"{learner.run_dir.name}: {len(records)} tasks at step {learner.step} ({header.embedding_kind} "
+            f"embedding, PCA)"
+        )
         location(path).write_with(lambda file: plot_embeddings(file, records.embedding, records.family, title))
         print(f"plot: {path}")
     return 0
@@ -152,8 +184,10 @@ def kb_query(args) -> int:
     similar = learner.similar_tasks(support_x, support_y, args.k)
     print(f"{'rank':>4} | {args.metric + ' distance':>18} | {'task':>6} | {'family':>12} | query loss after")
     for rank, task in enumerate(similar, 1):
-        print(f"{rank:>4} | {task.distance:>18.4f} | {task.task_index:>6} | {task.family or '-':>12} | "
-              f"{task.loss_after:.4f}")
+        print(
+            f"{rank:>4} | {task.distance:>18.4f} | {task.task_index:>6} | {task.family or '-':>12} | "
+            f"{task.loss_after:.4f}"
+        )
     if learner.knowledge.header.delta_size:
         steps = learner.algorithm.test_inner_steps if args.inner_steps is None else args.inner_steps
         for warm_start in (None, "knowledge"):

@@ -52,8 +52,9 @@ class EmbeddingSpec:
             raise ValueError(f"embedding size must be positive, got {self.size}")
 
 
-def task_embedding(spec: EmbeddingSpec, algorithm: MetaAlgorithm, meta_params: Params,
-                   support_x: torch.Tensor, support_y: torch.Tensor) -> torch.Tensor:
+def task_embedding(
+    spec: EmbeddingSpec, algorithm: MetaAlgorithm, meta_params: Params, support_x: torch.Tensor, support_y: torch.Tensor
+) -> torch.Tensor:
     """The `spec.size`-long embedding of one task (no task dimension), on the CPU, float32."""
     if spec.kind == "features":
         raw = feature_vector(algorithm, meta_params, support_x, support_y)
@@ -94,8 +95,10 @@ def adapted_vector(algorithm: MetaAlgorithm, meta_params: Params, support_x, sup
     adapted = algorithm.adapt(meta_params, support_x, support_y, algorithm.test_inner_steps, differentiable=False)
     names = [name for name in embedded_parameter_names(algorithm, meta_params) if name in adapted]
     if not names:
-        raise ValueError(f"the adapted embedding needs adapted body parameters; {algorithm.name} adapts only "
-                         f"the head of a classifier, whose rows follow the label order (use features)")
+        raise ValueError(
+            f"the adapted embedding needs adapted body parameters; {algorithm.name} adapts only "
+            f"the head of a classifier, whose rows follow the label order (use features)"
+        )
     return torch.cat([(adapted[name] - meta_params[name]).reshape(-1) for name in names])
 
 
@@ -112,4 +115,4 @@ def embedded_parameter_names(algorithm: MetaAlgorithm, meta_params: Params) -> l
 def projection(in_size: int, out_size: int, seed: int) -> torch.Tensor:
     """A fixed Gaussian (in_size, out_size) matrix from `seed`, scaled to keep lengths (Johnson-Lindenstrauss)."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(in_size, out_size, generator=generator) / out_size ** 0.5
+    return torch.randn(in_size, out_size, generator=generator) / out_size**0.5

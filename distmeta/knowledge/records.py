@@ -54,8 +54,15 @@ class StoreHeader:
 
     def same_space(self, other: StoreHeader) -> bool:
         """True when embeddings and deltas of the two can sit in one index."""
-        keys = ("config_hash", "step", "embedding_kind", "embedding_size", "projection_seed", "adapted_names",
-                "adapted_shapes")
+        keys = (
+            "config_hash",
+            "step",
+            "embedding_kind",
+            "embedding_size",
+            "projection_seed",
+            "adapted_names",
+            "adapted_shapes",
+        )
         return all(getattr(self, key) == getattr(other, key) for key in keys)
 
 
@@ -112,6 +119,6 @@ def split_delta(header: StoreHeader, delta: torch.Tensor) -> dict[str, torch.Ten
     values, start = {}, 0
     for name, shape in zip(header.adapted_names, header.adapted_shapes):
         size = math.prod(shape)
-        values[name] = delta[start:start + size].float().reshape(shape)
+        values[name] = delta[start : start + size].float().reshape(shape)
         start += size
     return values

@@ -50,8 +50,9 @@ class KnowledgeStore:
         if len(records) == 0:
             raise KnowledgeBaseError(self.folder, "no records to append")
         if records.embedding.shape[1] != header.embedding_size:
-            raise KnowledgeBaseError(self.folder, f"embeddings of size {records.embedding.shape[1]}, "
-                                                  f"the header says {header.embedding_size}")
+            raise KnowledgeBaseError(
+                self.folder, f"embeddings of size {records.embedding.shape[1]}, the header says {header.embedding_size}"
+            )
         table = to_table(header, records)
         writer = re.sub(r"[^A-Za-z0-9_.]", "_", header.writer or default_writer())
         target = location(self.folder) / f"step_{header.step:08d}-{writer}-{uuid.uuid4().hex[:8]}.parquet"
@@ -70,10 +71,13 @@ class KnowledgeStore:
         if config_hash is not None:
             for path, (header, _) in zip(paths, parts):
                 if header.config_hash != config_hash:
-                    raise KnowledgeBaseError(path, f"was written for config hash {header.config_hash} "
-                                                   f"(run {header.run}), not this run's {config_hash}: "
-                                                   f"its embeddings live in another space; move it out of "
-                                                   f"{self.folder}")
+                    raise KnowledgeBaseError(
+                        path,
+                        f"was written for config hash {header.config_hash} "
+                        f"(run {header.run}), not this run's {config_hash}: "
+                        f"its embeddings live in another space; move it out of "
+                        f"{self.folder}",
+                    )
         return parts
 
     def steps(self, config_hash: str | None = None) -> list[int]:
@@ -85,17 +89,24 @@ class KnowledgeStore:
         chosen = [(header, records) for header, records in parts if header.step == step]
         if not chosen:
             found = sorted({header.step for header, _ in parts})
-            built = f"it holds records of steps {found} (stale: computed with older meta-parameters)" if found \
+            built = (
+                f"it holds records of steps {found} (stale: computed with older meta-parameters)"
+                if found
                 else "it holds no records"
-            raise KnowledgeBaseError(self.folder, f"no records of step {step}: {built}; fill it with "
-                                                  f"`distmeta kb build RUN --tasks N`")
+            )
+            raise KnowledgeBaseError(
+                self.folder, f"no records of step {step}: {built}; fill it with `distmeta kb build RUN --tasks N`"
+            )
         first = chosen[0][0]
         for path_header, _ in chosen[1:]:
             if not first.same_space(path_header):
-                raise KnowledgeBaseError(self.folder, f"files of step {step} disagree on the embedding "
-                                                      f"({first.embedding_kind}/{first.embedding_size} vs "
-                                                      f"{path_header.embedding_kind}/{path_header.embedding_size})"
-                                                      f" or the adapted parameters")
+                raise KnowledgeBaseError(
+                    self.folder,
+                    f"files of step {step} disagree on the embedding "
+                    f"({first.embedding_kind}/{first.embedding_size} vs "
+                    f"{path_header.embedding_kind}/{path_header.embedding_size})"
+                    f" or the adapted parameters",
+                )
         return first, TaskRecords.concat([records for _, records in chosen])
 
 
@@ -128,8 +139,11 @@ def read_file(path: Path | Location) -> tuple[StoreHeader, TaskRecords]:
     try:
         table = pq.read_table(path.path, filesystem=path.filesystem)
     except (pa.ArrowException, OSError) as error:
-        raise KnowledgeBaseError(path, f"unreadable knowledge file (truncated or corrupt: {error}); "
-                                       f"the store's other files are untouched: move this one away") from error
+        raise KnowledgeBaseError(
+            path,
+            f"unreadable knowledge file (truncated or corrupt: {error}); "
+            f"the store's other files are untouched: move this one away",
+        ) from error
     metadata = table.schema.metadata or {}
     if HEADER_KEY not in metadata:
         raise KnowledgeBaseError(path, "is not a distmeta knowledge file: no header in its metadata")

@@ -50,13 +50,18 @@ def fit_weights(losses: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.softmax(scores, dim=0)
 
 
-def support_loss_of(algorithm: MetaAlgorithm, meta_params: Params, support_x: torch.Tensor,
-                    support_y: torch.Tensor) -> SupportLoss:
+def support_loss_of(
+    algorithm: MetaAlgorithm, meta_params: Params, support_x: torch.Tensor, support_y: torch.Tensor
+) -> SupportLoss:
     """The `SupportLoss` of a task: a stored delta's model evaluated on this support set, unadapted."""
+
     def loss(delta: dict[str, torch.Tensor]) -> float:
-        start = {**meta_params, **{name: meta_params[name] + value.to(meta_params[name])
-                                   for name, value in delta.items()}}
+        start = {
+            **meta_params,
+            **{name: meta_params[name] + value.to(meta_params[name]) for name, value in delta.items()},
+        }
         with torch.no_grad():
             state = algorithm.adapt(start, support_x, support_y, 0, differentiable=False)
             return float(algorithm.loss(algorithm.predict(start, state, support_x), support_y))
+
     return loss

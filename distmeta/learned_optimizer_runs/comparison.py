@@ -35,7 +35,7 @@ from distmeta.training.progress import column_table
 BASELINES = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam}
 GRID = tuple(10 ** (exponent / 4) for exponent in range(-10, 5))
 """10^-2.5 .. 10^1 in quarter decades: every baseline's learning-rate grid."""
-TUNING_STEP = 10 ** 6
+TUNING_STEP = 10**6
 """The meta-step index of the tuning tasks' seeds: past any meta-training step."""
 T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
 """Student t quantiles for a 95% interval of a mean over n tasks (1.96 beyond 10)."""
@@ -63,16 +63,25 @@ def compare(config: Config, meta_params: Params, tasks: int, steps: int, grid=GR
     tuning_seeds = [optimisee_seed(config.seed, "train", TUNING_STEP, index) for index in range(section.tuning_tasks)]
     started = time.perf_counter()
     learned = make_rule(section.rule).bind(meta_params)
-    results = [OptimizerResult(f"learned {section.rule}", None, loss_curves(learned, test_family, test_seeds, steps),
-                               time.perf_counter() - started)]
+    results = [
+        OptimizerResult(
+            f"learned {section.rule}",
+            None,
+            loss_curves(learned, test_family, test_seeds, steps),
+            time.perf_counter() - started,
+        )
+    ]
     for name, make in BASELINES.items():
         started = time.perf_counter()
         rate, scores = tune_learning_rate(make, train_family, tuning_seeds, section.unroll_length, grid)
         tuned = time.perf_counter() - started
         started = time.perf_counter()
         curves = loss_curves(make(rate), test_family, test_seeds, steps)
-        results.append(OptimizerResult(name, rate, curves, time.perf_counter() - started,
-                                       {f"{r:g}": s for r, s in scores.items()}, tuned))
+        results.append(
+            OptimizerResult(
+                name, rate, curves, time.perf_counter() - started, {f"{r:g}": s for r, s in scores.items()}, tuned
+            )
+        )
     return results
 
 
@@ -84,8 +93,11 @@ def log10_mean(losses: torch.Tensor) -> dict:
     mean, count = losses.mean().item(), losses.numel()
     half = T_975.get(count, 1.96) * losses.std().item() / math.sqrt(count) if count > 1 else 0.0
     low = math.log10(mean - half) if mean - half > 0 else None
-    return {"log10_mean": math.log10(mean) if mean > 0 else -math.inf, "interval": [low, math.log10(mean + half)],
-            "diverged": False}
+    return {
+        "log10_mean": math.log10(mean) if mean > 0 else -math.inf,
+        "interval": [low, math.log10(mean + half)],
+        "diverged": False,
+    }
 
 
 def steps_to_reach(curves: torch.Tensor, target: float) -> int | None:
@@ -109,16 +121,21 @@ def report(config: Config, results: list[OptimizerResult], steps: int) -> dict:
     entries = {}
     for result in results:
         entries[result.name] = {
-            "learning_rate": result.learning_rate, "seconds": result.seconds,
+            "learning_rate": result.learning_rate,
+            "seconds": result.seconds,
             **{f"step_{step}": log10_mean(result.curves[:, step]) for step in at},
             "steps_to_target": steps_to_reach(result.curves, target),
             "final_losses": result.curves[:, -1].tolist(),
             "mean_curve": result.curves.double().mean(0).tolist(),
             **({"tuning_log10": result.tuning, "tuning_seconds": result.tuning_seconds} if result.tuning else {}),
         }
-    return {"steps": steps, "reported_steps": at, "target_loss": target,
-            "target": f"the best tuned baseline's mean loss at step {min(unroll_length, steps)}",
-            "results": entries}
+    return {
+        "steps": steps,
+        "reported_steps": at,
+        "target_loss": target,
+        "target": f"the best tuned baseline's mean loss at step {min(unroll_length, steps)}",
+        "results": entries,
+    }
 
 
 def table(record: dict) -> str:
@@ -155,9 +172,10 @@ def write_plot(path: Path, results: list[OptimizerResult], title: str) -> None:
         steps = range(curves.shape[1])
         label = result.name if result.learning_rate is None else f"{result.name} (lr {result.learning_rate:.3g})"
         width = 2 if result.learning_rate is None else 1
-        line, = axes.plot(steps, curves.mean(0).numpy(), label=label, linewidth=width)
-        axes.fill_between(steps, curves.min(0).values.numpy(), curves.max(0).values.numpy(), color=line.get_color(),
-                          alpha=0.15)
+        (line,) = axes.plot(steps, curves.mean(0).numpy(), label=label, linewidth=width)
+        axes.fill_between(
+            steps, curves.min(0).values.numpy(), curves.max(0).values.numpy(), color=line.get_color(), alpha=0.15
+        )
     axes.set_yscale("log")
     axes.set_xlabel("optimisee step")
     axes.set_ylabel("loss (mean over tasks; band: min .. max)")
@@ -170,9 +188,16 @@ def write_plot(path: Path, results: list[OptimizerResult], title: str) -> None:
     plt.close(figure)
 
 
-def evaluate_run(payload: dict, config: Config, tasks: int | None = None, steps: int | None = None,
-                 json_path: Path | None = None, plot_path: Path | None = None, command: str = "",
-                 print_fn=print) -> dict:
+def evaluate_run(
+    payload: dict,
+    config: Config,
+    tasks: int | None = None,
+    steps: int | None = None,
+    json_path: Path | None = None,
+    plot_path: Path | None = None,
+    command: str = "",
+    print_fn=print,
+) -> dict:
     """`distmeta eval` of a learned-optimiser checkpoint: compare, print the table, write JSON and PNG
     (by default `eval_<task>.json` / `.png` beside the checkpoint's run folder)."""
     section = config.algorithm.learned_optimizer
@@ -185,15 +210,24 @@ def evaluate_run(payload: dict, config: Config, tasks: int | None = None, steps:
     run_dir = run_folder(Path(payload["path"]))
     json_path = json_path or run_dir / f"eval_{config.task.name}.json"
     plot_path = plot_path or json_path.with_suffix(".png")
-    print_fn(f"{payload['path']}: step {payload['step']}, learned {section.rule} on {config.task.name}; "
-             f"{tasks} held-out task(s), {steps} optimisee steps; baselines tuned on {section.tuning_tasks} "
-             f"meta-train task(s) over {len(GRID)} learning rates")
+    print_fn(
+        f"{payload['path']}: step {payload['step']}, learned {section.rule} on {config.task.name}; "
+        f"{tasks} held-out task(s), {steps} optimisee steps; baselines tuned on {section.tuning_tasks} "
+        f"meta-train task(s) over {len(GRID)} learning rates"
+    )
     with one_torch_thread():
         results = compare(config, payload["meta_parameters"], tasks, steps)
-    record = {"command": command, "checkpoint": payload["path"], "meta_steps": payload["step"],
-              "task": config.task.name, "rule": section.rule, "tasks": tasks,
-              "test_seeds": [optimisee_seed(config.seed, "test", 0, index) for index in range(tasks)],
-              "grid": list(GRID), **report(config, results, steps)}
+    record = {
+        "command": command,
+        "checkpoint": payload["path"],
+        "meta_steps": payload["step"],
+        "task": config.task.name,
+        "rule": section.rule,
+        "tasks": tasks,
+        "test_seeds": [optimisee_seed(config.seed, "test", 0, index) for index in range(tasks)],
+        "grid": list(GRID),
+        **report(config, results, steps),
+    }
     print_fn(table(record))
     print_fn(f"target: {record['target']} = {record['target_loss']:.4g}")
     json_path.parent.mkdir(parents=True, exist_ok=True)

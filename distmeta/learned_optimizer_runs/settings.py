@@ -18,8 +18,13 @@ from distmeta.tasks.optimisee import OptimiseeFamily
 from distmeta.tasks.quadratic import ENTRIES, QuadraticFamily
 
 SECTION = "algorithm.learned_optimizer"
-CONFIG_FIELD = {"optimizer": f"{SECTION}.rule", "unrolls": "train.meta_batch_size", "meta_steps": "train.steps",
-                "meta_lr": "train.meta_lr", "seed": "seed"}
+CONFIG_FIELD = {
+    "optimizer": f"{SECTION}.rule",
+    "unrolls": "train.meta_batch_size",
+    "meta_steps": "train.steps",
+    "meta_lr": "train.meta_lr",
+    "seed": "seed",
+}
 """The config's name of each `MetaTrainingSettings` field not named `<SECTION>.<field>`."""
 FEW_SHOT_FIELDS = ("inner_lr", "inner_steps", "test_inner_steps", "first_order", "inner_batch_size")
 """Fields of the algorithm section that only the few-shot algorithms read."""
@@ -32,30 +37,39 @@ def check_learned_optimizer_config(config: Config) -> None:
     name, task = config.algorithm.name, config.task.name
     if not config.learns_update_rule:
         if task in OPTIMISEE_TASKS:
-            raise ConfigError("algorithm.name", f"{task} tasks are optimisees: they meta-train "
-                                                f"{LEARNED_OPTIMIZER}, not {name}")
+            raise ConfigError(
+                "algorithm.name", f"{task} tasks are optimisees: they meta-train {LEARNED_OPTIMIZER}, not {name}"
+            )
         if config.algorithm.learned_optimizer != LearnedOptimizerConfig():
             raise ConfigError(SECTION, f"only {LEARNED_OPTIMIZER} reads it; {name} does not (remove the section)")
         return
     if task not in OPTIMISEE_TASKS:
-        raise ConfigError("task.name", f"{LEARNED_OPTIMIZER} trains on optimisee tasks ({', '.join(OPTIMISEE_TASKS)}), "
-                                       f"not {task}")
+        raise ConfigError(
+            "task.name", f"{LEARNED_OPTIMIZER} trains on optimisee tasks ({', '.join(OPTIMISEE_TASKS)}), not {task}"
+        )
     defaults = AlgorithmConfig()
     for field in FEW_SHOT_FIELDS:
         if getattr(config.algorithm, field) != getattr(defaults, field):
-            raise ConfigError(f"algorithm.{field}", f"{LEARNED_OPTIMIZER} has no few-shot inner loop to set; its "
-                                                    f"settings are under {SECTION} (leave {field} at "
-                                                    f"{getattr(defaults, field)!r})")
+            raise ConfigError(
+                f"algorithm.{field}",
+                f"{LEARNED_OPTIMIZER} has no few-shot inner loop to set; its "
+                f"settings are under {SECTION} (leave {field} at "
+                f"{getattr(defaults, field)!r})",
+            )
     if config.train.device == "cuda":
-        raise ConfigError("train.device", "a learned optimiser is meta-trained on the CPU (its optimisee tasks "
-                                          "are small CPU tensors); use cpu or auto")
+        raise ConfigError(
+            "train.device",
+            "a learned optimiser is meta-trained on the CPU (its optimisee tasks "
+            "are small CPU tensors); use cpu or auto",
+        )
     _check_section(config.algorithm.learned_optimizer)
     _check_family(config)
     try:
         meta_training_settings(config).check()
     except ConfigError as error:
-        raise ConfigError(CONFIG_FIELD.get(error.field, f"{SECTION}.{error.field}"),
-                          str(error).split(": ", 1)[1]) from None
+        raise ConfigError(
+            CONFIG_FIELD.get(error.field, f"{SECTION}.{error.field}"), str(error).split(": ", 1)[1]
+        ) from None
 
 
 def _check_section(section: LearnedOptimizerConfig) -> None:
@@ -78,8 +92,9 @@ def _check_family(config: Config) -> None:
     if not quadratic.init_std >= 0:
         raise ConfigError("task.quadratic.init_std", f"must be 0 or more, got {quadratic.init_std}")
     if quadratic.entries not in ENTRIES:
-        raise ConfigError("task.quadratic.entries", f"unknown value {quadratic.entries!r} (choose from "
-                                                    f"{', '.join(ENTRIES)})")
+        raise ConfigError(
+            "task.quadratic.entries", f"unknown value {quadratic.entries!r} (choose from {', '.join(ENTRIES)})"
+        )
     for field in ("hidden", "batch_size"):
         if getattr(digits, field) < 1:
             raise ConfigError(f"task.digits.{field}", f"must be at least 1, got {getattr(digits, field)}")
@@ -89,9 +104,14 @@ def meta_training_settings(config: Config):
     """The `MetaTrainingSettings` the config describes (the pure-torch meta-trainer's)."""
     section = config.algorithm.learned_optimizer
     shared = {field.name for field in dataclasses.fields(MetaTrainingSettings)} & set(dataclasses.asdict(section))
-    return MetaTrainingSettings(optimizer=section.rule, unrolls=config.train.meta_batch_size,
-                                meta_steps=config.train.steps, meta_lr=config.train.meta_lr, seed=config.seed,
-                                **{field: getattr(section, field) for field in shared})
+    return MetaTrainingSettings(
+        optimizer=section.rule,
+        unrolls=config.train.meta_batch_size,
+        meta_steps=config.train.steps,
+        meta_lr=config.train.meta_lr,
+        seed=config.seed,
+        **{field: getattr(section, field) for field in shared},
+    )
 
 
 def optimisee_family(config: Config, split: str, width: int = 1) -> OptimiseeFamily:

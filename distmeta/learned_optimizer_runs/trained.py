@@ -1,7 +1,7 @@
 """A trained learned optimiser, as `distmeta.load(run)` returns it for a learned-optimiser run.
 
-    trained = distmeta.load("runs/quadratic-lstm")
-    optimizer = trained.optimizer(model.parameters())   # a torch.optim.Optimizer
+trained = distmeta.load("runs/quadratic-lstm")
+optimizer = trained.optimizer(model.parameters())   # a torch.optim.Optimizer
 """
 
 from __future__ import annotations
@@ -37,5 +37,7 @@ class TrainedOptimizer:
         return self.rule.bind(self.meta_params)
 
     def __repr__(self) -> str:
-        return (f"TrainedOptimizer({self.config.algorithm.learned_optimizer.rule} on {self.config.task.name}, "
-                f"{self.step} meta-steps)")
+        return (
+            f"TrainedOptimizer({self.config.algorithm.learned_optimizer.rule} on {self.config.task.name}, "
+            f"{self.step} meta-steps)"
+        )

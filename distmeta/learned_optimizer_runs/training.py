@@ -127,8 +127,9 @@ def initial_state(run: OptimizerRun, indices: range, checkpoint: dict | None = N
     return RunState(params, optimizer, checkpoint["step"], unroll_states_of(checkpoint, indices))
 
 
-def rank_meta_step(run: OptimizerRun, state: RunState, rank: int, world_size: int,
-                   clock: StepClock | None = None) -> StepMetrics:
+def rank_meta_step(
+    run: OptimizerRun, state: RunState, rank: int, world_size: int, clock: StepClock | None = None
+) -> StepMetrics:
     """This rank's unrolls each moved on by a truncation, one all-reduce, the shared update.
 
     Phases, in order: `meta_gradient`, `sync_wait`, `all_reduce`, `optimizer`. The metrics
@@ -205,9 +206,13 @@ def validation(run: OptimizerRun, meta_params: Params) -> EvalResult:
 # ---------------------------------------------------------------- the loop
 
 
-def train_loop(run: OptimizerRun, state: RunState, progress: ProgressLog | None,
-               step_fn: Callable[[OptimizerRun, RunState], StepMetrics],
-               checkpoint_fn: Callable[[RunState], None] | None = None) -> None:
+def train_loop(
+    run: OptimizerRun,
+    state: RunState,
+    progress: ProgressLog | None,
+    step_fn: Callable[[OptimizerRun, RunState], StepMetrics],
+    checkpoint_fn: Callable[[RunState], None] | None = None,
+) -> None:
     """Meta-steps until `train.steps`, with logs, validation and checkpoints at their intervals
     (`distmeta.training.trainer.train_loop`'s schedule); only the rank given `progress` logs."""
     train = run.config.train
@@ -247,26 +252,48 @@ def train_in_process(config: Config, print_fn=print, final_eval: bool = True) ->
         print_fn(resume_line(run, checkpoint))
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
-    print_fn(f"run directory {run_dir}; learned optimiser {config.model_name} on {config.task.name}, "
-             f"{config.algorithm.learned_optimizer.estimator}, {run.unrolls} unroll(s) per meta-step; device cpu")
+    print_fn(
+        f"run directory {run_dir}; learned optimiser {config.model_name} on {config.task.name}, "
+        f"{config.algorithm.learned_optimizer.estimator}, {run.unrolls} unroll(s) per meta-step; device cpu"
+    )
     started, start_step = time.perf_counter(), state.step
     progress = ProgressLog(run_dir, config.train.steps, config.metric, print_fn, UNIT)
 
     def save(state: RunState) -> None:
-        save_checkpoint(run_dir, state.step, config, state.meta_params, state.optimizer.state_dict(),
-                        state.history[-1] if state.history else {}, checkpoint_payload(run, state))
+        save_checkpoint(
+            run_dir,
+            state.step,
+            config,
+            state.meta_params,
+            state.optimizer.state_dict(),
+            state.history[-1] if state.history else {},
+            checkpoint_payload(run, state),
+        )
 
     with one_torch_thread():
         train_loop(run, state, progress, lambda run, state: rank_meta_step(run, state, 0, 1), save)
     wall = time.perf_counter() - started
-    test = final_meta_test(run, state.meta_params, range(config.algorithm.learned_optimizer.eval_tasks)) \
-        if final_eval else None
-    summary = run_summary(config, state.step, state.step - start_step, wall, ["cpu"], "loop",
-                          state.history[-1] if state.history else {}, test, workers=1)
+    test = (
+        final_meta_test(run, state.meta_params, range(config.algorithm.learned_optimizer.eval_tasks))
+        if final_eval
+        else None
+    )
+    summary = run_summary(
+        config,
+        state.step,
+        state.step - start_step,
+        wall,
+        ["cpu"],
+        "loop",
+        state.history[-1] if state.history else {},
+        test,
+        workers=1,
+    )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_fn(summary_table(summary_rows(summary)))
-    return TrainResult(run_dir, {name: value.detach() for name, value in state.meta_params.items()}, state.step,
-                       test, summary)
+    return TrainResult(
+        run_dir, {name: value.detach() for name, value in state.meta_params.items()}, state.step, test, summary
+    )
 
 
 @contextmanager
@@ -300,8 +327,10 @@ def checkpoint_to_resume(run_dir: Path, config: Config, print_fn) -> dict | None
 
 def resume_line(run: OptimizerRun, checkpoint: dict) -> str:
     """What a resumed run says: the step, and where its persistent unrolls continue."""
-    return (f"resuming from {checkpoint['path']} (step {checkpoint['step']} of {run.config.train.steps}); "
-            f"{unrolls_line(run.config, checkpoint)}; steps after it were not saved and run again")
+    return (
+        f"resuming from {checkpoint['path']} (step {checkpoint['step']} of {run.config.train.steps}); "
+        f"{unrolls_line(run.config, checkpoint)}; steps after it were not saved and run again"
+    )
 
 
 def unrolls_line(config: Config, checkpoint: dict) -> str:

@@ -34,16 +34,20 @@ def unroll_states_of(payload: dict, indices: range) -> dict[int, UnrollState]:
     first meta-step has none yet: they start afresh)."""
     saved = payload.get(KEY)
     if saved is None:
-        raise CheckpointError(payload.get("path", "checkpoint"), "holds no unroll states: it is not the "
-                                                                  "checkpoint of a learned-optimiser run")
+        raise CheckpointError(
+            payload.get("path", "checkpoint"),
+            "holds no unroll states: it is not the checkpoint of a learned-optimiser run",
+        )
     missing = [index for index in indices if saved and index not in saved]
     if missing:
-        raise CheckpointError(payload.get("path", "checkpoint"), f"holds no unroll state for task index "
-                                                                  f"{missing[0]} (it has {sorted(saved)})")
+        raise CheckpointError(
+            payload.get("path", "checkpoint"),
+            f"holds no unroll state for task index {missing[0]} (it has {sorted(saved)})",
+        )
     return {index: saved[index] for index in indices if index in saved}
 
 
 def describe_positions(states: dict[int, UnrollState], length: int) -> str:
-    """"4 unroll(s) at optimisee steps 20, 20, 40, 40 of 100", for the resume line."""
+    """ "4 unroll(s) at optimisee steps 20, 20, 40, 40 of 100", for the resume line."""
     positions = ", ".join(str(state.get("position", 0)) for _, state in sorted(states.items()))
     return f"{len(states)} unroll(s) at optimisee steps {positions} of {length}"

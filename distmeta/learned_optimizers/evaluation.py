@@ -45,8 +45,13 @@ def log10_mean_final_loss(curves: torch.Tensor) -> float:
     return math.log10(final.mean().item())
 
 
-def tune_learning_rate(make_rule: Callable[[float], UpdateRule], family: OptimiseeFamily, seeds: Sequence[int],
-                       steps: int, grid: Sequence[float]) -> tuple[float, dict[float, float]]:
+def tune_learning_rate(
+    make_rule: Callable[[float], UpdateRule],
+    family: OptimiseeFamily,
+    seeds: Sequence[int],
+    steps: int,
+    grid: Sequence[float],
+) -> tuple[float, dict[float, float]]:
     """The rate of `grid` whose rule reaches the lowest mean final loss on `seeds`, and the
     log10 mean final loss at every rate (inf where it diverged)."""
     scores = {rate: log10_mean_final_loss(loss_curves(make_rule(rate), family, seeds, steps)) for rate in grid}
@@ -57,8 +62,13 @@ def tune_learning_rate(make_rule: Callable[[float], UpdateRule], family: Optimis
 
 
 @torch.no_grad()
-def batched_loss_curves(make_rule: Callable[[torch.Tensor], UpdateRule], rates: Sequence[float],
-                        family: OptimiseeFamily, seeds: Sequence[int], steps: int) -> torch.Tensor:
+def batched_loss_curves(
+    make_rule: Callable[[torch.Tensor], UpdateRule],
+    rates: Sequence[float],
+    family: OptimiseeFamily,
+    seeds: Sequence[int],
+    steps: int,
+) -> torch.Tensor:
     """(len(rates), len(seeds), steps + 1) loss curves of every rate on every task, all of them
     trained at once under `torch.func.vmap`: `loss_curves` of `make_rule(rate)` for each rate,
     in one batched loop (each step is then one call over every task instead of one per task,

@@ -45,10 +45,10 @@ class RMSprop(UpdateRule):
         return {"square": _zeros(params)}
 
     def update(self, grads: Params, state: RuleState, params: Params) -> tuple[Params, RuleState]:
-        square = {name: self.decay * state["square"][name] + (1 - self.decay) * grads[name].square()
-                  for name in params}
-        new = {name: params[name] - self.learning_rate * grads[name] / (square[name].sqrt() + self.eps)
-               for name in params}
+        square = {name: self.decay * state["square"][name] + (1 - self.decay) * grads[name].square() for name in params}
+        new = {
+            name: params[name] - self.learning_rate * grads[name] / (square[name].sqrt() + self.eps) for name in params
+        }
         return new, {"square": square}
 
 
@@ -68,9 +68,13 @@ class Adam(UpdateRule):
     def update(self, grads: Params, state: RuleState, params: Params) -> tuple[Params, RuleState]:
         count = state["count"] + 1
         first = {name: self.beta1 * state["first"][name] + (1 - self.beta1) * grads[name] for name in params}
-        second = {name: self.beta2 * state["second"][name] + (1 - self.beta2) * grads[name].square()
-                  for name in params}
-        first_correction, second_correction = 1 - self.beta1 ** count, 1 - self.beta2 ** count
-        new = {name: params[name] - self.learning_rate * (first[name] / first_correction)
-               / ((second[name] / second_correction).sqrt() + self.eps) for name in params}
+        second = {name: self.beta2 * state["second"][name] + (1 - self.beta2) * grads[name].square() for name in params}
+        first_correction, second_correction = 1 - self.beta1**count, 1 - self.beta2**count
+        new = {
+            name: params[name]
+            - self.learning_rate
+            * (first[name] / first_correction)
+            / ((second[name] / second_correction).sqrt() + self.eps)
+            for name in params
+        }
         return new, {"first": first, "second": second, "count": count}

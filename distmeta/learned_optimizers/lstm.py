@@ -78,23 +78,28 @@ class LSTMRule(UpdateRule):
 
     def init(self, params: Params) -> RuleState:
         """Zero hidden and cell states, (layers, *shape, hidden_size) per parameter."""
+
         def zeros(value: torch.Tensor) -> torch.Tensor:
             return value.new_zeros(self.layers, *value.shape, self.hidden_size)
 
-        return {"hidden": {name: zeros(value) for name, value in params.items()},
-                "cell": {name: zeros(value) for name, value in params.items()}}
+        return {
+            "hidden": {name: zeros(value) for name, value in params.items()},
+            "cell": {name: zeros(value) for name, value in params.items()},
+        }
 
     def update(self, grads: Params, state: RuleState, params: Params) -> tuple[Params, RuleState]:
         weights = self.bound(self.weights)
         new_params, hidden, cell = {}, {}, {}
         for name, value in params.items():
-            step, hidden[name], cell[name] = self._step(weights, grads[name], state["hidden"][name],
-                                                        state["cell"][name])
+            step, hidden[name], cell[name] = self._step(
+                weights, grads[name], state["hidden"][name], state["cell"][name]
+            )
             new_params[name] = value + step
         return new_params, {"hidden": hidden, "cell": cell}
 
-    def _step(self, w: Params, grad: torch.Tensor, hidden: torch.Tensor,
-              cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _step(
+        self, w: Params, grad: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The step of one parameter tensor, every coordinate a row of one batch through the LSTM."""
         inputs = log_and_sign(grad, self.preprocessing_p).reshape(-1, 2)
         coordinates = inputs.shape[0]
@@ -102,8 +107,11 @@ class LSTMRule(UpdateRule):
         cell = cell.reshape(self.layers, coordinates, self.hidden_size)
         new_hidden, new_cell = [], []
         for layer in range(self.layers):
-            gates = (inputs @ w[f"layer{layer}.weight_ih"].T + hidden[layer] @ w[f"layer{layer}.weight_hh"].T
-                     + w[f"layer{layer}.bias"])
+            gates = (
+                inputs @ w[f"layer{layer}.weight_ih"].T
+                + hidden[layer] @ w[f"layer{layer}.weight_hh"].T
+                + w[f"layer{layer}.bias"]
+            )
             i, f, g, o = gates.chunk(4, dim=-1)
             c = torch.sigmoid(f) * cell[layer] + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
@@ -112,5 +120,8 @@ class LSTMRule(UpdateRule):
             inputs = h
         step = self.output_scale * (inputs @ w["output.weight"] + w["output.bias"])
         state_shape = (self.layers, *grad.shape, self.hidden_size)
-        return (step.reshape(grad.shape), torch.stack(new_hidden).reshape(state_shape),
-                torch.stack(new_cell).reshape(state_shape))
+        return (
+            step.reshape(grad.shape),
+            torch.stack(new_hidden).reshape(state_shape),
+            torch.stack(new_cell).reshape(state_shape),
+        )

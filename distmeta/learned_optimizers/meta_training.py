@@ -63,19 +63,23 @@ class MetaTrainingSettings:
     def check(self) -> None:
         """Raise ConfigError naming the field for any bad setting, before any work."""
         if self.optimizer not in RULES:
-            raise ConfigError("optimizer", f"unknown learned optimiser {self.optimizer!r} (choose from "
-                                           f"{', '.join(RULES)})")
+            raise ConfigError(
+                "optimizer", f"unknown learned optimiser {self.optimizer!r} (choose from {', '.join(RULES)})"
+            )
         if self.estimator not in ESTIMATORS:
-            raise ConfigError("estimator", f"unknown estimator {self.estimator!r} (choose from "
-                                           f"{', '.join(ESTIMATORS)})")
+            raise ConfigError(
+                "estimator", f"unknown estimator {self.estimator!r} (choose from {', '.join(ESTIMATORS)})"
+            )
         if self.meta_loss not in META_LOSSES:
             raise ConfigError("meta_loss", f"must be one of {', '.join(META_LOSSES)}, got {self.meta_loss!r}")
         for name in ("unroll_length", "truncation_length", "pairs", "unrolls", "meta_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be at least 1, got {getattr(self, name)}")
         if self.truncation_length > self.unroll_length:
-            raise ConfigError("truncation_length", f"{self.truncation_length} is longer than the unroll "
-                                                   f"(unroll_length {self.unroll_length})")
+            raise ConfigError(
+                "truncation_length",
+                f"{self.truncation_length} is longer than the unroll (unroll_length {self.unroll_length})",
+            )
         for name in ("sigma", "meta_lr", "loss_clip"):
             if not getattr(self, name) > 0:
                 raise ConfigError(name, f"must be positive, got {getattr(self, name)}")
@@ -108,20 +112,27 @@ def check_optimisee(family: OptimiseeFamily, seed: int) -> None:
     params, task = family.init(seed)
     loss = family.loss(params, task, torch.zeros((), dtype=torch.long))
     if not torch.isfinite(loss):
-        raise ConfigError("optimisee", f"loss is {loss.item()} at step 0 of task seed {seed}, before any update "
-                                       f"(a broken optimisee: check its data and starting parameters)")
+        raise ConfigError(
+            "optimisee",
+            f"loss is {loss.item()} at step 0 of task seed {seed}, before any update "
+            f"(a broken optimisee: check its data and starting parameters)",
+        )
 
 
-def meta_train(settings: MetaTrainingSettings, family: OptimiseeFamily, rule: UpdateRule | None = None,
-               log: Callable[[int, float], Any] | None = None, log_every: int = 10) -> MetaTrainingResult:
+def meta_train(
+    settings: MetaTrainingSettings,
+    family: OptimiseeFamily,
+    rule: UpdateRule | None = None,
+    log: Callable[[int, float], Any] | None = None,
+    log_every: int = 10,
+) -> MetaTrainingResult:
     """Meta-train `rule` (by default the one `settings.optimizer` names, with its defaults) on
     tasks of `family`; `log(meta_step, loss)` is called every `log_every` meta-steps."""
     settings.check()
     rule = make_rule(settings.optimizer) if rule is None else rule
     check_optimisee(family, optimisee_seed(settings.seed, "train", 0, 0))
     generator = torch.Generator().manual_seed(settings.seed)
-    meta_params = {name: value.requires_grad_(True)
-                   for name, value in rule.init_meta_parameters({}, generator).items()}
+    meta_params = {name: value.requires_grad_(True) for name, value in rule.init_meta_parameters({}, generator).items()}
     outer = torch.optim.Adam(meta_params.values(), lr=settings.meta_lr)
     unroll = OptimiseeUnroll(rule, family, settings.unroll_length, settings.loss_clip, settings.log_loss)
     estimator = build_estimator(settings)
@@ -151,4 +162,3 @@ def meta_train(settings: MetaTrainingSettings, family: OptimiseeFamily, rule: Up
     result.seconds = time.perf_counter() - started
     result.meta_params = {name: value.detach().clone() for name, value in meta_params.items()}
     return result
-

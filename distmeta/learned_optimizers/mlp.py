@@ -57,8 +57,10 @@ class MLPRule(UpdateRule):
 
     def __post_init__(self):
         if self.hidden_size < 1 or self.hidden_layers < 0:
-            raise ValueError(f"hidden_size must be at least 1 and hidden_layers at least 0, "
-                             f"got {self.hidden_size}, {self.hidden_layers}")
+            raise ValueError(
+                f"hidden_size must be at least 1 and hidden_layers at least 0, "
+                f"got {self.hidden_size}, {self.hidden_layers}"
+            )
         if not all(0 <= decay < 1 for decay in self.decays):
             raise ValueError(f"decays must lie in [0, 1), got {self.decays}")
 
@@ -85,8 +87,10 @@ class MLPRule(UpdateRule):
     def init(self, params: Params) -> RuleState:
         """Zero momenta, (*shape, len(decays)) per parameter, and step 0."""
         any_value = next(iter(params.values()))
-        return {"momentum": {name: value.new_zeros(*value.shape, len(self.decays)) for name, value in params.items()},
-                "iteration": any_value.new_zeros(())}
+        return {
+            "momentum": {name: value.new_zeros(*value.shape, len(self.decays)) for name, value in params.items()},
+            "iteration": any_value.new_zeros(()),
+        }
 
     def update(self, grads: Params, state: RuleState, params: Params) -> tuple[Params, RuleState]:
         weights = self.bound(self.weights)
@@ -99,8 +103,9 @@ class MLPRule(UpdateRule):
             new_params[name] = value - self._step(weights, grads[name], value, momentum[name], time_features)
         return new_params, {"momentum": momentum, "iteration": iteration + 1}
 
-    def _step(self, w: Params, grad: torch.Tensor, value: torch.Tensor, momentum: torch.Tensor,
-              time_features: torch.Tensor) -> torch.Tensor:
+    def _step(
+        self, w: Params, grad: torch.Tensor, value: torch.Tensor, momentum: torch.Tensor, time_features: torch.Tensor
+    ) -> torch.Tensor:
         features = torch.cat([grad.reshape(-1, 1), value.reshape(-1, 1), momentum.reshape(-1, len(self.decays))], 1)
         # normalised per tensor first, then the step embedding, the same for every coordinate
         features = rms_normalised(features)

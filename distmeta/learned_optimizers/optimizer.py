@@ -41,8 +41,9 @@ class LearnedOptimizer(Optimizer):
         """The rule bound to the meta-parameters on `param`'s device and in its dtype."""
         key = (param.device, param.dtype)
         if key not in self._bound:
-            on_device = {name: value.to(device=param.device, dtype=param.dtype)
-                         for name, value in self.meta_params.items()}
+            on_device = {
+                name: value.to(device=param.device, dtype=param.dtype) for name, value in self.meta_params.items()
+            }
             self._bound[key] = self.rule.bind(on_device)
         return self._bound[key]
 

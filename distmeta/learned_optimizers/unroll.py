@@ -56,8 +56,12 @@ class OptimiseeUnroll:
 
     def init_state(self, meta_params: Params, seed: int) -> InnerState:
         params, task = self.family.init(seed)
-        return {"params": params, "rule": self.rule.bind(meta_params).init(params), "task": task,
-                "step": torch.zeros((), dtype=torch.long)}
+        return {
+            "params": params,
+            "rule": self.rule.bind(meta_params).init(params),
+            "task": task,
+            "step": torch.zeros((), dtype=torch.long),
+        }
 
     def step(self, meta_params: Params, state: InnerState) -> tuple[torch.Tensor, InnerState]:
         task, step = state["task"], state["step"]

@@ -21,8 +21,19 @@ if TYPE_CHECKING:  # the engine reads the config by attribute; it does not impor
 
 Params = dict[str, torch.Tensor]
 
-__all__ = ["Conv4", "MLP", "TwoPartModel", "Params", "build_model", "initial_parameters", "forward", "features", "head",
-           "sub_params", "part_names"]
+__all__ = [
+    "Conv4",
+    "MLP",
+    "TwoPartModel",
+    "Params",
+    "build_model",
+    "initial_parameters",
+    "forward",
+    "features",
+    "head",
+    "sub_params",
+    "part_names",
+]
 
 
 def build_model(config: Config, output_size: int, image_size: int = 28) -> TwoPartModel:

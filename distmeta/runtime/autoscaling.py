@@ -48,8 +48,9 @@ def read_capacity() -> ClusterCapacity:
     nodes = live_nodes()
     if not autoscaler_runs():
         return ClusterCapacity(nodes)
-    node_types, max_worker_nodes = (_node_types_from_gcs() or _node_types_from_file() or _node_types_from_kuberay()
-                                    or ((), None))
+    node_types, max_worker_nodes = (
+        _node_types_from_gcs() or _node_types_from_file() or _node_types_from_kuberay() or ((), None)
+    )
     return ClusterCapacity(nodes, node_types, max_worker_nodes, autoscaling=True)
 
 
@@ -93,9 +94,16 @@ def _node_types_from_gcs() -> tuple[tuple[NodeShape, ...], int | None] | None:
     config = state.state.get_cluster_config()
     if config is None or not config.node_group_configs:
         return None
-    types = tuple(NodeShape(group.name, group.resources.get("CPU"), group.resources.get("GPU", 0.0),
-                            None if group.max_count == -1 else group.max_count)
-                  for group in config.node_group_configs if group.max_count != 0)
+    types = tuple(
+        NodeShape(
+            group.name,
+            group.resources.get("CPU"),
+            group.resources.get("GPU", 0.0),
+            None if group.max_count == -1 else group.max_count,
+        )
+        for group in config.node_group_configs
+        if group.max_count != 0
+    )
     return types, None
 
 
@@ -132,8 +140,9 @@ def node_types_of(config: dict) -> tuple[tuple[NodeShape, ...], int | None]:
     return tuple(types), max_worker_nodes
 
 
-def provide_workers(worker: WorkerShape, workers: int, timeout_s: float, print_fn=print,
-                    wanted: int | None = None, label: str = "") -> ClusterCapacity:
+def provide_workers(
+    worker: WorkerShape, workers: int, timeout_s: float, print_fn=print, wanted: int | None = None, label: str = ""
+) -> ClusterCapacity:
     """Return once the live nodes hold `workers` workers of this shape, asking the
     autoscaler for them and waiting if they do not yet; the request is then withdrawn.
 
@@ -145,16 +154,18 @@ def provide_workers(worker: WorkerShape, workers: int, timeout_s: float, print_f
 
 
 @contextmanager
-def workers_provided(worker: WorkerShape, workers: int, timeout_s: float, print_fn=print,
-                     wanted: int | None = None, label: str = "") -> Iterator[ClusterCapacity]:
+def workers_provided(
+    worker: WorkerShape, workers: int, timeout_s: float, print_fn=print, wanted: int | None = None, label: str = ""
+) -> Iterator[ClusterCapacity]:
     """As `provide_workers`, but the request stands until the end of the `with` block."""
     capacity = read_capacity()
     if workers_now(capacity, worker) >= workers:
         yield capacity
         return
     if not capacity.autoscaling:  # the callers refused this already; kept as a guard
-        raise ScaleUpTimeoutError(f"{workers} worker(s) x {worker} do not fit and the cluster does not grow "
-                                  f"({describe(capacity)})")
+        raise ScaleUpTimeoutError(
+            f"{workers} worker(s) x {worker} do not fit and the cluster does not grow ({describe(capacity)})"
+        )
     bundle = {"CPU": worker.cpus, **({"GPU": worker.gpus} if worker.gpus else {})}
     autoscaler_sdk.request_resources(bundles=[bundle] * (wanted or workers))
     try:
@@ -163,8 +174,9 @@ def workers_provided(worker: WorkerShape, workers: int, timeout_s: float, print_
         autoscaler_sdk.request_resources(bundles=[])
 
 
-def wait_for_workers(capacity: ClusterCapacity, worker: WorkerShape, workers: int, timeout_s: float, print_fn=print,
-                     label: str = "") -> ClusterCapacity:
+def wait_for_workers(
+    capacity: ClusterCapacity, worker: WorkerShape, workers: int, timeout_s: float, print_fn=print, label: str = ""
+) -> ClusterCapacity:
     """Poll the live nodes until they hold `workers` workers; a line at every change."""
     kind = label or ("GPU workers'" if worker.gpus else "workers'")
     started = time.monotonic()
@@ -173,17 +185,22 @@ def wait_for_workers(capacity: ClusterCapacity, worker: WorkerShape, workers: in
         capacity = dataclasses.replace(capacity, nodes=live_nodes())
         available = min(workers_now(capacity, worker), workers)
         if available >= workers:
-            print_fn(f"the autoscaler provided them: {workers} of {workers} {kind} resources available "
-                     f"after {time.monotonic() - started:.0f} s")
+            print_fn(
+                f"the autoscaler provided them: {workers} of {workers} {kind} resources available "
+                f"after {time.monotonic() - started:.0f} s"
+            )
             return capacity
         waited = time.monotonic() - started
         if waited > timeout_s:
             raise ScaleUpTimeoutError(
                 f"the autoscaler did not provide {workers} worker(s) x {worker} within {timeout_s:g} s: "
                 f"{available} available, {workers - available} missing ({describe(capacity)}); "
-                f"see `ray status` on the head node, or wait longer with --scale-timeout")
+                f"see `ray status` on the head node, or wait longer with --scale-timeout"
+            )
         if available != said:
-            print_fn(f"waiting for the autoscaler: {available} of {workers} {kind} resources available "
-                     f"({waited:.0f} s of at most {timeout_s:g} s)")
+            print_fn(
+                f"waiting for the autoscaler: {available} of {workers} {kind} resources available "
+                f"({waited:.0f} s of at most {timeout_s:g} s)"
+            )
             said = available
         time.sleep(POLL_S)

@@ -17,6 +17,7 @@ from distmeta.errors import ConfigError
 @dataclass(frozen=True)
 class WorkerShape:
     """The resources one worker holds on its node."""
+
     cpus: float
     gpus: float
 
@@ -27,6 +28,7 @@ class WorkerShape:
 @dataclass(frozen=True)
 class NodeShape:
     """A live node, or a node type the autoscaler may start `count` of."""
+
     name: str
     cpus: float | None
     """None: the node type does not declare its CPUs (the autoscaler fills them in from the
@@ -105,8 +107,9 @@ def check_worker_fits_a_node(capacity: ClusterCapacity, worker: WorkerShape, fie
         return
     if capacity.autoscaling and not capacity.node_types:
         return  # the autoscaler may start a node type we cannot see
-    raise ConfigError(field, f"one worker {worker} fits on no node, and a worker cannot span nodes; "
-                             f"{describe(capacity)}")
+    raise ConfigError(
+        field, f"one worker {worker} fits on no node, and a worker cannot span nodes; {describe(capacity)}"
+    )
 
 
 def _may_hold(shape: NodeShape, worker: WorkerShape) -> bool:
@@ -114,16 +117,20 @@ def _may_hold(shape: NodeShape, worker: WorkerShape) -> bool:
     return fits is None or fits >= 1
 
 
-def check_within_maximum(capacity: ClusterCapacity, worker: WorkerShape, workers: int, field: str,
-                         what: str = "") -> None:
+def check_within_maximum(
+    capacity: ClusterCapacity, worker: WorkerShape, workers: int, field: str, what: str = ""
+) -> None:
     """Refuse `workers` workers beyond what the cluster can ever hold at once."""
     check_worker_fits_a_node(capacity, worker, field)
     most = workers_at_most(capacity, worker)
     if most is None or workers <= most:
         return
     grows = " even when the autoscaler has grown it" if capacity.autoscaling else ""
-    raise ConfigError(field, f"{what or f'{workers} worker(s)'} x {worker} do not fit: the cluster holds at most "
-                             f"{most} such worker(s){grows}; {describe(capacity)}")
+    raise ConfigError(
+        field,
+        f"{what or f'{workers} worker(s)'} x {worker} do not fit: the cluster holds at most "
+        f"{most} such worker(s){grows}; {describe(capacity)}",
+    )
 
 
 def describe(capacity: ClusterCapacity) -> str:
@@ -131,8 +138,11 @@ def describe(capacity: ClusterCapacity) -> str:
     text = f"its nodes now: {', '.join(str(node) for node in capacity.nodes) or 'none'}"
     if capacity.node_types:
         types = ", ".join(f"up to {'any number' if t.count is None else t.count} x {t}" for t in capacity.node_types)
-        cap = (f" (at most {capacity.max_worker_nodes} worker nodes in all)"
-               if capacity.max_worker_nodes is not None else "")
+        cap = (
+            f" (at most {capacity.max_worker_nodes} worker nodes in all)"
+            if capacity.max_worker_nodes is not None
+            else ""
+        )
         return f"{text}; the autoscaler can add {types}{cap}"
     if capacity.autoscaling:
         return f"{text}; an autoscaler runs, but its node types could not be read"

@@ -30,7 +30,7 @@ def all_reduce_sum(grad_sum: Params, metric_sums: torch.Tensor) -> tuple[Params,
     offset = 0
     for name in names:
         size = grad_sum[name].numel()
-        reduced[name] = flat[offset:offset + size].view_as(grad_sum[name])
+        reduced[name] = flat[offset : offset + size].view_as(grad_sum[name])
         offset += size
     return reduced, flat[offset:], flat
 
@@ -50,7 +50,7 @@ def broadcast_parameters(params: Params) -> None:
     with torch.no_grad():
         for name in names:
             size = params[name].numel()
-            params[name].copy_(flat[offset:offset + size].view_as(params[name]))
+            params[name].copy_(flat[offset : offset + size].view_as(params[name]))
             offset += size
 
 

@@ -23,8 +23,9 @@ def check_workers_torch(request, device: str) -> None:
     """
     if not request.gpus_per_worker or device == "cpu":
         return
-    probe = ray.remote(num_cpus=request.cpus_per_worker, num_gpus=request.gpus_per_worker,
-                       max_retries=0)(cuda_torch_problem)
+    probe = ray.remote(num_cpus=request.cpus_per_worker, num_gpus=request.gpus_per_worker, max_retries=0)(
+        cuda_torch_problem
+    )
     problem = ray.get(probe.remote())
     if problem is not None:
         raise CudaTorchError(f"on the GPU nodes: {problem}")

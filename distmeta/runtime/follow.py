@@ -41,7 +41,7 @@ class MetricsFollower:
         if not self.path.exists():
             return
         new = self.path.read_from(self.offset)
-        complete = new[:new.rfind(b"\n") + 1]  # a line still being written waits for the next poll
+        complete = new[: new.rfind(b"\n") + 1]  # a line still being written waits for the next poll
         self.offset += len(complete)
         for line in complete.decode().splitlines():
             self.print(self._describe(json.loads(line)))

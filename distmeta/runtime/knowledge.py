@@ -64,8 +64,13 @@ class ServedIndex:
         ray.kill(self.actor)
 
 
-def serve_index(embeddings: torch.Tensor, metric: str = "cosine", max_concurrency: int = 4,
-                num_cpus: float = 1, torch_threads: int = 1) -> ServedIndex:
+def serve_index(
+    embeddings: torch.Tensor,
+    metric: str = "cosine",
+    max_concurrency: int = 4,
+    num_cpus: float = 1,
+    torch_threads: int = 1,
+) -> ServedIndex:
     """Start an actor holding an exact index of `embeddings` (on the Ray cluster already
     initialised) and return a handle once it is ready: a bad input fails here, not at the first query."""
     remote = ray.remote(num_cpus=num_cpus, max_concurrency=max_concurrency)(KnowledgeIndexActor)
@@ -74,16 +79,21 @@ def serve_index(embeddings: torch.Tensor, metric: str = "cosine", max_concurrenc
     return ServedIndex(actor)
 
 
-def build_on_ray(run_dir: Path, request: BuildRequest, workers: int, address: str | None = None,
-                 cpus_per_worker: float = 1) -> list[tuple[str, int]]:
+def build_on_ray(
+    run_dir: Path, request: BuildRequest, workers: int, address: str | None = None, cpus_per_worker: float = 1
+) -> list[tuple[str, int]]:
     """Shard w of `workers` built and written by Ray task w; (path, rows) of each file, by rank.
     Uses the Ray cluster already initialised, else `address`, else starts (and stops) a local one."""
     started_here = not ray.is_initialized()
     if started_here and address:
         ray.init(address=address, log_to_driver=False)
     elif started_here:
-        ray.init(address="local", num_cpus=max(1, int(workers * cpus_per_worker)), include_dashboard=False,
-                 log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=max(1, int(workers * cpus_per_worker)),
+            include_dashboard=False,
+            log_to_driver=False,
+        )
     try:
         task = ray.remote(num_cpus=cpus_per_worker)(write_shard_in_worker)
         return ray.get([task.remote(str(run_dir), request, rank) for rank in range(workers)])

@@ -69,13 +69,19 @@ def check_request(config: Config, request: ClusterRequest) -> None:
     if request.workers < 1:
         raise ConfigError("--workers", f"must be at least 1, got {request.workers}")
     if request.workers > config.train.meta_batch_size:
-        raise ConfigError("train.meta_batch_size", f"{config.train.meta_batch_size} tasks cannot be shared among "
-                                                   f"{request.workers} workers: give each at least one")
+        raise ConfigError(
+            "train.meta_batch_size",
+            f"{config.train.meta_batch_size} tasks cannot be shared among "
+            f"{request.workers} workers: give each at least one",
+        )
     if request.gpus_per_worker is not None and request.gpus_per_worker < 0:
         raise ConfigError("--gpus-per-worker", f"must be 0 or 1, got {request.gpus_per_worker}")
     if request.gpus_per_worker is not None and request.gpus_per_worker > 1:
-        raise ConfigError("--gpus-per-worker", f"must be 0 or 1, got {request.gpus_per_worker}: a worker trains on one "
-                                               f"device, so further GPUs would sit idle; use more workers instead")
+        raise ConfigError(
+            "--gpus-per-worker",
+            f"must be 0 or 1, got {request.gpus_per_worker}: a worker trains on one "
+            f"device, so further GPUs would sit idle; use more workers instead",
+        )
     if request.cpus_per_worker < 1:
         raise ConfigError("--cpus-per-worker", f"must be at least 1, got {request.cpus_per_worker}")
     if request.scale_timeout_s <= 0:
@@ -108,15 +114,15 @@ def worker_shape(request: ClusterRequest) -> WorkerShape:
     return WorkerShape(request.cpus_per_worker, request.gpus_per_worker or 0)
 
 
-def check_resources(request: ClusterRequest, capacity: ClusterCapacity, field: str = "--workers",
-                    what: str = "") -> None:
+def check_resources(
+    request: ClusterRequest, capacity: ClusterCapacity, field: str = "--workers", what: str = ""
+) -> None:
     """Refuse at once what the cluster can never hold, even grown: a worker no node (type)
     holds, or more workers than its largest size holds; say what it can hold."""
     check_within_maximum(capacity, worker_shape(request), request.workers, field, what)
 
 
-def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
-                      final_eval: bool = True) -> TrainResult:
+def train_distributed(config: Config, request: ClusterRequest, print_fn=print, final_eval: bool = True) -> TrainResult:
     """Meta-train on Ray with `request.workers` workers; resumes `<storage>/<name>` if it has a checkpoint."""
     check_request(config, request)
     check_on_driver(config)
@@ -129,24 +135,31 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print,
     if previous is not None:
         check_resumable(previous, config)
         start_step = previous["step"]
-        print_fn(f"resuming {run_dir} from the checkpoint of step {start_step} of {config.train.steps}; "
-                 f"steps after it run again{unrolls_note(config, previous)}")
+        print_fn(
+            f"resuming {run_dir} from the checkpoint of step {start_step} of {config.train.steps}; "
+            f"steps after it run again{unrolls_note(config, previous)}"
+        )
     (run_dir / META_TEST_FILE).unlink()
     with connected_to_cluster(request):
         capacity = read_capacity()
         request, device_note = with_gpus_decided(request, capacity)
         check_device(config, request)
         check_resources(request, capacity)
-        print_fn(f"run directory {run_dir}; {request.workers} worker(s) x ({request.cpus_per_worker} CPU, "
-                 f"{request.gpus_per_worker} GPU){device_note}; run the same command with --name {request.name} "
-                 f"to resume")
+        print_fn(
+            f"run directory {run_dir}; {request.workers} worker(s) x ({request.cpus_per_worker} CPU, "
+            f"{request.gpus_per_worker} GPU){device_note}; run the same command with --name {request.name} "
+            f"to resume"
+        )
         provide_workers(worker_shape(request), request.workers, request.scale_timeout_s, print_fn)
         check_workers_torch(request, config.train.device)  # on a node the autoscaler may just have added
         started = time.perf_counter()
-        with MetricsFollower(run_dir / "metrics.jsonl", config.train.steps, config.metric, print_fn), \
-                error_box() as errors:
-            with recovery_reported(run_dir, request.workers, worker_shape(request), request.max_failures,
-                                   request.scale_timeout_s):
+        with (
+            MetricsFollower(run_dir / "metrics.jsonl", config.train.steps, config.metric, print_fn),
+            error_box() as errors,
+        ):
+            with recovery_reported(
+                run_dir, request.workers, worker_shape(request), request.max_failures, request.scale_timeout_s
+            ):
                 result = build_trainer(config, request, storage, run_dir, errors, final_eval=final_eval).fit()
             raise_sent_error(errors)  # the user error that stopped the workers, as they raised it
         wall = time.perf_counter() - started
@@ -177,8 +190,9 @@ def unrolls_note(config: Config, checkpoint: dict) -> str:
 def check_device(config: Config, request: ClusterRequest) -> None:
     """`train.device: cuda` needs workers with a GPU (the driver's own devices do not matter)."""
     if config.train.device == "cuda" and not request.gpus_per_worker:
-        raise ConfigError("train.device", "cuda, but the workers get no GPU: pass --gpus-per-worker 1 "
-                                          "(or set train.device: auto)")
+        raise ConfigError(
+            "train.device", "cuda, but the workers get no GPU: pass --gpus-per-worker 1 (or set train.device: auto)"
+        )
 
 
 def meta_test_result(run_dir: Location) -> EvalResult:
@@ -233,21 +247,38 @@ def init_ray(request: ClusterRequest) -> None:
     ray.init(address="local", num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
 
 
-def build_trainer(config: Config, request: ClusterRequest, storage: Location, run_dir: Location, errors: ActorHandle,
-                  callbacks: tuple = (), final_eval: bool = False) -> TorchTrainer:
+def build_trainer(
+    config: Config,
+    request: ClusterRequest,
+    storage: Location,
+    run_dir: Location,
+    errors: ActorHandle,
+    callbacks: tuple = (),
+    final_eval: bool = False,
+) -> TorchTrainer:
     """The TorchTrainer of one run: `request.workers` workers running `train_worker`
     (with `final_eval`, they take the meta-test at the end), sending a user error to
     `errors` (an `ErrorBox`)."""
     return TorchTrainer(
         worker_function(config),
-        train_loop_config={"config": to_dict(config), "run_dir": str(run_dir),
-                           "threads_per_worker": request.cpus_per_worker, "command_dir": os.getcwd(),
-                           "gpus_per_worker": request.gpus_per_worker, "final_eval": final_eval, "errors": errors},
+        train_loop_config={
+            "config": to_dict(config),
+            "run_dir": str(run_dir),
+            "threads_per_worker": request.cpus_per_worker,
+            "command_dir": os.getcwd(),
+            "gpus_per_worker": request.gpus_per_worker,
+            "final_eval": final_eval,
+            "errors": errors,
+        },
         scaling_config=scaling_config(request),
         torch_config=torch_config(config),
-        run_config=RunConfig(name=request.name, **ray_storage(storage),
-                             failure_config=failure_config(request.max_failures, request.scale_timeout_s),
-                             checkpoint_config=CheckpointConfig(num_to_keep=3), callbacks=list(callbacks)),
+        run_config=RunConfig(
+            name=request.name,
+            **ray_storage(storage),
+            failure_config=failure_config(request.max_failures, request.scale_timeout_s),
+            checkpoint_config=CheckpointConfig(num_to_keep=3),
+            callbacks=list(callbacks),
+        ),
     )
 
 
@@ -263,8 +294,9 @@ def scaling_config(request: ClusterRequest) -> ScalingConfig:
     resources = {"CPU": request.cpus_per_worker}
     if request.gpus_per_worker:
         resources["GPU"] = request.gpus_per_worker
-    return ScalingConfig(num_workers=request.workers, use_gpu=bool(request.gpus_per_worker),
-                         resources_per_worker=resources)
+    return ScalingConfig(
+        num_workers=request.workers, use_gpu=bool(request.gpus_per_worker), resources_per_worker=resources
+    )
 
 
 def torch_config(config: Config) -> TorchConfig:
@@ -273,11 +305,27 @@ def torch_config(config: Config) -> TorchConfig:
     return TorchConfig(backend="gloo" if config.train.device == "cpu" else None)
 
 
-def _summary(config: Config, request: ClusterRequest, run_dir: Location, payload: dict, steps_run: int,
-             wall: float, test: EvalResult | None) -> dict:
+def _summary(
+    config: Config,
+    request: ClusterRequest,
+    run_dir: Location,
+    payload: dict,
+    steps_run: int,
+    wall: float,
+    test: EvalResult | None,
+) -> dict:
     workers_file = run_dir / WORKERS_FILE
     workers = json.loads(workers_file.read_text()) if workers_file.exists() else []
-    return run_summary(config, payload["step"], steps_run, wall, [worker["device"] for worker in workers],
-                       workers[0]["inner_loops"] if workers else config.train.vectorize,
-                       payload.get("metrics", {}), test, workers=request.workers,
-                       gpus_per_worker=request.gpus_per_worker, nodes=len({worker["node"] for worker in workers}))
+    return run_summary(
+        config,
+        payload["step"],
+        steps_run,
+        wall,
+        [worker["device"] for worker in workers],
+        workers[0]["inner_loops"] if workers else config.train.vectorize,
+        payload.get("metrics", {}),
+        test,
+        workers=request.workers,
+        gpus_per_worker=request.gpus_per_worker,
+        nodes=len({worker["node"] for worker in workers}),
+    )

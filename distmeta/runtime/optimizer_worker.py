@@ -54,8 +54,9 @@ def report_checkpoint(run: OptimizerRun, rank: int):
             ray.train.report(metrics, checkpoint=None)
             return
         with tempfile.TemporaryDirectory() as folder:
-            save_checkpoint(folder, state.step, run.config, state.meta_params, state.optimizer.state_dict(),
-                            metrics, extra)
+            save_checkpoint(
+                folder, state.step, run.config, state.meta_params, state.optimizer.state_dict(), metrics, extra
+            )
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
     return save
@@ -83,10 +84,16 @@ def train_worker(loop_config: dict) -> None:
             (run_dir / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
             progress = ProgressLog(run_dir, config.train.steps, config.metric, unit=UNIT)
             if payload is not None:
-                progress.record({"event": "resumed", "from_step": payload["step"],
-                                 "note": unrolls_line(config, payload)})
-        train_loop(run, state, progress, lambda run, state: rank_meta_step(run, state, rank, world_size),
-                   report_checkpoint(run, rank))
+                progress.record(
+                    {"event": "resumed", "from_step": payload["step"], "note": unrolls_line(config, payload)}
+                )
+        train_loop(
+            run,
+            state,
+            progress,
+            lambda run, state: rank_meta_step(run, state, rank, world_size),
+            report_checkpoint(run, rank),
+        )
         if loop_config.get("final_eval") and rank == 0:
             test = final_meta_test(run, state.meta_params, range(config.algorithm.learned_optimizer.eval_tasks))
             (run_dir / META_TEST_FILE).write_text(json.dumps(test.to_dict(), indent=2))
@@ -124,6 +131,12 @@ def timed_step(run: OptimizerRun, state: RunState, rank: int, world_size: int) -
     with timer.phase("step"):
         rank_meta_step(run, state, rank, world_size, timer)
     seconds = timer.seconds
-    return {"sampling": 0.0, "inner_loop": seconds["meta_gradient"], "outer_backward": 0.0,
-            "sync_wait": seconds["sync_wait"], "all_reduce": seconds["all_reduce"],
-            "optimizer": seconds["optimizer"], "step": seconds["step"]}
+    return {
+        "sampling": 0.0,
+        "inner_loop": seconds["meta_gradient"],
+        "outer_backward": 0.0,
+        "sync_wait": seconds["sync_wait"],
+        "all_reduce": seconds["all_reduce"],
+        "optimizer": seconds["optimizer"],
+        "step": seconds["step"],
+    }

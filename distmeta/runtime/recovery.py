@@ -50,27 +50,32 @@ def failure_config(max_failures: int, scale_timeout_s: float) -> FailureConfig:
 
 
 @contextmanager
-def recovery_reported(run_dir: Path | Location, workers: int, worker: WorkerShape, max_failures: int,
-                      scale_timeout_s: float) -> Iterator[None]:
+def recovery_reported(
+    run_dir: Path | Location, workers: int, worker: WorkerShape, max_failures: int, scale_timeout_s: float
+) -> Iterator[None]:
     """Inside: a `fit()`. A failure Ray Train gave up recovering from leaves as a
     `RecoveryFailedError` naming the cause and the checkpoint the same command resumes from."""
     try:
         yield
     except TrainingFailedError as error:
         resume_step = newest_step(run_dir)
-        raise RecoveryFailedError(cause(error, workers, worker, max_failures, scale_timeout_s),
-                                  resume_step) from error
+        raise RecoveryFailedError(cause(error, workers, worker, max_failures, scale_timeout_s), resume_step) from error
 
 
-def cause(error: TrainingFailedError, workers: int, worker: WorkerShape, max_failures: int,
-          scale_timeout_s: float) -> str:
+def cause(
+    error: TrainingFailedError, workers: int, worker: WorkerShape, max_failures: int, scale_timeout_s: float
+) -> str:
     """Why recovery stopped, in words."""
     if isinstance(error, ControllerError) and isinstance(error.controller_failure, WorkerGroupStartupTimeoutError):
-        return (f"the cluster did not hold the {workers} worker(s) x {worker} within --scale-timeout "
-                f"{scale_timeout_s:g} s (a node lost mid-run, or its resources taken): {describe(read_capacity())}")
+        return (
+            f"the cluster did not hold the {workers} worker(s) x {worker} within --scale-timeout "
+            f"{scale_timeout_s:g} s (a node lost mid-run, or its resources taken): {describe(read_capacity())}"
+        )
     if isinstance(error, WorkerGroupError):
-        return (f"the workers failed {max_failures + 1} time(s), more than the {max_failures} restart(s) allowed "
-                f"(max_failures); the last failure: {first_failure(error)}")
+        return (
+            f"the workers failed {max_failures + 1} time(s), more than the {max_failures} restart(s) allowed "
+            f"(max_failures); the last failure: {first_failure(error)}"
+        )
     failure = error.controller_failure if isinstance(error, ControllerError) else error
     return f"Ray Train stopped the run: {type(failure).__name__}: {first_line(str(failure))}"
 

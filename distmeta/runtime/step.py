@@ -46,9 +46,14 @@ class NoClock:
         return None
 
 
-def rank_meta_step(experiment: Experiment, state: TrainState, rank: int, world_size: int,
-                   clock: StepClock | None = None,
-                   failure: RankFailure | None = None) -> tuple[StepMetrics, TaskBatch]:
+def rank_meta_step(
+    experiment: Experiment,
+    state: TrainState,
+    rank: int,
+    world_size: int,
+    clock: StepClock | None = None,
+    failure: RankFailure | None = None,
+) -> tuple[StepMetrics, TaskBatch]:
     """Sample this rank's tasks, sum their meta-gradients, all-reduce, apply the update.
 
     Phases, in order: `sampling`, `meta_gradient`, `sync_wait`, `all_reduce`, `optimizer`.

@@ -61,8 +61,9 @@ def distributed_meta_step(rank: int, world_size: int, failure: RankFailure, run_
         if run_dir is not None and batch is not None:
             share = share_of_meta_batch(experiment.config.train.meta_batch_size, rank, world_size)
             with failure.catching():  # an error here reaches every rank at the next all-reduce
-                record_step_sample(experiment, state.meta_params, state.step, batch, share, run_dir,
-                                   f"train-rank{rank}")
+                record_step_sample(
+                    experiment, state.meta_params, state.step, batch, share, run_dir, f"train-rank{rank}"
+                )
         return metrics
 
     return step
@@ -81,8 +82,9 @@ def report_checkpoint(experiment: Experiment, rank: int, failure: RankFailure, r
             checkpoint = None
             if rank == 0:
                 with failure.catching():
-                    save_checkpoint(folder, state.step, experiment.config, state.meta_params,
-                                    state.optimizer.state_dict(), metrics)
+                    save_checkpoint(
+                        folder, state.step, experiment.config, state.meta_params, state.optimizer.state_dict(), metrics
+                    )
                     checkpoint = ray.train.Checkpoint.from_directory(folder)
             failure.agree()
             with failure.catching(), storage_writes(run_dir, f"the checkpoint of step {state.step}"):
@@ -97,8 +99,11 @@ def storage_writes(run_dir: Location, what: str) -> Iterator[None]:
     try:
         yield
     except (OSError, pyarrow.ArrowException) as error:
-        raise StorageError(run_dir, f"{what} could not be written there ({error}); the checkpoints before it "
-                                    f"are intact: the same command resumes from the newest once it can write") from None
+        raise StorageError(
+            run_dir,
+            f"{what} could not be written there ({error}); the checkpoints before it "
+            f"are intact: the same command resumes from the newest once it can write",
+        ) from None
 
 
 def restored_checkpoint(run_dir: Location) -> dict | None:
@@ -123,8 +128,13 @@ def restored_checkpoint(run_dir: Location) -> dict | None:
 
 def describe_workers(rank: int, device: str, inner_loops: str) -> list[dict]:
     """Every rank's node, host, device and inner-loop strategy, gathered on every rank."""
-    here = {"rank": rank, "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
-            "device": device, "inner_loops": inner_loops}
+    here = {
+        "rank": rank,
+        "node": ray.get_runtime_context().get_node_id(),
+        "host": socket.gethostname(),
+        "device": device,
+        "inner_loops": inner_loops,
+    }
     return gathered(here)
 
 
@@ -199,9 +209,15 @@ def train_worker(loop_config: dict) -> None:
                 progress = ProgressLog(run_dir, config.train.steps, config.metric)
                 if payload is not None:
                     progress.record({"event": "resumed", "from_step": payload["step"]})
-        train_loop(experiment, state, progress, distributed_meta_step(rank, world_size, failure, run_dir),
-                   report_checkpoint(experiment, rank, failure, run_dir), leader_failure=failure,
-                   leader_decision=from_rank_zero)
+        train_loop(
+            experiment,
+            state,
+            progress,
+            distributed_meta_step(rank, world_size, failure, run_dir),
+            report_checkpoint(experiment, rank, failure, run_dir),
+            leader_failure=failure,
+            leader_decision=from_rank_zero,
+        )
         failure.agree()  # what rank 0 did after the last checkpoint
         if loop_config.get("final_eval"):
             test = final_meta_test(experiment, state, rank, world_size)

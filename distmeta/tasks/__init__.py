@@ -11,8 +11,15 @@ from distmeta.tasks.sinusoid import SinusoidTasks
 if TYPE_CHECKING:  # the engine reads the config by attribute; it does not import it at run time
     from distmeta.config import Config
 
-__all__ = ["SPLITS", "TaskBatch", "TaskDistribution", "build_task_distribution", "meta_batch_seed", "sample_tasks",
-           "task_seed"]
+__all__ = [
+    "SPLITS",
+    "TaskBatch",
+    "TaskDistribution",
+    "build_task_distribution",
+    "meta_batch_seed",
+    "sample_tasks",
+    "task_seed",
+]
 
 
 def build_task_distribution(config: Config, split: str) -> TaskDistribution:

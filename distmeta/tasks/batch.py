@@ -64,8 +64,13 @@ class TaskBatch:
         def class_labels(count: int) -> torch.Tensor:
             return torch.from_numpy(np.repeat(labels.astype(np.int64), count, axis=1))
 
-        return TaskBatch(examples(images[:, :, :shots]), class_labels(shots),
-                         examples(images[:, :, shots:]), class_labels(per_class - shots), seed=seed)
+        return TaskBatch(
+            examples(images[:, :, :shots]),
+            class_labels(shots),
+            examples(images[:, :, shots:]),
+            class_labels(per_class - shots),
+            seed=seed,
+        )
 
     def select(self, start: int, stop: int) -> TaskBatch:
         """Tasks start..stop-1, e.g. one worker's share of a meta-batch."""

@@ -60,10 +60,12 @@ class DigitsMLPFamily:
     def init(self, seed: int) -> tuple[Params, TaskData]:
         generator = torch.Generator().manual_seed(seed)
         inputs, hidden = self.images.shape[1], self.hidden
-        params = {"hidden.weight": torch.randn(hidden, inputs, generator=generator) / math.sqrt(inputs),
-                  "hidden.bias": torch.zeros(hidden),
-                  "output.weight": torch.randn(10, hidden, generator=generator) / math.sqrt(hidden),
-                  "output.bias": torch.zeros(10)}
+        params = {
+            "hidden.weight": torch.randn(hidden, inputs, generator=generator) / math.sqrt(inputs),
+            "hidden.bias": torch.zeros(hidden),
+            "output.weight": torch.randn(10, hidden, generator=generator) / math.sqrt(hidden),
+            "output.bias": torch.zeros(10),
+        }
         return params, {"order": torch.randperm(len(self.labels), generator=generator)}
 
     def loss(self, params: Params, task: TaskData, step: torch.Tensor) -> torch.Tensor:

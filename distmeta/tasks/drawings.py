@@ -43,11 +43,15 @@ def open_drawing(drawing, argument: str) -> Image.Image:
             raise DatasetError(drawing, f"is not a readable image ({type(error).__name__}: {error})") from None
     array = drawing.numpy() if isinstance(drawing, torch.Tensor) else np.asarray(drawing)
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
-        raise InputError(argument, "a drawing of shape (height, width) or (height, width, 3 or 4)",
-                         f"shape {tuple(array.shape)}")
+        raise InputError(
+            argument, "a drawing of shape (height, width) or (height, width, 3 or 4)", f"shape {tuple(array.shape)}"
+        )
     if array.dtype == np.bool_ or array.dtype == np.uint8:
         return Image.fromarray(array)
     if np.issubdtype(array.dtype, np.floating) and array.size and 0.0 <= array.min() and array.max() <= 1.0:
         return Image.fromarray(np.rint(array * 255).astype(np.uint8))
-    raise InputError(argument, "a drawing of uint8 (0-255), bool or floats in [0, 1]",
-                     f"dtype {array.dtype}" + (f" with values in [{array.min()}, {array.max()}]" if array.size else ""))
+    raise InputError(
+        argument,
+        "a drawing of uint8 (0-255), bool or floats in [0, 1]",
+        f"dtype {array.dtype}" + (f" with values in [{array.min()}, {array.max()}]" if array.size else ""),
+    )

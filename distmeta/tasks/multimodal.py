@@ -54,8 +54,9 @@ class MultimodalTasks:
     is_classification = False
     output_size = 1
 
-    def __init__(self, shots: int, query_shots: int, modes: tuple[str, ...] = MODE_SETS[5],
-                 noise_std: float = NOISE_STD):
+    def __init__(
+        self, shots: int, query_shots: int, modes: tuple[str, ...] = MODE_SETS[5], noise_std: float = NOISE_STD
+    ):
         unknown = [mode for mode in modes if mode not in MODES]
         if not modes or unknown:
             raise ValueError(f"modes must be a non-empty selection of {MODES}, got {modes}")
@@ -78,19 +79,20 @@ class MultimodalTasks:
         # a task's numbers: its mode, its function's parameters, its inputs, then its noise
         uniforms = task_uniforms(seed, first, num_tasks, self._draws())
         modes = self._task_modes(uniforms)
-        parameters = uniforms[:, 1:1 + PARAMETERS, None]  # (tasks, PARAMETERS, 1)
-        x = _scale(uniforms[:, 1 + PARAMETERS:1 + PARAMETERS + points, None], INPUT_RANGE)  # (tasks, points, 1)
+        parameters = uniforms[:, 1 : 1 + PARAMETERS, None]  # (tasks, PARAMETERS, 1)
+        x = _scale(uniforms[:, 1 + PARAMETERS : 1 + PARAMETERS + points, None], INPUT_RANGE)  # (tasks, points, 1)
         clean = np.zeros_like(x)
         for index, mode in enumerate(self.modes):
             chosen = modes == index
             if chosen.any():
                 clean[chosen] = mode_outputs(mode, parameters[chosen], x[chosen])
-        noise = _normals(uniforms[:, 1 + PARAMETERS + points:], points)[..., None]
+        noise = _normals(uniforms[:, 1 + PARAMETERS + points :], points)[..., None]
         y = clean + self.noise_std * noise
         inputs, outputs = torch.from_numpy(x).float(), torch.from_numpy(y).float()
         k = self.shots
-        return TaskBatch(inputs[:, :k], outputs[:, :k], inputs[:, k:], outputs[:, k:], seed=seed,
-                         modes=torch.from_numpy(modes))
+        return TaskBatch(
+            inputs[:, :k], outputs[:, :k], inputs[:, k:], outputs[:, k:], seed=seed, modes=torch.from_numpy(modes)
+        )
 
 
 PARAMETERS = 4
@@ -100,7 +102,7 @@ PARAMETERS = 4
 def mode_outputs(mode: str, parameters: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Outputs of functions of `mode` at `x` (tasks, points, 1); each task's parameters are its
     (tasks, PARAMETERS, 1) uniforms scaled to the authors' ranges."""
-    u = [parameters[:, i:i + 1, 0:1] for i in range(PARAMETERS)]  # each (tasks, 1, 1)
+    u = [parameters[:, i : i + 1, 0:1] for i in range(PARAMETERS)]  # each (tasks, 1, 1)
     if mode == "sinusoid":
         return _scale(u[0], SINUSOID_AMPLITUDE) * np.sin(x - _scale(u[1], SINUSOID_PHASE))
     if mode == "linear":

@@ -34,8 +34,11 @@ def split_alphabets(alphabets: list[str], config: OmniglotConfig) -> dict[str, l
     val = max(1, round(config.val_fraction * len(names)))
     if test + val >= len(names):
         test, val = 1, 1
-    return {"test": sorted(shuffled[:test]), "val": sorted(shuffled[test:test + val]),
-            "train": sorted(shuffled[test + val:])}
+    return {
+        "test": sorted(shuffled[:test]),
+        "val": sorted(shuffled[test : test + val]),
+        "train": sorted(shuffled[test + val :]),
+    }
 
 
 class OmniglotTasks:
@@ -59,7 +62,7 @@ class OmniglotTasks:
         self._drawing_counts = np.array([len(rows) for rows in drawings], dtype=np.int64)
         self._drawing_rows = np.zeros((len(drawings), max(self._drawing_counts, default=0)), dtype=np.int64)
         for character, rows in enumerate(drawings):
-            self._drawing_rows[character, :len(rows)] = rows
+            self._drawing_rows[character, : len(rows)] = rows
         rotations = 4 if config.rotations else 1
         # class c is character c // rotations, turned by (c % rotations) quarter turns
         self.num_classes = len(characters) * rotations

@@ -148,8 +148,12 @@ def fingerprint(roots: tuple[str, ...], size: int) -> str:
 
 
 def _schema(metadata: dict) -> pa.Schema:
-    fields = [pa.field("alphabet", pa.string()), pa.field("character", pa.string()),
-              pa.field("source", pa.string()), pa.field("image", pa.binary(metadata["image_bytes"]))]
+    fields = [
+        pa.field("alphabet", pa.string()),
+        pa.field("character", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("image", pa.binary(metadata["image_bytes"])),
+    ]
     return pa.schema(fields, metadata={"distmeta": json.dumps(metadata)})
 
 
@@ -157,12 +161,22 @@ def build_cache(roots: tuple[str, ...], size: int, path: Path, key: str) -> None
     """Decode every drawing and write the Arrow file atomically (two builders at once are fine)."""
     drawings = list_drawings(roots)
     images = np.stack([decode(d, size) for d in drawings])
-    metadata = {"fingerprint": key, "format_version": FORMAT_VERSION, "images": len(drawings),
-                "image_size": size, "image_bytes": size * size, "roots": list(roots)}
-    columns = [pa.array([d.alphabet for d in drawings]), pa.array([d.character for d in drawings]),
-               pa.array([d.source for d in drawings]),
-               pa.FixedSizeBinaryArray.from_buffers(pa.binary(size * size), len(drawings),
-                                                    [None, pa.py_buffer(images.tobytes())])]
+    metadata = {
+        "fingerprint": key,
+        "format_version": FORMAT_VERSION,
+        "images": len(drawings),
+        "image_size": size,
+        "image_bytes": size * size,
+        "roots": list(roots),
+    }
+    columns = [
+        pa.array([d.alphabet for d in drawings]),
+        pa.array([d.character for d in drawings]),
+        pa.array([d.source for d in drawings]),
+        pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(size * size), len(drawings), [None, pa.py_buffer(images.tobytes())]
+        ),
+    ]
     table = pa.Table.from_arrays(columns, schema=_schema(metadata))
 
     def write(file) -> None:
@@ -184,8 +198,11 @@ def open_cache(path: Path, key: str, size: int) -> OmniglotImages:
     expected = (key, FORMAT_VERSION, size)
     found = (metadata.get("fingerprint"), metadata.get("format_version"), metadata.get("image_size"))
     if found != expected or table.num_rows != metadata.get("images") or table.schema != _schema(metadata):
-        raise DatasetError(path, f"{stale} (it records {found} and {table.num_rows} rows, expected {expected} "
-                                 f"and {metadata.get('images')} rows)")
+        raise DatasetError(
+            path,
+            f"{stale} (it records {found} and {table.num_rows} rows, expected {expected} "
+            f"and {metadata.get('images')} rows)",
+        )
     return _index(table, size, path)
 
 
@@ -193,7 +210,7 @@ def _index(table: pa.Table, size: int, path: Path) -> OmniglotImages:
     column = table.column("image").combine_chunks()
     # zero-copy view of the mapped file: the data buffer of the fixed-size binary column
     data = np.frombuffer(column.buffers()[1], dtype=np.uint8)
-    images = data[column.offset * size * size:][: len(column) * size * size].reshape(len(column), size, size)
+    images = data[column.offset * size * size :][: len(column) * size * size].reshape(len(column), size, size)
     keys = list(zip(table.column("alphabet").to_pylist(), table.column("character").to_pylist()))
     characters = sorted(set(keys))
     number = {key: i for i, key in enumerate(characters)}

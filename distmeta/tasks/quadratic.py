@@ -20,8 +20,14 @@ ENTRIES = ("normal", "uniform")
 class QuadraticFamily:
     """Batches of random 10-d least-squares problems; `split` only picks the seed stream."""
 
-    def __init__(self, split: str = "train", dimensions: int = 10, functions: int = 128, init_std: float = 0.01,
-                 entries: str = "normal"):
+    def __init__(
+        self,
+        split: str = "train",
+        dimensions: int = 10,
+        functions: int = 128,
+        init_std: float = 0.01,
+        entries: str = "normal",
+    ):
         if dimensions < 1 or functions < 1:
             raise ValueError(f"dimensions and functions must be at least 1, got {dimensions}, {functions}")
         if entries not in ENTRIES:

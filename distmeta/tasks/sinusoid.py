@@ -40,7 +40,6 @@ class SinusoidTasks:
         return TaskBatch(inputs[:, :k], outputs[:, :k], inputs[:, k:], outputs[:, k:], seed=seed)
 
 
-
 def _scale(uniforms: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
     low, high = bounds
     return low + (high - low) * uniforms

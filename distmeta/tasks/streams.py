@@ -71,7 +71,7 @@ def choose_distinct(uniforms: np.ndarray, population: np.ndarray | int) -> np.nd
     k = uniforms.shape[-1]
     chosen = np.empty(uniforms.shape, dtype=np.int64)
     for j in range(k):
-        value = below(uniforms[..., j:j + 1], population - j)[..., 0]
+        value = below(uniforms[..., j : j + 1], population - j)[..., 0]
         # shift past the values already taken, smallest first, so value lands on an untaken one
         for taken in np.moveaxis(np.sort(chosen[..., :j], axis=-1), -1, 0):
             value = value + (value >= taken)

@@ -32,9 +32,15 @@ def checkpoint_dir(run_dir: str | Path | Location) -> Location:
     return location(run_dir) / "checkpoints"
 
 
-def save_checkpoint(run_dir: str | Path | Location, step: int, config: Config, meta_params: dict, optimizer_state: dict,
-                    metrics: dict,
-                    extra: dict | None = None) -> Path | Location:
+def save_checkpoint(
+    run_dir: str | Path | Location,
+    step: int,
+    config: Config,
+    meta_params: dict,
+    optimizer_state: dict,
+    metrics: dict,
+    extra: dict | None = None,
+) -> Path | Location:
     """Write the checkpoint of `step` atomically and return its path; `extra` holds what else a
     kind of run must resume from (a learned optimiser's persistent unrolls), its tensors moved to the CPU."""
     payload = {
@@ -51,9 +57,12 @@ def save_checkpoint(run_dir: str | Path | Location, step: int, config: Config, m
     try:
         target.write_with(lambda file: torch.save(payload, file))
     except OSError as error:  # storage full, read-only or gone: the earlier checkpoints are untouched
-        raise StorageError(target, f"the checkpoint of step {step} could not be written ({error}); the "
-                                   f"checkpoints before it are intact: the same command resumes from the "
-                                   f"newest once it can write") from None
+        raise StorageError(
+            target,
+            f"the checkpoint of step {step} could not be written ({error}); the "
+            f"checkpoints before it are intact: the same command resumes from the "
+            f"newest once it can write",
+        ) from None
     return as_path(target)
 
 
@@ -72,8 +81,11 @@ def checkpoint_files(run_dir: str | Path | Location) -> list[Path | Location]:
     """The checkpoints of `run_dir`, lowest step first: in `checkpoints/` for a
     single-process run, in Ray Train's `checkpoint_*/` folders for a distributed one."""
     run_dir = location(run_dir)
-    files = [p for p in [*run_dir.glob("checkpoints/step_*.pt"), *run_dir.glob("checkpoint_*/checkpoints/step_*.pt")]
-             if CHECKPOINT_NAME.match(p.name)]
+    files = [
+        p
+        for p in [*run_dir.glob("checkpoints/step_*.pt"), *run_dir.glob("checkpoint_*/checkpoints/step_*.pt")]
+        if CHECKPOINT_NAME.match(p.name)
+    ]
     return [as_path(path) for path in sorted(files, key=lambda path: path.name)]
 
 
@@ -94,8 +106,9 @@ def newest_readable_checkpoint(run_dir: str | Path | Location) -> dict | None:
         try:
             return load_checkpoint(path)
         except CheckpointError as error:
-            warnings.warn(f"skipping {error}; resuming from the checkpoint before it", CheckpointSkippedWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"skipping {error}; resuming from the checkpoint before it", CheckpointSkippedWarning, stacklevel=2
+            )
     return None
 
 
@@ -111,8 +124,11 @@ def resolve_checkpoint(path: str | Path | Location) -> Location:
     if path.is_dir():
         latest = latest_checkpoint(path)
         if latest is None:
-            raise CheckpointError(path, "is a directory without checkpoints (expected checkpoints/step_*.pt or "
-                                        "checkpoint_*/checkpoints/step_*.pt)")
+            raise CheckpointError(
+                path,
+                "is a directory without checkpoints (expected checkpoints/step_*.pt or "
+                "checkpoint_*/checkpoints/step_*.pt)",
+            )
         return location(latest)
     raise CheckpointError(path, "does not exist")
 
@@ -153,8 +169,7 @@ def check_resumable(payload: dict, config: Config) -> None:
     fields = config_differences(checkpoint_config(payload), config)
     raise ConfigError(
         ", ".join(fields) or "config",
-        f"differs from the run being resumed ({payload['path']}); use a new run directory "
-        "or restore the old values",
+        f"differs from the run being resumed ({payload['path']}); use a new run directory or restore the old values",
     )
 
 

@@ -30,8 +30,15 @@ def sampled_indices(experiment: Experiment, step: int, indices: range) -> list[i
     return [index for index in indices if index < train.knowledge_tasks]
 
 
-def record_step_sample(experiment: Experiment, meta_params, step: int, batch: TaskBatch, indices: range,
-                       run_dir: Path | Location, writer: str) -> Path | Location | None:
+def record_step_sample(
+    experiment: Experiment,
+    meta_params,
+    step: int,
+    batch: TaskBatch,
+    indices: range,
+    run_dir: Path | Location,
+    writer: str,
+) -> Path | Location | None:
     """Append the sampled tasks of `batch` (meta-batch tasks `indices`) to the run's store as one
     file, computed with `meta_params` of `step`; its path, or None when this step samples none here."""
     chosen = sampled_indices(experiment, step, indices)
@@ -43,12 +50,31 @@ def record_step_sample(experiment: Experiment, meta_params, step: int, batch: Ta
     tasks = []
     for index in chosen:
         row = index - indices.start
-        tasks.append(StoredTask(index, batch.seed, family_of(batch.seed, index) if family_of else None,
-                                batch.support_x[row], batch.support_y[row], batch.query_x[row], batch.query_y[row]))
+        tasks.append(
+            StoredTask(
+                index,
+                batch.seed,
+                family_of(batch.seed, index) if family_of else None,
+                batch.support_x[row],
+                batch.support_y[row],
+                batch.query_x[row],
+                batch.query_y[row],
+            )
+        )
     spec = EmbeddingSpec(projection_seed=config.seed)
     inner_steps, store_steps = algorithm.test_inner_steps, config.train.knowledge_store_steps
-    records = records_of_tasks(algorithm, meta_params, tasks, split="train", inner_steps=inner_steps, spec=spec,
-                               store_steps=store_steps)
-    header = build_header(algorithm, meta_params, run=run_dir.name, config_hash=config_hash(config), step=step,
-                          spec=spec, inner_steps=inner_steps, store_steps=store_steps, writer=writer)
+    records = records_of_tasks(
+        algorithm, meta_params, tasks, split="train", inner_steps=inner_steps, spec=spec, store_steps=store_steps
+    )
+    header = build_header(
+        algorithm,
+        meta_params,
+        run=run_dir.name,
+        config_hash=config_hash(config),
+        step=step,
+        spec=spec,
+        inner_steps=inner_steps,
+        store_steps=store_steps,
+        writer=writer,
+    )
     return KnowledgeStore(run_dir).append(header, records)

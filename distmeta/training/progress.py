@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,8 +29,9 @@ class ProgressLog:
     TensorBoard's writer needs a local folder: for a run in a bucket it writes to a
     temporary one, whose event file is uploaded whole at every flush."""
 
-    def __init__(self, run_dir: str | Path | Location, total_steps: int, metric: str, print_fn=print,
-                 unit: str = "tasks"):
+    def __init__(
+        self, run_dir: str | Path | Location, total_steps: int, metric: str, print_fn=print, unit: str = "tasks"
+    ):
         self.path = location(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir()
         self.tensorboard: SummaryWriter | None = None
@@ -60,7 +62,11 @@ class ProgressLog:
         if "step" not in record:
             return
         if self.tensorboard is None:  # opened on first use: a run that logs nothing leaves no event file
-            self.tensorboard = SummaryWriter(self._tensorboard_writer_folder())
+            # a suffix of its own: the file is named by the second it opened in, and a resume within
+            # that second (same host) would otherwise overwrite the earlier session's events
+            self.tensorboard = SummaryWriter(
+                self._tensorboard_writer_folder(), filename_suffix=f".{uuid.uuid4().hex[:8]}"
+            )
         for key, value in record.items():
             if key != "step" and isinstance(value, (int, float)):
                 self.tensorboard.add_scalar(key, value, record["step"])
@@ -81,8 +87,15 @@ class ProgressLog:
         for event_file in Path(self.tensorboard_folder.name).iterdir():
             (self.path.parent / "tensorboard" / event_file.name).write_bytes(event_file.read_bytes())
 
-    def log_interval(self, step: int, start_step: int, meta_loss: float, train_score: float, val: dict | None,
-                     extra: dict | None = None) -> dict:
+    def log_interval(
+        self,
+        step: int,
+        start_step: int,
+        meta_loss: float,
+        train_score: float,
+        val: dict | None,
+        extra: dict | None = None,
+    ) -> dict:
         """Print and record one line, with the numbers of `extra` in the record; returns the record."""
         now = time.perf_counter()
         tasks_per_s = self.interval_tasks / max(now - self.interval_start, 1e-9)
@@ -112,16 +125,21 @@ class ProgressLog:
 
 def format_line(record: dict, total_steps: int, metric: str) -> str:
     """The progress line of one metrics record."""
+
     def score(value: float) -> str:
         return f"{100 * value:.2f}%" if metric == "accuracy" else f"{value:.4f}"
 
-    line = (f"step {record['step']:>{len(str(total_steps))}}/{total_steps} | meta-loss {record['meta_loss']:.4f} | "
-            f"train {metric} {score(record[f'train_{metric}'])}")
+    line = (
+        f"step {record['step']:>{len(str(total_steps))}}/{total_steps} | meta-loss {record['meta_loss']:.4f} | "
+        f"train {metric} {score(record[f'train_{metric}'])}"
+    )
     if f"val_{metric}" in record:
         line += f" | val {metric} {score(record[f'val_{metric}'])}"
     eta = record.get("eta_s")
-    line += (f" | {record['tasks_per_s']:,.0f} {record.get('rate_unit', 'tasks')}/s | "
-             f"ETA {format_duration(eta) if eta is not None else '?'}")
+    line += (
+        f" | {record['tasks_per_s']:,.0f} {record.get('rate_unit', 'tasks')}/s | "
+        f"ETA {format_duration(eta) if eta is not None else '?'}"
+    )
     return line + (f" | stopping: {record['stopped']}" if "stopped" in record else "")
 
 

@@ -131,8 +131,15 @@ def meta_step(experiment: Experiment, state: TrainState, run_dir: Path | Locatio
     check_finite(state.step, batch.seed, meta_loss, flat(result.grad_sum, meta_loss))
     apply_meta_gradient(state, experiment.config.train, result.grad_sum, result.num_tasks)
     if run_dir is not None:
-        record_step_sample(experiment, state.meta_params, state.step, batch,
-                           range(experiment.config.train.meta_batch_size), run_dir, "train")
+        record_step_sample(
+            experiment,
+            state.meta_params,
+            state.step,
+            batch,
+            range(experiment.config.train.meta_batch_size),
+            run_dir,
+            "train",
+        )
     return StepMetrics(meta_loss.item(), result.scores.mean().item(), result.num_tasks)
 
 
@@ -168,17 +175,33 @@ def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResul
     state = initial_state(experiment, checkpoint)
     run_dir.mkdir()
     save_config(config, run_dir / "config.yaml")
-    print_fn(f"run directory {run_dir}; device {experiment.device}; "
-             f"inner loops: {experiment.strategy} ({experiment.strategy_reason})")
+    print_fn(
+        f"run directory {run_dir}; device {experiment.device}; "
+        f"inner loops: {experiment.strategy} ({experiment.strategy_reason})"
+    )
     started = time.perf_counter()
     start_step = state.step
     progress = ProgressLog(run_dir, config.train.steps, config.metric, print_fn)
-    train_loop(experiment, state, progress, functools.partial(meta_step, run_dir=run_dir),
-               _save_to_run_dir(experiment, run_dir))
+    train_loop(
+        experiment,
+        state,
+        progress,
+        functools.partial(meta_step, run_dir=run_dir),
+        _save_to_run_dir(experiment, run_dir),
+    )
     wall = time.perf_counter() - started
     test = evaluate(experiment, state.meta_params, "test") if final_eval else None
-    summary = run_summary(config, state.step, state.step - start_step, wall, [str(experiment.device)],
-                          experiment.strategy, state.history[-1] if state.history else {}, test, workers=1)
+    summary = run_summary(
+        config,
+        state.step,
+        state.step - start_step,
+        wall,
+        [str(experiment.device)],
+        experiment.strategy,
+        state.history[-1] if state.history else {},
+        test,
+        workers=1,
+    )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_fn(summary_table(summary_rows(summary)))
     return TrainResult(as_path(run_dir), state.meta_params, state.step, test, summary)
@@ -189,8 +212,10 @@ def _checkpoint_to_resume(run_dir: Location, config: Config, print_fn) -> dict |
     if checkpoint is None:
         return None
     check_resumable(checkpoint, config)
-    print_fn(f"resuming from {checkpoint['path']} (step {checkpoint['step']} of {config.train.steps}); "
-             f"steps after it were not saved and run again")
+    print_fn(
+        f"resuming from {checkpoint['path']} (step {checkpoint['step']} of {config.train.steps}); "
+        f"steps after it were not saved and run again"
+    )
     return checkpoint
 
 
@@ -199,11 +224,15 @@ def same_on_every_rank(decision: bool) -> bool:
     return decision
 
 
-def train_loop(experiment: Experiment, state: TrainState, progress: ProgressLog | None,
-               step_fn: Callable[[Experiment, TrainState], StepMetrics] = meta_step,
-               checkpoint_fn: Callable[[TrainState], None] | None = None,
-               leader_failure: RankFailure | None = None,
-               leader_decision: Callable[[bool], bool] = same_on_every_rank) -> None:
+def train_loop(
+    experiment: Experiment,
+    state: TrainState,
+    progress: ProgressLog | None,
+    step_fn: Callable[[Experiment, TrainState], StepMetrics] = meta_step,
+    checkpoint_fn: Callable[[TrainState], None] | None = None,
+    leader_failure: RankFailure | None = None,
+    leader_decision: Callable[[bool], bool] = same_on_every_rank,
+) -> None:
     """Meta-steps until `train.steps` (or an early stop), with logs, validation and checkpoints
     at their intervals.
 
@@ -249,8 +278,9 @@ def train_loop(experiment: Experiment, state: TrainState, progress: ProgressLog 
                     stop = reason is not None and not last
         if stopping.active and log_point and not last:
             stop = leader_decision(stop)
-        if checkpoint_fn is not None and ((train.checkpoint_every and step % train.checkpoint_every == 0)
-                                          or last or stop):
+        if checkpoint_fn is not None and (
+            (train.checkpoint_every and step % train.checkpoint_every == 0) or last or stop
+        ):
             checkpoint_fn(state)
         if stop:
             return
@@ -258,14 +288,29 @@ def train_loop(experiment: Experiment, state: TrainState, progress: ProgressLog 
 
 def _save_to_run_dir(experiment: Experiment, run_dir: Location) -> Callable[[TrainState], None]:
     def save(state: TrainState) -> None:
-        save_checkpoint(run_dir, state.step, experiment.config, state.meta_params, state.optimizer.state_dict(),
-                        state.history[-1] if state.history else {})
+        save_checkpoint(
+            run_dir,
+            state.step,
+            experiment.config,
+            state.meta_params,
+            state.optimizer.state_dict(),
+            state.history[-1] if state.history else {},
+        )
 
     return save
 
 
-def run_summary(config: Config, steps: int, steps_run: int, wall: float, devices: list[str], inner_loops: str,
-                final_train: dict, test: EvalResult | None, **extra) -> dict:
+def run_summary(
+    config: Config,
+    steps: int,
+    steps_run: int,
+    wall: float,
+    devices: list[str],
+    inner_loops: str,
+    final_train: dict,
+    test: EvalResult | None,
+    **extra,
+) -> dict:
     """What `summary.json` holds, for a single-process run and a distributed one alike.
 
     `wall_time_s` is the whole command (a Ray cluster's and its workers' start-up
@@ -297,8 +342,10 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
         ("run", f"{summary['task']} / {summary['algorithm']} / {summary['model']}"),
         ("steps", str(summary["steps"])),
         ("wall time", format_duration(summary["wall_time_s"])),
-        (f"{summary['final_train'].get('rate_unit', 'tasks')}/s",
-         f"{summary['tasks_per_s']:,.0f}" if summary["tasks_per_s"] else "-"),
+        (
+            f"{summary['final_train'].get('rate_unit', 'tasks')}/s",
+            f"{summary['tasks_per_s']:,.0f}" if summary["tasks_per_s"] else "-",
+        ),
         ("device", ", ".join(summary["devices"]) + f" ({summary['inner_loops']})"),
     ]
     for key, value in summary["final_train"].items():

@@ -31,8 +31,9 @@ def plot_search(path: Path | BinaryIO, space: SearchSpace, ranked: list, metric:
             groups.setdefault(outcome.values[colour_by] if colour_by else None, []).append(outcome)
         for key, outcomes in sorted(groups.items(), key=lambda item: str(item[0])):
             label = f"{colour_by} = {key}" if colour_by else None
-            axes.scatter([o.values[x_dimension.path] for o in outcomes], [o.metric for o in outcomes],
-                         label=label, s=36)
+            axes.scatter(
+                [o.values[x_dimension.path] for o in outcomes], [o.metric for o in outcomes], label=label, s=36
+            )
         if x_dimension.kind == "loguniform" or _spans_decades([o.values[x_dimension.path] for o in ranked]):
             axes.set_xscale("log")
         axes.set_xlabel(x_dimension.path)

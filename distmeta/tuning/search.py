@@ -123,9 +123,15 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
     if request.scheduler not in ("asha", "fifo"):
         raise ConfigError("--scheduler", f"must be asha or fifo, got {request.scheduler!r}")
     metric, mode = metric_and_mode(base, request)
-    cluster = ClusterRequest(workers=request.workers_per_trial, gpus_per_worker=request.gpus_per_worker,
-                             cpus_per_worker=request.cpus_per_worker, address=request.address,
-                             storage=request.storage, name=request.name, scale_timeout_s=request.scale_timeout_s)
+    cluster = ClusterRequest(
+        workers=request.workers_per_trial,
+        gpus_per_worker=request.gpus_per_worker,
+        cpus_per_worker=request.cpus_per_worker,
+        address=request.address,
+        storage=request.storage,
+        name=request.name,
+        scale_timeout_s=request.scale_timeout_s,
+    )
     check_request(base, cluster)
     check_on_driver(base)  # the data (or the optimisee), checked once here (on the CPU) rather than in every trial
     storage = check_storage(request.storage)
@@ -134,13 +140,18 @@ def run_search(base: Config, space: SearchSpace, request: TuneRequest, print_fn=
         capacity = read_capacity()
         cluster, device_note = with_gpus_decided(cluster, capacity)
         concurrent = concurrent_trials(cluster, capacity, request.trials * space.grid_size())
-        tuner = _tuner(base, space, request, cluster, storage, folder, metric, mode, concurrent, device_note,
-                       print_fn)
+        tuner = _tuner(base, space, request, cluster, storage, folder, metric, mode, concurrent, device_note, print_fn)
         # every concurrent trial's workers are asked of the autoscaler; the search starts
         # once one trial's are there, and the others start as their nodes come up (their
         # pending placement groups keep asking)
-        provide_workers(worker_shape(cluster), cluster.workers, cluster.scale_timeout_s, print_fn,
-                        wanted=concurrent * cluster.workers, label="first trial's workers'")
+        provide_workers(
+            worker_shape(cluster),
+            cluster.workers,
+            cluster.scale_timeout_s,
+            print_fn,
+            wanted=concurrent * cluster.workers,
+            label="first trial's workers'",
+        )
         check_workers_torch(cluster, base.train.device)
         started = time.perf_counter()
         grid = tuner.fit()
@@ -168,29 +179,56 @@ def concurrent_trials(cluster: ClusterRequest, capacity: ClusterCapacity, trials
     return max(1, min(trials, workers // cluster.workers))
 
 
-def _tuner(base: Config, space: SearchSpace, request: TuneRequest, cluster: ClusterRequest, storage: Location,
-           folder: Location, metric: str, mode: str, concurrent: int, device_note: str, print_fn) -> tune.Tuner:
+def _tuner(
+    base: Config,
+    space: SearchSpace,
+    request: TuneRequest,
+    cluster: ClusterRequest,
+    storage: Location,
+    folder: Location,
+    metric: str,
+    mode: str,
+    concurrent: int,
+    device_note: str,
+    print_fn,
+) -> tune.Tuner:
     trainable = tune.with_resources(_trial_driver(base, cluster, folder / "trials"), TRIAL_DRIVER_RESOURCES)
     param_space = {dimension.path: _tune_domain(dimension) for dimension in space.dimensions}
     filesystem = {} if folder.is_local else {"storage_filesystem": folder.filesystem}
     if tune.Tuner.can_restore(folder.path, **filesystem):
-        print_fn(f"resuming the search in {folder}: finished trials are kept, unfinished ones run again "
-                 f"(each from its own latest checkpoint)")
-        return tune.Tuner.restore(folder.path, trainable=trainable, param_space=param_space,
-                                  resume_unfinished=True, resume_errored=False, restart_errored=False, **filesystem)
+        print_fn(
+            f"resuming the search in {folder}: finished trials are kept, unfinished ones run again "
+            f"(each from its own latest checkpoint)"
+        )
+        return tune.Tuner.restore(
+            folder.path,
+            trainable=trainable,
+            param_space=param_space,
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=False,
+            **filesystem,
+        )
     validations = max(1, math.ceil(base.train.steps / base.train.val_every)) if base.train.val_every else 1
-    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=validations, grace_period=1,
-                               reduction_factor=2) if request.scheduler == "asha" else FIFOScheduler())
-    print_fn(f"search {folder}: {request.trials} sample(s) x {space.grid_size()} grid point(s), "
-             f"{concurrent} trial(s) at a time, each {cluster.workers} worker(s) x ({cluster.cpus_per_worker} CPU, "
-             f"{cluster.gpus_per_worker} GPU){device_note}; {request.scheduler} on {metric} ({mode})")
+    scheduler = (
+        ASHAScheduler(time_attr="training_iteration", max_t=validations, grace_period=1, reduction_factor=2)
+        if request.scheduler == "asha"
+        else FIFOScheduler()
+    )
+    print_fn(
+        f"search {folder}: {request.trials} sample(s) x {space.grid_size()} grid point(s), "
+        f"{concurrent} trial(s) at a time, each {cluster.workers} worker(s) x ({cluster.cpus_per_worker} CPU, "
+        f"{cluster.gpus_per_worker} GPU){device_note}; {request.scheduler} on {metric} ({mode})"
+    )
     return tune.Tuner(
         trainable,
         param_space=param_space,
-        tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=scheduler, num_samples=request.trials,
-                                    max_concurrent_trials=concurrent),
-        run_config=tune.RunConfig(name=folder.name, **ray_storage(storage),
-                                  failure_config=tune.FailureConfig(max_failures=0), verbose=1),
+        tune_config=tune.TuneConfig(
+            metric=metric, mode=mode, scheduler=scheduler, num_samples=request.trials, max_concurrent_trials=concurrent
+        ),
+        run_config=tune.RunConfig(
+            name=folder.name, **ray_storage(storage), failure_config=tune.FailureConfig(max_failures=0), verbose=1
+        ),
     )
 
 
@@ -220,11 +258,17 @@ def _trial_driver(base: Config, cluster: ClusterRequest, trials_folder: Location
         request = dataclasses.replace(cluster, name=trial_id)
         started = time.perf_counter()
         with error_box() as errors:
-            result = build_trainer(config, request, trials_folder, run_dir, errors,
-                                   callbacks=(TuneReportCallback(),)).fit()
+            result = build_trainer(
+                config, request, trials_folder, run_dir, errors, callbacks=(TuneReportCallback(),)
+            ).fit()
             raise_sent_error(errors)  # a NaN ends the trial as that error: it ranks last, the search goes on
-        summary = {"trial": trial_id, "values": values, "final_train": result.metrics,
-                   "wall_time_s": time.perf_counter() - started, "workers": request.workers}
+        summary = {
+            "trial": trial_id,
+            "values": values,
+            "final_train": result.metrics,
+            "wall_time_s": time.perf_counter() - started,
+            "workers": request.workers,
+        }
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
     return run_trial
@@ -265,9 +309,17 @@ def _short_error(error: BaseException) -> str:
 
 def ranked_table(ranked: list[TrialOutcome], space: SearchSpace, metric: str) -> str:
     headers = ["rank", "trial", *space.paths, metric, "steps", "status"]
-    rows = [[str(i + 1), o.trial_id, *[_fmt(o.values[p]) for p in space.paths],
-             _fmt(o.metric) if o.metric is not None else "-", str(o.steps or "-"), o.status]
-            for i, o in enumerate(ranked)]
+    rows = [
+        [
+            str(i + 1),
+            o.trial_id,
+            *[_fmt(o.values[p]) for p in space.paths],
+            _fmt(o.metric) if o.metric is not None else "-",
+            str(o.steps or "-"),
+            o.status,
+        ]
+        for i, o in enumerate(ranked)
+    ]
     return column_table(headers, rows)
 
 
@@ -277,13 +329,17 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _write_outputs(folder: Location, base: Config, space: SearchSpace, ranked: list[TrialOutcome], metric: str,
-                   mode: str, wall: float) -> Location | None:
+def _write_outputs(
+    folder: Location, base: Config, space: SearchSpace, ranked: list[TrialOutcome], metric: str, mode: str, wall: float
+) -> Location | None:
     folder.mkdir()
-    records = [{"rank": i + 1, "trial": o.trial_id, **o.values, metric: o.metric, "steps": o.steps,
-                "status": o.status} for i, o in enumerate(ranked)]
-    (folder / "results.json").write_text(json.dumps({"metric": metric, "mode": mode, "wall_time_s": wall,
-                                                     "trials": records}, indent=2))
+    records = [
+        {"rank": i + 1, "trial": o.trial_id, **o.values, metric: o.metric, "steps": o.steps, "status": o.status}
+        for i, o in enumerate(ranked)
+    ]
+    (folder / "results.json").write_text(
+        json.dumps({"metric": metric, "mode": mode, "wall_time_s": wall, "trials": records}, indent=2)
+    )
     _write_csv(folder / "results.csv", records)
     (folder / "search.png").write_with(lambda file: plot_search(file, space, ranked, metric))
     usable = [o for o in ranked if o.metric is not None]

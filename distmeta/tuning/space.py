@@ -75,8 +75,11 @@ def load_space(path: str | Path, base: Config) -> SearchSpace:
 def parse_space(raw: Any, base: Config, source: str = "search space") -> SearchSpace:
     """The search space of `raw` (a dict from YAML), every key and value checked against `base`."""
     if not isinstance(raw, dict) or not raw:
-        raise ConfigError(source, "expected a mapping of config fields to distributions, e.g. "
-                                  "algorithm.inner_lr: {loguniform: [1.0e-3, 1.0]}")
+        raise ConfigError(
+            source,
+            "expected a mapping of config fields to distributions, e.g. "
+            "algorithm.inner_lr: {loguniform: [1.0e-3, 1.0]}",
+        )
     dimensions = tuple(_dimension(str(key), value, base, source) for key, value in raw.items())
     return SearchSpace(dimensions, source)
 
@@ -99,9 +102,11 @@ def _dimension(key: str, spec: Any, base: Config, source: str) -> Dimension:
     name = f"{source}: {key}"
     _check_field(key, base, name)
     if not isinstance(spec, dict) or len(spec) != 1:
-        raise ConfigError(name, f"expected one distribution, e.g. {{loguniform: [1.0e-3, 1.0]}} or "
-                                f"{{choice: [1, 3, 5]}}; got {spec!r}")
-    (kind, values), = spec.items()
+        raise ConfigError(
+            name,
+            f"expected one distribution, e.g. {{loguniform: [1.0e-3, 1.0]}} or {{choice: [1, 3, 5]}}; got {spec!r}",
+        )
+    ((kind, values),) = spec.items()
     if kind not in RANGES + LISTS:
         raise ConfigError(name, f"unknown distribution {kind!r}; expected one of {', '.join(RANGES + LISTS)}")
     if not isinstance(values, list) or not values:
@@ -140,4 +145,3 @@ def _check_range(dimension: Dimension, name: str) -> None:
         raise ConfigError(name, f"{dimension.kind} needs low < high, got [{low}, {high}]")
     if dimension.kind == "loguniform" and low <= 0:
         raise ConfigError(name, f"loguniform needs a positive low bound, got {low}")
-

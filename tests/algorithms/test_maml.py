@@ -22,6 +22,7 @@ def test_second_order_meta_gradient_matches_finite_differences():
     eps = 1e-6
     for name, value in params.items():
         for index in range(value.numel()):
+
             def loss_at(delta, name=name, value=value, index=index):
                 shifted = dict(params)
                 flat = value.clone().reshape(-1)
@@ -42,8 +43,7 @@ def test_both_strategies_match_a_plain_autograd_loop(first_order, model_name):
     name = "fomaml" if first_order else "maml"
     maml = make_algorithm(name, model, classification, 3 if classification else 1)
     params = meta_params_for(maml, model)
-    expected = maml_batch_gradient(model, params, batch, maml.inner_lr, maml.inner_steps, first_order,
-                                   classification)
+    expected = maml_batch_gradient(model, params, batch, maml.inner_lr, maml.inner_steps, first_order, classification)
     for strategy in ("vmap", "loop"):
         result = batch_meta_gradient(maml, params, batch, strategy)
         for k in params:

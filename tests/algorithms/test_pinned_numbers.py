@@ -49,8 +49,13 @@ def _numbers(strategy: str) -> dict:
     for case, algorithm, params, batch in _cases():
         result = batch_meta_gradient(algorithm, params, batch, strategy)
         losses, scores = batch_evaluation(algorithm, params, batch, 3, strategy)
-        numbers[case] = {"grad_sum": result.grad_sum, "losses": result.losses, "scores": result.scores,
-                         "eval_losses": losses, "eval_scores": scores}
+        numbers[case] = {
+            "grad_sum": result.grad_sum,
+            "losses": result.losses,
+            "scores": result.scores,
+            "eval_losses": losses,
+            "eval_scores": scores,
+        }
     return numbers
 
 

@@ -28,8 +28,10 @@ def test_two_algorithms_of_one_name_are_refused():
 
 
 def test_a_field_that_only_one_algorithm_reads_is_refused_for_another_naming_the_field_and_its_owner():
-    with pytest.raises(ConfigError, match="algorithm.inner_batch_size: only reptile adapts on minibatches of the "
-                                          "support set; anil does not"):
+    with pytest.raises(
+        ConfigError,
+        match="algorithm.inner_batch_size: only reptile adapts on minibatches of the support set; anil does not",
+    ):
         check_algorithm_settings(AlgorithmConfig(name="anil", inner_batch_size=4), False, "sinusoid")
     check_algorithm_settings(AlgorithmConfig(name="reptile", inner_batch_size=4), False, "sinusoid")
 

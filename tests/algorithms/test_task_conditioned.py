@@ -19,8 +19,9 @@ def small_conv4():
 
 def small_images(tasks=3, shots=1, query=2):
     batch = classification_batch(tasks=tasks, shots=shots, query=query)
-    return type(batch)(batch.support_x[..., :16, :16], batch.support_y, batch.query_x[..., :16, :16], batch.query_y,
-                       seed=batch.seed)
+    return type(batch)(
+        batch.support_x[..., :16, :16], batch.support_y, batch.query_x[..., :16, :16], batch.query_y, seed=batch.seed
+    )
 
 
 def one_task(batch, i=0):
@@ -31,8 +32,10 @@ def perturbed(params, seed=1, scale=0.3):
     """Meta-parameters moved off their initialisation, so that no path of the meta-gradient is
     zero by construction (e.g. a zero-initialised output layer)."""
     g = torch.Generator().manual_seed(seed)
-    return {k: v + scale * v.abs().mean().clamp(min=0.01) * torch.randn(v.shape, generator=g, dtype=v.dtype)
-            for k, v in params.items()}
+    return {
+        k: v + scale * v.abs().mean().clamp(min=0.01) * torch.randn(v.shape, generator=g, dtype=v.dtype)
+        for k, v in params.items()
+    }
 
 
 def assert_matches_finite_differences(algorithm, params, task, entries_per_tensor=3, prefix=""):
@@ -42,6 +45,7 @@ def assert_matches_finite_differences(algorithm, params, task, entries_per_tenso
         if not name.startswith(prefix):
             continue
         for index in torch.linspace(0, value.numel() - 1, min(entries_per_tensor, value.numel())).long().tolist():
+
             def loss_at(delta):
                 flat = value.clone().reshape(-1)
                 flat[index] += delta
@@ -99,8 +103,9 @@ def test_first_order_keeps_the_direct_paths_and_drops_only_the_inner_gradients_d
     loss, _ = frozen_grads.query_loss(leaves, *task, differentiable=False)
     expected = dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)))
     for key in params:
-        torch.testing.assert_close(ours[key], expected[key] if expected[key] is not None else torch.zeros_like(
-            params[key]), msg=key)
+        torch.testing.assert_close(
+            ours[key], expected[key] if expected[key] is not None else torch.zeros_like(params[key]), msg=key
+        )
     full, _, _ = second.task_meta_gradient(params, *task)
     assert any(not torch.allclose(ours[k], full[k]) for k in params)
 
@@ -123,11 +128,16 @@ def test_vmap_and_loop_give_equal_meta_gradients_and_evaluations(name):
         looped = batch_meta_gradient(algorithm, params, batch, "loop")
         assert set(vmapped.grad_sum) == set(params)
         for key in params:
-            torch.testing.assert_close(vmapped.grad_sum[key], looped.grad_sum[key], rtol=1e-5, atol=1e-10,
-                                       msg=f"{name} on {label}: {key}")
+            torch.testing.assert_close(
+                vmapped.grad_sum[key], looped.grad_sum[key], rtol=1e-5, atol=1e-10, msg=f"{name} on {label}: {key}"
+            )
         assert all(vmapped.grad_sum[key].abs().sum() > 0 for key in params), f"{name} on {label}: a zero gradient"
-        torch.testing.assert_close(batch_evaluation(algorithm, params, batch, 3, "vmap"),
-                                   batch_evaluation(algorithm, params, batch, 3, "loop"), rtol=1e-5, atol=1e-12)
+        torch.testing.assert_close(
+            batch_evaluation(algorithm, params, batch, 3, "vmap"),
+            batch_evaluation(algorithm, params, batch, 3, "loop"),
+            rtol=1e-5,
+            atol=1e-12,
+        )
 
 
 def test_proto_maml_before_fine_tuning_predicts_what_protonets_predicts_on_the_support_embedding():
@@ -186,11 +196,14 @@ def test_alfa_with_zero_network_and_decay_is_maml_at_its_per_step_rate():
         torch.testing.assert_close(ours[key], theirs[key])
 
 
-@pytest.mark.parametrize("settings, classification, field", [
-    (AlgorithmConfig(name="mmaml"), True, "algorithm.name"),
-    (AlgorithmConfig(name="protomaml"), False, "algorithm.name"),
-    (AlgorithmConfig(name="alfa", inner_steps=0), False, "algorithm.inner_steps"),
-])
+@pytest.mark.parametrize(
+    "settings, classification, field",
+    [
+        (AlgorithmConfig(name="mmaml"), True, "algorithm.name"),
+        (AlgorithmConfig(name="protomaml"), False, "algorithm.name"),
+        (AlgorithmConfig(name="alfa", inner_steps=0), False, "algorithm.inner_steps"),
+    ],
+)
 def test_settings_an_algorithm_cannot_run_are_refused_naming_the_field(settings, classification, field):
     with pytest.raises(ConfigError) as error:
         check_algorithm_settings(settings, classification, "omniglot" if classification else "multimodal")

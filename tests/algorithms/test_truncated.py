@@ -92,25 +92,30 @@ def test_pes_over_three_truncations_is_unbiased_for_the_whole_unroll_to_five_per
     assert relative_error(truncated, exact) > 0.2
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: PES(0, pairs=4, sigma=0.1), "truncation_length must be at least 1, got 0"),
-    (lambda: AntitheticES(2, pairs=4, sigma=0.0), "sigma must be positive, got 0.0"),
-    (lambda: PES(2, pairs=0, sigma=0.1), "pairs must be at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: PES(0, pairs=4, sigma=0.1), "truncation_length must be at least 1, got 0"),
+        (lambda: AntitheticES(2, pairs=4, sigma=0.0), "sigma must be positive, got 0.0"),
+        (lambda: PES(2, pairs=0, sigma=0.1), "pairs must be at least 1, got 0"),
+    ],
+)
 def test_bad_estimator_settings_are_refused_when_the_estimator_is_made_naming_the_setting(make, message):
     with pytest.raises(ValueError, match=message):
         make()
 
 
-@pytest.mark.parametrize("estimator", [TruncatedBackprop(LENGTH + 1), AntitheticES(LENGTH + 1, 4, 0.1),
-                                       PES(LENGTH + 1, 4, 0.1)])
+@pytest.mark.parametrize(
+    "estimator", [TruncatedBackprop(LENGTH + 1), AntitheticES(LENGTH + 1, 4, 0.1), PES(LENGTH + 1, 4, 0.1)]
+)
 def test_a_truncation_longer_than_the_unroll_is_refused_before_it_runs(estimator):
     with pytest.raises(ValueError, match="truncation_length 7 is longer than the unroll \\(6 steps\\)"):
         estimator.estimate(UNROLL, RATES, {}, seed=0)
 
 
-@pytest.mark.parametrize("estimator", [TruncatedBackprop(2), AntitheticES(2, pairs=8, sigma=1e-2),
-                                       PES(2, pairs=8, sigma=1e-2)])
+@pytest.mark.parametrize(
+    "estimator", [TruncatedBackprop(2), AntitheticES(2, pairs=8, sigma=1e-2), PES(2, pairs=8, sigma=1e-2)]
+)
 def test_an_unroll_state_saved_and_loaded_between_meta_steps_resumes_exactly(estimator):
     # everything a truncation continues from is in the state: a checkpoint of it loses nothing
     first = estimator.estimate(UNROLL, RATES, {}, seed=3)

@@ -36,14 +36,15 @@ def test_a_tiny_bench_of_one_and_two_workers_reports_measured_scaling(cluster, t
     assert two["efficiency"] == pytest.approx(two["tasks_per_s"] / (2 * one["tasks_per_s"]))
 
 
-def test_a_worker_count_the_cluster_cannot_hold_is_refused_before_anything_runs(cluster, tmp_path, capsys,
-                                                                              monkeypatch):
+def test_a_worker_count_the_cluster_cannot_hold_is_refused_before_anything_runs(cluster, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(scaling, "measure", lambda *_: pytest.fail("a worker count ran"))
     out = tmp_path / "bench.json"
     assert main(["bench", "--workers", "1,64", *TINY, "--json", str(out)]) == 2
     error = capsys.readouterr().err
-    assert ("--workers: 64 worker(s) x (1 CPU, 0 GPU) do not fit: the cluster holds at most 2 such worker(s); "
-            "its nodes now: head (2 CPU, 0 GPU)") in error
+    assert (
+        "--workers: 64 worker(s) x (1 CPU, 0 GPU) do not fit: the cluster holds at most 2 such worker(s); "
+        "its nodes now: head (2 CPU, 0 GPU)"
+    ) in error
     assert not out.exists()
 
 
@@ -54,15 +55,47 @@ def test_strong_scaling_refuses_more_workers_than_tasks_before_ray_is_asked(tmp_
 
 def test_missing_omniglot_data_is_named_on_the_driver(tmp_path, capsys):
     missing = tmp_path / "omniglot-nowhere"
-    assert main(["bench", "--task", "omniglot", "--set", f"task.omniglot.roots=[{missing}]",
-                 "--set", f"task.omniglot.cache_dir={tmp_path / 'cache'}"]) == 2
+    assert (
+        main(
+            [
+                "bench",
+                "--task",
+                "omniglot",
+                "--set",
+                f"task.omniglot.roots=[{missing}]",
+                "--set",
+                f"task.omniglot.cache_dir={tmp_path / 'cache'}",
+            ]
+        )
+        == 2
+    )
     assert str(missing) in capsys.readouterr().err
 
 
 def test_omniglot_without_roots_is_benchmarked_on_synthetic_tasks_and_says_so(cluster, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--task", "omniglot", "--workers", "1", "--steps", "2", "--warmup", "0", "--meta-batch", "2",
-                 "--set", "model.channels=8", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--task",
+                "omniglot",
+                "--workers",
+                "1",
+                "--steps",
+                "2",
+                "--warmup",
+                "0",
+                "--meta-batch",
+                "2",
+                "--set",
+                "model.channels=8",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     first_line = capsys.readouterr().out.splitlines()[0]
     assert first_line.startswith("bench: omniglot (SYNTHETIC: random images of its shapes, not the dataset) / maml")
     request = json.loads(out.read_text())["request"]

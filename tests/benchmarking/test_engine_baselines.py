@@ -26,8 +26,9 @@ def engine_speed():
 @pytest.mark.parametrize("first_order", [False, True])
 def test_a_baseline_library_gives_distmetas_sinusoid_maml_meta_gradient(library, first_order):
     if importlib.util.find_spec(library) is None:
-        pytest.skip(f"{library} is not installed here (bash benchmarks/install_baselines.sh installs it "
-                    "into .venv-baselines)")
+        pytest.skip(
+            f"{library} is not installed here (bash benchmarks/install_baselines.sh installs it into .venv-baselines)"
+        )
     bench = engine_speed()
     experiment, batch, _ = bench.build("sine", first_order)
     params = experiment.initial_meta_parameters()

@@ -65,13 +65,27 @@ def test_strong_scaling_shares_uneven_batches_and_reports_the_mean_share():
 
 
 def test_the_json_table_and_plot_carry_every_field(tmp_path):
-    summaries, note = with_efficiency([summarize(CountRun(1, 10, [[step(0.1, sampling=0.01)] * 3])),
-                                       summarize(CountRun(2, 20, [[step(0.12)] * 3] * 2))])
+    summaries, note = with_efficiency(
+        [
+            summarize(CountRun(1, 10, [[step(0.1, sampling=0.01)] * 3])),
+            summarize(CountRun(2, 20, [[step(0.12)] * 3] * 2)),
+        ]
+    )
     report = json.loads(json.dumps(bench_json({"scaling": "weak"}, {"cpu_count": 2}, summaries, note)))
     assert {"request", "machine", "measurement", "efficiency", "results"} <= set(report)
     result = report["results"][1]
-    assert {"workers", "per_worker_batch", "global_batch", "steps", "wall_s", "tasks_per_s", "meta_steps_per_s",
-            "efficiency", "phases", "raw"} <= set(result)
+    assert {
+        "workers",
+        "per_worker_batch",
+        "global_batch",
+        "steps",
+        "wall_s",
+        "tasks_per_s",
+        "meta_steps_per_s",
+        "efficiency",
+        "phases",
+        "raw",
+    } <= set(result)
     assert set(result["phases"]) == set(PHASES)
     assert set(result["phases"]["sampling"]) == {"median_ms", "p90_ms", "share"}
     assert len(result["raw"]["step_s"]) == 3 and len(result["raw"]["ranks"]) == 2

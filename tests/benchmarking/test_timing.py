@@ -12,8 +12,10 @@ from distmeta.training.trainer import initial_state, meta_batch, meta_step
 TINY = ["train.meta_batch_size=6", "model.hidden_sizes=[16, 16]"]
 
 
-@pytest.mark.parametrize("overrides", [["train.vectorize=vmap"], ["train.vectorize=loop"],
-                                       ["algorithm.name=reptile"], ["algorithm.name=metasgd"]])
+@pytest.mark.parametrize(
+    "overrides",
+    [["train.vectorize=vmap"], ["train.vectorize=loop"], ["algorithm.name=reptile"], ["algorithm.name=metasgd"]],
+)
 def test_timed_steps_update_the_parameters_exactly_as_meta_step(overrides):
     experiment = build_experiment(load_config(None, [*TINY, *overrides]), check_data=False)
     engine, timed = initial_state(experiment), initial_state(experiment)

@@ -32,8 +32,11 @@ def pinned_ray_version() -> str:
 
 
 def test_every_file_in_cluster_is_one_these_tests_check():
-    present = {path.relative_to(CLUSTER).as_posix() for path in CLUSTER.rglob("*")
-               if path.is_file() and "__pycache__" not in path.parts}
+    present = {
+        path.relative_to(CLUSTER).as_posix()
+        for path in CLUSTER.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
     assert present == set(RAY_UP_CONFIGS + KUBERAY_MANIFESTS + OTHER_FILES)
 
 
@@ -58,8 +61,7 @@ def test_a_ray_up_config_satisfies_rays_schema_and_runs_gpu_workers_with_distmet
     node_types = config["available_node_types"]
     assert config["head_node_type"] in node_types
     gpu_types = [node for node in node_types.values() if node["resources"].get("GPU", 0) >= 1]
-    assert gpu_types and all(node["min_workers"] <= node["max_workers"] <= config["max_workers"]
-                             for node in gpu_types)
+    assert gpu_types and all(node["min_workers"] <= node["max_workers"] <= config["max_workers"] for node in gpu_types)
     assert config["docker"]["image"].startswith(f"rayproject/ray:{pinned_ray_version()}-")
     assert any("pip install" in command and "constraints.txt" in command for command in config["setup_commands"])
     head_start = " ".join(config["head_start_ray_commands"])
@@ -161,8 +163,11 @@ def gpu_torch_pin() -> tuple[str, str]:
 def gpu_install_is_pinned(command: str) -> bool:
     """`command` installs with both constraints files and the index that holds the CUDA build."""
     _, tag = gpu_torch_pin()
-    return ("constraints.txt" in command and "constraints-gpu.txt" in command
-            and f"--extra-index-url https://download.pytorch.org/whl/{tag}" in command)
+    return (
+        "constraints.txt" in command
+        and "constraints-gpu.txt" in command
+        and f"--extra-index-url https://download.pytorch.org/whl/{tag}" in command
+    )
 
 
 def test_the_gpu_constraints_pin_a_cuda_build_of_the_torch_the_cpu_constraints_pin():
@@ -182,7 +187,7 @@ def test_the_gpu_constraints_pin_a_cuda_build_of_the_torch_the_cpu_constraints_p
 def test_the_image_installs_distmeta_and_a_cuda_torch_on_the_pinned_ray_cuda_image():
     dockerfile = (CLUSTER / "Dockerfile").read_text()
     assert f"FROM rayproject/ray:{pinned_ray_version()}-py311-gpu" in dockerfile  # Ray's image on NVIDIA's CUDA base
-    install = dockerfile[dockerfile.index("RUN pip install"):].replace("\\\n", " ")
+    install = dockerfile[dockerfile.index("RUN pip install") :].replace("\\\n", " ")
     assert "COPY --chown=ray:users pyproject.toml constraints.txt constraints-gpu.txt" in dockerfile
     assert gpu_install_is_pinned(install) and "-e ." in install
     assert "assert torch.version.cuda" in install  # a CPU torch fails the build, not the first run
@@ -202,8 +207,13 @@ def test_the_local_cluster_script_starts_and_stops_only_its_own_cluster(tmp_path
     folder = tmp_path / "local"
 
     def script(*args):
-        return subprocess.run([sys.executable, str(CLUSTER / "local_cluster.py"), *args, "--folder", str(folder)],
-                              env=env, capture_output=True, text=True, timeout=180)
+        return subprocess.run(
+            [sys.executable, str(CLUSTER / "local_cluster.py"), *args, "--folder", str(folder)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
 
     with leaves_no_ray_process(temp_roots, "the local cluster script"):
         try:

@@ -11,8 +11,11 @@ def test_a_missing_or_empty_token_file_is_refused_before_any_connection_saying_h
     empty = tmp_path / "empty"
     empty.write_text("\n")
     for path, what in [(tmp_path / "missing", "no such file"), (empty, "an empty file")]:
-        with pytest.raises(DistmetaError, match=rf"^--token-file {path}: no token there \({what}\); .*"
-                                                 r"`ray get-auth-token`"):
+        with pytest.raises(
+            DistmetaError,
+            match=rf"^--token-file {path}: no token there \({what}\); .*"
+            r"`ray get-auth-token`",
+        ):
             connect("http://127.0.0.1:9", str(path))  # a port nothing listens on: never reached
 
 
@@ -30,4 +33,6 @@ def test_the_token_sources_follow_rays_order(tmp_path):
     assert available_token(env) == ("from-home", str(tmp_path / ".ray" / "auth_token"))
     assert available_token({**env, "RAY_AUTH_TOKEN_PATH": str(tmp_path / "file")})[0] == "from-file"
     assert available_token({**env, "RAY_AUTH_TOKEN": "direct", "RAY_AUTH_TOKEN_PATH": str(tmp_path / "file")}) == (
-        "direct", "RAY_AUTH_TOKEN")
+        "direct",
+        "RAY_AUTH_TOKEN",
+    )

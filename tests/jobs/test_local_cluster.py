@@ -30,8 +30,13 @@ def caller_environment(home: Path, **extra) -> dict:
 
 def jobs_list(cluster, env: dict) -> subprocess.CompletedProcess:
     """`distmeta jobs list` against the cluster, as a client in `env` runs it."""
-    return subprocess.run([sys.executable, "-m", "distmeta", "jobs", "list", "--address", cluster.dashboard_address],
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "distmeta", "jobs", "list", "--address", cluster.dashboard_address],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
@@ -67,8 +72,7 @@ def test_a_missing_token_file_is_named_before_anything_starts(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_node_that_cannot_start_stops_everything_the_start_had_started(tmp_path, short_temp, temp_roots,
-                                                                          monkeypatch):
+def test_a_node_that_cannot_start_stops_everything_the_start_had_started(tmp_path, short_temp, temp_roots, monkeypatch):
     # node1 is given one port for two of its agents, as the kernel once handed a port out twice:
     # Ray refuses to start that node, after the head is already up.
     chosen = []
@@ -97,11 +101,19 @@ def test_a_node_that_cannot_start_stops_everything_the_start_had_started(tmp_pat
 def test_processes_are_found_by_session_by_folder_and_by_descent(tmp_path):
     # A child in a session of its own, found through its parent; a process found by the folder it holds open.
     (tmp_path / "held").write_text("")
-    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-                               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "
-                               "start_new_session=True); time.sleep(60)"], start_new_session=True)
-    holder = subprocess.Popen([sys.executable, "-c", f"f = open({str(tmp_path / 'held')!r}); "
-                               "import time; time.sleep(60)"])
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; "
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "
+            "start_new_session=True); time.sleep(60)",
+        ],
+        start_new_session=True,
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"f = open({str(tmp_path / 'held')!r}); import time; time.sleep(60)"]
+    )
     try:
         deadline = time.monotonic() + 10
         while len(processes.processes_of(sessions=[parent.pid])) < 2 and time.monotonic() < deadline:

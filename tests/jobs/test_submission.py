@@ -19,8 +19,25 @@ from distmeta.jobs.submission import (
 
 
 def test_the_entrypoint_is_a_distmeta_command_its_own_parser_takes(tmp_path):
-    job = Submission("train", ["configs/a b.yaml", "--set", "train.steps=5", "--workers", "2", "--address", "auto",
-                               "--storage", "/shared/runs", "--name", "x"], tmp_path, "x", "/shared/runs")
+    job = Submission(
+        "train",
+        [
+            "configs/a b.yaml",
+            "--set",
+            "train.steps=5",
+            "--workers",
+            "2",
+            "--address",
+            "auto",
+            "--storage",
+            "/shared/runs",
+            "--name",
+            "x",
+        ],
+        tmp_path,
+        "x",
+        "/shared/runs",
+    )
     words = shlex.split(job.entrypoint)
     assert words[:3] == ["python", "-m", "distmeta"]
     args = build_parser().parse_args(words[3:])

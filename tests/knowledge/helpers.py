@@ -22,13 +22,42 @@ def sinusoid_run(run_dir: Path, overrides: list[str] = (), step: int = 0):
     return config, experiment, params
 
 
-def fill(run_dir: Path, config, experiment, params, tasks: int, *, step: int = 0, rank: int = 0, world: int = 1,
-         spec: EmbeddingSpec | None = None, split: str = "train") -> Path:
+def fill(
+    run_dir: Path,
+    config,
+    experiment,
+    params,
+    tasks: int,
+    *,
+    step: int = 0,
+    rank: int = 0,
+    world: int = 1,
+    spec: EmbeddingSpec | None = None,
+    split: str = "train",
+) -> Path:
     """Build records of tasks 0..tasks-1 (this writer's shard) and append them as one file."""
     spec = spec or EmbeddingSpec(projection_seed=config.seed)
     steps = config.algorithm.test_inner_steps
-    records = build_records(experiment.algorithm, params, experiment.tasks(split), run_seed=config.seed, split=split,
-                            indices=shard(tasks, rank, world), inner_steps=steps, store_steps=STORE_STEPS, spec=spec)
-    header = build_header(experiment.algorithm, params, run=run_dir.name, config_hash=config_hash(config), step=step,
-                          spec=spec, inner_steps=steps, store_steps=STORE_STEPS, writer=f"test-{rank}")
+    records = build_records(
+        experiment.algorithm,
+        params,
+        experiment.tasks(split),
+        run_seed=config.seed,
+        split=split,
+        indices=shard(tasks, rank, world),
+        inner_steps=steps,
+        store_steps=STORE_STEPS,
+        spec=spec,
+    )
+    header = build_header(
+        experiment.algorithm,
+        params,
+        run=run_dir.name,
+        config_hash=config_hash(config),
+        step=step,
+        spec=spec,
+        inner_steps=steps,
+        store_steps=STORE_STEPS,
+        writer=f"test-{rank}",
+    )
     return KnowledgeStore(run_dir).append(header, records)

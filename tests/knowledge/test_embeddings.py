@@ -25,7 +25,8 @@ def test_a_regression_embedding_has_the_asked_size_and_is_the_same_when_computed
 @pytest.mark.parametrize("kind", EMBEDDING_KINDS)
 @pytest.mark.parametrize("algorithm_name", ["maml", "anil", "protonet"])
 def test_a_classification_embedding_has_the_asked_size_and_one_from_features_ignores_the_label_order(
-        kind, algorithm_name):
+    kind, algorithm_name
+):
     model = tiny_conv4(ways=3)
     algorithm = make_algorithm(algorithm_name, model, True, ways=3)
     params = meta_params_for(algorithm, model)
@@ -51,8 +52,9 @@ def test_different_tasks_have_different_embeddings_and_another_projection_seed_a
     spec = EmbeddingSpec("gradient", 16, projection_seed=0)
     first = task_embedding(spec, algorithm, params, batch.support_x[0], batch.support_y[0])
     second = task_embedding(spec, algorithm, params, batch.support_x[1], batch.support_y[1])
-    other_seed = task_embedding(EmbeddingSpec("gradient", 16, projection_seed=1), algorithm, params,
-                                batch.support_x[0], batch.support_y[0])
+    other_seed = task_embedding(
+        EmbeddingSpec("gradient", 16, projection_seed=1), algorithm, params, batch.support_x[0], batch.support_y[0]
+    )
     assert not torch.allclose(first, second)
     assert not torch.allclose(first, other_seed)
 

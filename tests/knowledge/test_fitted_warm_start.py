@@ -13,21 +13,36 @@ from distmeta.knowledge.warm_start import fit_weights
 
 def synthetic_base(rows: int = 6) -> KnowledgeBase:
     """Row r: embedding (r, 0), delta of parameter `w` all equal to r."""
-    header = StoreHeader(run="r", config_hash="h", step=0, embedding_kind="features", embedding_size=2,
-                         projection_seed=0, inner_steps=1, adapted_names=("w",), adapted_shapes=((2,),))
-    records = TaskRecords(task_index=list(range(rows)), task_seed=list(range(rows)), split=["train"] * rows,
-                          family=[None] * rows,
-                          embedding=torch.tensor([[float(r), 0.0] for r in range(rows)]),
-                          adapted_delta=torch.arange(rows, dtype=torch.float16).repeat_interleave(2).reshape(rows, 2),
-                          metrics={name: torch.zeros(rows, dtype=torch.float64) for name in METRIC_COLUMNS})
+    header = StoreHeader(
+        run="r",
+        config_hash="h",
+        step=0,
+        embedding_kind="features",
+        embedding_size=2,
+        projection_seed=0,
+        inner_steps=1,
+        adapted_names=("w",),
+        adapted_shapes=((2,),),
+    )
+    records = TaskRecords(
+        task_index=list(range(rows)),
+        task_seed=list(range(rows)),
+        split=["train"] * rows,
+        family=[None] * rows,
+        embedding=torch.tensor([[float(r), 0.0] for r in range(rows)]),
+        adapted_delta=torch.arange(rows, dtype=torch.float16).repeat_interleave(2).reshape(rows, 2),
+        metrics={name: torch.zeros(rows, dtype=torch.float64) for name in METRIC_COLUMNS},
+    )
     return KnowledgeBase(header, records)
 
 
 def loss_by_row(losses: dict[int, float], default: float = 10.0):
     """A support loss that knows each row by its (constant) delta value."""
+
     def loss(delta):
         value = float(delta["w"][0])
         return losses.get(int(value), default) if math.isfinite(value) else math.nan  # a diverged model's loss
+
     return loss
 
 
@@ -40,15 +55,15 @@ def test_the_best_fitting_candidate_wins_over_the_nearest_embedding():
 def test_only_the_embeddings_candidates_are_scored():
     base = synthetic_base()
     # row 5 fits best but is not among the 3 nearest of (0, 0); of rows 0-2, row 2 fits best
-    delta = base.fitted_warm_start_delta(torch.tensor([0.0, 0.0]), loss_by_row({5: 0.0, 2: 0.5}), k=1,
-                                         candidates=3)
+    delta = base.fitted_warm_start_delta(torch.tensor([0.0, 0.0]), loss_by_row({5: 0.0, 2: 0.5}), k=1, candidates=3)
     assert torch.equal(delta["w"], torch.full((2,), 2.0))
 
 
 def test_equal_fits_share_the_weight_and_a_diverged_model_gets_none():
     base = synthetic_base()
-    delta = base.fitted_warm_start_delta(torch.tensor([0.0, 0.0]), loss_by_row({1: 0.1, 3: 0.1, 0: math.nan}),
-                                         k=3, candidates=6, temperature=0.01)
+    delta = base.fitted_warm_start_delta(
+        torch.tensor([0.0, 0.0]), loss_by_row({1: 0.1, 3: 0.1, 0: math.nan}), k=3, candidates=6, temperature=0.01
+    )
     assert torch.allclose(delta["w"], torch.full((2,), 2.0), atol=1e-4)  # (1 + 3) / 2, the rest ~0
     assert torch.equal(fit_weights(torch.tensor([0.0, math.inf]), 1.0), torch.tensor([1.0, 0.0], dtype=torch.float64))
     with pytest.raises(ValueError, match="temperature"):

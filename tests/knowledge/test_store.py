@@ -35,8 +35,9 @@ def test_a_file_of_another_config_is_refused_naming_it_and_both_hashes(tmp_path)
     other_config, other_experiment, other_params = sinusoid_run(other_dir, ["algorithm.inner_lr=0.02"])
     stranger = fill(other_dir, other_config, other_experiment, other_params, tasks=2)
     stranger.rename(tmp_path / "knowledge" / stranger.name)
-    with pytest.raises(KnowledgeBaseError, match=f"{stranger.name}.*{config_hash(other_config)}.*"
-                                                 f"{config_hash(config)}"):
+    with pytest.raises(
+        KnowledgeBaseError, match=f"{stranger.name}.*{config_hash(other_config)}.*{config_hash(config)}"
+    ):
         KnowledgeStore(tmp_path).load(config_hash(config), 0)
 
 

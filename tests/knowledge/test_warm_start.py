@@ -39,8 +39,10 @@ def test_a_warm_start_starts_at_the_stored_model_that_fits_the_support_set_best(
     losses = [support_loss(split_delta(base.header, row)) for row in base.records.adapted_delta]
     warm = learner.adapt(support_x, support_y, steps=0, warm_start="knowledge", neighbours=1)
     plain = learner.adapt(support_x, support_y, steps=0)
-    loss = {name: float(((model.predict(support_x) - support_y) ** 2).mean())
-            for name, model in (("warm", warm), ("plain", plain))}
+    loss = {
+        name: float(((model.predict(support_x) - support_y) ** 2).mean())
+        for name, model in (("warm", warm), ("plain", plain))
+    }
     # 20 stored tasks, all among the candidates: the best of them, not the plain start
     assert loss["warm"] == pytest.approx(min(losses), rel=1e-5)
     assert loss["warm"] < loss["plain"]
@@ -57,8 +59,10 @@ def test_a_warm_start_without_a_knowledge_base_says_how_to_build_one(tmp_path):
 
 def test_kb_build_stats_and_query_from_the_command_line(tmp_path, capsys):
     sinusoid_run(tmp_path)
-    assert main(["kb", "build", str(tmp_path), "--tasks", "12", "--writers", "2", "--size", "8",
-                 "--store-steps", "5"]) == 0
+    assert (
+        main(["kb", "build", str(tmp_path), "--tasks", "12", "--writers", "2", "--size", "8", "--store-steps", "5"])
+        == 0
+    )
     assert main(["kb", "stats", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "2 file(s), 12 record(s)" in out and "step 0 (current): 12 record(s), features embedding of 8" in out

@@ -18,8 +18,7 @@ def test_steps_to_reach_a_target_is_the_first_step_whose_mean_loss_is_at_most_it
 
 
 def test_eval_compares_the_run_with_every_tuned_baseline_and_writes_json_and_png(tmp_path, capsys):
-    train(load_config(None, [*TINY, f"train.run_dir={tmp_path / 'run'}"]), print_fn=lambda *_: None,
-          final_eval=False)
+    train(load_config(None, [*TINY, f"train.run_dir={tmp_path / 'run'}"]), print_fn=lambda *_: None, final_eval=False)
     assert main(["eval", str(tmp_path / "run")]) == 0
     printed = capsys.readouterr().out
     record = json.loads((tmp_path / "run" / "eval_quadratic.json").read_text())

@@ -26,8 +26,15 @@ def test_the_config_defaults_are_the_meta_trainers_defaults():
 def test_the_config_maps_onto_the_meta_training_settings():
     config = load_config(None, [*TINY, "algorithm.learned_optimizer.estimator=pes", "seed=7"])
     settings = meta_training_settings(config)
-    assert (settings.optimizer, settings.estimator, settings.unrolls, settings.meta_steps, settings.meta_lr,
-            settings.seed, settings.truncation_length) == ("lstm", "pes", 3, 4, 0.01, 7, 2)
+    assert (
+        settings.optimizer,
+        settings.estimator,
+        settings.unrolls,
+        settings.meta_steps,
+        settings.meta_lr,
+        settings.seed,
+        settings.truncation_length,
+    ) == ("lstm", "pes", 3, 4, 0.01, 7, 2)
 
 
 def test_the_quadratic_benchmark_config_loads_and_pairs_a_learned_lstm_with_quadratics():
@@ -36,22 +43,25 @@ def test_the_quadratic_benchmark_config_loads_and_pairs_a_learned_lstm_with_quad
     assert config.metric == "loss" and not config.is_classification
 
 
-@pytest.mark.parametrize("override, field", [
-    ("algorithm.learned_optimizer.estimator=adam", "algorithm.learned_optimizer.estimator"),
-    ("algorithm.learned_optimizer.rule=gru", "algorithm.learned_optimizer.rule"),
-    ("algorithm.learned_optimizer.truncation_length=200", "algorithm.learned_optimizer.truncation_length"),
-    ("algorithm.learned_optimizer.sigma=0", "algorithm.learned_optimizer.sigma"),
-    ("algorithm.learned_optimizer.pairs=0", "algorithm.learned_optimizer.pairs"),
-    ("algorithm.learned_optimizer.meta_loss=max", "algorithm.learned_optimizer.meta_loss"),
-    ("algorithm.learned_optimizer.gradient_clip=-1", "algorithm.learned_optimizer.gradient_clip"),
-    ("algorithm.learned_optimizer.eval_tasks=0", "algorithm.learned_optimizer.eval_tasks"),
-    ("algorithm.learned_optimizer.unrolls=2", "algorithm.learned_optimizer.unrolls"),
-    ("algorithm.inner_lr=0.5", "algorithm.inner_lr"),
-    ("task.name=sinusoid", "task.name"),
-    ("task.quadratic.entries=cauchy", "task.quadratic.entries"),
-    ("task.digits.hidden=0", "task.digits.hidden"),
-    ("train.device=cuda", "train.device"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("algorithm.learned_optimizer.estimator=adam", "algorithm.learned_optimizer.estimator"),
+        ("algorithm.learned_optimizer.rule=gru", "algorithm.learned_optimizer.rule"),
+        ("algorithm.learned_optimizer.truncation_length=200", "algorithm.learned_optimizer.truncation_length"),
+        ("algorithm.learned_optimizer.sigma=0", "algorithm.learned_optimizer.sigma"),
+        ("algorithm.learned_optimizer.pairs=0", "algorithm.learned_optimizer.pairs"),
+        ("algorithm.learned_optimizer.meta_loss=max", "algorithm.learned_optimizer.meta_loss"),
+        ("algorithm.learned_optimizer.gradient_clip=-1", "algorithm.learned_optimizer.gradient_clip"),
+        ("algorithm.learned_optimizer.eval_tasks=0", "algorithm.learned_optimizer.eval_tasks"),
+        ("algorithm.learned_optimizer.unrolls=2", "algorithm.learned_optimizer.unrolls"),
+        ("algorithm.inner_lr=0.5", "algorithm.inner_lr"),
+        ("task.name=sinusoid", "task.name"),
+        ("task.quadratic.entries=cauchy", "task.quadratic.entries"),
+        ("task.digits.hidden=0", "task.digits.hidden"),
+        ("train.device=cuda", "train.device"),
+    ],
+)
 def test_a_bad_learned_optimizer_setting_is_refused_naming_its_field(override, field):
     with pytest.raises(ConfigError) as error:
         load_config(None, [*LEARNED, override])
@@ -78,6 +88,9 @@ def test_evaluation_settings_may_change_on_resume_but_what_is_learned_may_not():
     from distmeta.config import config_hash
 
     base = load_config(None, TINY)
-    assert config_hash(load_config(None, [*TINY, "algorithm.learned_optimizer.eval_steps=50",
-                                          "algorithm.learned_optimizer.tuning_tasks=3"])) == config_hash(base)
+    assert config_hash(
+        load_config(
+            None, [*TINY, "algorithm.learned_optimizer.eval_steps=50", "algorithm.learned_optimizer.tuning_tasks=3"]
+        )
+    ) == config_hash(base)
     assert config_hash(load_config(None, [*TINY, "algorithm.learned_optimizer.sigma=0.1"])) != config_hash(base)

@@ -10,8 +10,11 @@ from tests.learned_optimizer_runs.conftest import TINY
 
 
 def test_the_loaded_run_gives_a_torch_optimizer_that_trains_a_fresh_model(tmp_path):
-    train(load_config(None, [*TINY, "train.steps=10", f"train.run_dir={tmp_path / 'run'}"]),
-          print_fn=lambda *_: None, final_eval=False)
+    train(
+        load_config(None, [*TINY, "train.steps=10", f"train.run_dir={tmp_path / 'run'}"]),
+        print_fn=lambda *_: None,
+        final_eval=False,
+    )
     trained = distmeta.load(tmp_path / "run")
     assert isinstance(trained, TrainedOptimizer) and trained.step == 10
     torch.manual_seed(0)

@@ -36,14 +36,19 @@ def test_distmeta_train_takes_the_meta_trainers_steps(tmp_path):
 
 @pytest.mark.parametrize("estimator", ["truncated_backprop", "pes"])
 def test_a_resumed_run_continues_its_unrolls_to_the_parameters_of_an_uninterrupted_one(tmp_path, estimator):
-    options = [f"algorithm.learned_optimizer.estimator={estimator}", "algorithm.learned_optimizer.pairs=2",
-               "train.steps=5"]
+    options = [
+        f"algorithm.learned_optimizer.estimator={estimator}",
+        "algorithm.learned_optimizer.pairs=2",
+        "train.steps=5",
+    ]
     whole = trained(tmp_path, "whole", *options)
     trained(tmp_path, "resumed", *options, "train.steps=2")
     lines = []
     resumed = trained(tmp_path, "resumed", *options, print_fn=lines.append)
-    assert any(line.startswith("resuming from") and "3 unroll(s) at optimisee steps 4, 4, 4 of 6 continue" in line
-               for line in lines)
+    assert any(
+        line.startswith("resuming from") and "3 unroll(s) at optimisee steps 4, 4, 4 of 6 continue" in line
+        for line in lines
+    )
     assert resumed.steps == whole.steps == 5
     assert all(torch.equal(resumed.meta_params[name], whole.meta_params[name]) for name in whole.meta_params)
 

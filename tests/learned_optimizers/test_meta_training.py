@@ -25,16 +25,19 @@ class BrokenQuadratics(QuadraticFamily):
         return params, {**task, "target": torch.full_like(task["target"], float("nan"))}
 
 
-@pytest.mark.parametrize("change, field, message", [
-    (dict(sigma=0.0), "sigma", "must be positive, got 0.0"),
-    (dict(sigma=-0.1), "sigma", "must be positive"),
-    (dict(truncation_length=30), "truncation_length", "30 is longer than the unroll \\(unroll_length 20\\)"),
-    (dict(optimizer="adamw"), "optimizer", "unknown learned optimiser 'adamw' \\(choose from lstm, mlp\\)"),
-    (dict(estimator="reinforce"), "estimator", "unknown estimator 'reinforce'"),
-    (dict(meta_loss="max"), "meta_loss", "must be one of mean, final"),
-    (dict(pairs=0), "pairs", "must be at least 1, got 0"),
-    (dict(gradient_clip=-1.0), "gradient_clip", "must be 0 \\(off\\) or positive"),
-])
+@pytest.mark.parametrize(
+    "change, field, message",
+    [
+        (dict(sigma=0.0), "sigma", "must be positive, got 0.0"),
+        (dict(sigma=-0.1), "sigma", "must be positive"),
+        (dict(truncation_length=30), "truncation_length", "30 is longer than the unroll \\(unroll_length 20\\)"),
+        (dict(optimizer="adamw"), "optimizer", "unknown learned optimiser 'adamw' \\(choose from lstm, mlp\\)"),
+        (dict(estimator="reinforce"), "estimator", "unknown estimator 'reinforce'"),
+        (dict(meta_loss="max"), "meta_loss", "must be one of mean, final"),
+        (dict(pairs=0), "pairs", "must be at least 1, got 0"),
+        (dict(gradient_clip=-1.0), "gradient_clip", "must be 0 \\(off\\) or positive"),
+    ],
+)
 def test_bad_settings_are_refused_before_any_work_naming_the_field(change, field, message):
     with pytest.raises(ConfigError, match=f"^{field}: {message}") as error:
         meta_train(dataclasses.replace(QUICK, **change), SMALL)
@@ -86,8 +89,9 @@ def test_a_short_meta_training_of_the_lstm_lowers_the_loss_of_held_out_quadratic
     result = meta_train(settings, SMALL)
     test_family = QuadraticFamily("test", dimensions=3, functions=8)
     seeds = [optimisee_seed(0, "test", 0, index) for index in range(3)]
-    before = loss_curves(result.rule.bind(result.rule.init_meta_parameters({}, torch.Generator().manual_seed(0))),
-                         test_family, seeds, 20)[:, -1].mean()
+    before = loss_curves(
+        result.rule.bind(result.rule.init_meta_parameters({}, torch.Generator().manual_seed(0))), test_family, seeds, 20
+    )[:, -1].mean()
     after = loss_curves(result.rule.bind(result.meta_params), test_family, seeds, 20)[:, -1].mean()
     assert after < 0.5 * before
 

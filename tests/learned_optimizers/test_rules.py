@@ -21,8 +21,10 @@ def bound(rule, seed=0, dtype=torch.float64):
 
 def example(dtype=torch.float64):
     generator = torch.Generator().manual_seed(1)
-    params = {"w": torch.randn(3, 4, generator=generator, dtype=dtype), "b": torch.randn(4, generator=generator,
-                                                                                          dtype=dtype)}
+    params = {
+        "w": torch.randn(3, 4, generator=generator, dtype=dtype),
+        "b": torch.randn(4, generator=generator, dtype=dtype),
+    }
     grads = {name: torch.randn(value.shape, generator=generator, dtype=dtype) for name, value in params.items()}
     return params, grads
 
@@ -56,8 +58,9 @@ def test_an_update_under_vmap_equals_the_updates_one_task_at_a_time(rule):
     rule, _ = bound(rule)
     tasks = [example() for _ in range(3)]
     generator = torch.Generator().manual_seed(2)
-    tasks = [({k: v + torch.randn(v.shape, generator=generator, dtype=v.dtype) for k, v in p.items()}, g)
-             for p, g in tasks]
+    tasks = [
+        ({k: v + torch.randn(v.shape, generator=generator, dtype=v.dtype) for k, v in p.items()}, g) for p, g in tasks
+    ]
     stacked_params = {name: torch.stack([p[name] for p, _ in tasks]) for name in tasks[0][0]}
     stacked_grads = {name: torch.stack([g[name] for _, g in tasks]) for name in tasks[0][1]}
 
@@ -111,8 +114,10 @@ def test_the_mlp_steps_by_a_times_exp_b_and_keeps_momenta_at_each_timescale():
     rule = MLPRule(hidden_layers=0)
     params, grads = example()
     magnitude = 50.0
-    weights = {"output.weight": torch.zeros(2, rule.input_size, dtype=torch.float64),
-               "output.bias": torch.tensor([1.0, magnitude], dtype=torch.float64)}
+    weights = {
+        "output.weight": torch.zeros(2, rule.input_size, dtype=torch.float64),
+        "output.bias": torch.tensor([1.0, magnitude], dtype=torch.float64),
+    }
     new_params, state = rule.bind(weights).update(grads, rule.init(params), params)
     expected_step = rule.step_mult * 1.0 * math.exp(rule.exp_mult * magnitude)
     torch.testing.assert_close(params["w"] - new_params["w"], torch.full((3, 4), expected_step, dtype=torch.float64))

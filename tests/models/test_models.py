@@ -12,8 +12,14 @@ from distmeta.models.conv4 import BatchStatNorm
 def test_mlp_is_1_40_40_1_by_default():
     model = build_model(load_config(), 1)
     shapes = {k: tuple(v.shape) for k, v in initial_parameters(model, 0).items()}
-    assert shapes == {"features.0.weight": (40, 1), "features.0.bias": (40,), "features.2.weight": (40, 40),
-                      "features.2.bias": (40,), "head.weight": (1, 40), "head.bias": (1,)}
+    assert shapes == {
+        "features.0.weight": (40, 1),
+        "features.0.bias": (40,),
+        "features.2.weight": (40, 40),
+        "features.2.bias": (40,),
+        "head.weight": (1, 40),
+        "head.bias": (1,),
+    }
 
 
 def test_conv4_maps_28x28_images_to_64_features_and_ways_logits():

@@ -27,8 +27,15 @@ NODE_TYPES = {
     "gpu": {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 4},
     "cpu": {"resources": {"CPU": 2}, "node_config": {}, "min_workers": 0, "max_workers": 2},
 }
-TINY = ["train.device=cpu", "train.steps=3", "train.meta_batch_size=8", "train.log_every=3", "train.val_every=0",
-        "train.checkpoint_every=3", "model.hidden_sizes=[8, 8]"]
+TINY = [
+    "train.device=cpu",
+    "train.steps=3",
+    "train.meta_batch_size=8",
+    "train.log_every=3",
+    "train.val_every=0",
+    "train.checkpoint_every=3",
+    "model.hidden_sizes=[8, 8]",
+]
 
 
 def started_cluster(ray_home, short_folder):
@@ -64,14 +71,20 @@ def standing_request(cluster) -> list:
 
 
 def train(cluster, storage, workers, gpus=1, cpus=1, lines=None):
-    request = ClusterRequest(workers=workers, gpus_per_worker=gpus, cpus_per_worker=cpus, address=cluster.address,
-                             storage=str(storage), name="run", scale_timeout_s=120)
+    request = ClusterRequest(
+        workers=workers,
+        gpus_per_worker=gpus,
+        cpus_per_worker=cpus,
+        address=cluster.address,
+        storage=str(storage),
+        name="run",
+        scale_timeout_s=120,
+    )
     print_fn = lines.append if lines is not None else (lambda *_: None)
     return train_distributed(load_config(None, TINY), request, print_fn=print_fn, final_eval=False)
 
 
-def test_four_gpu_workers_on_a_cluster_with_no_gpu_node_yet_scale_it_up_and_train(fresh_autoscaling_cluster,
-                                                                                   tmp_path):
+def test_four_gpu_workers_on_a_cluster_with_no_gpu_node_yet_scale_it_up_and_train(fresh_autoscaling_cluster, tmp_path):
     lines = []
     result = train(fresh_autoscaling_cluster, tmp_path, 4, lines=lines)
     assert result.steps == 3
@@ -84,23 +97,26 @@ def test_four_gpu_workers_on_a_cluster_with_no_gpu_node_yet_scale_it_up_and_trai
 
 def test_five_gpu_workers_are_refused_at_once_naming_the_maximum(autoscaling_cluster, tmp_path):
     started = time.monotonic()
-    with pytest.raises(ConfigError, match=r"--workers: 5 worker\(s\) x \(1 CPU, 1 GPU\) do not fit: the cluster holds "
-                                          r"at most 4 such worker\(s\) even when the autoscaler has grown it; .*"
-                                          r"up to 4 x gpu \(1 CPU, 1 GPU\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"--workers: 5 worker\(s\) x \(1 CPU, 1 GPU\) do not fit: the cluster holds "
+        r"at most 4 such worker\(s\) even when the autoscaler has grown it; .*"
+        r"up to 4 x gpu \(1 CPU, 1 GPU\)",
+    ):
         train(autoscaling_cluster, tmp_path, 5)
     assert time.monotonic() - started < 15  # refused, not waited for
     assert not (tmp_path / "run").exists() or not list((tmp_path / "run").glob("checkpoint_*"))
 
 
-def test_a_worker_no_node_type_holds_is_refused_though_the_cluster_could_reach_enough_cpus(autoscaling_cluster,
-                                                                                            tmp_path):
+def test_a_worker_no_node_type_holds_is_refused_though_the_cluster_could_reach_enough_cpus(
+    autoscaling_cluster, tmp_path
+):
     # 1 + 4 x 1 + 2 x 2 = 9 CPUs at most, but no node has 3
     with pytest.raises(ConfigError, match=r"--workers: one worker \(3 CPU, 0 GPU\) fits on no node"):
         train(autoscaling_cluster, tmp_path, 1, gpus=0, cpus=3)
 
 
-def test_without_gpus_per_worker_the_gpus_the_autoscaler_can_add_are_used_and_cpu_training_is_said(
-        autoscaling_cluster):
+def test_without_gpus_per_worker_the_gpus_the_autoscaler_can_add_are_used_and_cpu_training_is_said(autoscaling_cluster):
     ray.init(address=autoscaling_cluster.address, log_to_driver=False)
     try:
         capacity = read_capacity()
@@ -117,9 +133,16 @@ def test_without_gpus_per_worker_the_gpus_the_autoscaler_can_add_are_used_and_cp
 def test_a_search_of_two_gpu_worker_trials_waits_for_the_autoscaler(fresh_autoscaling_cluster, tmp_path):
     base = load_config(None, TINY)
     space = parse_space({"algorithm.inner_lr": {"grid": [0.01, 0.1]}}, base)
-    request = TuneRequest(trials=1, workers_per_trial=2, gpus_per_worker=1, scheduler="fifo",
-                          address=fresh_autoscaling_cluster.address, storage=str(tmp_path), name="search",
-                          scale_timeout_s=120)
+    request = TuneRequest(
+        trials=1,
+        workers_per_trial=2,
+        gpus_per_worker=1,
+        scheduler="fifo",
+        address=fresh_autoscaling_cluster.address,
+        storage=str(tmp_path),
+        name="search",
+        scale_timeout_s=120,
+    )
     lines = []
     result = run_search(base, space, request, print_fn=lines.append)
     assert all(outcome.status == "finished" for outcome in result.ranked), result.ranked
@@ -130,31 +153,78 @@ def test_a_search_of_two_gpu_worker_trials_waits_for_the_autoscaler(fresh_autosc
 
 
 def test_an_autoscaler_whose_node_types_cannot_be_read_is_asked_and_its_timeout_names_what_is_missing(
-        autoscaling_cluster, tmp_path, monkeypatch):
+    autoscaling_cluster, tmp_path, monkeypatch
+):
     monkeypatch.delenv(AUTOSCALER_CONFIG_ENV)
     lines = []
     # no node type holds a (2 CPU, 1 GPU) worker, but without the node types only the wait can tell
-    with pytest.raises(ScaleUpTimeoutError, match=r"the autoscaler did not provide 1 worker\(s\) x \(2 CPU, 1 GPU\) "
-                                                  r"within 3 s: 0 available, 1 missing.*node types could not be read"):
-        train_distributed(load_config(None, TINY), ClusterRequest(
-            workers=1, gpus_per_worker=1, cpus_per_worker=2, address=autoscaling_cluster.address,
-            storage=str(tmp_path), name="run", scale_timeout_s=3), print_fn=lines.append, final_eval=False)
+    with pytest.raises(
+        ScaleUpTimeoutError,
+        match=r"the autoscaler did not provide 1 worker\(s\) x \(2 CPU, 1 GPU\) "
+        r"within 3 s: 0 available, 1 missing.*node types could not be read",
+    ):
+        train_distributed(
+            load_config(None, TINY),
+            ClusterRequest(
+                workers=1,
+                gpus_per_worker=1,
+                cpus_per_worker=2,
+                address=autoscaling_cluster.address,
+                storage=str(tmp_path),
+                name="run",
+                scale_timeout_s=3,
+            ),
+            print_fn=lines.append,
+            final_eval=False,
+        )
     assert "waiting for the autoscaler: 0 of 1 GPU workers' resources available" in "\n".join(lines)
 
 
-BENCH = ["bench", "--task", "sine", "--gpus-per-worker", "1", "--steps", "1", "--warmup", "0", "--meta-batch", "2",
-         "--scale-timeout", "120", "--set", "train.device=cpu", "--set", "model.hidden_sizes=[8, 8]"]
+BENCH = [
+    "bench",
+    "--task",
+    "sine",
+    "--gpus-per-worker",
+    "1",
+    "--steps",
+    "1",
+    "--warmup",
+    "0",
+    "--meta-batch",
+    "2",
+    "--scale-timeout",
+    "120",
+    "--set",
+    "train.device=cpu",
+    "--set",
+    "model.hidden_sizes=[8, 8]",
+]
 
 
 def test_a_bench_worker_count_beyond_the_maximum_is_refused_at_once(autoscaling_cluster, tmp_path, capsys):
-    assert main([*BENCH, "--workers", "1,8", "--address", autoscaling_cluster.address,
-                 "--json", str(tmp_path / "bench.json")]) == 2
-    assert ("--workers: 8 worker(s) x (1 CPU, 1 GPU) do not fit: the cluster holds at most 4 such worker(s) even "
-            "when the autoscaler has grown it") in capsys.readouterr().err
+    assert (
+        main(
+            [
+                *BENCH,
+                "--workers",
+                "1,8",
+                "--address",
+                autoscaling_cluster.address,
+                "--json",
+                str(tmp_path / "bench.json"),
+            ]
+        )
+        == 2
+    )
+    assert (
+        "--workers: 8 worker(s) x (1 CPU, 1 GPU) do not fit: the cluster holds at most 4 such worker(s) even "
+        "when the autoscaler has grown it"
+    ) in capsys.readouterr().err
 
 
-def test_a_bench_of_gpu_worker_counts_waits_for_the_autoscaler_then_measures(fresh_autoscaling_cluster, tmp_path,
-                                                                               capsys):
+def test_a_bench_of_gpu_worker_counts_waits_for_the_autoscaler_then_measures(
+    fresh_autoscaling_cluster, tmp_path, capsys
+):
     out = tmp_path / "bench.json"
     assert main([*BENCH, "--workers", "1,2", "--address", fresh_autoscaling_cluster.address, "--json", str(out)]) == 0
     printed = capsys.readouterr().out

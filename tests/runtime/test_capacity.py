@@ -48,23 +48,33 @@ def test_an_autoscaling_cluster_holds_its_head_plus_every_node_type_at_its_maxim
     assert workers_now(cluster, GPU_WORKER) == 0
     assert workers_at_most(cluster, GPU_WORKER) == 4
     check_within_maximum(cluster, GPU_WORKER, 4, "--workers")
-    with pytest.raises(ConfigError, match=r"5 worker\(s\) x \(1 CPU, 1 GPU\) do not fit: the cluster holds at most 4 "
-                                          r"such worker\(s\) even when the autoscaler has grown it; .*up to 4 x gpu"):
+    with pytest.raises(
+        ConfigError,
+        match=r"5 worker\(s\) x \(1 CPU, 1 GPU\) do not fit: the cluster holds at most 4 "
+        r"such worker\(s\) even when the autoscaler has grown it; .*up to 4 x gpu",
+    ):
         check_within_maximum(cluster, GPU_WORKER, 5, "--workers")
 
 
 def test_the_cluster_wide_max_workers_caps_the_nodes_the_most_useful_types_first():
-    cluster = ClusterCapacity((HEAD,), (NodeShape("one", cpus=4, gpus=1, count=8),
-                                        NodeShape("four", cpus=16, gpus=4, count=8)),
-                              max_worker_nodes=3, autoscaling=True)
+    cluster = ClusterCapacity(
+        (HEAD,),
+        (NodeShape("one", cpus=4, gpus=1, count=8), NodeShape("four", cpus=16, gpus=4, count=8)),
+        max_worker_nodes=3,
+        autoscaling=True,
+    )
     assert workers_at_most(cluster, GPU_WORKER) == 12  # three four-GPU nodes
 
 
 def test_a_worker_no_node_type_can_hold_is_refused_though_the_summed_cpus_would_do():
-    cluster = ClusterCapacity((NodeShape("head", cpus=1, gpus=0),),
-                              (NodeShape("small", cpus=2, gpus=0, count=10),), autoscaling=True)
-    with pytest.raises(ConfigError, match=r"--workers: one worker \(4 CPU, 0 GPU\) fits on no node.*"
-                                          r"up to 10 x small \(2 CPU, 0 GPU\)"):
+    cluster = ClusterCapacity(
+        (NodeShape("head", cpus=1, gpus=0),), (NodeShape("small", cpus=2, gpus=0, count=10),), autoscaling=True
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"--workers: one worker \(4 CPU, 0 GPU\) fits on no node.*"
+        r"up to 10 x small \(2 CPU, 0 GPU\)",
+    ):
         check_within_maximum(cluster, WorkerShape(4, 0), 1, "--workers")
 
 
@@ -84,10 +94,15 @@ def test_an_autoscaler_whose_node_types_are_unknown_refuses_nothing_and_knows_no
 
 
 def test_node_types_are_read_from_a_ray_up_config_without_the_head():
-    config = {"max_workers": 8, "head_node_type": "head",
-              "available_node_types": {"head": {"resources": {}, "max_workers": 0},
-                                       "gpu_worker": {"min_workers": 0, "max_workers": 8, "resources": {"GPU": 1}},
-                                       "spare": {"resources": {"CPU": 2}}}}
+    config = {
+        "max_workers": 8,
+        "head_node_type": "head",
+        "available_node_types": {
+            "head": {"resources": {}, "max_workers": 0},
+            "gpu_worker": {"min_workers": 0, "max_workers": 8, "resources": {"GPU": 1}},
+            "spare": {"resources": {"CPU": 2}},
+        },
+    }
     types, max_worker_nodes = node_types_of(config)
     assert max_worker_nodes == 8
     assert types == (NodeShape("gpu_worker", None, 1, 8), NodeShape("spare", 2, 0, 8))
@@ -116,10 +131,14 @@ def test_on_kuberay_the_node_types_come_from_the_raycluster_as_its_autoscaler_re
             asked.append((name, namespace))
 
         def __call__(self):  # what KubeRay's autoscaler derives from cluster/kuberay/raycluster.yaml
-            return {"max_workers": 8, "head_node_type": "headgroup",
-                    "available_node_types": {"headgroup": {"resources": {"CPU": 4}, "max_workers": 0},
-                                             "gpu": {"resources": {"CPU": 4, "GPU": 1}, "min_workers": 0,
-                                                     "max_workers": 8}}}
+            return {
+                "max_workers": 8,
+                "head_node_type": "headgroup",
+                "available_node_types": {
+                    "headgroup": {"resources": {"CPU": 4}, "max_workers": 0},
+                    "gpu": {"resources": {"CPU": 4, "GPU": 1}, "min_workers": 0, "max_workers": 8},
+                },
+            }
 
     monkeypatch.setattr(autoscaling_config, "AutoscalingConfigProducer", RayClusterReader)
     monkeypatch.delenv("RAY_CLUSTER_NAME", raising=False)

@@ -13,16 +13,32 @@ from distmeta.evaluation import evaluate
 from distmeta.experiment import build_experiment
 from distmeta.runtime.launcher import ClusterRequest, train_distributed
 
-TINY = ["train.steps=3", "train.meta_batch_size=4", "train.log_every=3", "train.val_every=0",
-        "train.checkpoint_every=3", "model.hidden_sizes=[16, 16]", "eval.tasks=10", "eval.batch_size=4"]
+TINY = [
+    "train.steps=3",
+    "train.meta_batch_size=4",
+    "train.log_every=3",
+    "train.val_every=0",
+    "train.checkpoint_every=3",
+    "model.hidden_sizes=[16, 16]",
+    "eval.tasks=10",
+    "eval.batch_size=4",
+]
 
 
 @pytest.fixture(scope="module")
 def cluster_with_logical_gpus(ray_home, short_folder):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HOME", str(ray_home))
-        ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
-                 _temp_dir=str(short_folder("ray-")), configure_logging=False, log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=2,
+            num_gpus=2,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            _temp_dir=str(short_folder("ray-")),
+            configure_logging=False,
+            log_to_driver=False,
+        )
         try:
             yield
         finally:
@@ -35,8 +51,9 @@ def run(tmp_path, name, workers, gpus_per_worker, *overrides, final_eval=False):
     return train_distributed(config, request, print_fn=lambda *_: None, final_eval=final_eval)
 
 
-def test_the_driver_never_touches_a_gpu_and_the_workers_take_the_meta_test(cluster_with_logical_gpus, tmp_path,
-                                                                            monkeypatch):
+def test_the_driver_never_touches_a_gpu_and_the_workers_take_the_meta_test(
+    cluster_with_logical_gpus, tmp_path, monkeypatch
+):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU head: any use of it would raise here
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     result = run(tmp_path, "cpu-workers", 2, 0, final_eval=True)
@@ -51,16 +68,21 @@ def test_the_driver_never_touches_a_gpu_and_the_workers_take_the_meta_test(clust
 
 
 def test_train_device_cuda_passes_a_cpu_head_and_a_cpu_torch_on_the_gpu_nodes_stops_the_run_once(
-        cluster_with_logical_gpus, tmp_path):
-    with pytest.raises(CudaTorchError, match=rf"^on the GPU nodes: GPUs were asked for, but torch "
-                                             rf"{torch.__version__.replace('+', '[+]')} is a CPU-only build"):
+    cluster_with_logical_gpus, tmp_path
+):
+    with pytest.raises(
+        CudaTorchError,
+        match=rf"^on the GPU nodes: GPUs were asked for, but torch "
+        rf"{torch.__version__.replace('+', '[+]')} is a CPU-only build",
+    ):
         run(tmp_path, "cpu-torch", 2, 1, "train.device=cuda")
     run_dir = tmp_path / "cpu-torch"
     assert not (run_dir / "metrics.jsonl").exists() and not list(run_dir.glob("checkpoint_*"))
 
 
-def test_train_device_cuda_without_gpus_for_the_workers_is_refused_naming_the_field(cluster_with_logical_gpus,
-                                                                                   tmp_path):
+def test_train_device_cuda_without_gpus_for_the_workers_is_refused_naming_the_field(
+    cluster_with_logical_gpus, tmp_path
+):
     with pytest.raises(ConfigError, match=r"^train\.device: cuda, but the workers get no GPU"):
         run(tmp_path, "no-gpus", 1, 0, "train.device=cuda")
 

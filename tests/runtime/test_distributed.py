@@ -13,8 +13,14 @@ from distmeta.runtime.launcher import ClusterRequest, train_distributed
 from distmeta.training.trainer import train
 from tests.conftest import SHARED_OMNIGLOT
 
-TINY = ["train.steps=5", "train.meta_batch_size=6", "train.log_every=5", "train.val_every=0",
-        "train.checkpoint_every=5", "model.hidden_sizes=[16, 16]"]
+TINY = [
+    "train.steps=5",
+    "train.meta_batch_size=6",
+    "train.log_every=5",
+    "train.val_every=0",
+    "train.checkpoint_every=5",
+    "model.hidden_sizes=[16, 16]",
+]
 
 
 def run(storage, name, workers, *overrides):
@@ -35,16 +41,24 @@ def test_two_workers_with_half_the_batch_each_equal_one_worker_with_all(cluster,
     assert one.steps == two.steps == 5
     for name in one.meta_params:
         torch.testing.assert_close(two.meta_params[name], one.meta_params[name], atol=1e-5, rtol=0)
-    single = train(load_config(None, [*TINY, f"train.run_dir={tmp_path / 'single'}"]), print_fn=lambda *_: None,
-                   final_eval=False)
+    single = train(
+        load_config(None, [*TINY, f"train.run_dir={tmp_path / 'single'}"]), print_fn=lambda *_: None, final_eval=False
+    )
     assert all(torch.equal(single.meta_params[k], one.meta_params[k]) for k in single.meta_params)
 
 
 def test_two_workers_stop_together_where_the_leader_decides_with_its_checkpoint_the_last(cluster, tmp_path):
     # the time limit is used up at once: the leader says so at the first log interval, and the
     # other rank, which keeps no clock, stops there too (else it would wait in the next all-reduce)
-    result = run(tmp_path, "stopped", 2, "train.steps=50", "train.log_every=2", "train.checkpoint_every=0",
-                 "train.time_limit_minutes=1e-9")
+    result = run(
+        tmp_path,
+        "stopped",
+        2,
+        "train.steps=50",
+        "train.log_every=2",
+        "train.checkpoint_every=0",
+        "train.time_limit_minutes=1e-9",
+    )
     assert result.steps == 2
     records = [json.loads(line) for line in (tmp_path / "stopped" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2] and "time_limit_minutes" in records[0]["stopped"]
@@ -52,12 +66,20 @@ def test_two_workers_stop_together_where_the_leader_decides_with_its_checkpoint_
 
 @pytest.mark.skipif(not SHARED_OMNIGLOT.is_dir(), reason=f"needs the Omniglot subsets in {SHARED_OMNIGLOT}")
 def test_two_protonet_workers_equal_one_on_omniglot(cluster, tmp_path):
-    omniglot = ["task.name=omniglot", f"task.omniglot.roots=[{SHARED_OMNIGLOT / 'images_background_small1.zip'}]",
-                f"task.omniglot.cache_dir={tmp_path / 'cache'}", "task.ways=3", "task.query_shots=2",
-                "algorithm.name=protonet", "model.channels=8", "train.meta_batch_size=4",
-                # Adam would turn rounding noise into full steps on the conv biases, whose gradient
-                # under batch norm is zero but for rounding: plain SGD compares the aggregation itself
-                "train.meta_optimizer=sgd", "train.meta_lr=0.1"]
+    omniglot = [
+        "task.name=omniglot",
+        f"task.omniglot.roots=[{SHARED_OMNIGLOT / 'images_background_small1.zip'}]",
+        f"task.omniglot.cache_dir={tmp_path / 'cache'}",
+        "task.ways=3",
+        "task.query_shots=2",
+        "algorithm.name=protonet",
+        "model.channels=8",
+        "train.meta_batch_size=4",
+        # Adam would turn rounding noise into full steps on the conv biases, whose gradient
+        # under batch norm is zero but for rounding: plain SGD compares the aggregation itself
+        "train.meta_optimizer=sgd",
+        "train.meta_lr=0.1",
+    ]
     one = run(tmp_path, "one", 1, *omniglot)
     two = run(tmp_path, "two", 2, *omniglot)
     for name in one.meta_params:
@@ -66,8 +88,15 @@ def test_two_protonet_workers_equal_one_on_omniglot(cluster, tmp_path):
 
 @pytest.mark.slow
 def test_two_mmaml_workers_equal_one_on_multimodal_regression(cluster, tmp_path):
-    multimodal = ["task.name=multimodal", "task.modes=[sinusoid, linear, quadratic]", "task.shots=5",
-                  "algorithm.name=mmaml", "train.steps=3", "train.checkpoint_every=3", "train.log_every=3"]
+    multimodal = [
+        "task.name=multimodal",
+        "task.modes=[sinusoid, linear, quadratic]",
+        "task.shots=5",
+        "algorithm.name=mmaml",
+        "train.steps=3",
+        "train.checkpoint_every=3",
+        "train.log_every=3",
+    ]
     one = run(tmp_path, "one", 1, *multimodal)
     two = run(tmp_path, "two", 2, *multimodal)
     assert any(name.startswith("encoder.") for name in one.meta_params)
@@ -98,8 +127,11 @@ def test_the_same_config_and_workers_give_bit_identical_parameters(cluster, tmp_
 @pytest.mark.slow
 def test_a_nan_loss_fails_the_run_once_with_the_workers_own_error_and_its_fields(cluster, tmp_path):
     with pytest.raises(NonFiniteLossError) as single:
-        train(load_config(None, [*TINY, "algorithm.inner_lr=1e30", f"train.run_dir={tmp_path / 'single'}"]),
-              print_fn=lambda *_: None, final_eval=False)
+        train(
+            load_config(None, [*TINY, "algorithm.inner_lr=1e30", f"train.run_dir={tmp_path / 'single'}"]),
+            print_fn=lambda *_: None,
+            final_eval=False,
+        )
     with pytest.raises(NonFiniteLossError, match="meta-loss is .* at step") as distributed:
         run(tmp_path, "nan", 2, "algorithm.inner_lr=1e30", "train.checkpoint_every=1")
     # the same step and task as in one process: the fields crossed Ray with the type
@@ -107,8 +139,11 @@ def test_a_nan_loss_fails_the_run_once_with_the_workers_own_error_and_its_fields
 
 
 def test_more_workers_than_the_cluster_holds_are_refused_saying_what_it_has(cluster, tmp_path):
-    with pytest.raises(ConfigError, match=r"3 worker\(s\) x \(1 CPU, 0 GPU\) do not fit: the cluster holds at most "
-                                          r"2 such worker\(s\); its nodes now: head \(2 CPU, 0 GPU\); no autoscaler"):
+    with pytest.raises(
+        ConfigError,
+        match=r"3 worker\(s\) x \(1 CPU, 0 GPU\) do not fit: the cluster holds at most "
+        r"2 such worker\(s\); its nodes now: head \(2 CPU, 0 GPU\); no autoscaler",
+    ):
         run(tmp_path, "big", 3)
     assert not list((tmp_path / "big").glob("checkpoint_*"))
 
@@ -122,11 +157,16 @@ def test_an_invalid_config_value_fails_before_ray_is_asked_for_anything(tmp_path
 def test_more_than_one_gpu_per_worker_is_refused_with_the_reason(command, tmp_path, capsys):
     space = tmp_path / "space.yaml"
     space.write_text("algorithm.inner_lr: {grid: [0.01]}\n")
-    options = {"train": ["--storage", str(tmp_path)], "tune": ["--space", str(space), "--storage", str(tmp_path)],
-               "bench": ["--workers", "1"]}[command]
+    options = {
+        "train": ["--storage", str(tmp_path)],
+        "tune": ["--space", str(space), "--storage", str(tmp_path)],
+        "bench": ["--workers", "1"],
+    }[command]
     assert main([command, "--gpus-per-worker", "2", *options]) == 2
-    assert ("--gpus-per-worker: must be 0 or 1, got 2: a worker trains on one device, so further GPUs would sit "
-            "idle; use more workers instead") in capsys.readouterr().err
+    assert (
+        "--gpus-per-worker: must be 0 or 1, got 2: a worker trains on one device, so further GPUs would sit "
+        "idle; use more workers instead"
+    ) in capsys.readouterr().err
 
 
 def test_unwritable_storage_is_refused_naming_it(tmp_path):
@@ -145,6 +185,12 @@ def test_a_corrupt_omniglot_file_fails_on_the_driver_naming_it_and_leaves_nothin
     corrupt = tmp_path / "images_background.zip"
     corrupt.write_bytes(b"PK\x03\x04 this is not really a zip archive")
     with pytest.raises(DatasetError, match="images_background.zip"):
-        run(tmp_path / "runs", "corrupt", 2, "task.name=omniglot", f"task.omniglot.roots=[{corrupt}]",
-            f"task.omniglot.cache_dir={tmp_path / 'cache'}")
+        run(
+            tmp_path / "runs",
+            "corrupt",
+            2,
+            "task.name=omniglot",
+            f"task.omniglot.roots=[{corrupt}]",
+            f"task.omniglot.cache_dir={tmp_path / 'cache'}",
+        )
     assert not (tmp_path / "runs").exists()

@@ -30,8 +30,14 @@ from distmeta.runtime.launcher import ClusterRequest, train_distributed
 from distmeta.training.checkpoint import CheckpointSkippedWarning, checkpoint_files, newest_readable_checkpoint
 from tests.ray_processes import kill_processes_of
 
-CHECKPOINTED = ["train.steps=12", "train.meta_batch_size=4", "train.log_every=4", "train.val_every=0",
-                "train.checkpoint_every=4", "model.hidden_sizes=[16, 16]"]
+CHECKPOINTED = [
+    "train.steps=12",
+    "train.meta_batch_size=4",
+    "train.log_every=4",
+    "train.val_every=0",
+    "train.checkpoint_every=4",
+    "model.hidden_sizes=[16, 16]",
+]
 DIE_BEFORE_STEP = 9  # the update after checkpoint 8: its report has had no time to reach Ray's controller
 
 # Ray's workers cannot import this test module by name; ship its functions by value.
@@ -91,7 +97,7 @@ def worker_whose_storage_fills_up_copying_the_checkpoint_of_step_4(loop_config):
         if written.exists():
             target = Path(destination) / "checkpoints" / written.name
             target.parent.mkdir(parents=True)
-            target.write_bytes(written.read_bytes()[:written.stat().st_size // 2])
+            target.write_bytes(written.read_bytes()[: written.stat().st_size // 2])
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_copy(source, destination, **kwargs)
 
@@ -103,8 +109,14 @@ def worker_whose_storage_fills_up_copying_the_checkpoint_of_step_4(loop_config):
 
 COLLECTIVE_TIMEOUT_S = TorchConfig().timeout_s  # how long a rank left waiting in a collective would wait
 PROMPTLY_S = 120  # a whole run's start here takes ~20 s on a loaded machine
-ONE_RANK_FAILS = ["train.steps=8", "train.meta_batch_size=4", "train.log_every=2", "train.val_every=0",
-                  "train.checkpoint_every=2", "model.hidden_sizes=[8]"]
+ONE_RANK_FAILS = [
+    "train.steps=8",
+    "train.meta_batch_size=4",
+    "train.log_every=2",
+    "train.val_every=0",
+    "train.checkpoint_every=2",
+    "model.hidden_sizes=[8]",
+]
 
 
 def failed_promptly(failing_worker, storage, monkeypatch) -> pytest.ExceptionInfo:
@@ -131,11 +143,14 @@ def test_a_user_error_on_rank_1_only_stops_every_rank_promptly_with_that_error(c
 
 @pytest.mark.slow
 def test_a_full_storage_on_rank_0_only_stops_every_rank_promptly_and_the_run_resumes_from_the_checkpoint_before(
-        cluster, tmp_path, monkeypatch):
+    cluster, tmp_path, monkeypatch
+):
     raised = failed_promptly(worker_whose_storage_fills_up_copying_the_checkpoint_of_step_4, tmp_path, monkeypatch)
     assert isinstance(raised.value, StorageError), raised.value
-    assert str(raised.value).startswith(f"{tmp_path / 'one-rank'}: the checkpoint of step 4 could not be written "
-                                        f"there ([Errno 28] No space left on device)")
+    assert str(raised.value).startswith(
+        f"{tmp_path / 'one-rank'}: the checkpoint of step 4 could not be written "
+        f"there ([Errno 28] No space left on device)"
+    )
     assert "(raised on rank 0)" in raised.value.__notes__
     # lost: steps 3 and 4; the storage holds the checkpoint of step 2, whole, and half of that of step 4
     truncated = checkpoint_files(tmp_path / "one-rank")[-1]
@@ -143,9 +158,12 @@ def test_a_full_storage_on_rank_0_only_stops_every_rank_promptly_and_the_run_res
     monkeypatch.setattr(distmeta.runtime.launcher, "train_worker", distmeta.runtime.worker.train_worker)
     lines = []
     with pytest.warns(CheckpointSkippedWarning, match=f"skipping {truncated}"):
-        resumed = train_distributed(load_config(None, ONE_RANK_FAILS),
-                                    ClusterRequest(workers=2, storage=str(tmp_path), name="one-rank"),
-                                    print_fn=lines.append, final_eval=False)
+        resumed = train_distributed(
+            load_config(None, ONE_RANK_FAILS),
+            ClusterRequest(workers=2, storage=str(tmp_path), name="one-rank"),
+            print_fn=lines.append,
+            final_eval=False,
+        )
     assert any("from the checkpoint of step 2 of 8" in line for line in lines)
     assert resumed.steps == 8 and resumed_from(tmp_path / "one-rank") == [2]
 
@@ -174,14 +192,33 @@ def test_a_killed_worker_is_replaced_and_the_run_ends_as_if_it_never_died(cluste
         assert torch.equal(survived.meta_params[name], value), name
 
 
-LONG = ["train.steps=400", "train.meta_batch_size=4", "train.log_every=200", "train.val_every=0",
-        "train.checkpoint_every=40", "model.hidden_sizes=[8]"]
+LONG = [
+    "train.steps=400",
+    "train.meta_batch_size=4",
+    "train.log_every=200",
+    "train.val_every=0",
+    "train.checkpoint_every=40",
+    "model.hidden_sizes=[8]",
+]
 
 
 def distmeta_train(storage, ray_temp, *extra):
     """`distmeta train` as a user runs it, with its own Ray temp folder and home."""
-    args = [sys.executable, "-m", "distmeta", "train", "--workers", "1", "--storage", str(storage),
-            "--name", "run", "--no-eval", *[arg for item in LONG for arg in ("--set", item)], *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "distmeta",
+        "train",
+        "--workers",
+        "1",
+        "--storage",
+        str(storage),
+        "--name",
+        "run",
+        "--no-eval",
+        *[arg for item in LONG for arg in ("--set", item)],
+        *extra,
+    ]
     env = {**os.environ, "RAY_TMPDIR": ray_temp, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -34,11 +34,11 @@ def test_the_served_index_gives_many_concurrent_clients_the_brute_force_neighbou
         assert ray.get(served.actor.size.remote())[0] == 2000
 
         def client(rows: range):
-            return [served.search(queries[r:r + 1], 5).indices[0] for r in rows]
+            return [served.search(queries[r : r + 1], 5).indices[0] for r in rows]
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             answers = list(pool.map(client, [range(i, 64, 8) for i in range(8)]))
-        pipelined = [served.submit(queries[r:r + 1], 5) for r in range(64)]
+        pipelined = [served.submit(queries[r : r + 1], 5) for r in range(64)]
         expected = brute_force(stored, queries, 5, metric)
         for i, rows in enumerate(range(i, 64, 8) for i in range(8)):
             for row, found in zip(rows, answers[i]):
@@ -50,15 +50,21 @@ def test_the_served_index_gives_many_concurrent_clients_the_brute_force_neighbou
         served.stop()
 
 
-
 @pytest.mark.slow
 def test_records_built_by_two_ray_workers_equal_those_of_one_writer(cluster, tmp_path):
     one_dir, two_dir = tmp_path / "one", tmp_path / "two"
     config, experiment, params = sinusoid_run(one_dir)
     sinusoid_run(two_dir)
     fill(one_dir, config, experiment, params, tasks=6)
-    request = BuildRequest(tasks=6, split="train", embedding="features", size=64,
-                           inner_steps=config.algorithm.test_inner_steps, store_steps=STORE_STEPS, writers=2)
+    request = BuildRequest(
+        tasks=6,
+        split="train",
+        embedding="features",
+        size=64,
+        inner_steps=config.algorithm.test_inner_steps,
+        store_steps=STORE_STEPS,
+        writers=2,
+    )
     written = build_on_ray(two_dir, request, workers=2, cpus_per_worker=0.5)
     assert [rows for _, rows in written] == [3, 3] and len(KnowledgeStore(two_dir).files()) == 2
     one = KnowledgeStore(one_dir).load(config_hash(config), 0)[1].sorted_by_task()
@@ -73,13 +79,25 @@ def test_records_sampled_during_training_by_two_ray_workers_equal_those_of_one_p
     from distmeta.runtime.launcher import ClusterRequest, train_distributed
     from distmeta.training.trainer import train
 
-    overrides = ["train.steps=2", "train.meta_batch_size=4", "train.log_every=2", "train.val_every=0",
-                 "train.checkpoint_every=2", "model.hidden_sizes=[16, 16]", "train.knowledge_every=1",
-                 "train.knowledge_tasks=3", "train.knowledge_store_steps=5"]
+    overrides = [
+        "train.steps=2",
+        "train.meta_batch_size=4",
+        "train.log_every=2",
+        "train.val_every=0",
+        "train.checkpoint_every=2",
+        "model.hidden_sizes=[16, 16]",
+        "train.knowledge_every=1",
+        "train.knowledge_tasks=3",
+        "train.knowledge_store_steps=5",
+    ]
     config = load_config(None, [*overrides, f"train.run_dir={tmp_path / 'single'}"])
     train(config, print_fn=lambda *_: None, final_eval=False)
-    two = train_distributed(load_config(None, overrides), ClusterRequest(workers=2, storage=str(tmp_path), name="two"),
-                            print_fn=lambda *_: None, final_eval=False)
+    two = train_distributed(
+        load_config(None, overrides),
+        ClusterRequest(workers=2, storage=str(tmp_path), name="two"),
+        print_fn=lambda *_: None,
+        final_eval=False,
+    )
     for step in (1, 2):
         one_records = KnowledgeStore(tmp_path / "single").load(config_hash(config), step)[1].sorted_by_task()
         two_records = KnowledgeStore(two.run_dir).load(config_hash(config), step)[1].sorted_by_task()
@@ -87,8 +105,9 @@ def test_records_sampled_during_training_by_two_ray_workers_equal_those_of_one_p
         assert one_records.task_index == two_records.task_index == [0, 1, 2]
         assert one_records.task_seed == two_records.task_seed
         torch.testing.assert_close(two_records.embedding, one_records.embedding, atol=1e-4, rtol=0)
-        torch.testing.assert_close(two_records.adapted_delta.float(), one_records.adapted_delta.float(),
-                                   atol=2e-3, rtol=0)
+        torch.testing.assert_close(
+            two_records.adapted_delta.float(), one_records.adapted_delta.float(), atol=2e-3, rtol=0
+        )
     assert len(KnowledgeStore(two.run_dir).files()) == 4  # one file per worker and sampled step
 
 

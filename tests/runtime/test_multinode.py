@@ -14,8 +14,10 @@ from distmeta.runtime.launcher import ClusterRequest, train_distributed
 def two_nodes(ray_home, short_folder, monkeypatch):
     """A head and a second node of one CPU each: two one-CPU workers must spread over both."""
     monkeypatch.setenv("HOME", str(ray_home))
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                            "temp_dir": str(short_folder("ray-"))})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False, "temp_dir": str(short_folder("ray-"))},
+    )
     try:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
@@ -27,8 +29,17 @@ def two_nodes(ray_home, short_folder, monkeypatch):
 
 
 def test_two_workers_on_two_nodes_complete_a_run(two_nodes, tmp_path):
-    config = load_config(None, ["train.steps=6", "train.meta_batch_size=4", "train.log_every=3",
-                                "train.val_every=0", "train.checkpoint_every=3", "model.hidden_sizes=[8]"])
+    config = load_config(
+        None,
+        [
+            "train.steps=6",
+            "train.meta_batch_size=4",
+            "train.log_every=3",
+            "train.val_every=0",
+            "train.checkpoint_every=3",
+            "model.hidden_sizes=[8]",
+        ],
+    )
     request = ClusterRequest(workers=2, storage=str(tmp_path / "runs"), name="spread", address=two_nodes.address)
     result = train_distributed(config, request, print_fn=lambda *_: None, final_eval=False)
     assert result.steps == 6

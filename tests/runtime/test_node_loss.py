@@ -31,8 +31,14 @@ from tests.ray_processes import leaves_no_ray_process
 pytestmark = pytest.mark.slow  # starts a Ray cluster of its own
 
 HOLD_AT = 10
-RUN = ["train.steps=12", "train.meta_batch_size=4", "train.log_every=1", "train.val_every=0",
-       "train.checkpoint_every=4", "model.hidden_sizes=[8]"]
+RUN = [
+    "train.steps=12",
+    "train.meta_batch_size=4",
+    "train.log_every=1",
+    "train.val_every=0",
+    "train.checkpoint_every=4",
+    "model.hidden_sizes=[8]",
+]
 REDONE = [9, 10]  # the updates after the checkpoint of step 8, up to the hold: logged twice
 
 
@@ -41,8 +47,10 @@ def head(ray_home, short_folder, temp_roots):
     """A head node of one CPU, the driver connected to it; each test adds (and removes) its second node."""
     with pytest.MonkeyPatch.context() as patch, leaves_no_ray_process(temp_roots, "the module's Ray cluster"):
         patch.setenv("HOME", str(ray_home))
-        cluster = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 1, "include_dashboard": False, "temp_dir": str(short_folder("ray-"))})
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 1, "include_dashboard": False, "temp_dir": str(short_folder("ray-"))},
+        )
         try:
             ray.init(address=cluster.address, log_to_driver=False)
             yield cluster
@@ -80,9 +88,13 @@ def run_losing_the_second_node(cluster: Cluster, storage: Path, monkeypatch, whe
     request = {"scale_timeout_s": 120, **request}  # a test gone wrong fails, rather than waiting 15 minutes
     runner = ThreadPoolExecutor(1)
     try:
-        run = runner.submit(train_distributed, load_config(None, RUN),
-                            ClusterRequest(workers=1, storage=str(storage), name="lost", **request),
-                            print_fn=lambda *_: None, final_eval=False)
+        run = runner.submit(
+            train_distributed,
+            load_config(None, RUN),
+            ClusterRequest(workers=1, storage=str(storage), name="lost", **request),
+            print_fn=lambda *_: None,
+            final_eval=False,
+        )
         assert faults.wait_for(faults.marker(run_dir, faults.HELD), 300), run.exception() if run.done() else "no hold"
         workers = json.loads((run_dir / "workers.json").read_text())
         assert [w["node"] for w in workers] == [second.node_id], "the worker is not on the second node"
@@ -97,8 +109,10 @@ def run_losing_the_second_node(cluster: Cluster, storage: Path, monkeypatch, whe
 
 
 def logged_steps(run_dir: Path) -> list:
-    return [record.get("step", record.get("event")) for record in map(json.loads,
-            (run_dir / "metrics.jsonl").read_text().splitlines())]
+    return [
+        record.get("step", record.get("event"))
+        for record in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+    ]
 
 
 def steps_logged_twice(run_dir: Path) -> list[int]:
@@ -111,7 +125,8 @@ def resumed_from(run_dir: Path) -> list[int]:
 
 
 def test_a_lost_nodes_worker_restarts_on_the_remaining_node_redoing_only_the_steps_since_the_checkpoint(
-        head, tmp_path, monkeypatch):
+    head, tmp_path, monkeypatch
+):
     # case: the remaining node holds the workers (the head's CPU is freed as the node goes)
     result = run_losing_the_second_node(head, tmp_path, monkeypatch, lambda placeholder: ray.kill(placeholder))
     assert result.steps == 12
@@ -122,11 +137,13 @@ def test_a_lost_nodes_worker_restarts_on_the_remaining_node_redoing_only_the_ste
 
 
 def test_a_lost_nodes_worker_waits_for_capacity_to_return_then_finishes_redoing_only_the_steps_since_the_checkpoint(
-        head, tmp_path, monkeypatch):
+    head, tmp_path, monkeypatch
+):
     # case: the head stays full; the worker restarts once a node is added back
     added = []
-    result = run_losing_the_second_node(head, tmp_path, monkeypatch,
-                                        lambda placeholder: added.append(head.add_node(num_cpus=1)))
+    result = run_losing_the_second_node(
+        head, tmp_path, monkeypatch, lambda placeholder: added.append(head.add_node(num_cpus=1))
+    )
     assert result.steps == 12
     assert resumed_from(result.run_dir) == [8]
     assert steps_logged_twice(result.run_dir) == REDONE
@@ -135,7 +152,8 @@ def test_a_lost_nodes_worker_waits_for_capacity_to_return_then_finishes_redoing_
 
 
 def test_a_node_lost_for_good_stops_the_run_after_the_scale_timeout_naming_the_checkpoint_it_resumes_from(
-        head, tmp_path, monkeypatch):
+    head, tmp_path, monkeypatch
+):
     # case: no capacity returns; each placement attempt waits 3 s, --scale-timeout 6 s allows two
     monkeypatch.setenv("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "3")
     with pytest.raises(RecoveryFailedError) as raised:
@@ -143,5 +161,6 @@ def test_a_node_lost_for_good_stops_the_run_after_the_scale_timeout_naming_the_c
     assert raised.value.resume_step == 8
     assert str(raised.value).startswith(
         "the cluster did not hold the 1 worker(s) x (1 CPU, 0 GPU) within --scale-timeout 6 s (a node lost mid-run, "
-        "or its resources taken): its nodes now: head (1 CPU, 0 GPU); no autoscaler: the cluster does not grow")
+        "or its resources taken): its nodes now: head (1 CPU, 0 GPU); no autoscaler: the cluster does not grow"
+    )
     assert str(raised.value).endswith("the checkpoint of step 8 is kept: the same command resumes from it")

@@ -19,6 +19,7 @@ def _points(batch):
 def _fit(mode: str, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Max residual of the best function of `mode` through noiseless points, and its coefficients.
     Nonlinear parameters (phase, center) are found by a grid, the linear ones by least squares."""
+
     def best_of(designs):
         best = (np.inf, None, None)
         for key, design in designs:
@@ -106,12 +107,15 @@ def test_the_mode_is_never_one_of_the_learners_inputs_and_survives_sharing_out()
     assert not config.is_classification and config.model_name == "mlp"
 
 
-@pytest.mark.parametrize("override, field", [
-    ("task.modes=[sinusoid, sawtooth]", "task.modes[1]"),
-    ("task.modes=[]", "task.modes"),
-    ("task.modes=[linear, linear]", "task.modes"),
-    ("task.noise_std=-0.1", "task.noise_std"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("task.modes=[sinusoid, sawtooth]", "task.modes[1]"),
+        ("task.modes=[]", "task.modes"),
+        ("task.modes=[linear, linear]", "task.modes"),
+        ("task.noise_std=-0.1", "task.noise_std"),
+    ],
+)
 def test_bad_multimodal_settings_are_refused_naming_the_field(override, field):
     with pytest.raises(ConfigError) as error:
         load_config(overrides=["task.name=multimodal", override])

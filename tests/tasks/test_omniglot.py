@@ -28,7 +28,7 @@ def write_png(path, mark: int):
     """A 105x105 1-bit drawing: white background, a black bar whose row depends on `mark`."""
     pixels = np.ones((105, 105), dtype=bool)
     row = 10 + 8 * (mark % 10)
-    pixels[row:row + 6, 10:95] = False
+    pixels[row : row + 6, 10:95] = False
     pixels[10:95, 10:14] = False  # a vertical stroke on the left, so rotations differ
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path)
@@ -170,7 +170,7 @@ def test_batches_have_the_documented_shapes_labels_and_range(tmp_path):
         assert labels[0] == labels[1]  # class-major: the shots of a class are adjacent
         # each query example's label is that of the support class it was drawn from
         for slot in range(3):
-            assert set(batch.query_y[task, 3 * slot:3 * slot + 3].tolist()) == {labels[2 * slot].item()}
+            assert set(batch.query_y[task, 3 * slot : 3 * slot + 3].tolist()) == {labels[2 * slot].item()}
 
 
 def test_a_class_gets_distinct_drawings_of_one_character_and_any_share_draws_the_same_tasks(tmp_path):
@@ -204,7 +204,7 @@ def test_support_and_query_of_a_class_share_one_rotation(tmp_path):
         for slot in range(4):
             support = batch.support_x[task, slot, 0]
             left_stroke = support[:, :6].sum() > support[:, -6:].sum()
-            for query in batch.query_x[task, 2 * slot:2 * slot + 2, 0]:
+            for query in batch.query_x[task, 2 * slot : 2 * slot + 2, 0]:
                 assert (query[:, :6].sum() > query[:, -6:].sum()) == left_stroke
 
 
@@ -234,8 +234,9 @@ def test_splits_are_disjoint_by_alphabet_and_fixed_by_the_split_seed(tmp_path):
     assert (len(split["train"]), len(split["val"]), len(split["test"])) == (5, 2, 3)
     assert sorted(sum(split.values(), [])) == names
     assert split == split_alphabets(list(reversed(names)), cfg)
-    assert split != split_alphabets(names, OmniglotConfig(roots=("x",), split_seed=4, val_fraction=0.2,
-                                                          test_fraction=0.3))
+    assert split != split_alphabets(
+        names, OmniglotConfig(roots=("x",), split_seed=4, val_fraction=0.2, test_fraction=0.3)
+    )
 
 
 # ---------------------------------------------------------------- bad data
@@ -263,8 +264,11 @@ def test_a_corrupt_png_is_named_inside_its_zip(tmp_path):
     folder = make_tree(tmp_path / "data", top="images_background") / "images_background"
     (folder / "Beta" / "character02" / "0101_03.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     archive = zip_tree(folder, tmp_path / "background.zip")
-    with pytest.raises(DatasetError, match=r"background.zip:images_background/Beta/character02/0101_03.png: "
-                                           r"is not a readable PNG"):
+    with pytest.raises(
+        DatasetError,
+        match=r"background.zip:images_background/Beta/character02/0101_03.png: "
+        r"is not a readable PNG",
+    ):
         tasks(tmp_path, archive)
 
 
@@ -291,8 +295,9 @@ def test_fewer_drawings_than_support_plus_query_names_the_character(tmp_path):
 
 # ---------------------------------------------------------------- the real data, when it is there
 
-needs_shared_data = pytest.mark.skipif(not SHARED_OMNIGLOT.is_dir(),
-                                       reason=f"Omniglot subsets not found at {SHARED_OMNIGLOT}")
+needs_shared_data = pytest.mark.skipif(
+    not SHARED_OMNIGLOT.is_dir(), reason=f"Omniglot subsets not found at {SHARED_OMNIGLOT}"
+)
 
 
 @needs_shared_data

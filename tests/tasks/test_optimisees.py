@@ -77,12 +77,15 @@ def test_the_wider_digits_mlp_has_twice_the_hidden_units():
     assert params["hidden.weight"].shape == (40, 64) and params["output.weight"].shape == (10, 40)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: DigitsMLPFamily("val"), "split must be 'train' or 'test', got 'val'"),
-    (lambda: DigitsMLPFamily(hidden=0), "hidden and batch_size must be at least 1"),
-    (lambda: QuadraticFamily(dimensions=0), "dimensions and functions must be at least 1"),
-    (lambda: QuadraticFamily(entries="cauchy"), "entries must be one of \\('normal', 'uniform'\\), got 'cauchy'"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: DigitsMLPFamily("val"), "split must be 'train' or 'test', got 'val'"),
+        (lambda: DigitsMLPFamily(hidden=0), "hidden and batch_size must be at least 1"),
+        (lambda: QuadraticFamily(dimensions=0), "dimensions and functions must be at least 1"),
+        (lambda: QuadraticFamily(entries="cauchy"), "entries must be one of \\('normal', 'uniform'\\), got 'cauchy'"),
+    ],
+)
 def test_bad_family_settings_are_refused_naming_them(make, message):
     with pytest.raises(ValueError, match=message):
         make()

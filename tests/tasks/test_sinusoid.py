@@ -48,8 +48,9 @@ def test_task_seeds_differ_across_splits_steps_and_indices():
 
 
 def test_meta_batch_seeds_differ_across_runs_splits_and_steps():
-    seeds = {meta_batch_seed(run, split, step) for run in range(2) for split in ("train", "val", "test")
-             for step in range(3)}
+    seeds = {
+        meta_batch_seed(run, split, step) for run in range(2) for split in ("train", "val", "test") for step in range(3)
+    }
     assert len(seeds) == 18
 
 

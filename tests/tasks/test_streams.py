@@ -11,7 +11,7 @@ def test_any_run_of_tasks_gets_the_numbers_the_whole_stream_gives_them(draws):
     whole = task_uniforms(seed=9, first=0, num_tasks=10, draws=draws)
     assert whole.shape == (10, draws) and (0 <= whole).all() and (whole < 1).all()
     for first, count in [(0, 1), (3, 4), (7, 3), (9, 1)]:
-        assert np.array_equal(task_uniforms(9, first, count, draws), whole[first:first + count])
+        assert np.array_equal(task_uniforms(9, first, count, draws), whole[first : first + count])
     bytes_whole = task_bytes(9, 0, 10, 4 * draws + 3)
     assert np.array_equal(task_bytes(9, 3, 5, 4 * draws + 3), bytes_whole[3:8])
 

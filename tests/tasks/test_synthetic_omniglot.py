@@ -8,8 +8,7 @@ from distmeta.errors import ConfigError
 from distmeta.tasks import build_task_distribution, sample_tasks
 from distmeta.tasks.synthetic_omniglot import SyntheticOmniglotTasks
 
-SYNTHETIC = ["task.name=omniglot", "task.omniglot.synthetic=true", "task.ways=3", "task.shots=2",
-             "task.query_shots=3"]
+SYNTHETIC = ["task.name=omniglot", "task.omniglot.synthetic=true", "task.ways=3", "task.shots=2", "task.query_shots=3"]
 
 
 def test_batches_have_omniglots_shapes_dtypes_and_class_major_labels():
@@ -21,7 +20,7 @@ def test_batches_have_omniglots_shapes_dtypes_and_class_major_labels():
         labels = batch.support_y[task]
         assert sorted(labels.tolist()) == [0, 0, 1, 1, 2, 2] and labels[0] == labels[1]
         for slot in range(3):
-            assert set(batch.query_y[task, 3 * slot:3 * slot + 3].tolist()) == {labels[2 * slot].item()}
+            assert set(batch.query_y[task, 3 * slot : 3 * slot + 3].tolist()) == {labels[2 * slot].item()}
 
 
 def test_the_drawings_of_a_class_resemble_each_other_more_than_another_class():

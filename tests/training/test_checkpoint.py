@@ -10,8 +10,9 @@ from distmeta.errors import StorageError
 from distmeta.training import checkpoint as checkpoints
 
 
-def test_a_write_that_fails_midway_raises_a_storage_error_and_leaves_the_previous_checkpoint_whole(tmp_path,
-                                                                                                     monkeypatch):
+def test_a_write_that_fails_midway_raises_a_storage_error_and_leaves_the_previous_checkpoint_whole(
+    tmp_path, monkeypatch
+):
     config = load_config()
     checkpoints.save_checkpoint(tmp_path, 5, config, {"w": torch.zeros(2)}, {}, {})
 
@@ -20,8 +21,11 @@ def test_a_write_that_fails_midway_raises_a_storage_error_and_leaves_the_previou
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(StorageError, match=r"step_00000010.pt: the checkpoint of step 10 could not be written "
-                                           r"\(\[Errno 28\] No space left on device\)"):
+    with pytest.raises(
+        StorageError,
+        match=r"step_00000010.pt: the checkpoint of step 10 could not be written "
+        r"\(\[Errno 28\] No space left on device\)",
+    ):
         checkpoints.save_checkpoint(tmp_path, 10, config, {"w": torch.ones(2)}, {}, {})
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_00000005.pt"]  # no temporary file left
     assert checkpoints.load_checkpoint(tmp_path)["step"] == 5
@@ -70,11 +74,14 @@ def test_meta_parameters_and_optimiser_state_are_saved_on_the_cpu_and_resume_exa
     experiment = build_experiment(config)
     state = initial_state(experiment)
     meta_step(experiment, state)
-    path = checkpoints.save_checkpoint(tmp_path, state.step, config, state.meta_params,
-                                       state.optimizer.state_dict(), {})
+    path = checkpoints.save_checkpoint(
+        tmp_path, state.step, config, state.meta_params, state.optimizer.state_dict(), {}
+    )
     saved_from = torch.load(path, weights_only=False)  # no map_location: each tensor where it was saved from
-    tensors = [*saved_from["meta_parameters"].values(),
-               *(value for per_param in saved_from["optimizer"]["state"].values() for value in per_param.values())]
+    tensors = [
+        *saved_from["meta_parameters"].values(),
+        *(value for per_param in saved_from["optimizer"]["state"].values() for value in per_param.values()),
+    ]
     assert tensors and all(t.device.type == "cpu" for t in tensors)
     resumed = initial_state(experiment, checkpoints.load_checkpoint(path))
     for name, value in state.optimizer.state_dict()["state"].items():

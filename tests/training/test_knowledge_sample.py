@@ -9,13 +9,21 @@ from distmeta.errors import ConfigError
 from distmeta.knowledge import KnowledgeStore
 from distmeta.training.trainer import train
 
-TINY = ["train.steps=3", "train.meta_batch_size=4", "train.log_every=3", "train.val_every=0",
-        "train.checkpoint_every=3", "model.hidden_sizes=[16, 16]", "train.knowledge_store_steps=5"]
+TINY = [
+    "train.steps=3",
+    "train.meta_batch_size=4",
+    "train.log_every=3",
+    "train.val_every=0",
+    "train.checkpoint_every=3",
+    "model.hidden_sizes=[16, 16]",
+    "train.knowledge_store_steps=5",
+]
 
 
 def test_training_records_the_first_tasks_of_every_sampled_step_at_that_steps_meta_parameters(tmp_path):
-    config = load_config(None, [*TINY, "train.knowledge_every=3", "train.knowledge_tasks=2",
-                                f"train.run_dir={tmp_path}"])
+    config = load_config(
+        None, [*TINY, "train.knowledge_every=3", "train.knowledge_tasks=2", f"train.run_dir={tmp_path}"]
+    )
     train(config, print_fn=lambda *_: None, final_eval=False)
     store = KnowledgeStore(tmp_path)
     assert store.steps(config_hash(config)) == [3]  # steps 1 and 2 are not multiples of 3

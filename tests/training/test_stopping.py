@@ -10,12 +10,33 @@ from distmeta.experiment import build_experiment
 from distmeta.training.checkpoint import latest_checkpoint, load_checkpoint
 from distmeta.training.trainer import initial_state, train, train_loop
 
-TINY_OMNIGLOT = ["task.name=omniglot", "task.omniglot.synthetic=true", "task.ways=3", "task.shots=1",
-                 "task.query_shots=2", "task.omniglot.image_size=16", "model.channels=4", "algorithm.name=protonet",
-                 "algorithm.test_inner_steps=0", "train.steps=40", "train.meta_batch_size=2", "train.log_every=5",
-                 "train.val_every=10", "train.val_tasks=6", "train.checkpoint_every=20", "eval.tasks=6"]
-TINY_SINUSOID = ["train.steps=40", "train.meta_batch_size=2", "train.log_every=5", "train.val_every=20",
-                 "train.val_tasks=4", "train.checkpoint_every=20", "model.hidden_sizes=[8]"]
+TINY_OMNIGLOT = [
+    "task.name=omniglot",
+    "task.omniglot.synthetic=true",
+    "task.ways=3",
+    "task.shots=1",
+    "task.query_shots=2",
+    "task.omniglot.image_size=16",
+    "model.channels=4",
+    "algorithm.name=protonet",
+    "algorithm.test_inner_steps=0",
+    "train.steps=40",
+    "train.meta_batch_size=2",
+    "train.log_every=5",
+    "train.val_every=10",
+    "train.val_tasks=6",
+    "train.checkpoint_every=20",
+    "eval.tasks=6",
+]
+TINY_SINUSOID = [
+    "train.steps=40",
+    "train.meta_batch_size=2",
+    "train.log_every=5",
+    "train.val_every=20",
+    "train.val_tasks=4",
+    "train.checkpoint_every=20",
+    "model.hidden_sizes=[8]",
+]
 
 
 def quiet(*_):
@@ -71,11 +92,14 @@ def test_without_stop_rules_no_rank_is_asked(tmp_path):
     assert state.step == 10
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["train.stop_at_accuracy=0.9"], "needs a classification task"),
-    ([*TINY_OMNIGLOT, "train.stop_at_accuracy=95"], "between 0 and 1"),
-    ([*TINY_OMNIGLOT, "train.stop_at_accuracy=0.9", "train.val_every=0"], "set train.val_every"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.stop_at_accuracy=0.9"], "needs a classification task"),
+        ([*TINY_OMNIGLOT, "train.stop_at_accuracy=95"], "between 0 and 1"),
+        ([*TINY_OMNIGLOT, "train.stop_at_accuracy=0.9", "train.val_every=0"], "set train.val_every"),
+    ],
+)
 def test_a_target_accuracy_that_cannot_work_is_refused_naming_the_field(overrides, message):
     with pytest.raises(ConfigError, match=message) as error:
         load_config(None, overrides)

@@ -13,11 +13,21 @@ from distmeta.training.trainer import meta_lr_at, train
 
 
 def tiny(run_dir, *overrides):
-    return load_config(None, [
-        f"train.run_dir={run_dir}", "train.steps=40", "train.meta_batch_size=4", "train.log_every=10",
-        "train.val_every=20", "train.val_tasks=8", "train.checkpoint_every=20", "eval.tasks=16",
-        "model.hidden_sizes=[16, 16]", *overrides,
-    ])
+    return load_config(
+        None,
+        [
+            f"train.run_dir={run_dir}",
+            "train.steps=40",
+            "train.meta_batch_size=4",
+            "train.log_every=10",
+            "train.val_every=20",
+            "train.val_tasks=8",
+            "train.checkpoint_every=20",
+            "eval.tasks=16",
+            "model.hidden_sizes=[16, 16]",
+            *overrides,
+        ],
+    )
 
 
 def quiet(*_):
@@ -30,8 +40,10 @@ def test_a_short_run_lowers_the_loss_and_writes_metrics_checkpoints_and_summary(
     assert [r["step"] for r in records] == [10, 20, 30, 40]
     assert records[-1]["meta_loss"] < records[0]["meta_loss"]
     assert "val_mse" in records[1] and "val_mse" in records[3]
-    assert (sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
-            == ["step_00000020.pt", "step_00000040.pt"])
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "step_00000020.pt",
+        "step_00000040.pt",
+    ]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == 40 and summary["test"]["tasks"] == 16
     # the summary's rate is the training loop's: every task of the run over the loop's time
@@ -57,7 +69,8 @@ def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_pat
 
 
 def test_a_failed_checkpoint_write_stops_the_run_with_a_storage_error_and_the_one_before_resumes_it(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     real_save = torch.save
 
     def disk_full_at_step_40(payload, file):
@@ -129,3 +142,10 @@ def test_a_meta_step_checks_finiteness_once_on_one_flat_buffer(tmp_path, monkeyp
     monkeypatch.setattr(torch, "isfinite", lambda values: checked.append(values.dim()) or real_isfinite(values))
     trainer.meta_step(experiment, state)
     assert checked == [1]  # one call, on a flat buffer: a GPU is waited for once per step
+
+
+def test_a_resume_within_the_same_second_keeps_the_earlier_sessions_tensorboard_events(tmp_path, monkeypatch):
+    monkeypatch.setattr("time.time", lambda: 1_800_000_000.0)  # both sessions open their event file in one second
+    train(tiny(tmp_path / "run", "train.steps=20"), print_fn=quiet, final_eval=False)
+    train(tiny(tmp_path / "run", "train.steps=40"), print_fn=quiet, final_eval=False)
+    assert len(list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))) == 2

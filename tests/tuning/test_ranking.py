@@ -9,8 +9,9 @@ from distmeta.tuning.search import rank_trials, ranked_table
 from distmeta.tuning.space import parse_space
 
 BASE = load_config(None, ["train.steps=40"])
-SPACE = parse_space({"algorithm.inner_lr": {"loguniform": [1.0e-3, 10.0]},
-                     "algorithm.inner_steps": {"choice": [1, 3]}}, BASE)
+SPACE = parse_space(
+    {"algorithm.inner_lr": {"loguniform": [1.0e-3, 10.0]}, "algorithm.inner_steps": {"choice": [1, 3]}}, BASE
+)
 
 
 @dataclass

@@ -18,8 +18,14 @@ from distmeta.tuning.search import TuneRequest, run_search
 from distmeta.tuning.space import parse_space
 from tests.ray_processes import kill_processes_of
 
-QUICK = ["train.steps=40", "train.meta_batch_size=4", "train.log_every=20", "train.val_every=20",
-         "train.val_tasks=20", "model.hidden_sizes=[16, 16]"]
+QUICK = [
+    "train.steps=40",
+    "train.meta_batch_size=4",
+    "train.log_every=20",
+    "train.val_every=20",
+    "train.val_tasks=20",
+    "model.hidden_sizes=[16, 16]",
+]
 
 
 def test_a_search_ranks_a_sensible_inner_rate_above_a_diverging_one_and_survives_it(cluster, tmp_path):
@@ -34,8 +40,9 @@ def test_a_search_ranks_a_sensible_inner_rate_above_a_diverging_one_and_survives
     diverged = result.ranked[-1]
     assert diverged.values["algorithm.inner_lr"] == 1e30
     # the worker's own error, by type, as the trial's status (its message cut before the seed)
-    assert diverged.metric is None and re.fullmatch(r"failed: NonFiniteLossError: meta-loss is (nan|inf) at step 0",
-                                                    diverged.status), diverged.status
+    assert diverged.metric is None and re.fullmatch(
+        r"failed: NonFiniteLossError: meta-loss is (nan|inf) at step 0", diverged.status
+    ), diverged.status
     assert all(outcome.status == "finished" for outcome in result.ranked[:3])
 
     saved = json.loads((tmp_path / "lr" / "results.json").read_text())
@@ -50,11 +57,23 @@ def test_a_search_ranks_a_sensible_inner_rate_above_a_diverging_one_and_survives
 def test_the_best_config_trains_with_distmeta_train(cluster, tmp_path):
     base = load_config(None, QUICK)
     space = parse_space({"algorithm.inner_lr": {"grid": [0.01]}}, base)
-    result = run_search(base, space, TuneRequest(trials=1, storage=str(tmp_path), name="one"),
-                        print_fn=lambda *_: None)
-    trained = subprocess.run([sys.executable, "-m", "distmeta", "train", str(result.best_config_path),
-                              "--in-process", "--no-eval", "--run-dir", str(tmp_path / "trained")],
-                             capture_output=True, text=True, timeout=120)
+    result = run_search(base, space, TuneRequest(trials=1, storage=str(tmp_path), name="one"), print_fn=lambda *_: None)
+    trained = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "distmeta",
+            "train",
+            str(result.best_config_path),
+            "--in-process",
+            "--no-eval",
+            "--run-dir",
+            str(tmp_path / "trained"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert trained.returncode == 0, trained.stderr
     assert "step 40/40" in trained.stdout
 
@@ -62,15 +81,19 @@ def test_the_best_config_trains_with_distmeta_train(cluster, tmp_path):
 def test_a_trial_that_can_never_fit_is_refused_before_any_trial_starts(cluster, tmp_path):
     base = load_config(None, QUICK)
     space = parse_space({"algorithm.inner_lr": {"grid": [0.01]}}, base)
-    with pytest.raises(ConfigError, match=r"--workers-per-trial: one trial's 3 worker\(s\) x \(1 CPU, 0 GPU\) do "
-                                          r"not fit: the cluster holds at most 2 such worker\(s\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"--workers-per-trial: one trial's 3 worker\(s\) x \(1 CPU, 0 GPU\) do "
+        r"not fit: the cluster holds at most 2 such worker\(s\)",
+    ):
         run_search(base, space, TuneRequest(workers_per_trial=3, storage=str(tmp_path), name="big"))
     assert not (tmp_path / "big").exists()
 
 
 def distmeta(*args, cwd, env=None):
-    return subprocess.run([sys.executable, "-m", "distmeta", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "distmeta", *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def test_space_file_errors_are_named_before_anything_starts(tmp_path):
@@ -84,15 +107,33 @@ def test_space_file_errors_are_named_before_anything_starts(tmp_path):
 @pytest.mark.slow
 def test_an_interrupted_search_resumes_without_rerunning_its_finished_trial(tmp_path):
     (tmp_path / "space.yaml").write_text("algorithm.inner_lr: {grid: [0.001, 0.01, 0.03]}\n")
-    args = ["tune", "--space", "space.yaml", "--trials", "1", "--workers-per-trial", "2", "--scheduler", "fifo",
-            "--name", "search", *[arg for item in QUICK for arg in ("--set", item)]]
+    args = [
+        "tune",
+        "--space",
+        "space.yaml",
+        "--trials",
+        "1",
+        "--workers-per-trial",
+        "2",
+        "--scheduler",
+        "fifo",
+        "--name",
+        "search",
+        *[arg for item in QUICK for arg in ("--set", item)],
+    ]
     trials = tmp_path / "runs" / "search" / "trials"
     ray_temp = tempfile.mkdtemp(prefix="dmt", dir="/tmp")
     # save the search's state often, so that the kill below finds the finished trial recorded
     env = {**os.environ, "RAY_TMPDIR": ray_temp, "TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
     try:
-        search = subprocess.Popen([sys.executable, "-m", "distmeta", *args], cwd=tmp_path, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        search = subprocess.Popen(
+            [sys.executable, "-m", "distmeta", *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         deadline = time.monotonic() + 180
         while not list(trials.glob("*/summary.json")) and search.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -104,8 +145,14 @@ def test_an_interrupted_search_resumes_without_rerunning_its_finished_trial(tmp_
         kill_processes_of(ray_temp)
         assert len(list(trials.glob("*/summary.json"))) < 3, "the search ended before the kill"
 
-        resumed = subprocess.run([sys.executable, "-m", "distmeta", *args], cwd=tmp_path, env=env,
-                                 capture_output=True, text=True, timeout=300)
+        resumed = subprocess.run(
+            [sys.executable, "-m", "distmeta", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert "resuming the search" in resumed.stdout
     finally:
