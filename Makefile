@@ -17,12 +17,8 @@ $(INSTALLED): pyproject.toml constraints.txt
 run: $(INSTALLED)
 	$(BIN)/distmeta train
 
-# two pytest workers, a test file each at a time: most of a Ray test is waiting on processes,
-# so two of them share this 2-core machine's CPUs well (TEST_WORKERS=0 runs them one by one)
-TEST_WORKERS ?= 2
-
 test: $(INSTALLED)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest
 
 # everything but the tests that start Ray clusters (marked slow): about 2 minutes here
 test-fast: $(INSTALLED)

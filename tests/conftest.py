@@ -37,13 +37,6 @@ RAY_CLUSTER_FIXTURES = {
 }
 
 
-def pytest_configure(config):
-    """Under pytest-xdist, each worker leads its own session: the leftover-process check counts the
-    processes of this session as this test's, and must not see the other worker's clusters."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        os.setsid()
-
-
 def pytest_collection_modifyitems(items):
     for item in items:
         if RAY_CLUSTER_FIXTURES & set(item.fixturenames):
@@ -67,8 +60,8 @@ def short_temp():
 
 @pytest.fixture(scope="session")
 def short_folder(short_temp):
-    """A new folder under `short_temp`, for a Ray node's temp folder: pytest's own temp folders are
-    too deep for Ray's sockets under pytest-xdist (`.../popen-gw0/...`)."""
+    """A new folder under `short_temp`, for a Ray node's temp folder: pytest's own temp folders can
+    be too deep for Ray's sockets (their paths must fit in 107 bytes)."""
     return lambda prefix: Path(tempfile.mkdtemp(prefix=prefix, dir=short_temp))
 
 

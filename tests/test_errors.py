@@ -20,6 +20,7 @@ EXAMPLES = [
     errors.InputError("support_x", "shape (N, 1)", "shape (10, 3)"),
     errors.KnowledgeBaseError("/runs/a/knowledge/step_00000004-w-0a1b2c3d.parquet", "unreadable knowledge file"),
     errors.ScaleUpTimeoutError("4 GPU workers not there after 900 s"),
+    errors.RecoveryFailedError("the lost node's capacity was not back within --scale-timeout (900 s)", 8),
     JobServerUnreachable("http://127.0.0.1:8265", "connection refused"),
 ]
 
