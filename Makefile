@@ -20,7 +20,7 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
-# everything but the tests that start Ray clusters (marked slow): about 30 s here
+# everything but the tests that start Ray clusters (marked slow): about a minute here
 test-fast: $(INSTALLED)
 	$(BIN)/python -m pytest -m "not slow"
 
