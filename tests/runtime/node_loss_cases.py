@@ -47,16 +47,31 @@ def head(ray_home, short_folder, temp_roots):
     """A head node of one CPU, the driver connected to it; each test adds (and removes) its second node."""
     with pytest.MonkeyPatch.context() as patch, leaves_no_ray_process(temp_roots, "the module's Ray cluster"):
         patch.setenv("HOME", str(ray_home))
-        cluster = Cluster(
-            initialize_head=True,
-            head_node_args={"num_cpus": 1, "include_dashboard": False, "temp_dir": str(short_folder("ray-"))},
-        )
+        temp_dir = short_folder("ray-")
+        try:
+            cluster = Cluster(
+                initialize_head=True,
+                head_node_args={"num_cpus": 1, "include_dashboard": False, "temp_dir": str(temp_dir)},
+            )
+        except RuntimeError:
+            print_ray_logs(temp_dir)
+            raise
         try:
             ray.init(address=cluster.address, log_to_driver=False)
             yield cluster
         finally:
             ray.shutdown()
             cluster.shutdown()
+
+
+def print_ray_logs(temp_dir: Path) -> None:
+    """Why a node did not start: the tails of its processes' logs, and the environment it inherited."""
+    import os
+
+    print("environment:", {k: v for k, v in os.environ.items() if k.startswith(("RAY", "AWS", "GRPC", "OMP", "TORCH"))})
+    for log in sorted(temp_dir.glob("session_*/logs/*")):
+        if log.suffix in (".out", ".err", ".log") and log.stat().st_size:
+            print(f"--- {log.name}:", log.read_text(errors="replace")[-3000:])
 
 
 @ray.remote(num_cpus=1)
