@@ -35,15 +35,26 @@ def test_shares_of_the_meta_batch_cover_it_once():
     assert sorted(i for s in shares for i in s) == list(range(25))
 
 
-def test_two_workers_with_half_the_batch_each_equal_one_worker_with_all(cluster, tmp_path):
+def in_process(storage, name, *overrides):
+    """The one-process reference run (no Ray): a one-worker run on Ray equals it bit for bit."""
+    config = load_config(None, [*TINY, *overrides, f"train.run_dir={storage / name}"])
+    return train(config, print_fn=lambda *_: None, final_eval=False)
+
+
+@pytest.fixture(scope="module")
+def two_workers(cluster, tmp_path_factory):
+    """TINY on two workers, logging every step: several tests below read this one run."""
+    storage = tmp_path_factory.mktemp("two-workers")
+    return run(storage, "two", 2, "train.log_every=1")
+
+
+def test_two_workers_with_half_the_batch_each_equal_one_worker_with_all(cluster, two_workers, tmp_path):
     one = run(tmp_path, "one", 1)
-    two = run(tmp_path, "two", 2)
-    assert one.steps == two.steps == 5
+    assert one.steps == two_workers.steps == 5
     for name in one.meta_params:
-        torch.testing.assert_close(two.meta_params[name], one.meta_params[name], atol=1e-5, rtol=0)
-    single = train(
-        load_config(None, [*TINY, f"train.run_dir={tmp_path / 'single'}"]), print_fn=lambda *_: None, final_eval=False
-    )
+        torch.testing.assert_close(two_workers.meta_params[name], one.meta_params[name], atol=1e-5, rtol=0)
+    # one worker on Ray is the one-process run, bit for bit: the tests below compare with that
+    single = in_process(tmp_path, "single")
     assert all(torch.equal(single.meta_params[k], one.meta_params[k]) for k in single.meta_params)
 
 
@@ -80,7 +91,7 @@ def test_two_protonet_workers_equal_one_on_omniglot(cluster, tmp_path):
         "train.meta_optimizer=sgd",
         "train.meta_lr=0.1",
     ]
-    one = run(tmp_path, "one", 1, *omniglot)
+    one = in_process(tmp_path, "one", *omniglot)
     two = run(tmp_path, "two", 2, *omniglot)
     for name in one.meta_params:
         torch.testing.assert_close(two.meta_params[name], one.meta_params[name], atol=1e-5, rtol=0)
@@ -97,31 +108,29 @@ def test_two_mmaml_workers_equal_one_on_multimodal_regression(cluster, tmp_path)
         "train.checkpoint_every=3",
         "train.log_every=3",
     ]
-    one = run(tmp_path, "one", 1, *multimodal)
+    one = in_process(tmp_path, "one", *multimodal)
     two = run(tmp_path, "two", 2, *multimodal)
     assert any(name.startswith("encoder.") for name in one.meta_params)
     for name in one.meta_params:
         torch.testing.assert_close(two.meta_params[name], one.meta_params[name], atol=1e-5, rtol=0)
 
 
-def test_a_run_leaves_metrics_tensorboard_logs_and_a_summary(cluster, tmp_path):
-    result = run(tmp_path, "logged", 2, "train.log_every=1")
-    run_dir = tmp_path / "logged"
+def test_a_run_leaves_metrics_tensorboard_logs_and_a_summary(two_workers):
+    run_dir = two_workers.run_dir
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["workers"] == 2 and summary["devices"] == ["cpu", "cpu"] and summary["steps"] == 5
-    assert result.summary == summary
+    assert two_workers.summary == summary
     # tasks/s is the training loop's rate, as the progress lines show it, not diluted by Ray's start-up
     assert summary["tasks_per_s"] == records[-1]["mean_tasks_per_s"]
     assert summary["tasks_per_s"] > summary["steps"] * 6 / summary["wall_time_s"]
 
 
-def test_the_same_config_and_workers_give_bit_identical_parameters(cluster, tmp_path):
-    a = run(tmp_path, "a", 2)
-    b = run(tmp_path, "b", 2)
-    assert all(torch.equal(a.meta_params[k], b.meta_params[k]) for k in a.meta_params)
+def test_the_same_config_and_workers_give_bit_identical_parameters(cluster, two_workers, tmp_path):
+    again = run(tmp_path, "again", 2, "train.log_every=1")
+    assert all(torch.equal(again.meta_params[k], two_workers.meta_params[k]) for k in again.meta_params)
 
 
 @pytest.mark.slow

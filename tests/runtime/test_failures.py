@@ -28,6 +28,7 @@ from distmeta.config import load_config
 from distmeta.errors import DatasetError, DistmetaError, StorageError
 from distmeta.runtime.launcher import ClusterRequest, train_distributed
 from distmeta.training.checkpoint import CheckpointSkippedWarning, checkpoint_files, newest_readable_checkpoint
+from distmeta.training.trainer import train
 from tests.ray_processes import kill_processes_of
 
 CHECKPOINTED = [
@@ -247,7 +248,9 @@ def test_a_killed_driver_resumes_with_the_same_command_and_ends_as_if_never_kill
         kill_processes_of(ray_temp)
         shutil.rmtree(ray_temp, ignore_errors=True)
     resumed = newest_readable_checkpoint(storage / "run")
-    uninterrupted = distributed(tmp_path, "whole", LONG, workers=1)
+    # the uninterrupted run, in one process: one worker on Ray equals it bit for bit (test_distributed)
+    whole = load_config(None, [*LONG, f"train.run_dir={tmp_path / 'whole'}"])
+    uninterrupted = train(whole, print_fn=lambda *_: None, final_eval=False)
     assert resumed["step"] == 400
     for name, value in uninterrupted.meta_params.items():
         assert torch.equal(resumed["meta_parameters"][name], value), name
