@@ -375,8 +375,8 @@ def scale_timeout(args) -> dict:
 
 
 def run_train(args) -> int:
-    from distmeta.config import load_config
-    from distmeta.training.trainer import default_run_dir, train
+    from distmeta.config import default_run_dir, load_config
+    from distmeta.training.trainer import train
 
     overrides = list(args.overrides)
     if args.run_dir:
@@ -404,8 +404,8 @@ def run_train(args) -> int:
 
 
 def run_tune(args) -> int:
-    from distmeta.config import load_config
-    from distmeta.tuning.search import TuneRequest, default_search_name, run_search
+    from distmeta.config import default_search_name, load_config
+    from distmeta.tuning.search import TuneRequest, run_search
     from distmeta.tuning.space import load_space
 
     config = load_config(args.config, args.overrides)

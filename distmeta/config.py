@@ -15,6 +15,7 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -613,3 +614,13 @@ def _check_positive(name: str, value: float) -> None:
 def _check_non_negative(name: str, value: int) -> None:
     if value < 0:
         raise ConfigError(name, f"must be zero or more, got {value}")
+
+
+def default_run_dir(config: Config) -> str:
+    """A run's folder when none is given: runs/<task>-<algorithm>-<time>."""
+    return f"runs/{config.task.name}-{config.algorithm.name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def default_search_name(config: Config) -> str:
+    """A search's folder name when none is given: tune-<task>-<algorithm>-<time>."""
+    return f"tune-{config.task.name}-{config.algorithm.name}-{datetime.now():%Y%m%d-%H%M%S}"

@@ -5,11 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from distmeta.config import load_config
+from distmeta.config import default_run_dir, default_search_name, load_config
 from distmeta.jobs import listing, submission
 from distmeta.jobs.client import connect, default_address, job_details, job_logs
-from distmeta.training.trainer import default_run_dir
-from distmeta.tuning.search import default_search_name
 from distmeta.tuning.space import load_space
 
 PASSED_TO_JOB = {

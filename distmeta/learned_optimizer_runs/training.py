@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from distmeta.algorithms.update_rules import Params, UpdateRule
-from distmeta.config import Config, replace, save_config
+from distmeta.config import Config, default_run_dir, replace, save_config
 from distmeta.errors import ConfigError
 from distmeta.evaluation import EvalResult, mean_and_ci95
 from distmeta.learned_optimizer_runs.settings import meta_training_settings, optimisee_family
@@ -53,7 +53,6 @@ from distmeta.training.trainer import (
     StepMetrics,
     TrainResult,
     check_finite,
-    default_run_dir,
     make_optimizer,
     meta_lr_at,
     run_summary,

@@ -11,11 +11,13 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-
-from tensorboardX import SummaryWriter
+from typing import TYPE_CHECKING
 
 from distmeta.errors import StorageError
 from distmeta.storage import Location, location
+
+if TYPE_CHECKING:
+    from tensorboardX import SummaryWriter
 
 
 def format_duration(seconds: float) -> str:
@@ -62,6 +64,8 @@ class ProgressLog:
         if "step" not in record:
             return
         if self.tensorboard is None:  # opened on first use: a run that logs nothing leaves no event file
+            from tensorboardX import SummaryWriter  # imported here: `distmeta jobs` reads tables from this module
+
             # a suffix of its own: the file is named by the second it opened in, and a resume within
             # that second (same host) would otherwise overwrite the earlier session's events
             self.tensorboard = SummaryWriter(

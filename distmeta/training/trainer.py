@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,7 @@ import torch
 
 from distmeta.algorithms import Params
 from distmeta.conditioning import validation_conditioning
-from distmeta.config import Config, TrainConfig, replace, save_config
+from distmeta.config import Config, TrainConfig, default_run_dir, replace, save_config
 from distmeta.errors import NonFiniteLossError
 from distmeta.evaluation import EvalResult, evaluate
 from distmeta.execution import BatchGradient
@@ -141,11 +140,6 @@ def meta_step(experiment: Experiment, state: TrainState, run_dir: Path | Locatio
             "train",
         )
     return StepMetrics(meta_loss.item(), result.scores.mean().item(), result.num_tasks)
-
-
-def default_run_dir(config: Config) -> str:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"runs/{config.task.name}-{config.algorithm.name}-{stamp}"
 
 
 @dataclass

@@ -20,7 +20,6 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +92,6 @@ class SearchResult:
     best_config_path: Path | Location | None
     metric: str
     mode: str
-
-
-def default_search_name(config: Config) -> str:
-    """A search's folder name when none is given: tune-<task>-<algorithm>-<time>."""
-    return f"tune-{config.task.name}-{config.algorithm.name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def metric_and_mode(config: Config, request: TuneRequest) -> tuple[str, str]:
