@@ -17,8 +17,12 @@ $(INSTALLED): pyproject.toml constraints.txt
 run: $(INSTALLED)
 	$(BIN)/distmeta train
 
+# two pytest workers, a test file each at a time: much of a Ray test is waiting on processes
+# starting, so two of them share this 2-core machine's CPUs well (TEST_WORKERS=0: one at a time)
+TEST_WORKERS ?= 2
+
 test: $(INSTALLED)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # everything but the tests that start Ray clusters (marked slow): about a minute here
 test-fast: $(INSTALLED)

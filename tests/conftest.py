@@ -20,6 +20,9 @@ from tests.ray_processes import leaves_no_ray_process
 # Ray Train's controller polls its workers every 2 s; the tests' runs are a few steps
 # long, so they would mostly wait. Ray's own tests poll faster in the same way.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+# Each run's preemption watcher (observability of spot nodes being drained: none are, here) is
+# one more actor process to start on 2 cores while the run's workers start.
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 SHARED_OMNIGLOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 
@@ -35,6 +38,13 @@ RAY_CLUSTER_FIXTURES = {
     "cluster_with_logical_gpus",
     "ray_home",
 }
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker leads its own session: the leftover-process check counts the
+    processes of this session as this test's, and must not see the other worker's clusters."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.setsid()
 
 
 def pytest_collection_modifyitems(items):
