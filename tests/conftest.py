@@ -45,6 +45,11 @@ def pytest_configure(config):
     processes of this session as this test's, and must not see the other worker's clusters."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.setsid()
+        # One torch thread per worker (and per command a test starts), as many as the cores: two
+        # workers of two threads each over-subscribed the two cores (an in-process run of 200 sinusoid
+        # steps, under a second alone, took 41 s beside the other worker's Ray test).
+        torch.set_num_threads(1)
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(items):

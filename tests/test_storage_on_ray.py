@@ -3,10 +3,6 @@
 A bucket that is not there, or whose credentials may only read, stops the run on the
 driver, naming the URI, before Ray or any worker starts. A run whose driver is killed
 resumes from the bucket with the same command.
-
-Kept out of tests/runtime, so that it runs after the node-loss tests there: in a test process
-that had used pyarrow's S3 client, `Cluster.add_node` after `ray.init` timed out waiting for the
-new raylet (seen 2026-11-26; the cause is not found yet).
 """
 
 import os
