@@ -272,7 +272,8 @@ def rank_trials(grid, space: SearchSpace, metric: str, mode: str, base_steps: in
     """Every trial, best first by its last reported `metric`; failed trials last."""
     outcomes = []
     for result in grid:
-        values = {path: result.config.get(path) for path in space.paths}
+        config = config_of_trial(result)
+        values = {path: config.get(path) for path in space.paths}
         metrics = result.metrics or {}
         reported = metrics.get(metric)
         value = reported if isinstance(reported, (int, float)) and math.isfinite(reported) else None
@@ -290,6 +291,16 @@ def rank_trials(grid, space: SearchSpace, metric: str, mode: str, base_steps: in
         outcomes.append(TrialOutcome(trial_id, values, value, metrics.get("step"), status))
     sign = -1 if mode == "max" else 1
     return sorted(outcomes, key=lambda o: (o.metric is None, sign * o.metric if o.metric is not None else 0.0))
+
+
+def config_of_trial(result) -> dict:
+    """A trial's values. A trial restored from an earlier session that failed before reporting
+    has no `config` on its result (Ray 2.60): they are then read from the params.json Tune wrote
+    in the trial's folder when it started."""
+    if result.config is not None:
+        return result.config
+    with result.filesystem.open_input_stream(f"{result.path}/params.json") as stream:
+        return json.loads(stream.read().decode())
 
 
 def _short_error(error: BaseException) -> str:

@@ -28,14 +28,19 @@ QUICK = [
 ]
 
 
-@pytest.fixture(scope="module")
-def rate_search(cluster, tmp_path_factory):
-    """A search of three inner rates, one of them diverging; the tests below read its result."""
-    storage = tmp_path_factory.mktemp("search")
+def search_of_three_rates(storage):
+    """A search of three inner rates, one of them diverging."""
     base = load_config(None, QUICK)
     space = parse_space({"algorithm.inner_lr": {"grid": [0.01, 0.1, 1e30]}}, base)
     request = TuneRequest(trials=1, scheduler="fifo", storage=str(storage), name="lr")
-    return storage / "lr", run_search(base, space, request, print_fn=lambda *_: None)
+    return run_search(base, space, request, print_fn=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def rate_search(cluster, tmp_path_factory):
+    """The search of three rates; the tests below read its result (and its folder)."""
+    storage = tmp_path_factory.mktemp("search")
+    return storage / "lr", search_of_three_rates(storage)
 
 
 def test_a_search_ranks_a_sensible_inner_rate_above_a_diverging_one_and_survives_it(rate_search):
@@ -58,6 +63,17 @@ def test_a_search_ranks_a_sensible_inner_rate_above_a_diverging_one_and_survives
 
     best = load_config(result.best_config_path, [])
     assert best.algorithm.inner_lr == rates[0] and best.train.steps == 40
+
+
+def test_the_same_search_run_again_ranks_its_trials_as_before_without_running_them(rate_search):
+    # its failed trial, restored, has no config on Tune's result: its values come from its folder
+    folder, first = rate_search
+    again = search_of_three_rates(folder.parent)
+    assert [(o.trial_id, o.values, o.status) for o in again.ranked] == [
+        (o.trial_id, o.values, o.status) for o in first.ranked
+    ]
+    starts = [len(log.read_text().splitlines()) for log in (folder / "trials").glob("*/starts.log")]
+    assert starts and all(count == 1 for count in starts), starts
 
 
 def test_the_best_config_trains_with_distmeta_train(rate_search, tmp_path):
