@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +30,6 @@ from distmeta.runtime.launcher import ClusterRequest, train_distributed
 from distmeta.training.checkpoint import CheckpointSkippedWarning, checkpoint_files, newest_readable_checkpoint
 from distmeta.training.trainer import train
 from tests.ray_processes import kill_processes_of
-from tests.train_command import started_train
 
 CHECKPOINTED = [
     "train.steps=12",
@@ -205,7 +205,23 @@ LONG = [
 
 def distmeta_train(storage, ray_temp, *extra):
     """`distmeta train` as a user runs it, with its own Ray temp folder and home."""
-    return started_train(storage, LONG, {"RAY_TMPDIR": ray_temp}, *extra)
+    args = [
+        sys.executable,
+        "-m",
+        "distmeta",
+        "train",
+        "--workers",
+        "1",
+        "--storage",
+        str(storage),
+        "--name",
+        "run",
+        "--no-eval",
+        *[arg for item in LONG for arg in ("--set", item)],
+        *extra,
+    ]
+    env = {**os.environ, "RAY_TMPDIR": ray_temp, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def test_a_killed_driver_resumes_with_the_same_command_and_ends_as_if_never_killed(cluster, tmp_path):
