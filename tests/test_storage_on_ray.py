@@ -5,10 +5,8 @@ driver, naming the URI, before Ray or any worker starts. A run whose driver is k
 resumes from the bucket with the same command.
 """
 
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -24,6 +22,7 @@ from distmeta.training.checkpoint import checkpoint_files, newest_readable_check
 from distmeta.training.trainer import train
 from tests.knowledge.helpers import fill, sinusoid_run
 from tests.s3_server import s3_server, writer_environment
+from tests.train_command import started_train
 
 TINY = [
     "train.steps=80",
@@ -101,24 +100,8 @@ def test_a_knowledge_base_in_a_bucket_is_written_and_read_back_as_on_a_disk(s3):
 
 def distmeta_train(storage: str, address: str, home) -> subprocess.Popen:
     """`distmeta train` as a user runs it against a running cluster."""
-    args = [
-        sys.executable,
-        "-m",
-        "distmeta",
-        "train",
-        "--workers",
-        "1",
-        "--storage",
-        storage,
-        "--name",
-        "run",
-        "--no-eval",
-        "--address",
-        address,
-        *[arg for item in TINY for arg in ("--set", item)],
-    ]
-    env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"}  # Ray's token is in the cluster's home
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # HOME: Ray's token is in the cluster's home
+    return started_train(storage, TINY, {"HOME": str(home)}, "--address", address)
 
 
 def test_a_run_in_a_bucket_whose_driver_was_killed_resumes_from_the_bucket(s3_cluster, ray_home):

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from distmeta.runtime.launcher import ClusterRequest, train_distributed
 from distmeta.training.checkpoint import CheckpointSkippedWarning, checkpoint_files, newest_readable_checkpoint
 from distmeta.training.trainer import train
 from tests.ray_processes import kill_processes_of
+from tests.train_command import started_train
 
 CHECKPOINTED = [
     "train.steps=12",
@@ -205,23 +205,7 @@ LONG = [
 
 def distmeta_train(storage, ray_temp, *extra):
     """`distmeta train` as a user runs it, with its own Ray temp folder and home."""
-    args = [
-        sys.executable,
-        "-m",
-        "distmeta",
-        "train",
-        "--workers",
-        "1",
-        "--storage",
-        str(storage),
-        "--name",
-        "run",
-        "--no-eval",
-        *[arg for item in LONG for arg in ("--set", item)],
-        *extra,
-    ]
-    env = {**os.environ, "RAY_TMPDIR": ray_temp, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return started_train(storage, LONG, {"RAY_TMPDIR": ray_temp}, *extra)
 
 
 def test_a_killed_driver_resumes_with_the_same_command_and_ends_as_if_never_killed(cluster, tmp_path):
