@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from distmeta.cli import main
-from distmeta.config import load_config
+from distmeta.config import config_hash, load_config
 from distmeta.errors import ConfigError
 from distmeta.learned_optimizer_runs.settings import optimisee_family
 from distmeta.tasks.omniglot_mlp import OmniglotMLPFamily
@@ -57,6 +57,11 @@ def test_the_few_shot_sinusoid_and_omniglot_are_unchanged_and_refuse_the_optimis
     with pytest.raises(ConfigError) as error:
         load_config(None, [*SINUSOID, "task.omniglot_mlp.hidden=8"])
     assert error.value.field == "task.omniglot_mlp"
+
+
+def test_other_optimisee_sizes_change_what_is_learned_so_a_run_is_not_resumed_with_them():
+    for overrides, changed in ((SINUSOID, "task.sinusoid_mlp.points=31"), (OMNIGLOT, "task.omniglot_mlp.drawings=5")):
+        assert config_hash(load_config(None, overrides)) != config_hash(load_config(None, [*overrides, changed]))
 
 
 @pytest.mark.parametrize(
