@@ -25,9 +25,12 @@ from distmeta.errors import ConfigError
 from distmeta.storage import Location, location
 
 TASKS = ("sinusoid", "multimodal", "omniglot", "quadratic", "digits")
-OPTIMISEE_TASKS = ("quadratic", "digits")
-"""Task families whose tasks are optimisees: what a learned optimiser (`algorithm.name:
-learned_optimizer`) is meta-trained on, and the only tasks it runs on."""
+OPTIMISEE_TASKS = ("quadratic", "digits", "sinusoid", "omniglot")
+"""Task families a learned optimiser (`algorithm.name: learned_optimizer`) is meta-trained on,
+and the only tasks it runs on: with it, sinusoid and omniglot are optimisee families (an MLP
+trained on one sinusoid, or on one N-way task's images), not few-shot tasks."""
+OPTIMISEE_ONLY_TASKS = ("quadratic", "digits")
+"""Optimisee families that are nothing else: no other algorithm runs on them."""
 LEARNED_OPTIMIZER = "learned_optimizer"
 MODELS = ("auto", "mlp", "conv4")
 VECTORIZE = ("auto", "vmap", "loop")
@@ -82,10 +85,34 @@ class DigitsConfig:
 
 
 @dataclass(frozen=True)
+class SinusoidMLPConfig:
+    """learned_optimizer on sinusoid: the MAML MLP (ReLU) fitting one sinusoid per task, in minibatches."""
+
+    hidden_sizes: tuple[int, ...] = (40, 40)
+    batch_size: int = 10
+    """Training points per optimisee step."""
+    points: int = 1000
+    """Training points per task: step t trains on points t*B .. t*B + B - 1, cycling."""
+    eval_points: int = 100
+    """Held-out points per task, on which the loss an evaluation reports is measured."""
+
+
+@dataclass(frozen=True)
+class OmniglotMLPConfig:
+    """learned_optimizer on omniglot: a pixels-hidden-ways sigmoid MLP on one task.ways-way task of
+    Omniglot images (task.omniglot: data, split, and image_size, the downsampled size), in minibatches."""
+
+    hidden: int = 20
+    drawings: int = 20
+    """Drawings per class of a task (Omniglot has 20 per character): a task's images."""
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
 class TaskConfig:
     name: str = "sinusoid"
     """Task family: sinusoid or multimodal (regression, built in), omniglot (N-way K-shot), or an
-    optimisee family for a learned optimiser: quadratic or digits."""
+    optimisee family for a learned optimiser: quadratic, digits, sinusoid or omniglot."""
     ways: int = 5
     """Classes per task (classification only)."""
     shots: int = 10
@@ -95,6 +122,8 @@ class TaskConfig:
     omniglot: OmniglotConfig = field(default_factory=OmniglotConfig)
     quadratic: QuadraticConfig = field(default_factory=QuadraticConfig)
     digits: DigitsConfig = field(default_factory=DigitsConfig)
+    sinusoid_mlp: SinusoidMLPConfig = field(default_factory=SinusoidMLPConfig)
+    omniglot_mlp: OmniglotMLPConfig = field(default_factory=OmniglotMLPConfig)
     modes: tuple[str, ...] = ("sinusoid", "linear", "quadratic", "tanh", "abs")
     """multimodal only: the function families tasks are drawn from, uniformly (sinusoid,
     linear, quadratic, tanh, abs; the MMAML paper's 2 modes are the first two, 3 the first three)."""
@@ -244,7 +273,8 @@ class Config:
 
     @property
     def is_classification(self) -> bool:
-        return self.task.name == "omniglot"
+        """Few-shot classification (a learned optimiser's runs are scored by their optimisee loss)."""
+        return self.task.name == "omniglot" and not self.learns_update_rule
 
     @property
     def learns_update_rule(self) -> bool:
@@ -333,6 +363,8 @@ HASHED_WHEN_SET = {
     "algorithm.learned_optimizer": dataclasses.asdict(LearnedOptimizerConfig()),
     "task.quadratic": dataclasses.asdict(QuadraticConfig()),
     "task.digits": dataclasses.asdict(DigitsConfig()),
+    "task.sinusoid_mlp": json.loads(json.dumps(dataclasses.asdict(SinusoidMLPConfig()))),  # tuples as lists
+    "task.omniglot_mlp": dataclasses.asdict(OmniglotMLPConfig()),
     "task.modes": ["sinusoid", "linear", "quadratic", "tanh", "abs"],
     "task.noise_std": 0.3,
 }
@@ -573,7 +605,7 @@ def _check_multimodal(config: Config) -> None:
 
 
 def _check_combinations(config: Config) -> None:
-    if config.learns_update_rule or config.task.name in OPTIMISEE_TASKS:
+    if config.learns_update_rule or config.task.name in OPTIMISEE_ONLY_TASKS:
         _check_algorithm(config)
         return
     model = config.model_name

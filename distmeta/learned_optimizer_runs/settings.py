@@ -10,12 +10,23 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from distmeta.config import LEARNED_OPTIMIZER, OPTIMISEE_TASKS, AlgorithmConfig, Config, LearnedOptimizerConfig
+from distmeta.config import (
+    LEARNED_OPTIMIZER,
+    OPTIMISEE_ONLY_TASKS,
+    OPTIMISEE_TASKS,
+    AlgorithmConfig,
+    Config,
+    LearnedOptimizerConfig,
+    OmniglotMLPConfig,
+    SinusoidMLPConfig,
+)
 from distmeta.errors import ConfigError
 from distmeta.learned_optimizers.meta_training import MetaTrainingSettings
 from distmeta.tasks.digits import DigitsMLPFamily
+from distmeta.tasks.omniglot_mlp import OmniglotMLPFamily
 from distmeta.tasks.optimisee import OptimiseeFamily
 from distmeta.tasks.quadratic import ENTRIES, QuadraticFamily
+from distmeta.tasks.sinusoid_mlp import SinusoidMLPFamily
 
 SECTION = "algorithm.learned_optimizer"
 CONFIG_FIELD = {
@@ -26,6 +37,8 @@ CONFIG_FIELD = {
     "seed": "seed",
 }
 """The config's name of each `MetaTrainingSettings` field not named `<SECTION>.<field>`."""
+OMNIGLOT_DRAWINGS = 20
+"""Drawings of each character in Omniglot (by 20 people)."""
 FEW_SHOT_FIELDS = ("inner_lr", "inner_steps", "test_inner_steps", "first_order", "inner_batch_size")
 """Fields of the algorithm section that only the few-shot algorithms read."""
 
@@ -35,8 +48,9 @@ def check_learned_optimizer_config(config: Config) -> None:
     a pairing of algorithm and task that does not fit (optimisee tasks take a learned optimiser,
     a learned optimiser takes optimisee tasks)."""
     name, task = config.algorithm.name, config.task.name
+    _check_mlp_sections_are_read(config)
     if not config.learns_update_rule:
-        if task in OPTIMISEE_TASKS:
+        if task in OPTIMISEE_ONLY_TASKS:
             raise ConfigError(
                 "algorithm.name", f"{task} tasks are optimisees: they meta-train {LEARNED_OPTIMIZER}, not {name}"
             )
@@ -84,6 +98,21 @@ def _check_section(section: LearnedOptimizerConfig) -> None:
             raise ConfigError(f"{SECTION}.{field}", f"must be finite, got {getattr(section, field)}")
 
 
+def _check_mlp_sections_are_read(config: Config) -> None:
+    """task.sinusoid_mlp and task.omniglot_mlp set where nothing reads them: a few-shot sinusoid or
+    omniglot run (its model is `model`'s), or another optimisee family."""
+    sections = {"sinusoid": ("sinusoid_mlp", SinusoidMLPConfig()), "omniglot": ("omniglot_mlp", OmniglotMLPConfig())}
+    for task, (section, defaults) in sections.items():
+        if getattr(config.task, section) == defaults:
+            continue
+        if config.task.name != task or not config.learns_update_rule:
+            raise ConfigError(
+                f"task.{section}",
+                f"only the {task} optimisee ({LEARNED_OPTIMIZER} on task.name {task}) reads it; "
+                f"{config.algorithm.name} on {config.task.name} does not (remove the section)",
+            )
+
+
 def _check_family(config: Config) -> None:
     quadratic, digits = config.task.quadratic, config.task.digits
     for field in ("dimensions", "functions"):
@@ -98,6 +127,23 @@ def _check_family(config: Config) -> None:
     for field in ("hidden", "batch_size"):
         if getattr(digits, field) < 1:
             raise ConfigError(f"task.digits.{field}", f"must be at least 1, got {getattr(digits, field)}")
+    sinusoid, omniglot = config.task.sinusoid_mlp, config.task.omniglot_mlp
+    if not sinusoid.hidden_sizes:
+        raise ConfigError("task.sinusoid_mlp.hidden_sizes", "give at least one hidden layer width")
+    for index, width in enumerate(sinusoid.hidden_sizes):
+        if width < 1:
+            raise ConfigError(f"task.sinusoid_mlp.hidden_sizes[{index}]", f"must be at least 1, got {width}")
+    for field in ("batch_size", "points", "eval_points"):
+        if getattr(sinusoid, field) < 1:
+            raise ConfigError(f"task.sinusoid_mlp.{field}", f"must be at least 1, got {getattr(sinusoid, field)}")
+    for field in ("hidden", "drawings", "batch_size"):
+        if getattr(omniglot, field) < 1:
+            raise ConfigError(f"task.omniglot_mlp.{field}", f"must be at least 1, got {getattr(omniglot, field)}")
+    if omniglot.drawings > OMNIGLOT_DRAWINGS and not config.task.omniglot.synthetic:
+        raise ConfigError(
+            "task.omniglot_mlp.drawings",
+            f"Omniglot has {OMNIGLOT_DRAWINGS} drawings of each character, got {omniglot.drawings}",
+        )
 
 
 def meta_training_settings(config: Config):
@@ -116,11 +162,33 @@ def meta_training_settings(config: Config):
 
 def optimisee_family(config: Config, split: str, width: int = 1) -> OptimiseeFamily:
     """The optimisee family of `task.name` on `split` ("train" or "test"); `width` multiplies
-    the digits MLP's hidden units (the wider held-out variant)."""
-    if config.task.name == "quadratic":
-        q = config.task.quadratic
+    an MLP's hidden units (the wider held-out variant)."""
+    task = config.task
+    if task.name == "quadratic":
+        q = task.quadratic
         return QuadraticFamily(split, q.dimensions, q.functions, q.init_std, q.entries)
-    return DigitsMLPFamily(split, config.task.digits.hidden * width, config.task.digits.batch_size)
+    if task.name == "digits":
+        return DigitsMLPFamily(split, task.digits.hidden * width, task.digits.batch_size)
+    if task.name == "sinusoid":
+        s = task.sinusoid_mlp
+        hidden_sizes = tuple(size * width for size in s.hidden_sizes)
+        return SinusoidMLPFamily(split, hidden_sizes, s.batch_size, s.points, s.eval_points)
+    return omniglot_family(config, split, width)
+
+
+def omniglot_family(config: Config, split: str, width: int = 1) -> OptimiseeFamily:
+    """The Omniglot MLP optimisee: tasks of the split's alphabets (the few-shot family's, with
+    `drawings` support drawings per class and no query set), or of synthetic Omniglot."""
+    task, section = config.task, config.task.omniglot_mlp
+    if task.omniglot.synthetic:
+        from distmeta.tasks.synthetic_omniglot import SyntheticOmniglotTasks
+
+        synthetic = SyntheticOmniglotTasks(task.ways, section.drawings, 0, task.omniglot.image_size)
+        return OmniglotMLPFamily(synthetic, split, section.hidden * width, section.batch_size)
+    from distmeta.tasks.omniglot import OmniglotTasks  # pyarrow and Pillow only when needed
+
+    classes = OmniglotTasks(task.omniglot, split, task.ways, section.drawings, 0)
+    return OmniglotMLPFamily(classes, split, section.hidden * width, section.batch_size)
 
 
 def eval_steps(config: Config) -> int:

@@ -12,13 +12,12 @@ are held-out variants of the same family.
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from distmeta.tasks.optimisee import Params, TaskData
+from distmeta.tasks.optimisee import Params, TaskData, check_split
+from distmeta.tasks.sigmoid_mlp import classifier_loss, init_classifier
 
 TRAIN_FRACTION = 0.8
 SPLIT_SEED = 0
@@ -46,8 +45,7 @@ class DigitsMLPFamily:
     """MLP classifiers 64 - hidden (sigmoid) - 10 on the digits of `split`."""
 
     def __init__(self, split: str = "train", hidden: int = 20, batch_size: int = 128):
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        check_split(split)
         if hidden < 1 or batch_size < 1:
             raise ValueError(f"hidden and batch_size must be at least 1, got {hidden}, {batch_size}")
         self.split = split
@@ -59,25 +57,14 @@ class DigitsMLPFamily:
 
     def init(self, seed: int) -> tuple[Params, TaskData]:
         generator = torch.Generator().manual_seed(seed)
-        inputs, hidden = self.images.shape[1], self.hidden
-        params = {
-            "hidden.weight": torch.randn(hidden, inputs, generator=generator) / math.sqrt(inputs),
-            "hidden.bias": torch.zeros(hidden),
-            "output.weight": torch.randn(10, hidden, generator=generator) / math.sqrt(hidden),
-            "output.bias": torch.zeros(10),
-        }
+        params = init_classifier(generator, self.images.shape[1], self.hidden, 10)
         return params, {"order": torch.randperm(len(self.labels), generator=generator)}
 
     def loss(self, params: Params, task: TaskData, step: torch.Tensor) -> torch.Tensor:
         # index arithmetic on tensors only, so that a batch of unrolls (vmap) each reads its own minibatch
         positions = (step * self.batch_size + torch.arange(self.batch_size)) % len(self.labels)
         indices = task["order"].gather(0, positions)
-        return self._loss(params, self.images.index_select(0, indices), self.labels.index_select(0, indices))
+        return classifier_loss(params, self.images.index_select(0, indices), self.labels.index_select(0, indices))
 
     def full_loss(self, params: Params, task: TaskData) -> torch.Tensor:
-        return self._loss(params, self.images, self.labels)
-
-    @staticmethod
-    def _loss(params: Params, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        hidden = torch.sigmoid(images @ params["hidden.weight"].T + params["hidden.bias"])
-        return F.cross_entropy(hidden @ params["output.weight"].T + params["output.bias"], labels)
+        return classifier_loss(params, self.images, self.labels)

@@ -38,8 +38,13 @@ class OptimiseeFamily(Protocol):
         """The loss on all of the task's data: what an evaluation reports."""
 
 
-def optimisee_seed(run_seed: int, split: str, step: int, index: int) -> int:
-    """The seed of optimisee `index` drawn at meta-step `step` of `split` ("train" or "test")."""
+def check_split(split: str) -> None:
+    """Refuse a split other than the optimisees' two: "train" (meta-training) and "test" (held out)."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+
+def optimisee_seed(run_seed: int, split: str, step: int, index: int) -> int:
+    """The seed of optimisee `index` drawn at meta-step `step` of `split` ("train" or "test")."""
+    check_split(split)
     return task_seed(run_seed, split, step, index)

@@ -56,7 +56,7 @@ def test_the_quadratic_benchmark_config_loads_and_pairs_a_learned_lstm_with_quad
         ("algorithm.learned_optimizer.eval_tasks=0", "algorithm.learned_optimizer.eval_tasks"),
         ("algorithm.learned_optimizer.unrolls=2", "algorithm.learned_optimizer.unrolls"),
         ("algorithm.inner_lr=0.5", "algorithm.inner_lr"),
-        ("task.name=sinusoid", "task.name"),
+        ("task.name=multimodal", "task.name"),
         ("task.quadratic.entries=cauchy", "task.quadratic.entries"),
         ("task.digits.hidden=0", "task.digits.hidden"),
         ("train.device=cuda", "train.device"),
