@@ -80,9 +80,11 @@ def test_a_feature_run_missing_or_of_another_model_is_refused_naming_the_field(p
     assert error.value.field == "algorithm.leo.feature_run"
 
 
-def test_the_shares_of_two_workers_sum_to_the_meta_gradient_of_the_whole_batch():
+def test_on_frozen_features_two_workers_shares_sum_to_the_whole_batch_and_vmap_equals_the_loop(protonet_run):
     # what a run on N workers adds up: each task's sampled latents depend on the task alone
-    config = load_config(None, [*SYNTHETIC, *LEO, "train.meta_batch_size=4"])
+    config = load_config(
+        None, [*SYNTHETIC, *LEO, "train.meta_batch_size=4", f"algorithm.leo.feature_run={protonet_run}"]
+    )
     experiment = build_experiment(config, check_data=False)
     params = experiment.initial_meta_parameters()
     whole = batch_meta_gradient(experiment.algorithm, params, meta_batch(experiment, 3), "loop")
@@ -90,8 +92,11 @@ def test_the_shares_of_two_workers_sum_to_the_meta_gradient_of_the_whole_batch()
         batch_meta_gradient(experiment.algorithm, params, meta_batch(experiment, 3, share), "loop")
         for share in (share_of_meta_batch(4, rank, 2) for rank in range(2))
     ]
+    vmapped = batch_meta_gradient(experiment.algorithm, params, meta_batch(experiment, 3), "vmap")
     for name in params:
         torch.testing.assert_close(sum(share.grad_sum[name] for share in shares), whole.grad_sum[name], msg=name)
+        torch.testing.assert_close(vmapped.grad_sum[name], whole.grad_sum[name], rtol=1e-4, atol=1e-6, msg=name)
+        assert (whole.grad_sum[name].abs().sum() == 0) == name.startswith("features."), name
 
 
 def test_a_search_over_leo_fields_gives_configs_checked_like_a_file():

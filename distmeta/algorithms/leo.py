@@ -136,8 +136,10 @@ class LEO(PrototypeClassifier):
 
     def embed(self, meta_params: Params, x: torch.Tensor) -> torch.Tensor:
         """The features of `x`; constants of the meta-gradient when they come from a feature run."""
-        embeddings = features(self.model, meta_params, x)
-        return embeddings.detach() if self.frozen_features else embeddings
+        if not self.frozen_features:
+            return features(self.model, meta_params, x)
+        with torch.no_grad():  # no graph through the extractor: it is most of a task's work
+            return features(self.model, meta_params, x)
 
     def latent_distribution(self, meta_params: Params, embeddings: torch.Tensor, labels: torch.Tensor):
         """(mean, log-variance), each (ways, latent_size): encoder, relation network over the
