@@ -132,6 +132,11 @@ class LEO(PrototypeClassifier):
     def model_parameters(self, meta_params: Params) -> Params:
         return {name: value for name, value in meta_params.items() if not name.startswith(NAMESPACE + ".")}
 
+    def adapted_names(self, model_params: Params) -> list[str]:
+        """None of them: the inner loops adapt the latents and the head generated from them, which
+        are no meta-parameters (so a knowledge base has nothing to warm-start, as for ProtoNets)."""
+        return []
+
     # ---------------------------------------------------------------- generation
 
     def embed(self, meta_params: Params, x: torch.Tensor) -> torch.Tensor:
