@@ -179,9 +179,36 @@ class LearnedOptimizerConfig:
 
 
 @dataclass(frozen=True)
+class LEOConfig:
+    """LEO (`algorithm.name: leo`): classifier weights decoded from per-class latent codes.
+
+    The latent steps are `algorithm.inner_steps` (`test_inner_steps` at validation and test)
+    from `algorithm.inner_lr` (both rates meta-learned per dimension). Defaults: the LEO
+    authors' (google-deepmind/leo, config.py), except feature_run.
+    """
+
+    feature_run: str = ""
+    """A distmeta run folder or checkpoint file (e.g. a protonet run) whose feature layers
+    are used, frozen, as the feature extractor; they must fit this config's model. "": the
+    model's own (randomly initialised) body, meta-trained along with LEO."""
+    latent_size: int = 64
+    """Dimensions of each class's latent code."""
+    finetune_steps: int = 5
+    """Steps on the decoded head weights in parameter space, after the latent steps."""
+    finetune_lr: float = 0.001
+    """Initial rate of the fine-tuning steps (meta-learned per feature dimension)."""
+    kl_weight: float = 0.001
+    """Weight of KL(latent distribution || N(0, I)) in the meta-loss (beta in the paper)."""
+    encoder_penalty_weight: float = 1e-9
+    """Weight of |adapted latent (held constant) - encoded latent|^2 (gamma in the paper)."""
+    orthogonality_weight: float = 0.001
+    """Weight of the penalty on correlated decoder rows (lambda_2 in the paper)."""
+
+
+@dataclass(frozen=True)
 class AlgorithmConfig:
     name: str = "maml"
-    """maml, fomaml, reptile, anil, metasgd, protonet, mmaml, alfa or protomaml: a name in the
+    """maml, fomaml, reptile, anil, metasgd, protonet, mmaml, alfa, protomaml or leo: a name in the
     algorithm registry (`distmeta.algorithms.ALGORITHMS`), which also checks the fields below for
     that algorithm; or learned_optimizer, which meta-trains an update rule on an optimisee task family."""
     inner_lr: float = 0.01
@@ -191,7 +218,7 @@ class AlgorithmConfig:
     test_inner_steps: int = 10
     """Inner-loop steps at validation and meta-test time."""
     first_order: bool = False
-    """Drop second-order terms of the meta-gradient (maml, anil, metasgd, mmaml, alfa, protomaml);
+    """Drop second-order terms of the meta-gradient (maml, anil, metasgd, mmaml, alfa, protomaml, leo);
     fomaml implies it."""
     inner_batch_size: int = 0
     """Reptile while meta-training: each inner step on its own minibatch of this many support
@@ -199,6 +226,8 @@ class AlgorithmConfig:
     validation and test always uses the whole support set."""
     learned_optimizer: LearnedOptimizerConfig = field(default_factory=LearnedOptimizerConfig)
     """learned_optimizer only."""
+    leo: LEOConfig = field(default_factory=LEOConfig)
+    """leo only."""
 
 
 @dataclass(frozen=True)
@@ -361,6 +390,7 @@ HASHED_WHEN_SET = {
     "algorithm.inner_batch_size": 0,
     "task.omniglot.synthetic": False,
     "algorithm.learned_optimizer": dataclasses.asdict(LearnedOptimizerConfig()),
+    "algorithm.leo": dataclasses.asdict(LEOConfig()),
     "task.quadratic": dataclasses.asdict(QuadraticConfig()),
     "task.digits": dataclasses.asdict(DigitsConfig()),
     "task.sinusoid_mlp": json.loads(json.dumps(dataclasses.asdict(SinusoidMLPConfig()))),  # tuples as lists

@@ -12,6 +12,7 @@ from distmeta.algorithms.alfa import ALFA
 from distmeta.algorithms.anil import ANIL
 from distmeta.algorithms.base import MetaAlgorithm, Params
 from distmeta.algorithms.estimators import MetaGradient
+from distmeta.algorithms.leo import LEO
 from distmeta.algorithms.maml import MAML, FirstOrderMAML
 from distmeta.algorithms.metasgd import MetaSGD
 from distmeta.algorithms.mmaml import MMAML
@@ -30,6 +31,7 @@ ALGORITHMS: dict[str, type[MetaAlgorithm]] = registry.registry_of(
     MMAML,
     ALFA,
     ProtoMAML,
+    LEO,
 )
 
 __all__ = ["ALGORITHMS", "MetaAlgorithm", "MetaGradient", "Params", "build_algorithm", "check_algorithm_settings"]
