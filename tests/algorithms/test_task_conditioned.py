@@ -56,12 +56,12 @@ def assert_matches_finite_differences(algorithm, params, task, entries_per_tenso
 
 
 def setups(name):
-    """(label, model, algorithm, batch): the regression MLP for MMAML and ALFA, Conv4 for ALFA and
+    """(label, model, algorithm, batch): the regression MLP for MMAML and ALFA, Conv4 for MMAML and ALFA,
     an MLP classifier for Proto-MAML (its Conv4 is the finite-difference test's and the ProtoNets one's)."""
     if name in ("mmaml", "alfa"):
         mlp = tiny_mlp()
         yield "mlp", mlp, make_algorithm(name, mlp, False), regression_batch(tasks=3)
-    if name == "alfa":
+    if name in ("mmaml", "alfa"):
         conv = small_conv4()
         yield "conv4", conv, make_algorithm(name, conv, True, 3), small_images(tasks=2)
     if name == "protomaml":
@@ -199,7 +199,6 @@ def test_alfa_with_zero_network_and_decay_is_maml_at_its_per_step_rate():
 @pytest.mark.parametrize(
     "settings, classification, field",
     [
-        (AlgorithmConfig(name="mmaml"), True, "algorithm.name"),
         (AlgorithmConfig(name="protomaml"), False, "algorithm.name"),
         (AlgorithmConfig(name="alfa", inner_steps=0), False, "algorithm.inner_steps"),
     ],
