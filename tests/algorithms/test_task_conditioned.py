@@ -56,12 +56,13 @@ def assert_matches_finite_differences(algorithm, params, task, entries_per_tenso
 
 
 def setups(name):
-    """(label, model, algorithm, batch): the regression MLP for MMAML and ALFA, Conv4 for MMAML and ALFA,
-    an MLP classifier for Proto-MAML (its Conv4 is the finite-difference test's and the ProtoNets one's)."""
+    """(label, model, algorithm, batch): the regression MLP for MMAML and ALFA, Conv4 for ALFA and
+    an MLP classifier for Proto-MAML (its Conv4 is the finite-difference test's and the ProtoNets one's;
+    MMAML's Conv4 is tests/algorithms/test_mmaml_images.py's, in threads)."""
     if name in ("mmaml", "alfa"):
         mlp = tiny_mlp()
         yield "mlp", mlp, make_algorithm(name, mlp, False), regression_batch(tasks=3)
-    if name in ("mmaml", "alfa"):
+    if name == "alfa":
         conv = small_conv4()
         yield "conv4", conv, make_algorithm(name, conv, True, 3), small_images(tasks=2)
     if name == "protomaml":
