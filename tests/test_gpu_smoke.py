@@ -41,7 +41,7 @@ def test_the_in_process_checks_pass_when_rehearsed_on_the_cpu(tmp_path):
     by_name = {check["check"]: check for check in record["checks"]}
     gradients = by_name["meta_gradients"]
     assert gradients["largest_float64"] <= 1e-9
-    assert len(gradients["tf32_off"]) == 9 + 7  # conv4: all but mmaml; mlp: all but protonet, protomaml and leo
+    assert len(gradients["tf32_off"]) == 10 + 7  # conv4: all 10; mlp: all but protonet, protomaml and leo
     # On the CPU, the float32 "device" loop is the float32 CPU loop: the same distance from float64.
     assert all(row["loop_float32"] == row["cpu_loop_float32"] for row in gradients["tf32_off"])
     assert by_name["checkpoint_on_cpu"]["on_cpu_only"] and by_name["determinism"]["deterministic_bit_identical"]

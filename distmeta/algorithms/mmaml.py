@@ -1,15 +1,23 @@
 """MMAML (Vuorio et al., 2019): a support-set encoder modulates the network, then MAML steps.
 
-A task's support set goes through an encoder (`distmeta.models.set_encoder.SetEncoder`)
-whose output is one FiLM scale and shift per unit of every hidden layer; each hidden
-layer computes (1 + scale) * (W h + b) + shift before its ReLU. The modulated network
+A task's support set goes through an encoder whose output is one FiLM scale and shift per
+modulated feature (a hidden unit, or a channel); each modulated layer computes
+(1 + scale) * h + shift of its output h, before its ReLU. The modulated network
 then takes the usual inner gradient steps on the support set; the modulation stays fixed
 during them (as in the paper, it is the prior that is task-specific; the steps adapt the
 weights). The encoder's weights are meta-parameters under `encoder.`, learned through
 the query loss with the rest, second order unless `first_order`. A scale of 1 + output
 (rather than the output itself) makes a zero encoder output the unmodulated MAML network.
 
-For regression (the MMAML paper's multimodal regression); the MLP is the modulated network.
+Two networks are modulated:
+- the regression MLP (the MMAML paper's multimodal regression), encoded by
+  `distmeta.models.set_encoder.SetEncoder` over the (x, y) pairs, every hidden layer modulated;
+- Conv4 (images), encoded by `distmeta.models.conv_set_encoder.ConvSetEncoder` over the support
+  images, each block's channels modulated after its batch norm and before its pooling and ReLU,
+  as in the MMAML authors' image code: after the batch norm, because batch norm normalises each
+  channel over the batch and would undo a per-channel scale and shift put before it; before the
+  ReLU, so that a shift can switch a channel off for a task. The image encoder reads no labels,
+  so its size does not depend on the number of ways.
 `task_conditioning` is the FiLM vector of a task: its spread across tasks shows whether the
 encoder tells tasks apart or has collapsed to one modulation for all.
 """
@@ -25,12 +33,15 @@ from torch import nn
 from torch.func import functional_call
 
 from distmeta.algorithms.base import MetaAlgorithm, Params
-from distmeta.errors import ConfigError
-from distmeta.models import initial_parameters, sub_params
+from distmeta.models import Conv4, initial_parameters, sub_params
+from distmeta.models.conv_set_encoder import ConvSetEncoder
 from distmeta.models.set_encoder import SetEncoder
 
 ENCODER_HIDDEN = 40
 """Width of the encoder's per-point layers (the MMAML authors' regression encoder: 40)."""
+IMAGE_ENCODER_HIDDEN = 128
+"""Width of the image encoder's per-image layer (the MMAML authors' image encoder: 128); its
+convolutions have as many channels as the modulated Conv4."""
 ENCODER_OUTPUT_SCALE = 0.1
 """The encoder's last layer starts at a tenth of PyTorch's initialisation: a near-identity
 modulation, so that meta-training starts from (almost) plain MAML."""
@@ -41,20 +52,16 @@ class MMAML(MetaAlgorithm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        hidden = [(index, module) for index, module in enumerate(self.model.features) if isinstance(module, nn.Linear)]
-        self.hidden_layers = [index for index, _ in hidden]
-        widths = [module.out_features for _, module in hidden]
-        # None for a model without hidden linear layers (Conv4): the config check refuses it first
-        self.encoder = SetEncoder(2, ENCODER_HIDDEN, 2 * sum(widths)) if widths else None
+        self.encoder = self._build_encoder()
 
-    @classmethod
-    def check_settings(cls, settings, is_classification: bool, task_name: str) -> None:
-        if is_classification:
-            raise ConfigError(
-                "algorithm.name",
-                f"mmaml modulates the regression MLP; task {task_name} is a "
-                "classification (use protomaml or alfa there)",
-            )
+    def _build_encoder(self) -> SetEncoder | ConvSetEncoder | None:
+        """The encoder whose output modulates the model; None for a model with nothing to modulate."""
+        if isinstance(self.model, Conv4):
+            convolutions = [module for module in self.model.features.modules() if isinstance(module, nn.Conv2d)]
+            channels = [conv.out_channels for conv in convolutions]
+            return ConvSetEncoder(convolutions[0].in_channels, channels[0], IMAGE_ENCODER_HIDDEN, 2 * sum(channels))
+        widths = [module.out_features for module in self.model.features if isinstance(module, nn.Linear)]
+        return SetEncoder(2, ENCODER_HIDDEN, 2 * sum(widths)) if widths else None
 
     def init_meta_parameters(self, model_params: Params, seed: int = 0) -> Params:
         """The model's parameters, then the encoder's under `encoder.`, drawn from `seed`."""
@@ -82,13 +89,15 @@ class MMAML(MetaAlgorithm):
         }
 
     def task_conditioning(self, meta_params: Params, support_x, support_y) -> torch.Tensor:
-        """The FiLM vector of the task: scales then shifts of each hidden layer in turn."""
-        pairs = torch.cat([support_x, support_y], dim=-1)
-        return functional_call(self._encoder(), sub_params(meta_params, "encoder"), (pairs,))
+        """The FiLM vector of the task: scales then shifts of each modulated layer in turn.
+        Images are encoded alone; regression points as (x, y) pairs."""
+        encoder = self._encoder()
+        inputs = support_x if isinstance(encoder, ConvSetEncoder) else torch.cat([support_x, support_y], dim=-1)
+        return functional_call(encoder, sub_params(meta_params, "encoder"), (inputs,))
 
-    def _encoder(self) -> SetEncoder:
+    def _encoder(self) -> SetEncoder | ConvSetEncoder:
         if self.encoder is None:
-            raise ValueError("mmaml modulates the hidden linear layers of an MLP; this model has none")
+            raise ValueError("mmaml modulates hidden linear layers or Conv4 blocks; this model has neither")
         return self.encoder
 
     def adapt(self, meta_params: Params, support_x, support_y, steps: int, differentiable: bool) -> Params:
@@ -106,15 +115,30 @@ class MMAML(MetaAlgorithm):
         return self.modulated_forward(params, adapted["modulation"], x)
 
     def modulated_forward(self, params: Params, modulation: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The MLP with every hidden layer's pre-activation scaled and shifted by `modulation`."""
+        """The model with each hidden layer's pre-activation (MLP) or each block's normalised
+        channels (Conv4) scaled and shifted by `modulation`, in order."""
         h, offset = x, 0
         for index, module in enumerate(self.model.features):
-            if not isinstance(module, nn.Linear):
+            if isinstance(module, nn.Linear):
+                h = F.linear(h, params[f"features.{index}.weight"], params[f"features.{index}.bias"])
+                h, offset = film(h, modulation, offset)
+            elif isinstance(module, nn.Sequential):  # a Conv4 block: conv, batch norm, FiLM, pool, ReLU
+                # functional_call swaps these modules' weights: the loop's threads each have their own model
+                conv, norm, *after = module
+                h = functional_call(conv, sub_params(params, f"features.{index}.0"), (h,))
+                h = functional_call(norm, sub_params(params, f"features.{index}.1"), (h,))
+                h, offset = film(h, modulation, offset)
+                for layer in after:
+                    h = layer(h)
+            else:
                 h = module(h)
-                continue
-            h = F.linear(h, params[f"features.{index}.weight"], params[f"features.{index}.bias"])
-            width = h.shape[-1]
-            scale, shift = modulation[offset : offset + width], modulation[offset + width : offset + 2 * width]
-            h = h * (1 + scale) + shift
-            offset += 2 * width
         return F.linear(h, params["head.weight"], params["head.bias"])
+
+
+def film(h: torch.Tensor, modulation: torch.Tensor, offset: int) -> tuple[torch.Tensor, int]:
+    """(1 + scale) * h + shift, one scale and shift per feature (dimension 1 of `h`), read from
+    `modulation` at `offset` (the scales, then the shifts); and the offset of the next layer's."""
+    width = h.shape[1]
+    scale, shift = modulation[offset : offset + width], modulation[offset + width : offset + 2 * width]
+    per_feature = (-1,) + (1,) * (h.dim() - 2)
+    return h * (1 + scale.reshape(per_feature)) + shift.reshape(per_feature), offset + 2 * width

@@ -57,7 +57,8 @@ def assert_matches_finite_differences(algorithm, params, task, entries_per_tenso
 
 def setups(name):
     """(label, model, algorithm, batch): the regression MLP for MMAML and ALFA, Conv4 for ALFA and
-    an MLP classifier for Proto-MAML (its Conv4 is the finite-difference test's and the ProtoNets one's)."""
+    an MLP classifier for Proto-MAML (its Conv4 is the finite-difference test's and the ProtoNets one's;
+    MMAML's Conv4 is tests/algorithms/test_mmaml_images.py's, in threads)."""
     if name in ("mmaml", "alfa"):
         mlp = tiny_mlp()
         yield "mlp", mlp, make_algorithm(name, mlp, False), regression_batch(tasks=3)
@@ -199,7 +200,6 @@ def test_alfa_with_zero_network_and_decay_is_maml_at_its_per_step_rate():
 @pytest.mark.parametrize(
     "settings, classification, field",
     [
-        (AlgorithmConfig(name="mmaml"), True, "algorithm.name"),
         (AlgorithmConfig(name="protomaml"), False, "algorithm.name"),
         (AlgorithmConfig(name="alfa", inner_steps=0), False, "algorithm.inner_steps"),
     ],
