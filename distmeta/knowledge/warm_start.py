@@ -16,11 +16,12 @@ Pure torch: no Ray.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 
 from distmeta.algorithms.base import MetaAlgorithm, Params
+from distmeta.models import part_names
 
 INVERSE_DISTANCE_FLOOR = 1e-6
 """Added to distances before inverting them, so that an exact match does not divide by zero."""
@@ -34,6 +35,18 @@ one keeps only the best fit."""
 
 SupportLoss = Callable[[dict[str, torch.Tensor]], float]
 """A stored delta (by parameter name) -> the loss of meta-parameters + delta on the new support set."""
+
+
+def label_free_names(algorithm: MetaAlgorithm, names: Iterable[str]) -> tuple[str, ...]:
+    """The stored parameters whose meaning does not depend on a task's label order: all of them
+    for regression; for classification the body's (`features`) alone. Row c of a classifier's head
+    scores whatever class label c named in that stored task, and labels are drawn in an arbitrary
+    order per task, so a stored head delta added to a new task's head pushes its classes towards
+    unrelated classes of another task."""
+    if not algorithm.is_classification:
+        return tuple(names)
+    body = part_names(algorithm.model, "features")
+    return tuple(name for name in names if name in body)
 
 
 def inverse_distance_weights(distances: torch.Tensor) -> torch.Tensor:
