@@ -344,6 +344,7 @@ def main() -> int:
         "--protonet-run", type=Path, required=True, help="a trained Omniglot 5-way 1-shot ProtoNets run"
     )
     parser.add_argument("--maml-run", type=Path, help="a trained Omniglot 5-way 1-shot MAML run (default: train one)")
+    parser.add_argument("--maml-train-command", help="how --maml-run was trained, recorded in the JSON as given")
     parser.add_argument("--maml-steps", type=int, default=1500, help="meta-training steps of the MAML trained here")
     parser.add_argument("--stored-train", type=int, default=300)
     parser.add_argument("--stored-test", type=int, default=300)
@@ -374,6 +375,7 @@ def main() -> int:
 
     maml_started = time.perf_counter()
     maml_run = trained_maml(args)
+    output["maml_train_command"] = args.maml_train_command
     output["maml_training_seconds"] = None if args.maml_run else round(time.perf_counter() - maml_started, 1)
     output["protonet"], output["maml"] = {}, {}
     measure("protonet", args.protonet_run, args, ("features",), False, output["protonet"], save)
