@@ -133,11 +133,17 @@ def build_store(learner, args, spec: EmbeddingSpec) -> TaskRecords:
     return TaskRecords.concat(parts)
 
 
-def query_tasks(learner, count: int) -> tuple[list[list[torch.Tensor]], list[str]]:
-    """Tasks 0..count-1 of the test split's evaluation stream (`distmeta eval`'s), and their alphabets."""
+def query_tasks(learner, count: int) -> tuple[list[list[torch.Tensor]], list[str], list[bool]]:
+    """Tasks 0..count-1 of the test split's evaluation stream (`distmeta eval`'s), their alphabets,
+    and whether all of a task's classes come from that one alphabet."""
     tasks = learner.experiment.tasks("test")
     seeds = [task_seed(learner.config.seed, "test", 0, i) for i in range(count)]
-    return [[t[0] for t in tasks.sample(1, seed).tensors()] for seed in seeds], [tasks.task_family(s) for s in seeds]
+    pure = [len(set(tasks.task_alphabets(seed))) == 1 for seed in seeds]
+    return (
+        [[t[0] for t in tasks.sample(1, seed).tensors()] for seed in seeds],
+        [tasks.task_family(s) for s in seeds],
+        pure,
+    )
 
 
 def stored_supports(learner, records: TaskRecords) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -152,8 +158,14 @@ def stored_supports(learner, records: TaskRecords) -> list[tuple[torch.Tensor, t
 # ---------------------------------------------------------------- 1. identification
 
 
-def identification(stored: torch.Tensor, records: TaskRecords, queries: torch.Tensor, families: list[str]) -> dict:
-    """For each metric: nearest and majority-of-10 alphabet rates over all records and over the test split's."""
+def identification(
+    stored: torch.Tensor, records: TaskRecords, queries: torch.Tensor, families: list[str], pure: list[bool]
+) -> dict:
+    """For each metric: nearest and majority-of-10 alphabet rates over all records and over the test
+    split's; chance: the share of stored tasks of the query's alphabet, averaged over the queries.
+    Balanced: the mean over the query alphabets of each one's rate (its chance: the mean share), as
+    one test alphabet has more characters than the other; pure: the queries whose 5 classes all come
+    from one alphabet."""
     stored_families = np.array(records.family)
     test_rows = np.array([split == "test" for split in records.split])
     result = {}
@@ -166,6 +178,11 @@ def identification(stored: torch.Tensor, records: TaskRecords, queries: torch.Te
             votes = [majority(list(scope_families[row])) == family for row, family in zip(found, families)]
             chance = [float(np.mean(scope_families == family)) for family in families]
             entry = {"top1": mean_ci(top1), f"vote{VOTERS}": mean_ci(votes), "chance": round(float(np.mean(chance)), 4)}
+            entry["balanced_top1"] = balanced(top1, families)
+            entry["balanced_chance"] = balanced(chance, families)
+            entry["pure_queries"] = int(sum(pure))
+            entry["pure_top1"] = mean_ci([hit for hit, clean in zip(top1, pure) if clean])
+            entry["pure_chance"] = round(float(np.mean([c for c, clean in zip(chance, pure) if clean])), 4)
             if scope == "all":
                 entry["top1_is_test_split"] = mean_ci([bool(test_rows[row[0]]) for row in found])
             else:
@@ -175,6 +192,12 @@ def identification(stored: torch.Tensor, records: TaskRecords, queries: torch.Te
                 )
             result[f"{metric}_{scope}"] = entry
     return result
+
+
+def balanced(values, families: list[str]) -> float:
+    """The mean over the alphabets of the mean of `values` over that alphabet's queries."""
+    values, families_array = np.array(values, dtype=float), np.array(families)
+    return round(float(np.mean([values[families_array == name].mean() for name in sorted(set(families))])), 4)
 
 
 def majority(values: list[str]) -> str:
@@ -268,7 +291,7 @@ def measure(name: str, run: Path, args, kinds: tuple[str, ...], warm: bool, resu
         "alphabets": family_counts(records),
         "build_seconds": round(time.perf_counter() - started, 1),
     }
-    tests, families = query_tasks(learner, args.tasks)
+    tests, families, pure = query_tasks(learner, args.tasks)
     result["queries"] = {"tasks": args.tasks, "alphabets": dict(zip(*np.unique(families, return_counts=True)))}
     result["queries"]["alphabets"] = {str(k): int(v) for k, v in result["queries"]["alphabets"].items()}
     supports = None
@@ -287,7 +310,7 @@ def measure(name: str, run: Path, args, kinds: tuple[str, ...], warm: bool, resu
         queries = embeddings_of(kind, learner, [(task[0], task[1]) for task in tests])
         if kind == "features":
             query_features = queries
-        entry = identification(stored, records, queries, families)
+        entry = identification(stored, records, queries, families, pure)
         entry["seconds"] = round(time.perf_counter() - started, 1)
         result["identification"][kind] = entry
         print(name, kind, json.dumps(entry), flush=True)

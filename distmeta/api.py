@@ -133,7 +133,9 @@ class Learner:
         `warm_start="knowledge"` starts from the meta-parameters plus the weighted mean of what
         adaptation learned on stored tasks of the run's knowledge base (`distmeta kb build`): of
         the tasks nearest by embedding, the `neighbours` whose stored models fit this support set
-        best, weighted by that fit (`KnowledgeBase.fitted_warm_start_delta`)."""
+        best, weighted by that fit (`KnowledgeBase.fitted_warm_start_delta`); for a classifier, the
+        body's stored adaptation alone (`knowledge.warm_start.label_free_names`: a head's rows follow
+        each stored task's arbitrary label order)."""
         steps = self.algorithm.test_inner_steps if steps is None else inner_steps(steps)
         x = self.inputs(support_x, "support_x")
         if not self.config.is_classification:
