@@ -11,6 +11,9 @@ Two weightings of the k nearest stored tasks' deltas (adapted parameters less me
   softmax(-loss / temperature). A stored model that already fits the support points is the
   strongest evidence a search can have of a similar task: it is judged on the new task's data,
   not on a summary of it. Costs one forward pass of the support set per candidate.
+A classifier's warm start takes the body's stored deltas alone (`label_free_names`): on Omniglot
+5-way 1-shot (benchmarks/knowledge_base_omniglot.py) the whole delta cost MAML 6.0 points of
+accuracy, the body's 2.7.
 Pure torch: no Ray.
 """
 
