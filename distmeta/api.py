@@ -34,7 +34,7 @@ from distmeta.errors import DistmetaError, InputError
 from distmeta.experiment import Experiment, build_experiment
 from distmeta.inputs import class_labels, inner_steps, model_inputs, regression_targets
 from distmeta.knowledge import EmbeddingSpec, KnowledgeBase, SimilarTask, task_embedding
-from distmeta.knowledge.warm_start import DEFAULT_CANDIDATES, support_loss_of
+from distmeta.knowledge.warm_start import DEFAULT_CANDIDATES, label_free_names, support_loss_of
 from distmeta.models import build_model
 from distmeta.storage import Location, as_path, location
 from distmeta.tasks.drawings import drawing_pixels, open_drawing, to_model_input
@@ -133,7 +133,9 @@ class Learner:
         `warm_start="knowledge"` starts from the meta-parameters plus the weighted mean of what
         adaptation learned on stored tasks of the run's knowledge base (`distmeta kb build`): of
         the tasks nearest by embedding, the `neighbours` whose stored models fit this support set
-        best, weighted by that fit (`KnowledgeBase.fitted_warm_start_delta`)."""
+        best, weighted by that fit (`KnowledgeBase.fitted_warm_start_delta`); for a classifier, the
+        body's stored adaptation alone (`knowledge.warm_start.label_free_names`: a head's rows follow
+        each stored task's arbitrary label order)."""
         steps = self.algorithm.test_inner_steps if steps is None else inner_steps(steps)
         x = self.inputs(support_x, "support_x")
         if not self.config.is_classification:
@@ -210,8 +212,14 @@ class Learner:
                     f"warm_start: the knowledge base's {name} has shape {tuple(shape)}, "
                     f"this task's {tuple(params[name].shape)} (another number of ways?)"
                 )
+        names = label_free_names(algorithm, header.adapted_names)
+        if not names:
+            raise DistmetaError(
+                f"warm_start: the knowledge base keeps only the head's adaptation ({', '.join(header.adapted_names)}), "
+                f"whose rows follow each stored task's label order: nothing to warm-start a classifier from"
+            )
         delta = self.knowledge.fitted_warm_start_delta(
-            self._embedding(algorithm, params, x, y), support_loss_of(algorithm, params, x, y), neighbours
+            self._embedding(algorithm, params, x, y), support_loss_of(algorithm, params, x, y), neighbours, names=names
         )
         return {**params, **{name: params[name] + value.to(params[name]) for name, value in delta.items()}}
 

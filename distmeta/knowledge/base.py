@@ -11,6 +11,7 @@ models fit the new support set (`fitted_warm_start_delta`, the better one: READM
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,16 +104,23 @@ class KnowledgeBase:
         k: int,
         candidates: int = DEFAULT_CANDIDATES,
         temperature: float = DEFAULT_TEMPERATURE,
+        names: Collection[str] | None = None,
     ) -> dict[str, torch.Tensor]:
         """The mean delta of the `k` of the `candidates` nearest stored tasks whose stored models fit
-        the new support set best (`support_loss`), weighted by softmax(-loss / temperature)."""
+        the new support set best (`support_loss`), weighted by softmax(-loss / temperature).
+        `names`: only these stored parameters (default: all), in the scoring and in the result;
+        the others stay at the meta-parameters (`warm_start.label_free_names`)."""
         self._check_deltas()
         rows = self.index.search(embedding, max(candidates, k)).indices[0]
         losses = torch.tensor(
-            [support_loss(split_delta(self.header, self.records.adapted_delta[row])) for row in rows.tolist()],
-            dtype=torch.float64,
+            [support_loss(self.stored_delta(row, names)) for row in rows.tolist()], dtype=torch.float64
         )
-        return self.fitted_delta(rows, losses, k, temperature)
+        return self.fitted_delta(rows, losses, k, temperature, names)
+
+    def stored_delta(self, row: int, names: Collection[str] | None = None) -> dict[str, torch.Tensor]:
+        """Stored row `row`'s delta by parameter name (only `names`, when given), float32."""
+        delta = split_delta(self.header, self.records.adapted_delta[row])
+        return delta if names is None else {name: value for name, value in delta.items() if name in names}
 
     def best_fit(
         self, embedding: torch.Tensor, support_loss: SupportLoss, candidates: int = DEFAULT_CANDIDATES
@@ -131,7 +139,12 @@ class KnowledgeBase:
         return self._similar(int(rows[best]), float(found.distances[0][best])), float(losses[best])
 
     def fitted_delta(
-        self, rows: torch.Tensor, losses: torch.Tensor, k: int, temperature: float = DEFAULT_TEMPERATURE
+        self,
+        rows: torch.Tensor,
+        losses: torch.Tensor,
+        k: int,
+        temperature: float = DEFAULT_TEMPERATURE,
+        names: Collection[str] | None = None,
     ) -> dict[str, torch.Tensor]:
         """The mean delta of the `k` of stored `rows` with the lowest support `losses`, weighted by
         softmax(-loss / temperature); a non-finite loss (a diverged stored model) never counts."""
@@ -144,7 +157,7 @@ class KnowledgeBase:
             )
         best = torch.topk(torch.nan_to_num(losses, nan=math.inf, posinf=math.inf), min(k, len(rows)), largest=False)
         finite = best.values.isfinite()  # fewer than k finite: the others would add 0 * NaN
-        return self._weighted_delta(rows[best.indices[finite]], fit_weights(best.values[finite], temperature))
+        return self._weighted_delta(rows[best.indices[finite]], fit_weights(best.values[finite], temperature), names)
 
     def _check_deltas(self) -> None:
         if self.header.delta_size == 0:
@@ -155,6 +168,9 @@ class KnowledgeBase:
                 "warm-start from",
             )
 
-    def _weighted_delta(self, rows: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _weighted_delta(
+        self, rows: torch.Tensor, weights: torch.Tensor, names: Collection[str] | None = None
+    ) -> dict[str, torch.Tensor]:
         deltas = self.records.adapted_delta[rows].double()
-        return split_delta(self.header, (weights.unsqueeze(1) * deltas).sum(dim=0))
+        delta = split_delta(self.header, (weights.unsqueeze(1) * deltas).sum(dim=0))
+        return delta if names is None else {name: value for name, value in delta.items() if name in names}

@@ -11,16 +11,20 @@ Two weightings of the k nearest stored tasks' deltas (adapted parameters less me
   softmax(-loss / temperature). A stored model that already fits the support points is the
   strongest evidence a search can have of a similar task: it is judged on the new task's data,
   not on a summary of it. Costs one forward pass of the support set per candidate.
+A classifier's warm start takes the body's stored deltas alone (`label_free_names`): on Omniglot
+5-way 1-shot (benchmarks/knowledge_base_omniglot.py) the whole delta cost MAML 6.0 points of
+accuracy, the body's 2.7.
 Pure torch: no Ray.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 
 from distmeta.algorithms.base import MetaAlgorithm, Params
+from distmeta.models import part_names
 
 INVERSE_DISTANCE_FLOOR = 1e-6
 """Added to distances before inverting them, so that an exact match does not divide by zero."""
@@ -34,6 +38,18 @@ one keeps only the best fit."""
 
 SupportLoss = Callable[[dict[str, torch.Tensor]], float]
 """A stored delta (by parameter name) -> the loss of meta-parameters + delta on the new support set."""
+
+
+def label_free_names(algorithm: MetaAlgorithm, names: Iterable[str]) -> tuple[str, ...]:
+    """The stored parameters whose meaning does not depend on a task's label order: all of them
+    for regression; for classification the body's (`features`) alone. Row c of a classifier's head
+    scores whatever class label c named in that stored task, and labels are drawn in an arbitrary
+    order per task, so a stored head delta added to a new task's head pushes its classes towards
+    unrelated classes of another task."""
+    if not algorithm.is_classification:
+        return tuple(names)
+    body = part_names(algorithm.model, "features")
+    return tuple(name for name in names if name in body)
 
 
 def inverse_distance_weights(distances: torch.Tensor) -> torch.Tensor:

@@ -102,9 +102,13 @@ class OmniglotTasks:
     def task_family(self, seed: int, index: int = 0) -> str:
         """The alphabet most of the classes of task `index` of the stream of `seed` come from (the
         first in name order on a tie): what the knowledge base colours and compares tasks by."""
-        classes = self._task_numbers(seed, index, 1)[0][0]
-        alphabets = [self._alphabet_of[int(c) // self._rotations] for c in classes]
+        alphabets = self.task_alphabets(seed, index)
         return max(sorted(set(alphabets)), key=alphabets.count)
+
+    def task_alphabets(self, seed: int, index: int = 0) -> list[str]:
+        """The alphabet of each class of task `index` of the stream of `seed`, in class order."""
+        classes = self._task_numbers(seed, index, 1)[0][0]
+        return [self._alphabet_of[int(c) // self._rotations] for c in classes]
 
 
 def _rotate(images: np.ndarray, quarter_turns: np.ndarray) -> np.ndarray:

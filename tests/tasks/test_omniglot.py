@@ -208,7 +208,7 @@ def test_support_and_query_of_a_class_share_one_rotation(tmp_path):
                 assert (query[:, :6].sum() > query[:, -6:].sum()) == left_stroke
 
 
-def test_a_tasks_family_is_the_alphabet_most_of_its_classes_come_from(tmp_path):
+def test_a_tasks_alphabets_are_its_classes_and_its_family_the_one_most_of_them_come_from(tmp_path):
     # every character of every alphabet gets its own bar row, so an image says which alphabet it is from
     for a, alphabet in enumerate(ALPHABETS):
         for c in range(2):
@@ -224,6 +224,7 @@ def test_a_tasks_family_is_the_alphabet_most_of_its_classes_come_from(tmp_path):
     for seed in range(6):
         alphabets = [alphabet_of(image) for image in distribution.sample(1, seed).support_x[0]]
         assert set(alphabets) <= set(distribution.alphabets)
+        assert sorted(distribution.task_alphabets(seed)) == sorted(alphabets)  # support images are in label order
         assert distribution.task_family(seed) == max(sorted(set(alphabets)), key=alphabets.count)
 
 
