@@ -262,5 +262,13 @@ def load(checkpoint: str | Path, device: str | None = None):
     chosen = resolve_device(device, field="device") if device else usable_device(config.train.device)[0]
     experiment = build_experiment(config, chosen, check_data=False)
     params = {name: value.to(experiment.device) for name, value in payload["meta_parameters"].items()}
-    run_dir = location(payload["path"]).parent.parent  # a local folder or a bucket's (`distmeta.storage`)
-    return Learner(experiment, params, payload["step"], as_path(run_dir))
+    return Learner(experiment, params, payload["step"], as_path(run_folder_of(location(payload["path"]))))
+
+
+def run_folder_of(checkpoint_file: Location) -> Location:
+    """The run folder a checkpoint file belongs to: `<run>/checkpoints/step_*.pt` in one process,
+    `<run>/checkpoint_*/checkpoints/step_*.pt` in Ray Train's folders (a local folder or a bucket's)."""
+    folder = checkpoint_file.parent.parent
+    if folder.name.startswith("checkpoint_"):
+        return folder.parent
+    return folder

@@ -241,3 +241,12 @@ def test_a_missing_drawing_file_is_named(tmp_path):
     learner = distmeta.load(classification_checkpoint(tmp_path, "protonet"))
     with pytest.raises(DatasetError, match="nowhere.png: is not a readable image"):
         learner.preprocess(tmp_path / "nowhere.png")
+
+
+def test_a_learner_loaded_from_ray_trains_checkpoint_folders_knows_its_run_folder(tmp_path):
+    config = load_config(None, [f"train.run_dir={tmp_path}"])
+    ray_folder = tmp_path / "checkpoint_2026-11-26_08-18-32.805790"  # Ray Train's layout of a run on Ray
+    save_checkpoint(ray_folder, 3, config, build_experiment(config, check_data=False).initial_meta_parameters(), {}, {})
+    assert distmeta.load(tmp_path).run_dir == tmp_path
+    assert distmeta.load(ray_folder / "checkpoints" / "step_00000003.pt").run_dir == tmp_path
+    assert sinusoid_learner(tmp_path / "in-process").run_dir == tmp_path / "in-process"
