@@ -8,7 +8,8 @@ Phases of a step, each timed with `time.perf_counter` (CUDA synchronised at ever
 boundary when on a GPU, so that queued kernels are counted in their own phase):
 
 - `sampling`: `meta_batch`, this rank's share of the step's tasks, moved to the device; where
-  `train.prefetch` draws them a step ahead, the wait for them: what is left of sampling;
+  `train.prefetch` draws them a step ahead, the wait for them: what is left of sampling (on a
+  GPU a phase's synchronisation also waits for a copy of the next step's tasks under way);
 - `meta_gradient`: `compute_meta_gradient`, split in two below;
 - `sync_wait`: a `dist.barrier()` before the all-reduce: this rank waiting for the slowest;
 - `all_reduce`: `all_reduce_sum`, the collective itself (flattening included);

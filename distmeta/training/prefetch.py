@@ -10,9 +10,12 @@ stopped early, or one whose step changed) is discarded; an error raised while dr
 
 `auto` prefetches on a GPU, where the step's compute is short and the sampling (CPU work and
 the host-to-device copy, from pinned memory on a stream of its own) becomes a large share of
-it. On a CPU it does not: each Ray worker runs one torch thread, and a sampling thread would
-take CPU time from it rather than from an idle core; sampling is also a small share of a CPU
-step (measured in README's part on task sampling: `benchmarks/prefetch.py`).
+it. On a CPU it does not: there the sampling is a small share of a step (~1.5% of a sinusoid
+MAML step of 1,000 tasks, ~0.1% of an Omniglot Conv4 one), which is all that overlapping can
+save, and the thread takes its CPU time from the cores the step uses (a Ray worker runs one
+torch thread on its one CPU). Measured on a shared 2-core CPU (`benchmarks/prefetch.py`, figures
+in README's part on task sampling), on was not slower than off: off on a CPU is caution, not a
+measured loss, and `on` may be set there.
 
 Pure torch, no Ray: the in-process trainer, a Ray worker's step and the throughput bench use it.
 """
