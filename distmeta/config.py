@@ -35,7 +35,8 @@ LEARNED_OPTIMIZER = "learned_optimizer"
 MODELS = ("auto", "mlp", "conv4")
 VECTORIZE = ("auto", "vmap", "loop")
 COMPILE = ("auto", "on", "off")
-ON_OFF_FIELDS = ("train.compile",)
+PREFETCH = ("auto", "on", "off")
+ON_OFF_FIELDS = ("train.compile", "train.prefetch")
 """String fields whose values include on and off, which YAML reads as booleans."""
 META_OPTIMIZERS = ("adam", "sgd")
 META_LR_SCHEDULES = ("constant", "cosine")
@@ -261,6 +262,9 @@ class TrainConfig:
     compile: str = "auto"
     """torch.compile a rank's meta-gradient: on, off, or auto (where measured to pay back its compile
     time within the run's steps; the run prints the figures)."""
+    prefetch: str = "auto"
+    """Draw the next step's tasks in a background thread while a step computes: on, off, or auto
+    (on a GPU only; `distmeta.training.prefetch`). The tasks are the same either way."""
     vmap_chunk_size: int = 0
     """Tasks vmap runs at once (torch.func.vmap's chunk_size), bounding GPU memory; 0: all of them."""
     device: str = "auto"
@@ -372,6 +376,7 @@ NOT_HASHED = (
     "train.checkpoint_every",
     "train.vectorize",
     "train.compile",
+    "train.prefetch",
     "train.device",
     "train.vmap_chunk_size",
     "train.deterministic",
@@ -541,6 +546,7 @@ def validate(config: Config) -> None:
     _check_algorithm_name(config)
     _check_choice("train.vectorize", config.train.vectorize, VECTORIZE)
     _check_choice("train.compile", config.train.compile, COMPILE)
+    _check_choice("train.prefetch", config.train.prefetch, PREFETCH)
     _check_choice("train.meta_optimizer", config.train.meta_optimizer, META_OPTIMIZERS)
     _check_choice("train.meta_lr_schedule", config.train.meta_lr_schedule, META_LR_SCHEDULES)
     _check_choice("train.device", config.train.device, DEVICES)

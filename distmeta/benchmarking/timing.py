@@ -7,7 +7,9 @@ given a clock; the clock never changes the math.
 Phases of a step, each timed with `time.perf_counter` (CUDA synchronised at every
 boundary when on a GPU, so that queued kernels are counted in their own phase):
 
-- `sampling`: `meta_batch`, this rank's share of the step's tasks, moved to the device;
+- `sampling`: `meta_batch`, this rank's share of the step's tasks, moved to the device; where
+  `train.prefetch` draws them a step ahead, the wait for them: what is left of sampling (on a
+  GPU a phase's synchronisation also waits for a copy of the next step's tasks under way);
 - `meta_gradient`: `compute_meta_gradient`, split in two below;
 - `sync_wait`: a `dist.barrier()` before the all-reduce: this rank waiting for the slowest;
 - `all_reduce`: `all_reduce_sum`, the collective itself (flattening included);
@@ -37,9 +39,10 @@ from distmeta.devices import synchronize
 from distmeta.execution import batch_query_losses
 from distmeta.experiment import Experiment
 from distmeta.runtime.agreement import RankFailure
-from distmeta.runtime.collective import barrier
+from distmeta.runtime.collective import barrier, share_of_meta_batch
 from distmeta.runtime.step import rank_meta_step
-from distmeta.training.trainer import TrainState
+from distmeta.training.prefetch import BatchPrefetcher
+from distmeta.training.trainer import TrainState, prefetched_tasks
 
 PHASES = ("sampling", "inner_loop", "outer_backward", "sync_wait", "all_reduce", "optimizer")
 """The phases a step's time is split into, in the order they run; they add up to the step."""
@@ -91,13 +94,18 @@ class PhaseTimer:
 
 
 def timed_meta_step(
-    experiment: Experiment, state: TrainState, rank: int = 0, world_size: int = 1, failure: RankFailure | None = None
+    experiment: Experiment,
+    state: TrainState,
+    rank: int = 0,
+    world_size: int = 1,
+    failure: RankFailure | None = None,
+    batches: BatchPrefetcher | None = None,
 ) -> StepTimes:
     """One meta-step of this rank, the one training takes, timed phase by phase."""
     start_params = _snapshot(state.meta_params)  # for the forward-only pass; outside the step's clock
     timer = PhaseTimer(experiment.device)
     with timer.phase("step"):
-        _, batch = rank_meta_step(experiment, state, rank, world_size, timer, failure)
+        _, batch = rank_meta_step(experiment, state, rank, world_size, timer, failure, batches)
     with timer.phase("inner_loop"):
         batch_query_losses(experiment.algorithm, start_params, batch, experiment.strategy, experiment.vmap_chunk_size)
     barrier()  # every rank ran the extra pass: start the next step together
@@ -124,11 +132,14 @@ def timed_steps(
 ) -> list[StepTimes]:
     """`warmup` untimed meta-steps (allocator, thread pools, first-call costs), then `steps` timed ones.
 
-    A user error on one rank stops every rank at the step's all-reduce (see `runtime.agreement`)."""
-    for _ in range(warmup):
-        timed_meta_step(experiment, state, rank, world_size, failure)
-    barrier()
-    return [timed_meta_step(experiment, state, rank, world_size, failure) for _ in range(steps)]
+    A user error on one rank stops every rank at the step's all-reduce (see `runtime.agreement`).
+    Tasks are drawn a step ahead where `train.prefetch` says so, as in training."""
+    share = share_of_meta_batch(experiment.config.train.meta_batch_size, rank, world_size)
+    with prefetched_tasks(experiment, share, state.step + warmup + steps) as batches:
+        for _ in range(warmup):
+            timed_meta_step(experiment, state, rank, world_size, failure, batches)
+        barrier()
+        return [timed_meta_step(experiment, state, rank, world_size, failure, batches) for _ in range(steps)]
 
 
 def _snapshot(params: Params) -> Params:

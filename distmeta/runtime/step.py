@@ -18,6 +18,7 @@ from distmeta.experiment import Experiment
 from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import all_reduce_sum, share_of_meta_batch
 from distmeta.tasks import TaskBatch, meta_batch_seed
+from distmeta.training.prefetch import BatchPrefetcher
 from distmeta.training.trainer import (
     StepMetrics,
     TrainState,
@@ -53,11 +54,14 @@ def rank_meta_step(
     world_size: int,
     clock: StepClock | None = None,
     failure: RankFailure | None = None,
+    batches: BatchPrefetcher | None = None,
 ) -> tuple[StepMetrics, TaskBatch]:
     """Sample this rank's tasks, sum their meta-gradients, all-reduce, apply the update.
 
     Phases, in order: `sampling`, `meta_gradient`, `sync_wait`, `all_reduce`, `optimizer`.
     Returns the step's metrics (means over the whole meta-batch) and this rank's tasks.
+    With `batches`, the tasks are the ones it drew ahead for this step (the same tasks), and
+    `sampling` is the wait for them: what is left of sampling once it overlaps the compute.
     A user error on this rank (in this step, or kept in `failure` since the ranks last
     met) is not raised here at once: the all-reduce carries a flag saying so, and then
     every rank raises it together (see `runtime.agreement`).
@@ -70,7 +74,10 @@ def rank_meta_step(
     with failure.catching():
         if not failure.failed:  # a rank that failed since the ranks last met only says so
             with clock.phase("sampling"):
-                batch = meta_batch(experiment, state.step, share_of_meta_batch(tasks, rank, world_size))
+                if batches is not None:
+                    batch = batches.batch(state.step)
+                else:
+                    batch = meta_batch(experiment, state.step, share_of_meta_batch(tasks, rank, world_size))
             with clock.phase("meta_gradient"):
                 result = compute_meta_gradient(experiment, state.meta_params, batch)
     with clock.phase("sync_wait"):

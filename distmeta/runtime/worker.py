@@ -47,17 +47,25 @@ from distmeta.runtime.worker_errors import send_error
 from distmeta.storage import Location, location
 from distmeta.training.checkpoint import load_checkpoint, newest_readable_checkpoint, save_checkpoint
 from distmeta.training.knowledge_sample import record_step_sample
+from distmeta.training.prefetch import BatchPrefetcher
 from distmeta.training.progress import ProgressLog
-from distmeta.training.trainer import StepMetrics, TrainState, initial_state, train_loop
+from distmeta.training.trainer import StepMetrics, TrainState, initial_state, prefetched_tasks, train_loop
 
 
-def distributed_meta_step(rank: int, world_size: int, failure: RankFailure, run_dir: Path | Location | None = None):
+def distributed_meta_step(
+    rank: int,
+    world_size: int,
+    failure: RankFailure,
+    run_dir: Path | Location | None = None,
+    batches: BatchPrefetcher | None = None,
+):
     """A `train_loop` step function: this rank's tasks, one all-reduce, the shared update
     (which also tells every rank whether one failed: see `runtime.agreement`); with `run_dir`,
-    this rank's part of the step's knowledge-base sample, as its own file (train.knowledge_every)."""
+    this rank's part of the step's knowledge-base sample, as its own file (train.knowledge_every);
+    with `batches`, this rank's tasks drawn a step ahead (train.prefetch)."""
 
     def step(experiment: Experiment, state: TrainState) -> StepMetrics:
-        metrics, batch = rank_meta_step(experiment, state, rank, world_size, failure=failure)
+        metrics, batch = rank_meta_step(experiment, state, rank, world_size, failure=failure, batches=batches)
         if run_dir is not None and batch is not None:
             share = share_of_meta_batch(experiment.config.train.meta_batch_size, rank, world_size)
             with failure.catching():  # an error here reaches every rank at the next all-reduce
@@ -209,15 +217,17 @@ def train_worker(loop_config: dict) -> None:
                 progress = ProgressLog(run_dir, config.train.steps, config.metric)
                 if payload is not None:
                     progress.record({"event": "resumed", "from_step": payload["step"]})
-        train_loop(
-            experiment,
-            state,
-            progress,
-            distributed_meta_step(rank, world_size, failure, run_dir),
-            report_checkpoint(experiment, rank, failure, run_dir),
-            leader_failure=failure,
-            leader_decision=from_rank_zero,
-        )
+        share = share_of_meta_batch(config.train.meta_batch_size, rank, world_size)
+        with prefetched_tasks(experiment, share, config.train.steps) as batches:
+            train_loop(
+                experiment,
+                state,
+                progress,
+                distributed_meta_step(rank, world_size, failure, run_dir, batches),
+                report_checkpoint(experiment, rank, failure, run_dir),
+                leader_failure=failure,
+                leader_decision=from_rank_zero,
+            )
         failure.agree()  # what rank 0 did after the last checkpoint
         if loop_config.get("final_eval"):
             test = final_meta_test(experiment, state, rank, world_size)

@@ -12,8 +12,8 @@ import functools
 import json
 import math
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +31,7 @@ from distmeta.storage import Location, as_path, location
 from distmeta.tasks import TaskBatch, sample_tasks
 from distmeta.training.checkpoint import check_resumable, newest_readable_checkpoint, save_checkpoint
 from distmeta.training.knowledge_sample import record_step_sample
+from distmeta.training.prefetch import BatchPrefetcher, prefetches
 from distmeta.training.progress import ProgressLog, format_duration, summary_table
 from distmeta.training.stopping import StopRules
 
@@ -67,11 +68,27 @@ def initial_state(experiment: Experiment, checkpoint: dict | None = None) -> Tra
 
 
 def meta_batch(experiment: Experiment, step: int, indices: range | None = None) -> TaskBatch:
-    """The tasks of `step` (all of them, or the `indices` of one worker's share)."""
+    """The tasks of `step` (all of them, or the `indices` of one worker's share), on the device."""
+    return sampled_tasks(experiment, step, indices).to(experiment.device)
+
+
+def sampled_tasks(experiment: Experiment, step: int, indices: range | None = None) -> TaskBatch:
+    """`meta_batch` on the CPU, where the tasks are drawn."""
     config = experiment.config
     indices = indices if indices is not None else range(config.train.meta_batch_size)
-    batch = sample_tasks(experiment.tasks("train"), config.seed, "train", step, indices)
-    return batch.to(experiment.device)
+    return sample_tasks(experiment.tasks("train"), config.seed, "train", step, indices)
+
+
+@contextmanager
+def prefetched_tasks(experiment: Experiment, indices: range | None, end_step: int) -> Iterator[BatchPrefetcher | None]:
+    """Steps' tasks drawn a step ahead in a background thread where `train.prefetch` says so
+    (`training.prefetch`), up to `end_step`; None: each step samples its own, in line.
+    The thread stops when the block ends, however it ends."""
+    if not prefetches(experiment.config.train.prefetch, experiment.device):
+        yield None
+        return
+    with BatchPrefetcher(lambda step: sampled_tasks(experiment, step, indices), experiment.device, end_step) as ahead:
+        yield ahead
 
 
 def compute_meta_gradient(experiment: Experiment, meta_params: Params, batch: TaskBatch) -> BatchGradient:
@@ -121,10 +138,16 @@ class StepMetrics:
     tasks: int
 
 
-def meta_step(experiment: Experiment, state: TrainState, run_dir: Path | Location | None = None) -> StepMetrics:
+def meta_step(
+    experiment: Experiment,
+    state: TrainState,
+    run_dir: Path | Location | None = None,
+    batches: BatchPrefetcher | None = None,
+) -> StepMetrics:
     """Sample, differentiate, check and apply one meta-step (all tasks in this process); with
-    `run_dir`, record the step's sample of tasks in its knowledge base (train.knowledge_every)."""
-    batch = meta_batch(experiment, state.step)
+    `run_dir`, record the step's sample of tasks in its knowledge base (train.knowledge_every);
+    with `batches`, the step's tasks are the ones it drew ahead (the same tasks)."""
+    batch = batches.batch(state.step) if batches is not None else meta_batch(experiment, state.step)
     result = compute_meta_gradient(experiment, state.meta_params, batch)
     meta_loss = result.losses.mean()
     check_finite(state.step, batch.seed, meta_loss, flat(result.grad_sum, meta_loss))
@@ -176,13 +199,14 @@ def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResul
     started = time.perf_counter()
     start_step = state.step
     progress = ProgressLog(run_dir, config.train.steps, config.metric, print_fn)
-    train_loop(
-        experiment,
-        state,
-        progress,
-        functools.partial(meta_step, run_dir=run_dir),
-        _save_to_run_dir(experiment, run_dir),
-    )
+    with prefetched_tasks(experiment, None, config.train.steps) as batches:
+        train_loop(
+            experiment,
+            state,
+            progress,
+            functools.partial(meta_step, run_dir=run_dir, batches=batches),
+            _save_to_run_dir(experiment, run_dir),
+        )
     wall = time.perf_counter() - started
     test = evaluate(experiment, state.meta_params, "test") if final_eval else None
     summary = run_summary(

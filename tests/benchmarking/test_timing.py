@@ -1,5 +1,7 @@
 """The timed meta-step is the engine's meta-step: the clock must not change the math."""
 
+import threading
+
 import pytest
 import torch
 
@@ -7,6 +9,7 @@ from distmeta.benchmarking.timing import PHASES, timed_meta_step, timed_steps
 from distmeta.config import load_config
 from distmeta.execution import batch_meta_gradient, batch_query_losses
 from distmeta.experiment import build_experiment
+from distmeta.training.prefetch import THREAD_NAME
 from distmeta.training.trainer import initial_state, meta_batch, meta_step
 
 TINY = ["train.meta_batch_size=6", "model.hidden_sizes=[16, 16]"]
@@ -30,6 +33,18 @@ def test_timed_steps_update_the_parameters_exactly_as_meta_step(overrides):
         assert torch.equal(timed.meta_params[name], engine.meta_params[name]), name
     moments = [state.optimizer.state_dict()["state"][0]["exp_avg"] for state in (timed, engine)]
     assert torch.equal(*moments)
+
+
+def test_timed_steps_with_tasks_drawn_ahead_update_the_parameters_exactly_as_meta_step():
+    experiment = build_experiment(load_config(None, [*TINY, "train.prefetch=on"]), check_data=False)
+    engine, timed = initial_state(experiment), initial_state(experiment)
+    for _ in range(3):
+        meta_step(experiment, engine)
+    times = timed_steps(experiment, timed, rank=0, world_size=1, warmup=1, steps=2)
+    assert len(times) == 2 and all(t.sampling >= 0 for t in times)
+    for name in engine.meta_params:
+        assert torch.equal(timed.meta_params[name], engine.meta_params[name]), name
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith(THREAD_NAME)]
 
 
 @pytest.mark.parametrize("strategy", ["vmap", "loop"])
