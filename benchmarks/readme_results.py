@@ -254,7 +254,25 @@ def scaling_block(results: Path) -> list[str]:
         f"{_phase_medians(one)} ms with 1, and the slower rank's lag shows as sync wait. The one-worker "
         "rate varies by tens of percent between rounds on this shared VM, hence the rounds taken in turn.",
     ]
-    return lines
+    return lines + _ceiling_lines(data.get("machine_ceiling"))
+
+
+def _ceiling_lines(ceiling: dict | None) -> list[str]:
+    """What the machine itself allowed in the same run (benchmarks/scaling.py's plain processes)."""
+    if ceiling is None:
+        return []
+    alone = ", ".join(f"CPU {cpu} {rate:.1f}" for cpu, rate in ceiling["steps_per_s_pinned_alone"].items())
+    together = ", ".join(f"CPU {cpu} {rate:.1f}" for cpu, rate in ceiling["steps_per_s_pinned_together"].items())
+    return [
+        "",
+        "What this machine allowed in the same run: the 1-worker step in plain processes (no Ray, no "
+        f"collective) made {ceiling['steps_per_s_unpinned_alone']:.1f} steps/s alone and unpinned; pinned to "
+        f"one CPU alone, {alone}; one pinned to each CPU at once, {together}. So 2 independent processes "
+        f"reach {ceiling['independent_speedup']:.2f}x one, and 2 in lock-step (every step waiting for the "
+        f"slower CPU, as a synchronous all-reduce does) at most {ceiling['lock_step_speedup']:.2f}x; distmeta "
+        f"on Ray reached {ceiling['distmeta_speedup']:.2f}x. The two vCPUs of this VM differ in speed, and which "
+        "is the slower changes from run to run.",
+    ]
 
 
 def _phase_medians(row: dict) -> str:
