@@ -358,7 +358,8 @@ def _protomaml_ordering(results: Path) -> str | None:
     return (
         f"At 5-way 1-shot: {figures}. Issue 16's ordering (Proto-MAML >= ProtoNets + {ORDERING_GAP:.0f} point "
         f">= MAML + {ORDERING_GAP:.0f} point, as Meta-Dataset's Omniglot: fo-Proto-MAML 63.37% > ProtoNets "
-        f"59.98% > fo-MAML 55.55%) is {verdict}."
+        f"59.98% > fo-MAML 55.55%) is {verdict}. The step counts differ: each is its CPU budget at the speed "
+        "`--speed` measured for it, at the load the suite file notes."
     )
 
 
