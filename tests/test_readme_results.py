@@ -19,6 +19,7 @@ def _module(name: str):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -70,6 +71,24 @@ def test_a_result_file_gives_its_row(tmp_path):
     assert "Measured on 2-core CPU (Some CPU), torch 9.9" in section
 
 
+def test_the_proto_maml_comparison_names_each_gap_the_target_ordering_misses(tmp_path):
+    readme_results = _module("readme_results")
+    (tmp_path / "accuracy").mkdir()
+    for name, mean in (("protomaml", 0.975), ("protonet", 0.970), ("maml", 0.950)):
+        record = {"test_mean": mean, "ci95": 0.004, "steps": 100}
+        (tmp_path / "accuracy" / f"omniglot_{name}_5w1s.json").write_text(json.dumps(record))
+    sentence = readme_results._protomaml_ordering(tmp_path)
+    assert "first-order Proto-MAML 97.50% +- 0.40% (100 steps), ProtoNets 97.00% +- 0.40%" in sentence
+    assert "is missed: Proto-MAML over ProtoNets by +0.50 points (each should be at least +1)" in sentence
+    assert "ProtoNets over MAML" not in sentence
+    (tmp_path / "accuracy" / "omniglot_protomaml_5w1s.json").write_text(
+        json.dumps({"test_mean": 0.985, "ci95": 0.004, "steps": 100})
+    )
+    assert "is met." in readme_results._protomaml_ordering(tmp_path)
+    (tmp_path / "accuracy" / "omniglot_maml_5w1s.json").unlink()
+    assert readme_results._protomaml_ordering(tmp_path) is None  # no sentence until all three have run
+
+
 def test_a_result_drawn_from_the_earlier_task_stream_is_marked_so(tmp_path):
     readme_results = _module("readme_results")
     (tmp_path / "accuracy").mkdir()
@@ -108,7 +127,7 @@ def test_the_suite_names_every_experiment_once_with_commands_that_parse():
 
     experiments = accuracy.load_suite()
     names = [e.name for e in experiments]
-    assert len(names) == len(set(names)) == 1 + 6 * 3
+    assert len(names) == len(set(names)) == 1 + 7 * 3
     for experiment in experiments:
         for argv in [experiment.train_argv(), *(experiment.eval_argv(k) for k in experiment.inner_steps)]:
             build_parser().parse_args(argv)
