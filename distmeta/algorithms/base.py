@@ -150,7 +150,15 @@ class MetaAlgorithm:
 
     def rule_parameters(self, meta_params: Params) -> Params:
         """The update rule's own meta-parameters, by the rule's names for them."""
-        return {rule_name: value for name, value in meta_params.items() if (rule_name := self.rule_name(name))}
+        # A plain loop: torch.compile cannot trace an assignment expression inside a
+        # comprehension ("read uninitialized cell"), and the graph break it made cost the
+        # compiled sinusoid step its whole gain (measured 4.0 ms against 3.7 uncompiled).
+        rule_params = {}
+        for name, value in meta_params.items():
+            rule_name = self.rule_name(name)
+            if rule_name is not None:
+                rule_params[rule_name] = value
+        return rule_params
 
     def rule_name(self, name: str) -> str | None:
         """The update rule's name for the meta-parameter `name` (`<namespace>.<rule name>`);
