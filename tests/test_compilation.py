@@ -40,7 +40,9 @@ def runner(experiment, mode: str, printed: list[str], backend="aot_eager") -> Me
 
 
 @pytest.mark.parametrize("algorithm, strategy", [("maml", "vmap"), ("fomaml", "loop")])
-def test_the_compiled_meta_gradient_equals_the_uncompiled_one_and_compiles_once_without_graph_breaks(algorithm, strategy):
+def test_the_compiled_meta_gradient_equals_the_uncompiled_one_and_compiles_once_without_graph_breaks(
+    algorithm, strategy
+):
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
