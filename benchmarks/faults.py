@@ -41,8 +41,8 @@ def before_update(at_step: int, fault: str, act):
         done = marker(loop_config["run_dir"], fault)
         real_step = worker.distributed_meta_step
 
-        def faulty_step(rank, world_size, failure, run_dir=None, batches=None):
-            step = real_step(rank, world_size, failure, run_dir, batches)
+        def faulty_step(*arguments, **keywords):
+            step = real_step(*arguments, **keywords)
 
             def step_or_fault(experiment, state):
                 if state.step == at_step and not done.exists():

@@ -49,8 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import distmeta  # noqa: E402
+from benchmarks.knowledge_base import mean_ci, warm_params  # noqa: E402  (the multimodal benchmark's)
 from distmeta.config import config_hash, load_config  # noqa: E402
-from distmeta.evaluation import mean_and_ci95  # noqa: E402
 from distmeta.knowledge import (  # noqa: E402
     EmbeddingSpec,
     ExactIndex,
@@ -219,10 +219,6 @@ def query_accuracy(algorithm, start, support_x, support_y, query_x, query_y) -> 
         return float(algorithm.score(algorithm.predict(start, adapted, query_x), query_y))
 
 
-def warm_params(params, delta: dict[str, torch.Tensor]):
-    return {**params, **{name: params[name] + value for name, value in delta.items()}}
-
-
 def warm_starts(learner, base: KnowledgeBase, tests, query_embeddings: torch.Tensor) -> dict:
     algorithm, params = learner.algorithm, learner.meta_params
     variants = {"whole_delta": None, "body_delta": label_free_names(algorithm, base.header.adapted_names)}
@@ -354,11 +350,6 @@ def family_counts(records: TaskRecords) -> dict[str, dict[str, int]]:
         counts.setdefault(split, {})
         counts[split][str(family)] = counts[split].get(str(family), 0) + 1
     return counts
-
-
-def mean_ci(values) -> dict:
-    mean, ci = mean_and_ci95(torch.tensor([float(v) for v in values], dtype=torch.float64))
-    return {"mean": round(mean, 4), "ci95": round(ci, 4)}
 
 
 def main() -> int:

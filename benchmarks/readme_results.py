@@ -336,8 +336,8 @@ def accuracy_block(results: Path, experiments: list) -> list[str]:
         if experiment.name.startswith("omniglot/"):
             lines.append(_suite_row(results, experiment))
     lines += ["", EARLIER_STREAM_NOTE]
-    ordering = _protomaml_ordering(results)
-    return lines + (["", ordering] if ordering else [])
+    sentences = [sentence for sentence in (_protomaml_ordering(results), _alfa_against_maml(results)) if sentence]
+    return lines + [line for sentence in sentences for line in ("", sentence)]
 
 
 # Issue 16's target at 5-way 1-shot, in percentage points: the ordering Meta-Dataset reports on its
@@ -378,6 +378,25 @@ def _protomaml_ordering(results: Path) -> str | None:
         f">= MAML + {ORDERING_GAP:.0f} point, as Meta-Dataset's Omniglot: fo-Proto-MAML 63.37% > ProtoNets "
         f"59.98% > fo-MAML 55.55%) is {verdict}. The step counts differ: each is its CPU budget at the speed "
         "`--speed` measured for it, at the load the suite file notes."
+    )
+
+
+def _alfa_against_maml(results: Path) -> str | None:
+    """A sentence on issue 16's ALFA >= MAML at 5w1s, once both have results."""
+    alfa, maml = (load(results, f"accuracy/omniglot_{name}_5w1s.json") for name in ("alfa", "maml"))
+    if alfa is None or maml is None:
+        return None
+    gap = 100 * (alfa["test_mean"] - maml["test_mean"])
+    verdict = "met" if gap >= 0 else f"missed by {-gap:.2f} points"
+    figures = " against ".join(
+        f"{label} {percent(record['test_mean'], record['ci95'])} ({record['steps']} steps, "
+        f"{duration(record.get('train_wall_time_s'))} of training)"
+        for label, record in (("ALFA", alfa), ("MAML", maml))
+    )
+    return (
+        f"ALFA at 5-way 1-shot (second order, MAML's inner rate and steps): {figures}. Issue 16's "
+        f"ALFA >= MAML is {verdict}; the budgets differ as the times say (MAML's is the long run reused "
+        "by the suite)."
     )
 
 

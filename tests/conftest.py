@@ -26,6 +26,18 @@ os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 SHARED_OMNIGLOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 
+# The smallest Omniglot run the tests train: generated images (no data needed), 3-way 1-shot, 16 pixels,
+# a Conv4 of 4 channels. Tests add the algorithm and training settings they need.
+TINY_SYNTHETIC_OMNIGLOT = [
+    "task.name=omniglot",
+    "task.omniglot.synthetic=true",
+    "task.ways=3",
+    "task.shots=1",
+    "task.query_shots=2",
+    "task.omniglot.image_size=16",
+    "model.channels=4",
+]
+
 
 # Fixtures that start a Ray cluster (or a Ray node's folder): a test using one is `slow`,
 # which `make test-fast` leaves out. Tests that start Ray some other way are marked by hand.

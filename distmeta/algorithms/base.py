@@ -94,7 +94,14 @@ class MetaAlgorithm:
             settings.inner_steps,
             settings.test_inner_steps,
             first_order=settings.first_order,
+            **cls.extra_arguments(settings, output_size),
         )
+
+    @classmethod
+    def extra_arguments(cls, settings: Any, output_size: int) -> dict[str, Any]:
+        """The constructor arguments an algorithm takes beyond the common ones, from `settings`
+        (its algorithm section) and the task's `output_size` (the number of ways of a classifier)."""
+        return {}
 
     @classmethod
     def check_settings(cls, settings: Any, is_classification: bool, task_name: str) -> None:

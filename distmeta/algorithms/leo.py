@@ -75,17 +75,8 @@ class LEO(PrototypeClassifier):
         self.feature_size = self.model.head.in_features
 
     @classmethod
-    def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> LEO:
-        return cls(
-            model,
-            is_classification,
-            settings.inner_lr,
-            settings.inner_steps,
-            settings.test_inner_steps,
-            first_order=settings.first_order,
-            ways=output_size,
-            settings=settings.leo,
-        )
+    def extra_arguments(cls, settings, output_size: int) -> dict:
+        return {"ways": output_size, "settings": settings.leo}
 
     @classmethod
     def check_settings(cls, settings, is_classification: bool, task_name: str) -> None:

@@ -35,16 +35,8 @@ class PrototypeClassifier(MetaAlgorithm):
         self.ways = ways
 
     @classmethod
-    def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> PrototypeClassifier:
-        return cls(
-            model,
-            is_classification,
-            settings.inner_lr,
-            settings.inner_steps,
-            settings.test_inner_steps,
-            first_order=settings.first_order,
-            ways=output_size,
-        )
+    def extra_arguments(cls, settings, output_size: int) -> dict:
+        return {"ways": output_size}
 
     @classmethod
     def check_settings(cls, settings, is_classification: bool, task_name: str) -> None:

@@ -46,16 +46,8 @@ class Reptile(MAML):
         self.inner_batch_size = inner_batch_size
 
     @classmethod
-    def from_settings(cls, settings, model, is_classification: bool, output_size: int) -> Reptile:
-        return cls(
-            model,
-            is_classification,
-            settings.inner_lr,
-            settings.inner_steps,
-            settings.test_inner_steps,
-            first_order=settings.first_order,
-            inner_batch_size=settings.inner_batch_size,
-        )
+    def extra_arguments(cls, settings, output_size: int) -> dict:
+        return {"inner_batch_size": settings.inner_batch_size}
 
     @classmethod
     def check_settings(cls, settings, is_classification: bool, task_name: str) -> None:

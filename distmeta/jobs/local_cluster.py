@@ -40,6 +40,16 @@ STATE_FILE = "cluster.json"
 TOKEN_FILE = "auth_token"
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 120
+START_ATTEMPTS = 3
+RETRIED_FAILURES = (
+    # Ray waits a fixed 30 s for a new node's raylet to register; on a loaded machine it can
+    # take longer (seen in CI, with the other test process training on the same 2 cores).
+    "timed out during startup",
+    # A port chosen free was taken before Ray bound it (another process, or the kernel
+    # handing one out twice): fresh ports cure it.
+    "that is used by other components",
+    "Address already in use",
+)
 
 
 @dataclass(frozen=True)
@@ -87,12 +97,15 @@ def start(
     cpus_per_node: int = 1,
     env: dict | None = None,
     temp_root: str | None = None,
+    attempts: int = START_ATTEMPTS,
 ) -> LocalCluster:
     """Start a head and `worker_nodes` more nodes; `folder` must not hold a running cluster.
 
     Ray's session folders go in a new folder under `temp_root` (the system's temp folder
     by default), which must be short. A node that fails to start stops everything this
-    call had started, and the error says which node failed and why.
+    call had started, and the error says which node failed and why. A failure that a
+    fresh start can cure (see `RETRIED_FAILURES`) is retried, up to `attempts` starts in
+    all, each with fresh ports and a fresh Ray temp folder.
     """
     folder = Path(folder).resolve()
     if processes_of(folder):
@@ -100,8 +113,27 @@ def start(
     folder.mkdir(parents=True, exist_ok=True)
     caller_env = dict(os.environ if env is None else env)
     token, token_source = caller_token(caller_env)
-    write_private(folder / TOKEN_FILE, token)
     node_env = _node_environment(folder, caller_env)
+    for attempt in range(1, attempts + 1):
+        write_private(folder / TOKEN_FILE, token)  # `stop` removes it with the rest
+        try:
+            return _start_nodes(folder, worker_nodes, cpus_per_node, node_env, token_source, temp_root)
+        except NodeStartFailed as failure:
+            stop(folder)
+            if not failure.retried or attempt == attempts:
+                tries = f" (start {attempt} of {attempts})" if attempt > 1 else ""
+                raise DistmetaError(f"{failure}; everything this start had started was stopped{tries}") from None
+            again = f"starting again with fresh ports ({attempt + 1} of {attempts})"
+            print(f"{failure}; stopped what it had started, {again}", file=sys.stderr)
+        except BaseException:
+            stop(folder)
+            raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _start_nodes(
+    folder: Path, worker_nodes: int, cpus_per_node: int, node_env: dict, token_source: str, temp_root: str | None
+) -> LocalCluster:
     gcs_port, dashboard_port, client_port, *head_agent_ports = free_ports(3 + AGENT_PORTS)
     ray_temp = Path(tempfile.mkdtemp(prefix="dm-ray-", dir=temp_root))  # short: see `ray_temp_dir`
     cluster = LocalCluster(
@@ -113,40 +145,36 @@ def start(
         cpus_per_node,
         token_source,
     )
-    try:
+    _ray_start(
+        cluster,
+        "head",
+        node_env,
+        [
+            "--head",
+            f"--port={gcs_port}",
+            "--include-dashboard=true",
+            f"--dashboard-host={LOOPBACK}",
+            f"--dashboard-port={dashboard_port}",
+            f"--ray-client-server-port={client_port}",
+            f"--temp-dir={ray_temp / 'head'}",
+            f"--num-cpus={cpus_per_node}",
+        ],
+        head_agent_ports,
+    )
+    for index in range(worker_nodes):
+        # A temp folder per node: nodes sharing one would share their runtime-env
+        # folders, and one node's clean-up would delete a job's files under another.
         _ray_start(
             cluster,
-            "head",
+            f"node{index + 1}",
             node_env,
             [
-                "--head",
-                f"--port={gcs_port}",
-                "--include-dashboard=true",
-                f"--dashboard-host={LOOPBACK}",
-                f"--dashboard-port={dashboard_port}",
-                f"--ray-client-server-port={client_port}",
-                f"--temp-dir={ray_temp / 'head'}",
+                f"--address={cluster.gcs_address}",
+                f"--temp-dir={ray_temp / f'node{index + 1}'}",
                 f"--num-cpus={cpus_per_node}",
             ],
-            head_agent_ports,
+            free_ports(AGENT_PORTS),
         )
-        for index in range(worker_nodes):
-            # A temp folder per node: nodes sharing one would share their runtime-env
-            # folders, and one node's clean-up would delete a job's files under another.
-            _ray_start(
-                cluster,
-                f"node{index + 1}",
-                node_env,
-                [
-                    f"--address={cluster.gcs_address}",
-                    f"--temp-dir={ray_temp / f'node{index + 1}'}",
-                    f"--num-cpus={cpus_per_node}",
-                ],
-                free_ports(AGENT_PORTS),
-            )
-    except BaseException:
-        stop(folder)
-        raise
     return cluster
 
 
@@ -219,15 +247,23 @@ def _ray_start(cluster: LocalCluster, node: str, env: dict, arguments: list[str]
         try:
             returncode = started.wait(timeout=START_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            raise DistmetaError(
-                f"ray start ({node}) did not finish within {START_TIMEOUT_S} s; "
-                f"everything this start had started was stopped; log: {log}"
-            ) from None
+            raise NodeStartFailed(f"ray start ({node}) did not finish within {START_TIMEOUT_S} s; log: {log}") from None
     if returncode != 0:
-        raise DistmetaError(
-            f"ray start ({node}) failed: {failure_reason(log)}; everything this start had "
-            f"started was stopped; log: {log}"
-        )
+        reason = failure_reason(log)
+        raise NodeStartFailed(f"ray start ({node}) failed: {reason}; log: {log}", retried=is_retried(log))
+
+
+class NodeStartFailed(DistmetaError):
+    """A `ray start` that failed; `retried` when a fresh start may well succeed."""
+
+    def __init__(self, message: str, retried: bool = False):
+        super().__init__(message)
+        self.retried = retried
+
+
+def is_retried(log: Path) -> bool:
+    text = log.read_text(errors="replace")
+    return any(failure in text for failure in RETRIED_FAILURES)
 
 
 def failure_reason(log: Path) -> str:

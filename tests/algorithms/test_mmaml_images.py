@@ -10,16 +10,10 @@ from distmeta.execution import batch_evaluation, batch_meta_gradient
 from distmeta.models import Conv4
 from distmeta.training.trainer import train
 from tests.algorithms.test_task_conditioned import one_task, perturbed, small_conv4, small_images
-from tests.conftest import make_algorithm, meta_params_for
+from tests.conftest import TINY_SYNTHETIC_OMNIGLOT, make_algorithm, meta_params_for
 
 TINY_OMNIGLOT = [
-    "task.name=omniglot",
-    "task.omniglot.synthetic=true",
-    "task.ways=3",
-    "task.shots=1",
-    "task.query_shots=2",
-    "task.omniglot.image_size=16",
-    "model.channels=4",
+    *TINY_SYNTHETIC_OMNIGLOT,
     "algorithm.name=mmaml",
     "algorithm.inner_steps=1",
     "algorithm.test_inner_steps=1",

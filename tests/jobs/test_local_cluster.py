@@ -72,30 +72,67 @@ def test_a_missing_token_file_is_named_before_anything_starts(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_node_that_cannot_start_stops_everything_the_start_had_started(tmp_path, short_temp, temp_roots, monkeypatch):
-    # node1 is given one port for two of its agents, as the kernel once handed a port out twice:
-    # Ray refuses to start that node, after the head is already up.
+def test_a_head_that_fails_for_good_stops_what_it_had_started_and_is_not_tried_again(
+    tmp_path, short_temp, temp_roots, capfd
+):
+    # Ray refuses a negative CPU count only after its GCS and dashboard are up.
+    folder = tmp_path / "cluster"
+    with leaves_no_ray_process(temp_roots, "the failed start"):
+        with pytest.raises(DistmetaError) as failure:
+            local_cluster.start(
+                folder, worker_nodes=1, cpus_per_node=-1, env=caller_environment(tmp_path), temp_root=short_temp
+            )
+        message = str(failure.value)
+        assert message.startswith("ray start (head) failed: ValueError: Resource quantities must be nonnegative")
+        assert message.endswith("; everything this start had started was stopped") and "\n" not in message
+        assert "starting again" not in capfd.readouterr().err
+        assert local_cluster.processes_of(folder) == []
+        assert not (folder / local_cluster.STATE_FILE).exists()
+
+
+def first_worker_node_given_a_port_twice(monkeypatch) -> list[list[int]]:
+    """From now on, the first worker node's agent ports hold one port twice, as the kernel once
+    handed one out: Ray refuses to start that node, after the head is already up. Returns the
+    ports chosen, one list per call."""
     chosen = []
+    free_ports = local_cluster.free_ports
 
     def ports_with_one_taken_twice(count):
         ports = free_ports(count)
         chosen.append(ports)
-        if len(chosen) == 2:  # the first worker node's agent ports
+        if len(chosen) == 2:  # the first start's worker node
             ports[1] = ports[0]
         return ports
 
-    free_ports = local_cluster.free_ports
     monkeypatch.setattr(local_cluster, "free_ports", ports_with_one_taken_twice)
+    return chosen
+
+
+@pytest.mark.slow
+def test_a_node_that_cannot_start_for_a_passing_reason_stops_what_the_start_had_started_and_starts_again(
+    tmp_path, short_temp, temp_roots, monkeypatch, capfd
+):
+    # A port taken before Ray bound it, or a raylet slower than Ray's fixed 30 s wait on a busy
+    # machine: a fresh start cures both.
+    chosen = first_worker_node_given_a_port_twice(monkeypatch)
+    saved = []  # each start's sessions and Ray temp folder, as `stop` finds them
+    save = local_cluster._save
+    monkeypatch.setattr(local_cluster, "_save", lambda cluster: saved.append(cluster) or save(cluster))
     folder = tmp_path / "cluster"
-    with leaves_no_ray_process(temp_roots, "the failed start"):
-        with pytest.raises(DistmetaError) as failure:
-            local_cluster.start(folder, worker_nodes=1, env=caller_environment(tmp_path), temp_root=short_temp)
-        message = str(failure.value)
-        assert message.startswith("ray start (node1) failed: ValueError: ")
-        assert f"port number {chosen[1][0]} that is used by other components" in message
-        assert "everything this start had started was stopped" in message and "\n" not in message
-        assert local_cluster.processes_of(folder) == []
-        assert not (folder / local_cluster.STATE_FILE).exists()
+    with leaves_no_ray_process(temp_roots, "the retried start"):
+        cluster = local_cluster.start(folder, worker_nodes=1, env=caller_environment(tmp_path), temp_root=short_temp)
+        try:
+            first = saved[0]
+            assert first.ray_temp_dir != cluster.ray_temp_dir and cluster.gcs_address.endswith(f":{chosen[2][0]}")
+            assert processes.processes_of(sessions=first.sessions, folders=[first.ray_temp_dir]) == []
+            assert alive_nodes(cluster, caller_environment(tmp_path)) == 2
+            said = capfd.readouterr().err
+            assert "ray start (node1) failed: ValueError: " in said
+            assert f"port number {chosen[1][0]} that is used by other components" in said
+            assert "stopped what it had started, starting again with fresh ports (2 of 3)" in said
+        finally:
+            local_cluster.stop(folder)
+    assert local_cluster.processes_of(folder) == []
 
 
 def test_processes_are_found_by_session_by_folder_and_by_descent(tmp_path):

@@ -10,17 +10,12 @@ from distmeta.experiment import build_experiment
 from distmeta.knowledge.warm_start import label_free_names
 from distmeta.tasks import task_seed
 from distmeta.training.checkpoint import save_checkpoint
+from tests.conftest import TINY_SYNTHETIC_OMNIGLOT
 from tests.knowledge.helpers import fill, sinusoid_run
 from tests.knowledge.test_fitted_warm_start import synthetic_base
 
 TINY_OMNIGLOT = [
-    "task.name=omniglot",
-    "task.omniglot.synthetic=true",
-    "task.ways=3",
-    "task.shots=1",
-    "task.query_shots=2",
-    "task.omniglot.image_size=16",
-    "model.channels=4",
+    *TINY_SYNTHETIC_OMNIGLOT,
     "algorithm.test_inner_steps=1",
 ]
 

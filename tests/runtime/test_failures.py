@@ -53,8 +53,8 @@ def worker_that_dies_once(loop_config):
     marker = Path(loop_config["run_dir"] + ".died")
     real_step = worker.distributed_meta_step
 
-    def dying_step(rank, world_size, failure, run_dir=None, batches=None):
-        step = real_step(rank, world_size, failure, run_dir, batches)
+    def dying_step(rank, *arguments, **keywords):
+        step = real_step(rank, *arguments, **keywords)
 
         def maybe_die(experiment, state):
             if rank == 1 and state.step == DIE_BEFORE_STEP and not marker.exists():

@@ -9,15 +9,10 @@ from distmeta.errors import ConfigError
 from distmeta.experiment import build_experiment
 from distmeta.training.checkpoint import latest_checkpoint, load_checkpoint
 from distmeta.training.trainer import initial_state, train, train_loop
+from tests.conftest import TINY_SYNTHETIC_OMNIGLOT
 
 TINY_OMNIGLOT = [
-    "task.name=omniglot",
-    "task.omniglot.synthetic=true",
-    "task.ways=3",
-    "task.shots=1",
-    "task.query_shots=2",
-    "task.omniglot.image_size=16",
-    "model.channels=4",
+    *TINY_SYNTHETIC_OMNIGLOT,
     "algorithm.name=protonet",
     "algorithm.test_inner_steps=0",
     "train.steps=40",
