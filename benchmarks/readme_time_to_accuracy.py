@@ -68,10 +68,29 @@ def generate(results: Path) -> str:
         "",
         "2 workers share each meta-batch and take the steps 1 worker takes (the same tasks, the same "
         "parameters to float rounding), so only the time differs; on this shared 2-core machine the times "
-        "are inflated by the other work on it (load average in the table).",
+        "are inflated by the other work on it (load average in the table)." + _loaded_line(data["results"]),
         END,
     ]
     return "\n".join(lines)
+
+
+# A load average above this at the start or end of a row: other runs shared the 2 cores.
+LOADED = 4.0
+
+
+def _loaded_line(results: list[dict]) -> str:
+    """The rows measured while other work shared the CPU: not comparable with the quiet ones."""
+    loaded = [
+        f"{row['label']} with {row['workers']} worker(s)"
+        for row in results
+        if max(row["load_average"].get("start", [0])[0], row["load_average"].get("end", [0])[0]) > LOADED
+    ]
+    if not loaded:
+        return ""
+    return (
+        f" Measured while other runs shared the CPU (load average above {LOADED:g}), so far slower than a quiet "
+        f"run and not comparable with the others: {', '.join(loaded)}; to be re-run on a quiet machine."
+    )
 
 
 def _commands(data: dict) -> str:

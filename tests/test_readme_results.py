@@ -127,7 +127,7 @@ def test_the_suite_names_every_experiment_once_with_commands_that_parse():
 
     experiments = accuracy.load_suite()
     names = [e.name for e in experiments]
-    assert len(names) == len(set(names)) == 1 + 7 * 3
+    assert len(names) == len(set(names)) == 1 + 8 * 3  # sinusoid, then 8 algorithms x 3 Omniglot settings
     for experiment in experiments:
         for argv in [experiment.train_argv(), *(experiment.eval_argv(k) for k in experiment.inner_steps)]:
             build_parser().parse_args(argv)

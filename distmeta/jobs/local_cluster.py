@@ -107,6 +107,8 @@ def start(
     fresh start can cure (see `RETRIED_FAILURES`) is retried, up to `attempts` starts in
     all, each with fresh ports and a fresh Ray temp folder.
     """
+    if attempts < 1:
+        raise DistmetaError(f"attempts: at least 1 start is needed, got {attempts}")
     folder = Path(folder).resolve()
     if processes_of(folder):
         raise DistmetaError(f"{folder}: a local cluster started from this folder is still running; stop it first")

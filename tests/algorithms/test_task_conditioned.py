@@ -59,12 +59,13 @@ def setups(name):
     """(label, model, algorithm, batch): the regression MLP for MMAML and ALFA, Conv4 for ALFA and
     an MLP classifier for Proto-MAML (its Conv4 is the finite-difference test's and the ProtoNets one's;
     MMAML's Conv4 is tests/algorithms/test_mmaml_images.py's, in threads)."""
+    steps = {"inner_steps": 2, "test_inner_steps": 2}  # ALFA adapts for the steps it has rates for
     if name in ("mmaml", "alfa"):
         mlp = tiny_mlp()
-        yield "mlp", mlp, make_algorithm(name, mlp, False), regression_batch(tasks=3)
+        yield "mlp", mlp, make_algorithm(name, mlp, False, **steps), regression_batch(tasks=3)
     if name == "alfa":
         conv = small_conv4()
-        yield "conv4", conv, make_algorithm(name, conv, True, 3), small_images(tasks=2)
+        yield "conv4", conv, make_algorithm(name, conv, True, 3, **steps), small_images(tasks=2)
     if name == "protomaml":
         mlp = tiny_mlp(4, 3)
         yield "mlp", mlp, make_algorithm(name, mlp, True, 3), classification_batch(tasks=3, image=False)
@@ -134,8 +135,8 @@ def test_vmap_and_loop_give_equal_meta_gradients_and_evaluations(name):
             )
         assert all(vmapped.grad_sum[key].abs().sum() > 0 for key in params), f"{name} on {label}: a zero gradient"
         torch.testing.assert_close(
-            batch_evaluation(algorithm, params, batch, 3, "vmap"),
-            batch_evaluation(algorithm, params, batch, 3, "loop"),
+            batch_evaluation(algorithm, params, batch, algorithm.test_inner_steps, "vmap"),
+            batch_evaluation(algorithm, params, batch, algorithm.test_inner_steps, "loop"),
             rtol=1e-5,
             atol=1e-12,
         )
@@ -172,16 +173,18 @@ def test_mmaml_modulates_each_task_by_its_support_set_and_starts_near_plain_maml
     torch.testing.assert_close(mmaml.task_conditioning(params, support_x[shuffled], support_y[shuffled]), film[0])
 
 
-def test_alfa_records_its_rate_and_decay_multipliers_per_step_and_reuses_the_last_step_beyond():
+def test_alfa_records_its_rate_and_decay_multipliers_per_step_and_refuses_steps_it_has_no_rate_for():
     model = tiny_mlp()
-    alfa = make_algorithm("alfa", model, False, inner_steps=2, test_inner_steps=4)
+    alfa = make_algorithm("alfa", model, False, inner_steps=2, test_inner_steps=2)
     params = meta_params_for(alfa, model)
     layers = len(list(model.parameters()))
     assert params["alfa.rate"].shape == (2, layers) and params["alfa.decay"].shape == (2, layers)
     support_x, support_y = one_task(regression_batch(tasks=1))[:2]
     assert alfa.task_conditioning(params, support_x, support_y).shape == (2 * 2 * layers,)
-    adapted = alfa.adapt(params, support_x, support_y, steps=4, differentiable=False)  # steps 3 and 4 reuse step 2
+    adapted = alfa.adapt(params, support_x, support_y, steps=2, differentiable=False)
     assert all(torch.isfinite(v).all() for v in adapted.values())
+    with pytest.raises(ValueError, match="for 2 inner step.*not for step 3"):
+        alfa.adapt(params, support_x, support_y, steps=3, differentiable=False)
 
 
 def test_alfa_with_zero_network_and_decay_is_maml_at_its_per_step_rate():
@@ -202,6 +205,7 @@ def test_alfa_with_zero_network_and_decay_is_maml_at_its_per_step_rate():
     [
         (AlgorithmConfig(name="protomaml"), False, "algorithm.name"),
         (AlgorithmConfig(name="alfa", inner_steps=0), False, "algorithm.inner_steps"),
+        (AlgorithmConfig(name="alfa", inner_steps=1, test_inner_steps=10), True, "algorithm.test_inner_steps"),
     ],
 )
 def test_settings_an_algorithm_cannot_run_are_refused_naming_the_field(settings, classification, field):
