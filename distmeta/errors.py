@@ -88,6 +88,18 @@ class StorageError(DistmetaError):
         super().__init__(f"{self.path}: {message}")
 
 
+class RunTakenOverError(DistmetaError):
+    """Another driver claimed this run while it was going (see `runtime.session`): this one stops."""
+
+    def __init__(self, path, owner: str):
+        self.path = str(path)
+        self.owner = owner
+        super().__init__(
+            f"{self.path}: another session took this run over ({owner}), so this one stopped without "
+            "writing more; its checkpoints are intact and the other session resumes from the newest"
+        )
+
+
 class KnowledgeBaseError(DistmetaError):
     """A knowledge-base file is unreadable, from another config, or the store cannot answer."""
 

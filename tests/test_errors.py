@@ -18,6 +18,7 @@ EXAMPLES = [
     errors.CheckpointError("/runs/a/step_00000004.pt", "cannot be read"),
     errors.StorageError("/runs/a", "the checkpoint of step 4 could not be written there"),
     errors.InputError("support_x", "shape (N, 1)", "shape (10, 3)"),
+    errors.RunTakenOverError("/runs/a", "node-2 (pid 4242, started 2026-11-26T15:00:00+00:00)"),
     errors.KnowledgeBaseError("/runs/a/knowledge/step_00000004-w-0a1b2c3d.parquet", "unreadable knowledge file"),
     errors.ScaleUpTimeoutError("4 GPU workers not there after 900 s"),
     errors.RecoveryFailedError("the lost node's capacity was not back within --scale-timeout (900 s)", 8),

@@ -38,6 +38,7 @@ from distmeta.runtime.cuda_probe import check_workers_torch
 from distmeta.runtime.follow import MetricsFollower
 from distmeta.runtime.optimizer_worker import train_worker as optimizer_train_worker
 from distmeta.runtime.recovery import failure_config, recovery_reported
+from distmeta.runtime.session import claim_run
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker import train_worker
 from distmeta.runtime.worker_errors import error_box, raise_sent_error
@@ -131,15 +132,8 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print, f
     storage = check_storage(request.storage)
     run_dir = storage / request.name
     previous = newest_readable_checkpoint(run_dir)
-    start_step = 0
     if previous is not None:
         check_resumable(previous, config)
-        start_step = previous["step"]
-        print_fn(
-            f"resuming {run_dir} from the checkpoint of step {start_step} of {config.train.steps}; "
-            f"steps after it run again{unrolls_note(config, previous)}"
-        )
-    (run_dir / META_TEST_FILE).unlink()
     with connected_to_cluster(request):
         capacity = read_capacity()
         request, device_note = with_gpus_decided(request, capacity)
@@ -152,6 +146,11 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print, f
         )
         provide_workers(worker_shape(request), request.workers, request.scale_timeout_s, print_fn)
         check_workers_torch(request, config.train.device)  # on a node the autoscaler may just have added
+        # from here a killed driver's workers, still alive, stop writing to the run; so the
+        # checkpoint it resumes from is read after this (they may have written a newer one)
+        session = claim_run(run_dir)
+        start_step = announced_resume(run_dir, config, print_fn)
+        (run_dir / META_TEST_FILE).unlink()
         started = time.perf_counter()
         with (
             MetricsFollower(run_dir / "metrics.jsonl", config.train.steps, config.metric, print_fn),
@@ -160,7 +159,9 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print, f
             with recovery_reported(
                 run_dir, request.workers, worker_shape(request), request.max_failures, request.scale_timeout_s
             ):
-                result = build_trainer(config, request, storage, run_dir, errors, final_eval=final_eval).fit()
+                result = build_trainer(
+                    config, request, storage, run_dir, errors, final_eval=final_eval, session=session
+                ).fit()
             raise_sent_error(errors)  # the user error that stopped the workers, as they raised it
         wall = time.perf_counter() - started
     with result.checkpoint.as_directory() as folder:
@@ -171,6 +172,18 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print, f
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_fn(summary_table(summary_rows(summary)))
     return TrainResult(as_path(run_dir), params, payload["step"], test, summary)
+
+
+def announced_resume(run_dir: Location, config: Config, print_fn) -> int:
+    """The step the run resumes from (0 for a new run), said when there is one."""
+    previous = newest_readable_checkpoint(run_dir)
+    if previous is None:
+        return 0
+    print_fn(
+        f"resuming {run_dir} from the checkpoint of step {previous['step']} of {config.train.steps}; "
+        f"steps after it run again{unrolls_note(config, previous)}"
+    )
+    return previous["step"]
 
 
 def check_on_driver(config: Config) -> None:
@@ -255,10 +268,12 @@ def build_trainer(
     errors: ActorHandle,
     callbacks: tuple = (),
     final_eval: bool = False,
+    session: str | None = None,
 ) -> TorchTrainer:
     """The TorchTrainer of one run: `request.workers` workers running `train_worker`
     (with `final_eval`, they take the meta-test at the end), sending a user error to
-    `errors` (an `ErrorBox`)."""
+    `errors` (an `ErrorBox`); with `session`, rank 0 stops writing once another driver
+    has claimed the run (`runtime.session`)."""
     return TorchTrainer(
         worker_function(config),
         train_loop_config={
@@ -269,6 +284,7 @@ def build_trainer(
             "gpus_per_worker": request.gpus_per_worker,
             "final_eval": final_eval,
             "errors": errors,
+            "session": session,
         },
         scaling_config=scaling_config(request),
         torch_config=torch_config(config),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 
 import ray
 import ray.train
@@ -35,6 +36,7 @@ from distmeta.learned_optimizer_runs.training import (
 )
 from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import barrier, broadcast_parameters, from_rank_zero, share_of_meta_batch
+from distmeta.runtime.session import owner_check
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker import describe_workers, restored_checkpoint, start_worker
 from distmeta.runtime.worker_errors import send_error
@@ -43,9 +45,9 @@ from distmeta.training.checkpoint import save_checkpoint
 from distmeta.training.progress import ProgressLog
 
 
-def report_checkpoint(run: OptimizerRun, rank: int):
+def report_checkpoint(run: OptimizerRun, rank: int, still_owner: Callable[[], None]):
     """A `train_loop` checkpoint function: every rank hands in its unrolls and reports, rank 0
-    with the checkpoint."""
+    with the checkpoint (once `still_owner` found that no other session took the run over)."""
 
     def save(state: RunState) -> None:
         extra = checkpoint_payload(run, state)  # a collective: every rank, every checkpoint
@@ -53,6 +55,7 @@ def report_checkpoint(run: OptimizerRun, rank: int):
         if rank != 0:
             ray.train.report(metrics, checkpoint=None)
             return
+        still_owner()
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(
                 folder, state.step, run.config, state.meta_params, state.optimizer.state_dict(), metrics, extra
@@ -66,6 +69,7 @@ def train_worker(loop_config: dict) -> None:
     """The per-worker function of a learned-optimiser run's TorchTrainer."""
     rank, world_size = start_worker(loop_config)
     run_dir = location(loop_config["run_dir"])  # a local path, or a bucket URI with its endpoint
+    still_owner = owner_check(run_dir, loop_config.get("session"))
     failure = RankFailure(rank)
     try:
         with failure.catching():  # this rank's settings, and rank 0's checkpoint
@@ -80,9 +84,10 @@ def train_worker(loop_config: dict) -> None:
         workers = describe_workers(rank, "cpu", "loop")  # learned optimisers train on the CPU
         progress = None
         if rank == 0:
+            still_owner()
             run_dir.mkdir()
             (run_dir / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
-            progress = ProgressLog(run_dir, config.train.steps, config.metric, unit=UNIT)
+            progress = ProgressLog(run_dir, config.train.steps, config.metric, unit=UNIT, before_write=still_owner)
             if payload is not None:
                 progress.record(
                     {"event": "resumed", "from_step": payload["step"], "note": unrolls_line(config, payload)}
@@ -92,10 +97,11 @@ def train_worker(loop_config: dict) -> None:
             state,
             progress,
             lambda run, state: rank_meta_step(run, state, rank, world_size),
-            report_checkpoint(run, rank),
+            report_checkpoint(run, rank, still_owner),
         )
         if loop_config.get("final_eval") and rank == 0:
             test = final_meta_test(run, state.meta_params, range(config.algorithm.learned_optimizer.eval_tasks))
+            still_owner()
             (run_dir / META_TEST_FILE).write_text(json.dumps(test.to_dict(), indent=2))
     except DistmetaError as error:  # every rank at once: a non-finite meta-gradient is all-reduced first
         send_error(loop_config["errors"], error)

@@ -25,7 +25,7 @@ import json
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from distmeta.evaluation import EvalResult, summarise, task_results
 from distmeta.experiment import Experiment, build_experiment
 from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import broadcast_parameters, from_rank_zero, gathered, share_of_meta_batch
+from distmeta.runtime.session import owner_check
 from distmeta.runtime.step import rank_meta_step
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker_errors import send_error
@@ -77,8 +78,11 @@ def distributed_meta_step(
     return step
 
 
-def report_checkpoint(experiment: Experiment, rank: int, failure: RankFailure, run_dir: Location):
-    """A `train_loop` checkpoint function: every rank reports, rank 0 with the checkpoint.
+def report_checkpoint(
+    experiment: Experiment, rank: int, failure: RankFailure, run_dir: Location, still_owner: Callable[[], None]
+):
+    """A `train_loop` checkpoint function: every rank reports, rank 0 with the checkpoint
+    (once `still_owner` found that no other session took the run over: `runtime.session`).
 
     Ray's report waits for every rank, so the ranks first agree that none failed (rank 0
     writing the checkpoint, or logging since the last step). A failed upload to the
@@ -90,6 +94,7 @@ def report_checkpoint(experiment: Experiment, rank: int, failure: RankFailure, r
             checkpoint = None
             if rank == 0:
                 with failure.catching():
+                    still_owner()
                     save_checkpoint(
                         folder, state.step, experiment.config, state.meta_params, state.optimizer.state_dict(), metrics
                     )
@@ -198,6 +203,7 @@ def train_worker(loop_config: dict) -> None:
     driver through the error box (`runtime.worker_errors`) rather than as a crash."""
     rank, world_size = start_worker(loop_config)
     run_dir = location(loop_config["run_dir"])  # a local path, or a bucket URI with its endpoint
+    still_owner = owner_check(run_dir, loop_config.get("session"))
     failure = RankFailure(rank)
     try:
         with failure.catching():  # this rank's data, device, and rank 0's checkpoint
@@ -212,9 +218,10 @@ def train_worker(loop_config: dict) -> None:
         progress = None
         if rank == 0:
             with failure.catching(), storage_writes(run_dir, WORKERS_FILE):
+                still_owner()
                 run_dir.mkdir()
                 (run_dir / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
-                progress = ProgressLog(run_dir, config.train.steps, config.metric)
+                progress = ProgressLog(run_dir, config.train.steps, config.metric, before_write=still_owner)
                 if payload is not None:
                     progress.record({"event": "resumed", "from_step": payload["step"]})
         share = share_of_meta_batch(config.train.meta_batch_size, rank, world_size)
@@ -224,7 +231,7 @@ def train_worker(loop_config: dict) -> None:
                 state,
                 progress,
                 distributed_meta_step(rank, world_size, failure, run_dir, batches),
-                report_checkpoint(experiment, rank, failure, run_dir),
+                report_checkpoint(experiment, rank, failure, run_dir, still_owner),
                 leader_failure=failure,
                 leader_decision=from_rank_zero,
             )
@@ -232,6 +239,7 @@ def train_worker(loop_config: dict) -> None:
         if loop_config.get("final_eval"):
             test = final_meta_test(experiment, state, rank, world_size)
             if test is not None:  # after the last collective: no rank waits for this one
+                still_owner()
                 with storage_writes(run_dir, META_TEST_FILE):
                     (run_dir / META_TEST_FILE).write_text(json.dumps(test.to_dict(), indent=2))
     except DistmetaError as error:

@@ -9,6 +9,7 @@ import json
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,10 +30,19 @@ class ProgressLog:
     writes its numbers as TensorBoard scalars under `<run_dir>/tensorboard`.
 
     TensorBoard's writer needs a local folder: for a run in a bucket it writes to a
-    temporary one, whose event file is uploaded whole at every flush."""
+    temporary one, whose event file is uploaded whole at every flush.
+
+    `before_write`, if given, is called before each record is written: a distributed run's
+    check that it still owns the run (`runtime.session`), which raises if not."""
 
     def __init__(
-        self, run_dir: str | Path | Location, total_steps: int, metric: str, print_fn=print, unit: str = "tasks"
+        self,
+        run_dir: str | Path | Location,
+        total_steps: int,
+        metric: str,
+        print_fn=print,
+        unit: str = "tasks",
+        before_write: Callable[[], None] | None = None,
     ):
         self.path = location(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir()
@@ -44,6 +54,7 @@ class ProgressLog:
         self.unit = unit
         """What `count_tasks` counts: tasks, or a learned optimiser's "unroll steps"."""
         self.print = print_fn
+        self.before_write = before_write
         self.started = time.perf_counter()
         self.interval_start = self.started
         self.interval_tasks = 0
@@ -55,6 +66,8 @@ class ProgressLog:
 
     def record(self, record: dict) -> None:
         try:
+            if self.before_write is not None:
+                self.before_write()
             self._write(record)
         except OSError as error:  # storage full, read-only or gone: stop, naming it
             raise StorageError(self.path, f"the run's metrics could not be written ({error})") from None

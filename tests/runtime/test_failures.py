@@ -24,7 +24,7 @@ from ray.train.torch import TorchConfig
 import distmeta.runtime.launcher
 import distmeta.runtime.worker
 from distmeta.config import load_config
-from distmeta.errors import DatasetError, DistmetaError, StorageError
+from distmeta.errors import DatasetError, DistmetaError, RunTakenOverError, StorageError
 from distmeta.runtime.launcher import ClusterRequest, train_distributed
 from distmeta.training.checkpoint import CheckpointSkippedWarning, checkpoint_files, newest_readable_checkpoint
 from distmeta.training.trainer import train
@@ -108,6 +108,29 @@ def worker_whose_storage_fills_up_copying_the_checkpoint_of_step_4(loop_config):
     worker.train_worker(loop_config)
 
 
+def worker_whose_run_another_driver_claims_at_step_3(loop_config):
+    """The real per-worker function, except that another session claims the run (as a second
+    driver started on it would) while rank 0 takes step 3."""
+    import distmeta.runtime.worker as worker
+    from distmeta.runtime.session import claim_run
+    from distmeta.storage import location
+
+    real_step = worker.distributed_meta_step
+
+    def claimed_step(rank, *arguments, **keywords):
+        step = real_step(rank, *arguments, **keywords)
+
+        def maybe_claim(experiment, state):
+            if rank == 0 and state.step == 3:
+                claim_run(location(loop_config["run_dir"]))
+            return step(experiment, state)
+
+        return maybe_claim
+
+    worker.distributed_meta_step = claimed_step
+    worker.train_worker(loop_config)
+
+
 COLLECTIVE_TIMEOUT_S = TorchConfig().timeout_s  # how long a rank left waiting in a collective would wait
 PROMPTLY_S = 120  # a whole run's start here takes ~20 s on a loaded machine
 ONE_RANK_FAILS = [
@@ -167,6 +190,18 @@ def test_a_full_storage_on_rank_0_only_stops_every_rank_promptly_and_the_run_res
         )
     assert any("from the checkpoint of step 2 of 8" in line for line in lines)
     assert resumed.steps == 8 and resumed_from(tmp_path / "one-rank") == [2]
+
+
+@pytest.mark.slow
+def test_a_run_another_driver_claims_stops_every_rank_promptly_without_writing_more(cluster, tmp_path, monkeypatch):
+    raised = failed_promptly(worker_whose_run_another_driver_claims_at_step_3, tmp_path, monkeypatch)
+    assert isinstance(raised.value, RunTakenOverError), raised.value
+    assert raised.value.path == str(tmp_path / "one-rank")
+    assert "(raised on rank 0)" in raised.value.__notes__
+    # the claim came during step 3: the log of step 4 and its checkpoint were left to the new owner
+    records = [json.loads(line) for line in (tmp_path / "one-rank" / "metrics.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in records] == [2]
+    assert [p.name for p in checkpoint_files(tmp_path / "one-rank")] == ["step_00000002.pt"]
 
 
 def distributed(storage, name, overrides, workers=2):
