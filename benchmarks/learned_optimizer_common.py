@@ -39,6 +39,9 @@ def common_arguments(description: str, meta_steps: int, meta_lr: float, seeds_he
     parser.add_argument("--meta-steps", type=int, default=meta_steps)
     parser.add_argument("--meta-lr", type=float, default=meta_lr)
     parser.add_argument("--truncation-length", type=int, default=20)
+    parser.add_argument(
+        "--meta-loss", default="mean", choices=["mean", "final"], help="the truncation's mean loss, or its last"
+    )
     parser.add_argument("--seeds", type=int, default=5, help=seeds_help)
     return parser
 

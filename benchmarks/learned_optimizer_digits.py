@@ -78,6 +78,7 @@ def main() -> None:
             optimizer=name,
             unroll_length=args.unroll_length,
             truncation_length=args.truncation_length,
+            meta_loss=args.meta_loss,
             meta_steps=args.meta_steps,
             meta_lr=args.meta_lr,
             log_loss=True,

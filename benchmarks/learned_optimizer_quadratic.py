@@ -95,6 +95,7 @@ def main() -> None:
             estimator=args.estimator,
             unroll_length=100,
             truncation_length=args.truncation_length,
+            meta_loss=args.meta_loss,
             meta_steps=args.meta_steps,
             meta_lr=args.meta_lr,
             log_loss=args.log_loss,
