@@ -43,7 +43,13 @@ from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker import train_worker
 from distmeta.runtime.worker_errors import error_box, raise_sent_error
 from distmeta.storage import Location, UnknownStorageError, as_path, location, ray_storage
-from distmeta.training.checkpoint import check_resumable, load_checkpoint, newest_readable_checkpoint
+from distmeta.training.checkpoint import (
+    check_resumable,
+    checkpoint_step,
+    latest_checkpoint,
+    load_checkpoint,
+    newest_readable_checkpoint,
+)
 from distmeta.training.progress import summary_table
 from distmeta.training.trainer import TrainResult, run_summary, summary_rows
 
@@ -149,7 +155,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print, f
         # from here a killed driver's workers, still alive, stop writing to the run; so the
         # checkpoint it resumes from is read after this (they may have written a newer one)
         session = claim_run(run_dir)
-        start_step = announced_resume(run_dir, config, print_fn)
+        start_step = announced_resume(run_dir, previous, config, print_fn)
         (run_dir / META_TEST_FILE).unlink()
         started = time.perf_counter()
         with (
@@ -174,9 +180,14 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print, f
     return TrainResult(as_path(run_dir), params, payload["step"], test, summary)
 
 
-def announced_resume(run_dir: Location, config: Config, print_fn) -> int:
-    """The step the run resumes from (0 for a new run), said when there is one."""
-    previous = newest_readable_checkpoint(run_dir)
+def announced_resume(run_dir: Location, previous: dict | None, config: Config, print_fn) -> int:
+    """The step the run resumes from (0 for a new run), said when there is one.
+
+    `previous` is the checkpoint read before the claim; it is read again only if a newer
+    file has appeared since (a killed driver's workers may have written one)."""
+    latest = latest_checkpoint(run_dir)
+    if latest is not None and (previous is None or checkpoint_step(latest) > previous["step"]):
+        previous = newest_readable_checkpoint(run_dir)
     if previous is None:
         return 0
     print_fn(

@@ -89,6 +89,14 @@ def checkpoint_files(run_dir: str | Path | Location) -> list[Path | Location]:
     return [as_path(path) for path in sorted(files, key=lambda path: path.name)]
 
 
+def checkpoint_step(path: Path | Location) -> int:
+    """The step a checkpoint file is of, from its name (`step_NNNNNNNN.pt`), without reading it."""
+    match = CHECKPOINT_NAME.match(path.name)
+    if match is None:
+        raise ValueError(f"{path} is not named as a checkpoint (step_NNNNNNNN.pt)")
+    return int(match.group(1))
+
+
 def latest_checkpoint(run_dir: str | Path | Location) -> Path | Location | None:
     """The checkpoint of the highest step in `run_dir`, or None."""
     files = checkpoint_files(run_dir)

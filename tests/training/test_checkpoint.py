@@ -94,3 +94,12 @@ def test_tensors_nested_anywhere_in_optimiser_state_are_copied_to_the_cpu():
     moved = checkpoints.on_cpu(nested)
     assert torch.equal(moved["state"][0]["exp_avg"], torch.ones(2)) and moved["groups"][0][1] == 2
     assert moved["state"][0]["exp_avg"] is not nested["state"][0]["exp_avg"]
+
+
+def test_a_checkpoints_step_is_read_from_its_name_without_opening_it(tmp_path):
+    config = load_config()
+    checkpoints.save_checkpoint(tmp_path, 1200, config, {"w": torch.zeros(2)}, {}, {})
+    (written,) = checkpoints.checkpoint_files(tmp_path)
+    assert checkpoints.checkpoint_step(written) == 1200
+    with pytest.raises(ValueError, match="notes.txt is not named as a checkpoint"):
+        checkpoints.checkpoint_step(tmp_path / "notes.txt")
