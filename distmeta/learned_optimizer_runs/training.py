@@ -20,7 +20,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from distmeta.learned_optimizers.evaluation import loss_curves
 from distmeta.learned_optimizers.meta_training import build_estimator, check_optimisee
 from distmeta.learned_optimizers.rules import make_rule
 from distmeta.learned_optimizers.unroll import OptimiseeUnroll
+from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import all_reduce_sum, share_of_meta_batch
 from distmeta.runtime.step import NoClock, StepClock
 from distmeta.tasks.base import task_seed
@@ -127,32 +128,45 @@ def initial_state(run: OptimizerRun, indices: range, checkpoint: dict | None = N
 
 
 def rank_meta_step(
-    run: OptimizerRun, state: RunState, rank: int, world_size: int, clock: StepClock | None = None
+    run: OptimizerRun,
+    state: RunState,
+    rank: int,
+    world_size: int,
+    clock: StepClock | None = None,
+    failure: RankFailure | None = None,
 ) -> StepMetrics:
     """This rank's unrolls each moved on by a truncation, one all-reduce, the shared update.
 
     Phases, in order: `meta_gradient`, `sync_wait`, `all_reduce`, `optimizer`. The metrics
     are over the whole meta-batch: the mean meta-loss of its truncations (also as the score),
     and as its `tasks` the optimisee steps its unrolls took.
+    A user error on this rank (in this step, or kept in `failure` since the ranks last met,
+    e.g. rank 0 failing to log) is not raised here at once: the all-reduce carries a flag
+    saying so, and every rank raises it together (`runtime.agreement`), as the few-shot step does.
     """
     clock = clock or NoClock()
+    failure = failure or RankFailure(rank)
     config = run.config
     grad_sum = {name: torch.zeros_like(value) for name, value in state.meta_params.items()}
     loss_sum, steps_sum = torch.zeros(()), torch.zeros(())
-    with clock.phase("meta_gradient"):
-        for index in share_of_meta_batch(run.unrolls, rank, world_size):
-            seed = optimisee_seed(config.seed, "train", state.step, index)
-            estimate = run.estimator.estimate(run.unroll, state.meta_params, state.unrolls.get(index, {}), seed)
-            state.unrolls[index] = estimate.unroll_state
-            for name in grad_sum:
-                grad_sum[name] += estimate.grads[name]
-            loss_sum += estimate.mean_loss
-            steps_sum += estimate.info["steps"]
+    with clock.phase("meta_gradient"), failure.catching():
+        if not failure.failed:  # a rank that failed since the ranks last met only says so
+            for index in share_of_meta_batch(run.unrolls, rank, world_size):
+                seed = optimisee_seed(config.seed, "train", state.step, index)
+                estimate = run.estimator.estimate(run.unroll, state.meta_params, state.unrolls.get(index, {}), seed)
+                state.unrolls[index] = estimate.unroll_state
+                for name in grad_sum:
+                    grad_sum[name] += estimate.grads[name]
+                loss_sum += estimate.mean_loss
+                steps_sum += estimate.info["steps"]
     with clock.phase("sync_wait"):
         clock.wait_for_slowest_rank()
     with clock.phase("all_reduce"):
-        grad_total, totals, reduced = all_reduce_sum(grad_sum, torch.stack([loss_sum, steps_sum]))
+        failed = torch.tensor(1.0 if failure.failed else 0.0)
+        grad_total, totals, reduced = all_reduce_sum(grad_sum, torch.stack([loss_sum, steps_sum, failed]))
     with clock.phase("optimizer"):
+        if totals[2].item() > 0:
+            failure.agree()  # raises, on every rank, the error of the lowest failing rank
         meta_loss = totals[0] / run.unrolls
         # every rank holds the same reduced values, so every rank stops here together
         check_finite(state.step, optimisee_seed(config.seed, "train", state.step, 0), meta_loss, reduced)
@@ -211,23 +225,28 @@ def train_loop(
     progress: ProgressLog | None,
     step_fn: Callable[[OptimizerRun, RunState], StepMetrics],
     checkpoint_fn: Callable[[RunState], None] | None = None,
+    leader_failure: RankFailure | None = None,
 ) -> None:
     """Meta-steps until `train.steps`, with logs, validation and checkpoints at their intervals
-    (`distmeta.training.trainer.train_loop`'s schedule); only the rank given `progress` logs."""
+    (`distmeta.training.trainer.train_loop`'s schedule); only the rank given `progress` logs.
+    A user error in that logging is kept in `leader_failure` when given, for the ranks to agree
+    on at their next collective (`runtime.agreement`), rather than raised at once."""
     train = run.config.train
     start_step = state.step
     window: list[StepMetrics] = []
     while state.step < train.steps:
         window.append(step_fn(run, state))
         step, last = state.step, state.step == train.steps
-        if progress is not None:
-            progress.count_tasks(window[-1].tasks)
-            validate = (train.val_every and step % train.val_every == 0) or last
-            if validate or step % train.log_every == 0:
-                val = validation(run, state.meta_params).to_dict() if validate else None
-                loss = sum(m.meta_loss for m in window) / len(window)
-                state.history.append(progress.log_interval(step, start_step, loss, loss, val))
-                window = []
+        leader_work = leader_failure.catching() if leader_failure is not None else nullcontext()
+        with leader_work:
+            if progress is not None:
+                progress.count_tasks(window[-1].tasks)
+                validate = (train.val_every and step % train.val_every == 0) or last
+                if validate or step % train.log_every == 0:
+                    val = validation(run, state.meta_params).to_dict() if validate else None
+                    loss = sum(m.meta_loss for m in window) / len(window)
+                    state.history.append(progress.log_interval(step, start_step, loss, loss, val))
+                    window = []
         if checkpoint_fn is not None and ((train.checkpoint_every and step % train.checkpoint_every == 0) or last):
             checkpoint_fn(state)
 

@@ -38,35 +38,47 @@ from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import barrier, broadcast_parameters, from_rank_zero, share_of_meta_batch
 from distmeta.runtime.session import owner_check
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
-from distmeta.runtime.worker import describe_workers, restored_checkpoint, start_worker
+from distmeta.runtime.worker import describe_workers, restored_checkpoint, start_worker, storage_writes
 from distmeta.runtime.worker_errors import send_error
-from distmeta.storage import location
+from distmeta.storage import Location, location
 from distmeta.training.checkpoint import save_checkpoint
 from distmeta.training.progress import ProgressLog
 
 
-def report_checkpoint(run: OptimizerRun, rank: int, still_owner: Callable[[], None]):
+def report_checkpoint(
+    run: OptimizerRun, rank: int, failure: RankFailure, run_dir: Location, still_owner: Callable[[], None]
+):
     """A `train_loop` checkpoint function: every rank hands in its unrolls and reports, rank 0
-    with the checkpoint (once `still_owner` found that no other session took the run over)."""
+    with the checkpoint (once `still_owner` found that no other session took the run over).
+
+    As in the few-shot worker (`runtime.worker.report_checkpoint`): Ray's report waits for every
+    rank, so the ranks first agree that none failed (rank 0 writing the checkpoint, or logging
+    since the last step), and a failed upload is kept and said at the next all-reduce or the end."""
 
     def save(state: RunState) -> None:
         extra = checkpoint_payload(run, state)  # a collective: every rank, every checkpoint
         metrics = {"step": state.step, **(state.history[-1] if state.history else {})}
-        if rank != 0:
-            ray.train.report(metrics, checkpoint=None)
-            return
-        still_owner()
         with tempfile.TemporaryDirectory() as folder:
-            save_checkpoint(
-                folder, state.step, run.config, state.meta_params, state.optimizer.state_dict(), metrics, extra
-            )
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+            checkpoint = None
+            if rank == 0:
+                with failure.catching():
+                    still_owner()
+                    save_checkpoint(
+                        folder, state.step, run.config, state.meta_params, state.optimizer.state_dict(), metrics, extra
+                    )
+                    checkpoint = ray.train.Checkpoint.from_directory(folder)
+            failure.agree()
+            with failure.catching(), storage_writes(run_dir, f"the checkpoint of step {state.step}"):
+                ray.train.report(metrics, checkpoint=checkpoint)
 
     return save
 
 
 def train_worker(loop_config: dict) -> None:
-    """The per-worker function of a learned-optimiser run's TorchTrainer."""
+    """The per-worker function of a learned-optimiser run's TorchTrainer.
+
+    A user error on any rank (rank 0 failing to log or checkpoint, a run another driver took
+    over) ends every rank together (`RankFailure`) and reaches the driver through the error box."""
     rank, world_size = start_worker(loop_config)
     run_dir = location(loop_config["run_dir"])  # a local path, or a bucket URI with its endpoint
     still_owner = owner_check(run_dir, loop_config.get("session"))
@@ -84,25 +96,29 @@ def train_worker(loop_config: dict) -> None:
         workers = describe_workers(rank, "cpu", "loop")  # learned optimisers train on the CPU
         progress = None
         if rank == 0:
-            still_owner()
-            run_dir.mkdir()
-            (run_dir / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
-            progress = ProgressLog(run_dir, config.train.steps, config.metric, unit=UNIT, before_write=still_owner)
-            if payload is not None:
-                progress.record(
-                    {"event": "resumed", "from_step": payload["step"], "note": unrolls_line(config, payload)}
-                )
+            with failure.catching(), storage_writes(run_dir, WORKERS_FILE):
+                still_owner()
+                run_dir.mkdir()
+                (run_dir / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
+                progress = ProgressLog(run_dir, config.train.steps, config.metric, unit=UNIT, before_write=still_owner)
+                if payload is not None:
+                    progress.record(
+                        {"event": "resumed", "from_step": payload["step"], "note": unrolls_line(config, payload)}
+                    )
         train_loop(
             run,
             state,
             progress,
-            lambda run, state: rank_meta_step(run, state, rank, world_size),
-            report_checkpoint(run, rank, still_owner),
+            lambda run, state: rank_meta_step(run, state, rank, world_size, failure=failure),
+            report_checkpoint(run, rank, failure, run_dir, still_owner),
+            leader_failure=failure,
         )
-        if loop_config.get("final_eval") and rank == 0:
+        failure.agree()  # what rank 0 did after the last checkpoint
+        if loop_config.get("final_eval") and rank == 0:  # after the last collective: no rank waits for it
             test = final_meta_test(run, state.meta_params, range(config.algorithm.learned_optimizer.eval_tasks))
             still_owner()
-            (run_dir / META_TEST_FILE).write_text(json.dumps(test.to_dict(), indent=2))
+            with storage_writes(run_dir, META_TEST_FILE):
+                (run_dir / META_TEST_FILE).write_text(json.dumps(test.to_dict(), indent=2))
     except DistmetaError as error:  # every rank at once: a non-finite meta-gradient is all-reduced first
         send_error(loop_config["errors"], error)
 
@@ -121,21 +137,23 @@ def bench_worker(loop_config: dict) -> None:
         state = initial_state(run, share_of_meta_batch(config.train.meta_batch_size, rank, world_size))
         workers = describe_workers(rank, "cpu", "loop")  # learned optimisers train on the CPU
         for _ in range(loop_config["warmup"]):
-            rank_meta_step(run, state, rank, world_size)
+            rank_meta_step(run, state, rank, world_size, failure=failure)
         barrier()
-        times = [timed_step(run, state, rank, world_size) for _ in range(loop_config["steps"])]
+        times = [timed_step(run, state, rank, world_size, failure) for _ in range(loop_config["steps"])]
         send_times(box, rank, workers, times, cpu_model())
     except DistmetaError as error:
         send_error(loop_config["errors"], error)
 
 
-def timed_step(run: OptimizerRun, state: RunState, rank: int, world_size: int) -> dict[str, float]:
+def timed_step(
+    run: OptimizerRun, state: RunState, rank: int, world_size: int, failure: RankFailure
+) -> dict[str, float]:
     """One meta-step, phase by phase, in the bench's `StepTimes` fields: the estimate (unroll
     forward and meta-backward together, which cannot be timed apart) is `inner_loop`;
     nothing is sampled and there is no separate outer backward."""
     timer = PhaseTimer(torch.device("cpu"))
     with timer.phase("step"):
-        rank_meta_step(run, state, rank, world_size, timer)
+        rank_meta_step(run, state, rank, world_size, timer, failure)
     seconds = timer.seconds
     return {
         "sampling": 0.0,

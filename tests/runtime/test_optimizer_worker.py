@@ -1,14 +1,26 @@
 """A learned optimiser meta-trained on Ray Train workers (2 CPUs, gloo): no mock of Ray."""
 
 import json
+import sys
+import time
 
 import pytest
+import ray.cloudpickle
 import torch
+from ray.train.torch import TorchConfig
 
+import distmeta.runtime.launcher
 from distmeta.config import load_config
+from distmeta.errors import RunTakenOverError
 from distmeta.runtime.launcher import ClusterRequest, train_distributed
+from distmeta.training.checkpoint import checkpoint_files
 from distmeta.training.trainer import train
 from tests.learned_optimizer_runs.conftest import TINY
+
+# Ray's workers cannot import this test module by name; ship its functions by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+COLLECTIVE_TIMEOUT_S = TorchConfig().timeout_s  # how long a rank left waiting in a collective would wait
+PROMPTLY_S = 120  # a whole run's start here takes ~20 s on a loaded machine
 
 PES = [*TINY, "algorithm.learned_optimizer.estimator=pes", "algorithm.learned_optimizer.pairs=2"]
 
@@ -43,3 +55,38 @@ def test_two_workers_equal_one_and_a_resume_with_one_worker_continues_their_unro
     records = [json.loads(line) for line in (tmp_path / "ray" / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [record.get("step") for record in records if "step" in record] == [2, 4]
     assert records[-1]["rate_unit"] == "unroll steps"
+
+
+def worker_whose_run_another_driver_claims_at_step_3(loop_config):
+    """The real learned-optimiser worker, except that another session claims the run (as a
+    second driver started on it would) while rank 0 takes step 3."""
+    import distmeta.runtime.optimizer_worker as worker
+    from distmeta.runtime.session import claim_run
+    from distmeta.storage import location
+
+    real_step = worker.rank_meta_step
+
+    def claimed_step(run, state, rank, world_size, *arguments, **keywords):
+        if rank == 0 and state.step == 3:
+            claim_run(location(loop_config["run_dir"]))
+        return real_step(run, state, rank, world_size, *arguments, **keywords)
+
+    worker.rank_meta_step = claimed_step
+    worker.train_worker(loop_config)
+
+
+@pytest.mark.slow
+def test_a_run_another_driver_claims_stops_every_rank_promptly_without_writing_more(cluster, tmp_path, monkeypatch):
+    # rank 0 is refused its log of step 4 while rank 1 goes on to the checkpoint's gather:
+    # before the ranks agreed on rank 0's errors, rank 1 waited there for the collective's timeout
+    claimed = worker_whose_run_another_driver_claims_at_step_3
+    monkeypatch.setattr(distmeta.runtime.launcher, "optimizer_train_worker", claimed)
+    started = time.monotonic()
+    with pytest.raises(RunTakenOverError) as raised:
+        on_ray(tmp_path, 2, 4, [])
+    took = time.monotonic() - started
+    assert took < PROMPTLY_S < COLLECTIVE_TIMEOUT_S / 10, f"{took:.0f} s: a rank waited in a collective"
+    assert "(raised on rank 0)" in raised.value.__notes__
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in records] == [2]
+    assert [p.name for p in checkpoint_files(tmp_path / "run")] == ["step_00000002.pt"]
