@@ -221,6 +221,11 @@ class AlgorithmConfig:
     first_order: bool = False
     """Drop second-order terms of the meta-gradient (maml, anil, metasgd, mmaml, alfa, protomaml, leo);
     fomaml implies it."""
+    inner_grad_clip: float = 0.0
+    """Clamp each entry of an inner-loop gradient to [-this, this] before the step (0: off), at
+    meta-training, validation and test alike; the MMAML authors' regression runs use 10
+    (`--inner-loop-grad-clip 10`): without it a task with a huge support loss can send the
+    meta-loss to 1e20."""
     inner_batch_size: int = 0
     """Reptile while meta-training: each inner step on its own minibatch of this many support
     examples, as in Nichol et al.; 0: every step on the whole support set. Adaptation at
@@ -393,6 +398,7 @@ NOT_HASHED = (
 # before them: hashed only when set otherwise, so that older checkpoints stay resumable.
 HASHED_WHEN_SET = {
     "algorithm.inner_batch_size": 0,
+    "algorithm.inner_grad_clip": 0.0,
     "task.omniglot.synthetic": False,
     "algorithm.learned_optimizer": dataclasses.asdict(LearnedOptimizerConfig()),
     "algorithm.leo": dataclasses.asdict(LEOConfig()),
@@ -560,6 +566,7 @@ def validate(config: Config) -> None:
     _check_positive("algorithm.inner_lr", config.algorithm.inner_lr)
     _check_non_negative("algorithm.inner_steps", config.algorithm.inner_steps)
     _check_non_negative("algorithm.test_inner_steps", config.algorithm.test_inner_steps)
+    _check_non_negative("algorithm.inner_grad_clip", config.algorithm.inner_grad_clip)
     _check_positive("train.steps", config.train.steps)
     _check_positive("train.meta_batch_size", config.train.meta_batch_size)
     _check_positive("train.meta_lr", config.train.meta_lr)
@@ -679,8 +686,8 @@ def _check_positive(name: str, value: float) -> None:
         raise ConfigError(name, f"must be positive, got {value}")
 
 
-def _check_non_negative(name: str, value: int) -> None:
-    if value < 0:
+def _check_non_negative(name: str, value: float) -> None:
+    if not (value >= 0) or (isinstance(value, float) and not math.isfinite(value)):
         raise ConfigError(name, f"must be zero or more, got {value}")
 
 

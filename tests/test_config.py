@@ -85,6 +85,13 @@ def test_a_field_added_later_leaves_the_hash_of_older_configs_as_it_was():
     )
 
 
+def test_an_inner_gradient_clip_that_is_negative_or_not_a_number_is_refused_naming_the_field():
+    for value in ("-1", "nan", "inf"):
+        with pytest.raises(ConfigError, match="algorithm.inner_grad_clip: must be zero or more"):
+            load_config(None, [f"algorithm.inner_grad_clip={value}"])
+    assert config_hash(load_config(None, ["algorithm.inner_grad_clip=10"])) != config_hash(load_config())
+
+
 def test_minibatches_of_the_support_set_are_refused_for_an_algorithm_other_than_reptile():
     with pytest.raises(ConfigError, match="algorithm.inner_batch_size: only reptile"):
         load_config(None, ["algorithm.inner_batch_size=5"])

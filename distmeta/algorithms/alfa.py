@@ -125,6 +125,13 @@ class ALFA(MAML):
         rule = self.update_rule.bind(self.rule_parameters(meta_params))
         start = self.model_parameters(meta_params)
         _, state = run_rule(
-            rule, lambda step: support_loss, start, rule.init(start), self.inner_steps, False, self.autograd
+            rule,
+            lambda step: support_loss,
+            start,
+            rule.init(start),
+            self.inner_steps,
+            False,
+            self.autograd,
+            self.inner_grad_clip,
         )
         return torch.stack(state["multipliers"]).flatten()

@@ -67,6 +67,7 @@ class MetaAlgorithm:
         first_order: bool = False,
         update_rule: UpdateRule | None = None,
         estimator: MetaGradientEstimator | None = None,
+        inner_grad_clip: float = 0.0,
     ):
         self.model = model
         self.is_classification = is_classification
@@ -74,6 +75,8 @@ class MetaAlgorithm:
         self.inner_steps = inner_steps
         self.test_inner_steps = test_inner_steps
         self.first_order = first_order
+        self.inner_grad_clip = inner_grad_clip
+        """Each inner gradient entry is clamped to +- this before a step (0: off)."""
         self.update_rule = self.default_update_rule() if update_rule is None else update_rule
         self.estimator = self.default_estimator() if estimator is None else estimator
         self.autograd = False
@@ -94,6 +97,7 @@ class MetaAlgorithm:
             settings.inner_steps,
             settings.test_inner_steps,
             first_order=settings.first_order,
+            inner_grad_clip=settings.inner_grad_clip,
             **cls.extra_arguments(settings, output_size),
         )
 
@@ -213,7 +217,9 @@ class MetaAlgorithm:
         """`steps` steps of the update rule from `start`, step s descending `loss_at_step(s)`,
         with the rule's meta-parameters taken from `meta_params`."""
         rule = self.update_rule.bind(self.rule_parameters(meta_params))
-        params, _ = run_rule(rule, loss_at_step, start, rule.init(start), steps, differentiable, self.autograd)
+        params, _ = run_rule(
+            rule, loss_at_step, start, rule.init(start), steps, differentiable, self.autograd, self.inner_grad_clip
+        )
         return params
 
     def training_adaptation(self, meta_params: Params, support_x, support_y) -> Params:

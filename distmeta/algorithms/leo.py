@@ -183,13 +183,15 @@ class LEO(PrototypeClassifier):
             return self.loss(embeddings @ params["head.weight"].T, support_y)
 
         latent_rule = PerParameterSGD(0.0, {"latents": meta_params[f"{NAMESPACE}.latent_lr"]})
+        clip = self.inner_grad_clip
         adapted, _ = run_rule(
-            latent_rule, lambda step: latent_loss, {"latents": start}, {}, steps, differentiable, self.autograd
+            latent_rule, lambda step: latent_loss, {"latents": start}, {}, steps, differentiable, self.autograd, clip
         )
         head_rule = PerParameterSGD(0.0, {"head.weight": meta_params[f"{NAMESPACE}.finetune_lr"]})
         head = {"head.weight": self.decode(meta_params, adapted["latents"])}
+        finetune_steps = self.settings.finetune_steps
         head, _ = run_rule(
-            head_rule, lambda step: head_loss, head, {}, self.settings.finetune_steps, differentiable, self.autograd
+            head_rule, lambda step: head_loss, head, {}, finetune_steps, differentiable, self.autograd, clip
         )
         kl = 0.5 * (mean.square() + log_variance.exp() - 1 - log_variance).mean()
         encoder_penalty = (adapted["latents"].detach() - start).square().mean()

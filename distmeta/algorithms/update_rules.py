@@ -137,15 +137,28 @@ def run_rule(
     steps: int,
     differentiable: bool,
     autograd: bool = False,
+    grad_clip: float = 0.0,
 ) -> tuple[Params, RuleState]:
     """`steps` steps of `rule` from (params, state); step s descends `loss_at_step(s)`.
 
     With `differentiable`, the inner gradients stay in the graph so that an outer
     derivative sees second-order terms (MAML); without, they are treated as constants
     (first-order MAML, Reptile, evaluation). Either way the rule's meta-parameters in
-    `state` stay in the graph.
+    `state` stay in the graph. With `grad_clip` > 0 each gradient entry is clamped to
+    [-grad_clip, grad_clip] before the rule sees it (`clipped`).
     """
     for step in range(steps):
         grads = gradients(loss_at_step(step), params, differentiable, autograd)
-        params, state = rule.update(grads, state, params)
+        params, state = rule.update(clipped(grads, grad_clip), state, params)
     return params, state
+
+
+def clipped(grads: Params, limit: float) -> Params:
+    """Each entry of `grads` clamped to [-limit, limit] (`limit` 0: unchanged), as the MMAML authors'
+    inner loop does (`--inner-loop-grad-clip 10`): one task whose support loss is huge (a steep
+    function, a modulation gone large) then takes a bounded step instead of one that sends its
+    adapted network, and the meta-batch's loss, to 1e20. The clamp is differentiable (its derivative
+    is 0 where it clips), so second-order meta-gradients go through it."""
+    if limit <= 0:
+        return grads
+    return {name: value.clamp(-limit, limit) for name, value in grads.items()}

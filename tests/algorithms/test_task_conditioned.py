@@ -79,6 +79,22 @@ def test_the_second_order_regression_meta_gradient_matches_finite_differences(na
     assert_matches_finite_differences(algorithm, params, one_task(regression_batch(tasks=1)))
 
 
+def test_an_inner_gradient_clip_changes_the_steps_and_its_meta_gradient_still_matches_finite_differences_and_the_loop():
+    # a clip of 0.05 is below most of these inner gradients' entries: clamped ones pass no second-order term
+    model = tiny_mlp()
+    clipped = make_algorithm("mmaml", model, False, inner_steps=2, inner_grad_clip=0.05)
+    plain = make_algorithm("mmaml", model, False, inner_steps=2)
+    params = perturbed(meta_params_for(clipped, model))
+    task = one_task(regression_batch(tasks=1))
+    assert_matches_finite_differences(clipped, params, task)
+    assert clipped.query_loss(params, *task)[0].item() != pytest.approx(plain.query_loss(params, *task)[0].item())
+    batch = regression_batch(tasks=3)
+    vmapped = batch_meta_gradient(clipped, params, batch, "vmap")
+    looped = batch_meta_gradient(clipped, params, batch, "loop")
+    for key in params:
+        torch.testing.assert_close(vmapped.grad_sum[key], looped.grad_sum[key], rtol=1e-6, atol=1e-10, msg=key)
+
+
 def test_the_second_order_proto_maml_meta_gradient_matches_finite_differences():
     model = tiny_mlp(4, 3)
     algorithm = make_algorithm("protomaml", model, True, 3, inner_steps=2)

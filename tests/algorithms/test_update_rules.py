@@ -43,6 +43,16 @@ def test_sgd_steps_down_the_gradient_at_its_rate_and_keeps_no_state():
     assert state == {}
 
 
+def test_a_clipped_inner_gradient_moves_each_entry_by_at_most_the_rate_times_the_clip():
+    # gradients 2(w - 2) at w0 = (0, 1.9): (-4, -0.2), clamped to 1: (-1, -0.2); rate 0.25: w1 = (0.25, 1.95)
+    rule = SGD(0.25)
+    start = {"w": t(0.0, 1.9)}
+    params, _ = run_rule(rule, lambda step: quadratic, start, rule.init(start), 1, False, grad_clip=1.0)
+    torch.testing.assert_close(params["w"], t(0.25, 1.95))
+    unclipped, _ = run_rule(rule, lambda step: quadratic, start, rule.init(start), 1, False)
+    torch.testing.assert_close(unclipped["w"], t(1.0, 1.95))
+
+
 def test_a_rule_with_state_carries_it_from_step_to_step():
     # w0 = 0, rate 0.25, mu 0.5: g0 = -4, v1 = -4, w1 = 1; g1 = -2, v2 = 0.5 * -4 - 2 = -4, w2 = 1 + 1 = 2
     rule = Momentum(0.25, 0.5)
