@@ -71,22 +71,24 @@ def test_a_result_file_gives_its_row(tmp_path):
     assert "Measured on 2-core CPU (Some CPU), torch 9.9" in section
 
 
-def test_the_proto_maml_comparison_names_each_gap_the_target_ordering_misses(tmp_path):
+def test_the_proto_maml_comparison_names_each_gap_the_target_ordering_misses_in_each_setting(tmp_path):
     readme_results = _module("readme_results")
     (tmp_path / "accuracy").mkdir()
     for name, mean in (("protomaml", 0.975), ("protonet", 0.970), ("maml", 0.950)):
         record = {"test_mean": mean, "ci95": 0.004, "steps": 100}
         (tmp_path / "accuracy" / f"omniglot_{name}_5w1s.json").write_text(json.dumps(record))
-    sentence = readme_results._protomaml_ordering(tmp_path)
+    assert readme_results._protomaml_ordering(tmp_path, "20w1s") is None  # that setting has no results
+    sentence = readme_results._protomaml_ordering(tmp_path, "5w1s")
+    assert sentence.startswith("At 5-way 1-shot: ")
     assert "first-order Proto-MAML 97.50% +- 0.40% (100 steps), ProtoNets 97.00% +- 0.40%" in sentence
     assert "is missed: Proto-MAML over ProtoNets by +0.50 points (each should be at least +1)" in sentence
     assert "ProtoNets over MAML" not in sentence
     (tmp_path / "accuracy" / "omniglot_protomaml_5w1s.json").write_text(
         json.dumps({"test_mean": 0.985, "ci95": 0.004, "steps": 100})
     )
-    assert "is met." in readme_results._protomaml_ordering(tmp_path)
+    assert "is met." in readme_results._protomaml_ordering(tmp_path, "5w1s")
     (tmp_path / "accuracy" / "omniglot_maml_5w1s.json").unlink()
-    assert readme_results._protomaml_ordering(tmp_path) is None  # no sentence until all three have run
+    assert readme_results._protomaml_ordering(tmp_path, "5w1s") is None  # no sentence until all three have run
 
 
 def test_a_result_drawn_from_the_earlier_task_stream_is_marked_so(tmp_path):
