@@ -168,3 +168,15 @@ def test_a_per_setting_override_for_a_setting_the_suite_lacks_is_refused_naming_
     path.write_text(yaml.safe_dump(suite))
     with pytest.raises(SystemExit, match=r"reptile\.set_by_setting names settings \['20w1'\]"):
         accuracy.load_suite(path)
+
+
+def test_the_alfa_comparison_is_stated_for_each_setting_both_have_run_in(tmp_path):
+    readme_results = _module("readme_results")
+    (tmp_path / "accuracy").mkdir()
+    for name, mean in (("alfa", 0.870), ("maml", 0.880)):
+        record = {"test_mean": mean, "ci95": 0.004, "steps": 100, "train_wall_time_s": 600.0}
+        (tmp_path / "accuracy" / f"omniglot_{name}_20w1s.json").write_text(json.dumps(record))
+    assert readme_results._alfa_against_maml(tmp_path, "5w1s") is None
+    sentence = readme_results._alfa_against_maml(tmp_path, "20w1s")
+    assert sentence.startswith("ALFA at 20-way 1-shot (second order")
+    assert "ALFA >= MAML is missed by 1.00 points" in sentence
