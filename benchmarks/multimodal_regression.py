@@ -3,8 +3,12 @@
     python benchmarks/multimodal_regression.py [--steps 800] [--modes 2,3,5] [--out PATH]
     python benchmarks/multimodal_regression.py --steps 7000 --meta-batch-size paper --hidden 100,100,100 \
         --out benchmarks/results/multimodal_regression_7000.json     # the issue's budget: 1/10 of the paper's
+    # the same with the authors' inner clip, as two runs side by side (2 and 3 modes; 5), then one record:
     python benchmarks/multimodal_regression.py --steps 7000 --meta-batch-size paper --hidden 100,100,100 \
-        --modes 5 --inner-grad-clip 10 --out benchmarks/results/multimodal_regression_7000_clip10.json
+        --inner-grad-clip 10 --modes 2,3 --out runs/clip10_2_3modes.json     # and, beside it, --modes 5
+    python benchmarks/multimodal_regression.py --merge runs/clip10_2_3modes.json runs/clip10_5modes.json \
+        --out benchmarks/results/multimodal_regression_7000_clip10.json
+    python benchmarks/multimodal_regression.py --methods mmaml ...   # some of the methods only
     python benchmarks/multimodal_regression.py --table         # the README table of the results JSON
 
 For each number of modes (2: sinusoid, linear; 3: + quadratic; 5: + tanh, |x|), trains in
@@ -68,6 +72,9 @@ PAPER = {
 # 50, 75, 125 for the 2-, 3- and 5-mode mixtures): `--meta-batch-size paper` takes them.
 PAPER_META_BATCH_SIZES = {2: 50, 3: 75, 5: 125}
 PAPER_META_BATCHES = 70_000
+METHODS = ("maml", "multi-maml", "mmaml", "alfa")
+# what may differ between the runs that `--merge` puts into one record
+MERGE_MAY_DIFFER = {"modes", "methods", "out", "merge", "table"}
 
 
 def meta_batch_size(args, count: int) -> int:
@@ -151,7 +158,7 @@ def run_modes(args, count: int) -> dict:
     print(f"{count} modes: {', '.join(modes)}", flush=True)
     mixture, batch = test_tasks(args, modes)
     results: dict[str, dict] = {}
-    for algorithm in ("maml", "mmaml", "alfa"):
+    for algorithm in [method for method in ("maml", "mmaml", "alfa") if method in args.methods]:
         config, params, seconds, overrides = train_one(args, modes, count, algorithm, f"{count}modes-{algorithm}")
         extra = {}
         if algorithm != "maml":
@@ -166,6 +173,9 @@ def run_modes(args, count: int) -> dict:
         print(
             f"  {algorithm}: test mse {results[algorithm]['mse']:.3f} +- {results[algorithm]['ci95']:.3f}", flush=True
         )
+    results["mode_counts"] = torch.bincount(batch.modes, minlength=len(modes)).tolist()
+    if "multi-maml" not in args.methods:
+        return results
     scores = torch.empty(TEST_TASKS)
     seconds, per_mode_overrides = 0.0, {}
     for index, mode in enumerate(modes):
@@ -189,7 +199,6 @@ def run_modes(args, count: int) -> dict:
     print(
         f"  multi-maml: test mse {results['multi-maml']['mse']:.3f} +- {results['multi-maml']['ci95']:.3f}", flush=True
     )
-    results["mode_counts"] = torch.bincount(batch.modes, minlength=len(modes)).tolist()
     return results
 
 
@@ -200,16 +209,19 @@ def markdown_table(record: dict) -> str:
     paper = record["paper"]
     header = "| method | " + " | ".join(f"{c} modes (paper)" for c in counts) + " |"
     lines = [header, "|---" * (len(counts) + 1) + "|"]
-    for method in ("maml", "multi-maml", "mmaml", "alfa"):
+    for method in METHODS:
         cells = []
         for count in counts:
-            result = record["results"][count][method]
+            result = record["results"][count].get(method)
             theirs = paper.get(method, {}).get(count)
-            cells.append(f"{result['mse']:.3f} +- {result['ci95']:.3f} ({theirs if theirs is not None else '-'})")
+            ours = f"{result['mse']:.3f} +- {result['ci95']:.3f}" if result else "not run"
+            cells.append(f"{ours} ({theirs if theirs is not None else '-'})")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     spreads = []
     for method in ("mmaml", "alfa"):
         for count in counts:
+            if method not in record["results"][count]:
+                continue
             spread = record["results"][count][method]["conditioning"]
             spreads.append(
                 f"{method} {count} modes: std {spread['conditioning_std']:.3g}, between-mode std "
@@ -240,6 +252,16 @@ def parse_args(argv=None):
     )
     parser.add_argument("--hidden", type=lambda s: [int(w) for w in s.split(",")], default=[40, 40])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help=f"comma-separated, among {', '.join(METHODS)} (default: all)"
+    )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="write to --out one record of these results files (runs of the same settings on other mode "
+        "counts or methods, e.g. run side by side), and stop",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table", action="store_true", help="print the README table of --out's results and stop")
     return parser.parse_args(argv)
@@ -250,7 +272,15 @@ def main(argv=None) -> None:
     if args.table:
         print(markdown_table(json.loads(args.out.read_text())))
         return
+    if args.merge:
+        record = merged_record([json.loads(path.read_text()) for path in args.merge], command_line(argv), args.merge)
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {args.out}")
+        return
     counts = [int(c) for c in args.modes.split(",")]
+    args.methods = args.methods.split(",")
+    if unknown_methods := [m for m in args.methods if m not in METHODS]:
+        raise SystemExit(f"--methods: {unknown_methods} not among {', '.join(METHODS)}")
     if args.meta_batch_size != "paper" and not args.meta_batch_size.isdigit():
         raise SystemExit(f"--meta-batch-size: {args.meta_batch_size!r} is neither a number nor 'paper'")
     unknown = [c for c in counts if c not in MODE_SETS]
@@ -261,10 +291,7 @@ def main(argv=None) -> None:
     load_before = os.getloadavg()
     results = {str(count): run_modes(args, count) for count in counts}
     record = {
-        "command": " ".join(
-            shlex.quote(a)
-            for a in ["python", "benchmarks/multimodal_regression.py", *(sys.argv[1:] if argv is None else argv)]
-        ),
+        "command": command_line(argv),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpu": cpu_model(),
@@ -291,6 +318,46 @@ def main(argv=None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.out}")
+
+
+def command_line(argv=None) -> str:
+    """This script's command line, as a person would type it again."""
+    arguments = sys.argv[1:] if argv is None else argv
+    return " ".join(shlex.quote(a) for a in ["python", "benchmarks/multimodal_regression.py", *arguments])
+
+
+def merged_record(parts: list[dict], command: str, paths: list[Path]) -> dict:
+    """One record of several runs' results files: their results by mode count and method, each
+    part's command, date, wall time and machine under `parts`. The runs must share every
+    setting but the mode counts and methods, and no (mode count, method) may come twice."""
+    first = parts[0]
+    results: dict[str, dict] = {}
+    for path, part in zip(paths, parts, strict=True):
+        differ = sorted(
+            key
+            for key in set(first["settings"]) | set(part["settings"])
+            if key not in MERGE_MAY_DIFFER and first["settings"].get(key) != part["settings"].get(key)
+        )
+        if differ:
+            raise SystemExit(f"--merge: {path} was run with other settings than {paths[0]}: {', '.join(differ)}")
+        for count, methods in part["results"].items():
+            for method, result in methods.items():
+                if method in results.get(count, {}) and method != "mode_counts":
+                    raise SystemExit(f"--merge: {path} has {count} modes / {method} again")
+                results.setdefault(count, {})[method] = result
+    return {
+        **{key: first[key] for key in ("test_tasks", "task_stream", "paper")},
+        "command": command,
+        "date": max(part["date"] for part in parts),
+        "settings": {key: value for key, value in first["settings"].items() if key not in MERGE_MAY_DIFFER},
+        "wall_seconds": round(sum(part["wall_seconds"] for part in parts), 1),
+        "results": dict(sorted(results.items(), key=lambda item: int(item[0]))),
+        "budget_note": "; ".join(part["budget_note"] for part in parts),
+        "parts": [
+            {key: part[key] for key in ("command", "date", "wall_seconds", "machine")} | {"file": str(path)}
+            for path, part in zip(paths, parts, strict=True)
+        ],
+    }
 
 
 if __name__ == "__main__":

@@ -10,11 +10,8 @@ index (gathered at each checkpoint), so a restarted group (of any size) continue
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable
 
-import ray
-import ray.train
 import torch
 
 from distmeta.benchmarking.machine import cpu_model
@@ -38,7 +35,13 @@ from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import barrier, broadcast_parameters, from_rank_zero, share_of_meta_batch
 from distmeta.runtime.session import owner_check
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
-from distmeta.runtime.worker import describe_workers, restored_checkpoint, start_worker, storage_writes
+from distmeta.runtime.worker import (
+    describe_workers,
+    report_with_checkpoint,
+    restored_checkpoint,
+    start_worker,
+    storage_writes,
+)
 from distmeta.runtime.worker_errors import send_error
 from distmeta.storage import Location, location
 from distmeta.training.checkpoint import save_checkpoint
@@ -49,27 +52,20 @@ def report_checkpoint(
     run: OptimizerRun, rank: int, failure: RankFailure, run_dir: Location, still_owner: Callable[[], None]
 ):
     """A `train_loop` checkpoint function: every rank hands in its unrolls and reports, rank 0
-    with the checkpoint (once `still_owner` found that no other session took the run over).
-
-    As in the few-shot worker (`runtime.worker.report_checkpoint`): Ray's report waits for every
-    rank, so the ranks first agree that none failed (rank 0 writing the checkpoint, or logging
-    since the last step), and a failed upload is kept and said at the next all-reduce or the end."""
+    with the checkpoint (once `still_owner` found that no other session took the run over),
+    as in the few-shot worker (`runtime.worker.report_with_checkpoint`)."""
 
     def save(state: RunState) -> None:
         extra = checkpoint_payload(run, state)  # a collective: every rank, every checkpoint
         metrics = {"step": state.step, **(state.history[-1] if state.history else {})}
-        with tempfile.TemporaryDirectory() as folder:
-            checkpoint = None
-            if rank == 0:
-                with failure.catching():
-                    still_owner()
-                    save_checkpoint(
-                        folder, state.step, run.config, state.meta_params, state.optimizer.state_dict(), metrics, extra
-                    )
-                    checkpoint = ray.train.Checkpoint.from_directory(folder)
-            failure.agree()
-            with failure.catching(), storage_writes(run_dir, f"the checkpoint of step {state.step}"):
-                ray.train.report(metrics, checkpoint=checkpoint)
+
+        def write(folder: str) -> None:
+            still_owner()
+            save_checkpoint(
+                folder, state.step, run.config, state.meta_params, state.optimizer.state_dict(), metrics, extra
+            )
+
+        report_with_checkpoint(state.step, metrics, rank, failure, run_dir, write)
 
     return save
 

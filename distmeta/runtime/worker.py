@@ -82,28 +82,41 @@ def report_checkpoint(
     experiment: Experiment, rank: int, failure: RankFailure, run_dir: Location, still_owner: Callable[[], None]
 ):
     """A `train_loop` checkpoint function: every rank reports, rank 0 with the checkpoint
-    (once `still_owner` found that no other session took the run over: `runtime.session`).
-
-    Ray's report waits for every rank, so the ranks first agree that none failed (rank 0
-    writing the checkpoint, or logging since the last step). A failed upload to the
-    storage is kept, and said at the next step's all-reduce or at the end."""
+    (once `still_owner` found that no other session took the run over: `runtime.session`)."""
 
     def save(state: TrainState) -> None:
         metrics = {"step": state.step, **(state.history[-1] if state.history else {})}
-        with tempfile.TemporaryDirectory() as folder:
-            checkpoint = None
-            if rank == 0:
-                with failure.catching():
-                    still_owner()
-                    save_checkpoint(
-                        folder, state.step, experiment.config, state.meta_params, state.optimizer.state_dict(), metrics
-                    )
-                    checkpoint = ray.train.Checkpoint.from_directory(folder)
-            failure.agree()
-            with failure.catching(), storage_writes(run_dir, f"the checkpoint of step {state.step}"):
-                ray.train.report(metrics, checkpoint=checkpoint)
+
+        def write(folder: str) -> None:
+            still_owner()
+            save_checkpoint(
+                folder, state.step, experiment.config, state.meta_params, state.optimizer.state_dict(), metrics
+            )
+
+        report_with_checkpoint(state.step, metrics, rank, failure, run_dir, write)
 
     return save
+
+
+def report_with_checkpoint(
+    step: int, metrics: dict, rank: int, failure: RankFailure, run_dir: Location, write: Callable[[str], None]
+) -> None:
+    """Every rank reports `metrics` to Ray Train; rank 0 with the checkpoint `write` puts in a
+    fresh folder (the few-shot and the learned-optimiser workers' checkpoints alike).
+
+    Ray's report waits for every rank, so the ranks first agree that none failed (rank 0
+    writing the checkpoint, or logging since the last step): a rank that raised alone would
+    leave the others in the report until the collective's timeout. A failed upload to the
+    storage is kept, and said at the next step's all-reduce or at the end."""
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = None
+        if rank == 0:
+            with failure.catching():
+                write(folder)
+                checkpoint = ray.train.Checkpoint.from_directory(folder)
+        failure.agree()
+        with failure.catching(), storage_writes(run_dir, f"the checkpoint of step {step}"):
+            ray.train.report(metrics, checkpoint=checkpoint)
 
 
 @contextmanager

@@ -1,0 +1,103 @@
+"""benchmarks/multimodal_regression.py: runs on parts of the mode counts or methods merge into one
+record (`--merge`), and the README table marks what a record does not hold."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def script():
+    spec = importlib.util.spec_from_file_location(
+        "multimodal_regression", ROOT / "benchmarks" / "multimodal_regression.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def part(modes: str, methods: dict[str, float], inner_lr: float = 0.01, count: str | None = None) -> dict:
+    """A results file as a run of the script writes it, with `methods`' test MSEs."""
+    conditioning = {"conditioning_std": 0.1, "between_mode_std": 0.05, "conditioning_mean_abs": 0.2}
+    results = {
+        name: {
+            "mse": mse,
+            "ci95": 0.1,
+            "tasks": 600,
+            **({"conditioning": conditioning} if name in ("mmaml", "alfa") else {}),
+        }
+        for name, mse in methods.items()
+    }
+    return {
+        "command": f"python benchmarks/multimodal_regression.py --modes {modes}",
+        "date": "2026-11-26T20:00:00+00:00",
+        "machine": {"cpu": "test", "cores": 2},
+        "settings": {"steps": 7000, "modes": modes, "inner_lr": inner_lr, "out": f"{modes}.json", "methods": "all"},
+        "test_tasks": 600,
+        "task_stream": "philox-per-meta-batch",
+        "wall_seconds": 100.0,
+        "results": {count or modes: {**results, "mode_counts": [300, 300]}},
+        "paper": {"source": "paper", "mmaml": {"2": 0.336, "5": 0.868}},
+        "budget_note": f"{modes} modes: 7,000 meta-steps",
+    }
+
+
+def write(tmp_path: Path, name: str, record: dict) -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_merging_two_runs_on_other_mode_counts_keeps_both_results_and_each_runs_command(tmp_path):
+    bench = script()
+    first = write(tmp_path, "a.json", part("2", {"maml": 2.0, "mmaml": 0.7}))
+    second = write(tmp_path, "b.json", part("5", {"maml": 2.8, "mmaml": 1.1}))
+    out = tmp_path / "merged.json"
+    bench.main(["--merge", str(first), str(second), "--out", str(out)])
+    record = json.loads(out.read_text())
+    assert list(record["results"]) == ["2", "5"]
+    assert record["results"]["5"]["mmaml"]["mse"] == 1.1
+    assert [p["command"] for p in record["parts"]] == [
+        "python benchmarks/multimodal_regression.py --modes 2",
+        "python benchmarks/multimodal_regression.py --modes 5",
+    ]
+    assert "--merge" in record["command"] and record["wall_seconds"] == 200.0
+    assert "mmaml | 0.700 +- 0.100 (0.336)" in bench.markdown_table(record)
+
+
+def test_merging_runs_of_other_methods_on_one_mode_count_joins_their_methods(tmp_path):
+    bench = script()
+    first = write(tmp_path, "a.json", part("2", {"maml": 2.0}))
+    second = write(tmp_path, "b.json", part("2", {"mmaml": 0.7}))
+    record = bench.merged_record(
+        [json.loads(first.read_text()), json.loads(second.read_text())], "cmd", [first, second]
+    )
+    assert set(record["results"]["2"]) == {"maml", "mmaml", "mode_counts"}
+    table = bench.markdown_table(record)
+    assert "| alfa | not run (-) |" in table
+
+
+def test_merging_runs_of_other_settings_is_refused_naming_the_setting(tmp_path):
+    bench = script()
+    first = write(tmp_path, "a.json", part("2", {"maml": 2.0}))
+    second = write(tmp_path, "b.json", part("5", {"maml": 2.8}, inner_lr=0.001))
+    with pytest.raises(SystemExit, match="b.json was run with other settings.*inner_lr"):
+        bench.main(["--merge", str(first), str(second), "--out", str(tmp_path / "merged.json")])
+
+
+def test_merging_the_same_result_twice_is_refused(tmp_path):
+    bench = script()
+    first = write(tmp_path, "a.json", part("2", {"maml": 2.0}))
+    again = write(tmp_path, "b.json", part("2", {"maml": 2.1}))
+    with pytest.raises(SystemExit, match="2 modes / maml again"):
+        bench.main(["--merge", str(first), str(again), "--out", str(tmp_path / "merged.json")])
+
+
+def test_an_unknown_method_is_refused_naming_the_flag():
+    with pytest.raises(SystemExit, match="--methods: \\['protonet'\\]"):
+        script().main(["--methods", "maml,protonet", "--out", "/nonexistent/x.json"])
