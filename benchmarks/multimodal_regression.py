@@ -113,6 +113,8 @@ def train_one(args, modes: tuple[str, ...], count: int, algorithm: str, run_name
     """(config, meta-parameters, training seconds, overrides) of one in-process run on modes of a
     `count`-mode mixture (`steps`: --steps unless given; resumed if checkpointed)."""
     overrides = base_overrides(args, modes, count) + [f"algorithm.name={algorithm}", f"train.run_dir={RUNS / run_name}"]
+    if algorithm == "mmaml" and args.mmaml_encoder != "set":
+        overrides.append(f"algorithm.mmaml.encoder={args.mmaml_encoder}")
     if steps is not None:
         overrides += [
             f"train.steps={steps}",
@@ -249,6 +251,11 @@ def parse_args(argv=None):
         type=float,
         default=0.0,
         help="algorithm.inner_grad_clip for every method (the authors' MMAML runs: 10); 0: off",
+    )
+    parser.add_argument(
+        "--mmaml-encoder",
+        default="set",
+        help="algorithm.mmaml.encoder of MMAML: set, or lstm (the authors' bidirectional LSTM)",
     )
     parser.add_argument("--hidden", type=lambda s: [int(w) for w in s.split(",")], default=[40, 40])
     parser.add_argument("--seed", type=int, default=0)

@@ -207,6 +207,17 @@ class LEOConfig:
 
 
 @dataclass(frozen=True)
+class MMAMLConfig:
+    """MMAML (`algorithm.name: mmaml`): the support-set encoder whose output modulates the network."""
+
+    encoder: str = "set"
+    """How a regression task's (x, y) pairs are encoded: set (a per-point MLP, mean over the
+    points: the same embedding in any order) or lstm (the MMAML authors' regression encoder: a
+    bidirectional two-layer LSTM of 40 units over the pairs in their order). Image tasks always
+    use the convolutional encoder."""
+
+
+@dataclass(frozen=True)
 class AlgorithmConfig:
     name: str = "maml"
     """maml, fomaml, reptile, anil, metasgd, protonet, mmaml, alfa, protomaml or leo: a name in the
@@ -234,6 +245,8 @@ class AlgorithmConfig:
     """learned_optimizer only."""
     leo: LEOConfig = field(default_factory=LEOConfig)
     """leo only."""
+    mmaml: MMAMLConfig = field(default_factory=MMAMLConfig)
+    """mmaml only."""
 
 
 @dataclass(frozen=True)
@@ -402,6 +415,7 @@ HASHED_WHEN_SET = {
     "task.omniglot.synthetic": False,
     "algorithm.learned_optimizer": dataclasses.asdict(LearnedOptimizerConfig()),
     "algorithm.leo": dataclasses.asdict(LEOConfig()),
+    "algorithm.mmaml": dataclasses.asdict(MMAMLConfig()),
     "task.quadratic": dataclasses.asdict(QuadraticConfig()),
     "task.digits": dataclasses.asdict(DigitsConfig()),
     "task.sinusoid_mlp": json.loads(json.dumps(dataclasses.asdict(SinusoidMLPConfig()))),  # tuples as lists

@@ -10,8 +10,10 @@ the query loss with the rest, second order unless `first_order`. A scale of 1 + 
 (rather than the output itself) makes a zero encoder output the unmodulated MAML network.
 
 Two networks are modulated:
-- the regression MLP (the MMAML paper's multimodal regression), encoded by
-  `distmeta.models.set_encoder.SetEncoder` over the (x, y) pairs, every hidden layer modulated;
+- the regression MLP (the MMAML paper's multimodal regression), encoded over the (x, y) pairs by
+  `distmeta.models.set_encoder.SetEncoder` (`algorithm.mmaml.encoder: set`, the default) or by the
+  authors' bidirectional LSTM, `distmeta.models.sequence_encoder.SequenceEncoder` (`lstm`),
+  every hidden layer modulated;
 - Conv4 (images), encoded by `distmeta.models.conv_set_encoder.ConvSetEncoder` over the support
   images, each block's channels modulated after its batch norm and before its pooling and ReLU,
   as in the MMAML authors' image code: after the batch norm, because batch norm normalises each
@@ -25,7 +27,7 @@ encoder tells tasks apart or has collapsed to one modulation for all.
 from __future__ import annotations
 
 import copy
-from typing import Self
+from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
@@ -33,12 +35,17 @@ from torch import nn
 from torch.func import functional_call
 
 from distmeta.algorithms.base import MetaAlgorithm, Params
+from distmeta.errors import ConfigError
 from distmeta.models import Conv4, initial_parameters, sub_params
 from distmeta.models.conv_set_encoder import ConvSetEncoder
+from distmeta.models.sequence_encoder import SequenceEncoder
 from distmeta.models.set_encoder import SetEncoder
 
 ENCODER_HIDDEN = 40
-"""Width of the encoder's per-point layers (the MMAML authors' regression encoder: 40)."""
+"""Width of the encoder's per-point layers, or of each LSTM direction (the MMAML authors'
+regression encoder: 40)."""
+REGRESSION_ENCODERS = {"set": SetEncoder, "lstm": SequenceEncoder}
+"""`algorithm.mmaml.encoder`: the encoders of a regression support set, by name."""
 IMAGE_ENCODER_HIDDEN = 128
 """Width of the image encoder's per-image layer (the MMAML authors' image encoder: 128); its
 convolutions have as many channels as the modulated Conv4."""
@@ -49,19 +56,37 @@ modulation, so that meta-training starts from (almost) plain MAML."""
 
 class MMAML(MetaAlgorithm):
     name = "mmaml"
+    own_settings = {"mmaml": "encodes the support set into a modulation (algorithm.mmaml)"}
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, encoder: str = "set", **kwargs):
         super().__init__(*args, **kwargs)
-        self.encoder = self._build_encoder()
+        self.encoder = self._build_encoder(encoder)
 
-    def _build_encoder(self) -> SetEncoder | ConvSetEncoder | None:
+    @classmethod
+    def extra_arguments(cls, settings, output_size: int) -> dict:
+        return {"encoder": settings.mmaml.encoder}
+
+    @classmethod
+    def check_settings(cls, settings: Any, is_classification: bool, task_name: str) -> None:
+        super().check_settings(settings, is_classification, task_name)
+        encoder = settings.mmaml.encoder
+        if encoder not in REGRESSION_ENCODERS:
+            raise ConfigError("algorithm.mmaml.encoder", f"unknown encoder {encoder!r} (choose from set, lstm)")
+        if is_classification and encoder != "set":
+            raise ConfigError(
+                "algorithm.mmaml.encoder",
+                f"{encoder!r} encodes regression (x, y) pairs; image tasks use the convolutional encoder "
+                "(leave encoder at 'set')",
+            )
+
+    def _build_encoder(self, kind: str) -> nn.Module | None:
         """The encoder whose output modulates the model; None for a model with nothing to modulate."""
         if isinstance(self.model, Conv4):
             convolutions = [module for module in self.model.features.modules() if isinstance(module, nn.Conv2d)]
             channels = [conv.out_channels for conv in convolutions]
             return ConvSetEncoder(convolutions[0].in_channels, channels[0], IMAGE_ENCODER_HIDDEN, 2 * sum(channels))
         widths = [module.out_features for module in self.model.features if isinstance(module, nn.Linear)]
-        return SetEncoder(2, ENCODER_HIDDEN, 2 * sum(widths)) if widths else None
+        return REGRESSION_ENCODERS[kind](2, ENCODER_HIDDEN, 2 * sum(widths)) if widths else None
 
     def init_meta_parameters(self, model_params: Params, seed: int = 0) -> Params:
         """The model's parameters, then the encoder's under `encoder.`, drawn from `seed`."""
@@ -95,7 +120,7 @@ class MMAML(MetaAlgorithm):
         inputs = support_x if isinstance(encoder, ConvSetEncoder) else torch.cat([support_x, support_y], dim=-1)
         return functional_call(encoder, sub_params(meta_params, "encoder"), (inputs,))
 
-    def _encoder(self) -> SetEncoder | ConvSetEncoder:
+    def _encoder(self) -> nn.Module:
         if self.encoder is None:
             raise ValueError("mmaml modulates hidden linear layers or Conv4 blocks; this model has neither")
         return self.encoder

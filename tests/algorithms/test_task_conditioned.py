@@ -5,7 +5,7 @@ import torch
 
 from distmeta.algorithms import check_algorithm_settings
 from distmeta.algorithms.protonet import PrototypicalNetwork
-from distmeta.config import AlgorithmConfig
+from distmeta.config import AlgorithmConfig, MMAMLConfig
 from distmeta.errors import ConfigError
 from distmeta.execution import batch_evaluation, batch_meta_gradient
 from distmeta.models import Conv4
@@ -189,6 +189,23 @@ def test_mmaml_modulates_each_task_by_its_support_set_and_starts_near_plain_maml
     torch.testing.assert_close(mmaml.task_conditioning(params, support_x[shuffled], support_y[shuffled]), film[0])
 
 
+def test_mmaml_with_the_authors_lstm_encoder_reads_the_support_points_in_order_and_its_meta_gradient_is_exact():
+    model = tiny_mlp()
+    mmaml = make_algorithm("mmaml", model, False, mmaml=MMAMLConfig(encoder="lstm"))
+    params = perturbed(meta_params_for(mmaml, model))
+    assert any(name.startswith("encoder.backward_layers.1.") for name in params)
+    batch = regression_batch(tasks=3)
+    support_x, support_y = one_task(batch)[:2]
+    in_order = mmaml.task_conditioning(params, support_x, support_y)
+    reversed_order = mmaml.task_conditioning(params, support_x.flip(0), support_y.flip(0))
+    assert in_order.shape == (2 * (8 + 8),) and not torch.allclose(in_order, reversed_order)
+    assert_matches_finite_differences(mmaml, params, one_task(batch), prefix="encoder.")
+    vmapped = batch_meta_gradient(mmaml, params, batch, "vmap")
+    looped = batch_meta_gradient(mmaml, params, batch, "loop")
+    for key in params:
+        torch.testing.assert_close(vmapped.grad_sum[key], looped.grad_sum[key], rtol=1e-6, atol=1e-10, msg=key)
+
+
 def test_alfa_records_its_rate_and_decay_multipliers_per_step_and_refuses_steps_it_has_no_rate_for():
     model = tiny_mlp()
     alfa = make_algorithm("alfa", model, False, inner_steps=2, test_inner_steps=2)
@@ -222,6 +239,9 @@ def test_alfa_with_zero_network_and_decay_is_maml_at_its_per_step_rate():
         (AlgorithmConfig(name="protomaml"), False, "algorithm.name"),
         (AlgorithmConfig(name="alfa", inner_steps=0), False, "algorithm.inner_steps"),
         (AlgorithmConfig(name="alfa", inner_steps=1, test_inner_steps=10), True, "algorithm.test_inner_steps"),
+        (AlgorithmConfig(name="mmaml", mmaml=MMAMLConfig(encoder="gru")), False, "algorithm.mmaml.encoder"),
+        (AlgorithmConfig(name="mmaml", mmaml=MMAMLConfig(encoder="lstm")), True, "algorithm.mmaml.encoder"),
+        (AlgorithmConfig(name="maml", mmaml=MMAMLConfig(encoder="lstm")), False, "algorithm.mmaml"),
     ],
 )
 def test_settings_an_algorithm_cannot_run_are_refused_naming_the_field(settings, classification, field):
