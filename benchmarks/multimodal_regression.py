@@ -206,12 +206,14 @@ def run_modes(args, count: int) -> dict:
 
 def markdown_table(record: dict) -> str:
     """The README's table of a results JSON: test MSE +- 95% interval per method and mode count,
-    with the paper's figure beside ours."""
+    with the paper's figure beside ours; a row for each method the record holds."""
     counts = list(record["results"])
     paper = record["paper"]
     header = "| method | " + " | ".join(f"{c} modes (paper)" for c in counts) + " |"
     lines = [header, "|---" * (len(counts) + 1) + "|"]
     for method in METHODS:
+        if not any(method in record["results"][count] for count in counts):
+            continue  # a run of some methods only (--methods): no row for the others
         cells = []
         for count in counts:
             result = record["results"][count].get(method)

@@ -79,7 +79,19 @@ def test_merging_runs_of_other_methods_on_one_mode_count_joins_their_methods(tmp
     )
     assert set(record["results"]["2"]) == {"maml", "mmaml", "mode_counts"}
     table = bench.markdown_table(record)
-    assert "| alfa | not run (-) |" in table
+    assert "| maml | 2.000 +- 0.100 (-) |\n| mmaml | 0.700 +- 0.100 (0.336) |\n\n" in table
+
+
+def test_the_table_marks_a_method_one_mode_count_lacks_and_leaves_out_methods_never_run(tmp_path):
+    bench = script()
+    first = write(tmp_path, "a.json", part("2", {"maml": 2.0, "mmaml": 0.7}))
+    second = write(tmp_path, "b.json", part("5", {"mmaml": 1.1}))
+    record = bench.merged_record(
+        [json.loads(first.read_text()), json.loads(second.read_text())], "cmd", [first, second]
+    )
+    rows = [line.split(" | ")[0] for line in bench.markdown_table(record).splitlines() if line.startswith("| ")]
+    assert rows == ["| method", "| maml", "| mmaml"]
+    assert "| maml | 2.000 +- 0.100 (-) | not run (-) |" in bench.markdown_table(record)
 
 
 def test_merging_runs_of_other_settings_is_refused_naming_the_setting(tmp_path):
