@@ -393,6 +393,8 @@ def _alfa_against_maml(results: Path, setting: str) -> str | None:
         return None
     gap = 100 * (alfa["test_mean"] - maml["test_mean"])
     verdict = "met" if gap >= 0 else f"missed by {-gap:.2f} points"
+    if abs(gap) < 100 * (alfa["ci95"] + maml["ci95"]):
+        verdict += " (the two 95% intervals overlap: no clear difference)"
     figures = " against ".join(
         f"{label} {percent(record['test_mean'], record['ci95'])} ({record['steps']} steps, "
         f"{duration(record.get('train_wall_time_s'))} of training)"

@@ -179,4 +179,14 @@ def test_the_alfa_comparison_is_stated_for_each_setting_both_have_run_in(tmp_pat
     assert readme_results._alfa_against_maml(tmp_path, "5w1s") is None
     sentence = readme_results._alfa_against_maml(tmp_path, "20w1s")
     assert sentence.startswith("ALFA at 20-way 1-shot (second order")
-    assert "ALFA >= MAML is missed by 1.00 points" in sentence
+    assert "ALFA >= MAML is missed by 1.00 points;" in sentence
+
+
+def test_an_alfa_comparison_within_the_intervals_says_there_is_no_clear_difference(tmp_path):
+    readme_results = _module("readme_results")
+    (tmp_path / "accuracy").mkdir()
+    for name, mean in (("alfa", 0.9907), ("maml", 0.9926)):
+        record = {"test_mean": mean, "ci95": 0.002, "steps": 100, "train_wall_time_s": 600.0}
+        (tmp_path / "accuracy" / f"omniglot_{name}_5w5s.json").write_text(json.dumps(record))
+    sentence = readme_results._alfa_against_maml(tmp_path, "5w5s")
+    assert "missed by 0.19 points (the two 95% intervals overlap: no clear difference);" in sentence
