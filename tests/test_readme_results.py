@@ -170,12 +170,17 @@ def test_a_per_setting_override_for_a_setting_the_suite_lacks_is_refused_naming_
         accuracy.load_suite(path)
 
 
+def write_alfa_and_maml(results, setting: str, alfa: float, maml: float, ci95: float) -> None:
+    """Suite results of ALFA and MAML in `setting` with these test accuracies and intervals."""
+    (results / "accuracy").mkdir()
+    for name, mean in (("alfa", alfa), ("maml", maml)):
+        record = {"test_mean": mean, "ci95": ci95, "steps": 100, "train_wall_time_s": 600.0}
+        (results / "accuracy" / f"omniglot_{name}_{setting}.json").write_text(json.dumps(record))
+
+
 def test_the_alfa_comparison_is_stated_for_each_setting_both_have_run_in(tmp_path):
     readme_results = _module("readme_results")
-    (tmp_path / "accuracy").mkdir()
-    for name, mean in (("alfa", 0.870), ("maml", 0.880)):
-        record = {"test_mean": mean, "ci95": 0.004, "steps": 100, "train_wall_time_s": 600.0}
-        (tmp_path / "accuracy" / f"omniglot_{name}_20w1s.json").write_text(json.dumps(record))
+    write_alfa_and_maml(tmp_path, "20w1s", alfa=0.870, maml=0.880, ci95=0.004)
     assert readme_results._alfa_against_maml(tmp_path, "5w1s") is None
     sentence = readme_results._alfa_against_maml(tmp_path, "20w1s")
     assert sentence.startswith("ALFA at 20-way 1-shot (second order")
@@ -184,9 +189,6 @@ def test_the_alfa_comparison_is_stated_for_each_setting_both_have_run_in(tmp_pat
 
 def test_an_alfa_comparison_within_the_intervals_says_there_is_no_clear_difference(tmp_path):
     readme_results = _module("readme_results")
-    (tmp_path / "accuracy").mkdir()
-    for name, mean in (("alfa", 0.9907), ("maml", 0.9926)):
-        record = {"test_mean": mean, "ci95": 0.002, "steps": 100, "train_wall_time_s": 600.0}
-        (tmp_path / "accuracy" / f"omniglot_{name}_5w5s.json").write_text(json.dumps(record))
+    write_alfa_and_maml(tmp_path, "5w5s", alfa=0.9907, maml=0.9926, ci95=0.002)
     sentence = readme_results._alfa_against_maml(tmp_path, "5w5s")
     assert "missed by 0.19 points (the two 95% intervals overlap: no clear difference);" in sentence
