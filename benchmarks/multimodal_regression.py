@@ -44,6 +44,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from distmeta.algorithms.mmaml import REGRESSION_ENCODERS  # noqa: E402
 from distmeta.benchmarking.machine import cpu_model  # noqa: E402
 from distmeta.conditioning import conditioning_spread, task_conditioning_outputs  # noqa: E402
 from distmeta.config import load_config  # noqa: E402
@@ -257,6 +258,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--mmaml-encoder",
         default="set",
+        choices=list(REGRESSION_ENCODERS),  # refused here, not after the methods before MMAML have trained
         help="algorithm.mmaml.encoder of MMAML: set, or lstm (the authors' bidirectional LSTM)",
     )
     parser.add_argument("--hidden", type=lambda s: [int(w) for w in s.split(",")], default=[40, 40])

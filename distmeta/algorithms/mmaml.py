@@ -71,7 +71,9 @@ class MMAML(MetaAlgorithm):
         super().check_settings(settings, is_classification, task_name)
         encoder = settings.mmaml.encoder
         if encoder not in REGRESSION_ENCODERS:
-            raise ConfigError("algorithm.mmaml.encoder", f"unknown encoder {encoder!r} (choose from set, lstm)")
+            raise ConfigError(
+                "algorithm.mmaml.encoder", f"unknown encoder {encoder!r} (choose from {', '.join(REGRESSION_ENCODERS)})"
+            )
         if is_classification and encoder != "set":
             raise ConfigError(
                 "algorithm.mmaml.encoder",
