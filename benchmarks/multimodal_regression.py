@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from distmeta.algorithms.mmaml import REGRESSION_ENCODERS  # noqa: E402
 from distmeta.benchmarking.machine import cpu_model  # noqa: E402
 from distmeta.conditioning import conditioning_spread, task_conditioning_outputs  # noqa: E402
-from distmeta.config import load_config  # noqa: E402
+from distmeta.config import META_LR_SCHEDULES, load_config  # noqa: E402
 from distmeta.evaluation import mean_and_ci95  # noqa: E402
 from distmeta.execution import batch_evaluation  # noqa: E402
 from distmeta.experiment import build_experiment  # noqa: E402
@@ -101,6 +101,8 @@ def base_overrides(args, modes: tuple[str, ...], count: int) -> list[str]:
         f"train.steps={args.steps}",
         f"train.meta_batch_size={meta_batch_size(args, count)}",
         f"train.meta_lr={args.meta_lr}",
+        *([f"train.meta_lr_schedule={args.meta_lr_schedule}"] if args.meta_lr_schedule != "constant" else []),
+        *([f"train.meta_grad_clip={args.meta_grad_clip}"] if args.meta_grad_clip else []),
         f"train.log_every={max(args.steps // 4, 1)}",
         "train.val_every=0",
         "train.val_tasks=100",
@@ -144,11 +146,17 @@ def test_mse(config, meta_params, batch) -> torch.Tensor:
     return scores.detach()
 
 
-def summary(scores: torch.Tensor, seconds: float, overrides: list[str], **extra) -> dict:
+def summary(scores: torch.Tensor, modes: torch.Tensor, names, seconds: float, overrides: list[str], **extra) -> dict:
+    """Mean and 95% interval of the tasks' MSE; and, because a few tasks can carry the mean, its
+    median, its largest value and the mean of each mode's tasks (`modes`: each task's mode index
+    into `names`)."""
     mean, ci95 = mean_and_ci95(scores)
     return {
         "mse": mean,
         "ci95": ci95,
+        "median": scores.median().item(),
+        "max": scores.max().item(),
+        "mse_by_mode": {name: scores[modes == index].mean().item() for index, name in enumerate(names)},
         "tasks": scores.numel(),
         "train_seconds": round(seconds, 1),
         "overrides": overrides,
@@ -172,7 +180,8 @@ def run_modes(args, count: int) -> dict:
             # the spread of the per-mode means: how much the generated strategy tells modes apart
             means = torch.stack([outputs[per_mode == m].double().mean(0) for m in per_mode.unique()])
             extra["conditioning"]["between_mode_std"] = means.std(0).mean().item() if len(means) > 1 else 0.0
-        results[algorithm] = summary(test_mse(config, params, batch), seconds, overrides, **extra)
+        scores = test_mse(config, params, batch)
+        results[algorithm] = summary(scores, batch.modes, modes, seconds, overrides, **extra)
         print(
             f"  {algorithm}: test mse {results[algorithm]['mse']:.3f} +- {results[algorithm]['ci95']:.3f}", flush=True
         )
@@ -194,6 +203,8 @@ def run_modes(args, count: int) -> dict:
             scores[chosen] = test_mse(config, params, subset)
     results["multi-maml"] = summary(
         scores,
+        batch.modes,
+        modes,
         seconds,
         [],
         per_mode_overrides=per_mode_overrides,
@@ -247,6 +258,13 @@ def parse_args(argv=None):
         help="tasks per meta-step, or 'paper': the authors' 50, 75 and 125 for 2, 3 and 5 modes",
     )
     parser.add_argument("--meta-lr", type=float, default=0.001)
+    parser.add_argument("--meta-lr-schedule", default="constant", choices=list(META_LR_SCHEDULES))
+    parser.add_argument(
+        "--meta-grad-clip",
+        type=float,
+        default=0.0,
+        help="train.meta_grad_clip for every method (the authors' MMAML runs: 2); 0: off",
+    )
     parser.add_argument("--inner-lr", type=float, default=0.01)
     parser.add_argument("--inner-steps", type=int, default=2)
     parser.add_argument(

@@ -261,6 +261,9 @@ class TrainConfig:
     """adam or sgd."""
     meta_lr_schedule: str = "constant"
     """constant, or cosine: anneal meta_lr to 0 over `steps` (the rate is a function of the step alone)."""
+    meta_grad_clip: float = 0.0
+    """Rescale the mean meta-gradient to at most this global L2 norm before the meta-optimiser
+    step (0: off). The MMAML authors' regression runs clip at 2 (their model and encoder each)."""
     log_every: int = 500
     """Steps between log lines and metrics records."""
     val_every: int = 2000
@@ -412,6 +415,7 @@ NOT_HASHED = (
 HASHED_WHEN_SET = {
     "algorithm.inner_batch_size": 0,
     "algorithm.inner_grad_clip": 0.0,
+    "train.meta_grad_clip": 0.0,
     "task.omniglot.synthetic": False,
     "algorithm.learned_optimizer": dataclasses.asdict(LearnedOptimizerConfig()),
     "algorithm.leo": dataclasses.asdict(LEOConfig()),
@@ -584,6 +588,7 @@ def validate(config: Config) -> None:
     _check_positive("train.steps", config.train.steps)
     _check_positive("train.meta_batch_size", config.train.meta_batch_size)
     _check_positive("train.meta_lr", config.train.meta_lr)
+    _check_non_negative("train.meta_grad_clip", config.train.meta_grad_clip)
     _check_positive("train.log_every", config.train.log_every)
     _check_non_negative("train.val_every", config.train.val_every)
     _check_positive("train.val_tasks", config.train.val_tasks)

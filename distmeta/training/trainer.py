@@ -119,9 +119,13 @@ def meta_lr_at(train: TrainConfig, step: int) -> float:
 
 
 def apply_meta_gradient(state: TrainState, train: TrainConfig, grad_sum: Params, num_tasks: int) -> None:
-    """One meta-optimiser step on the mean meta-gradient over `num_tasks` tasks."""
+    """One meta-optimiser step on the mean meta-gradient over `num_tasks` tasks, clipped to a
+    global norm of `train.meta_grad_clip` when set. Every rank holds the same all-reduced sum,
+    so every rank clips alike and the replicas stay equal."""
     for name, value in state.meta_params.items():
         value.grad = grad_sum[name] / num_tasks
+    if train.meta_grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(state.meta_params.values(), train.meta_grad_clip)
     for group in state.optimizer.param_groups:
         group["lr"] = meta_lr_at(train, state.step)
     state.optimizer.step()

@@ -113,3 +113,24 @@ def test_merging_the_same_result_twice_is_refused(tmp_path):
 def test_an_unknown_method_is_refused_naming_the_flag():
     with pytest.raises(SystemExit, match="--methods: \\['protonet'\\]"):
         script().main(["--methods", "maml,protonet", "--out", "/nonexistent/x.json"])
+
+
+def test_a_tiny_run_records_each_methods_median_worst_task_and_mean_per_mode(tmp_path, monkeypatch):
+    bench = script()
+    monkeypatch.setattr(bench, "RUNS", tmp_path / "runs")
+    out = tmp_path / "tiny.json"
+    bench.main(
+        ["--steps", "2", "--modes", "2", "--methods", "maml,mmaml", "--hidden", "8", "--meta-grad-clip", "1"]
+        + ["--meta-lr-schedule", "cosine", "--out", str(out)]
+    )
+    record = json.loads(out.read_text())
+    mmaml = record["results"]["2"]["mmaml"]
+    assert "train.meta_grad_clip=1.0" in mmaml["overrides"] and "train.meta_lr_schedule=cosine" in mmaml["overrides"]
+    assert set(mmaml["mse_by_mode"]) == {"sinusoid", "linear"}
+    counts = record["results"]["2"]["mode_counts"]
+    by_mode = mmaml["mse_by_mode"]
+    # the per-mode means weighted by their task counts give back the overall mean
+    assert (counts[0] * by_mode["sinusoid"] + counts[1] * by_mode["linear"]) / sum(counts) == pytest.approx(
+        mmaml["mse"]
+    )
+    assert mmaml["median"] <= mmaml["max"] and mmaml["mse"] <= mmaml["max"]

@@ -130,6 +130,26 @@ def test_cosine_meta_lr_starts_at_meta_lr_halves_midway_and_ends_near_zero():
     assert meta_lr_at(TrainConfig(meta_lr=0.01), 99) == 0.01
 
 
+def test_meta_grad_clip_rescales_a_large_mean_meta_gradient_to_the_norm_and_leaves_a_small_one_alone():
+    from distmeta.training.trainer import TrainState, apply_meta_gradient
+
+    clipped = TrainConfig(meta_lr=1.0, meta_optimizer="sgd", meta_grad_clip=2.0)
+    for grad_sum, expected_step in [
+        ({"w": torch.tensor([6.0, 8.0]), "b": torch.tensor([0.0])}, [1.2, 1.6, 0.0]),  # mean (3, 4, 0), norm 5: to 2
+        ({"w": torch.tensor([0.6, 0.8]), "b": torch.tensor([0.0])}, [0.3, 0.4, 0.0]),  # mean norm 0.5: kept
+    ]:
+        params = {"w": torch.zeros(2, requires_grad=True), "b": torch.zeros(1, requires_grad=True)}
+        state = TrainState(params, torch.optim.SGD(params.values(), lr=1.0))
+        apply_meta_gradient(state, clipped, grad_sum, num_tasks=2)
+        step = -torch.cat([params["w"].detach(), params["b"].detach()])
+        assert step.tolist() == pytest.approx(expected_step)
+
+
+def test_a_negative_meta_grad_clip_is_refused_by_name():
+    with pytest.raises(ConfigError, match="train.meta_grad_clip"):
+        load_config(None, ["train.meta_grad_clip=-1"])
+
+
 def test_a_meta_step_checks_finiteness_once_on_one_flat_buffer(tmp_path, monkeypatch):
     from distmeta.experiment import build_experiment
     from distmeta.training import trainer
