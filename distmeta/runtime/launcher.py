@@ -137,6 +137,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print, f
         request = dataclasses.replace(request, gpus_per_worker=0)  # learned optimisers train on the CPU
     storage = check_storage(request.storage)
     run_dir = storage / request.name
+    newest_seen = latest_checkpoint(run_dir)
     previous = newest_readable_checkpoint(run_dir)
     if previous is not None:
         check_resumable(previous, config)
@@ -155,7 +156,7 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print, f
         # from here a killed driver's workers, still alive, stop writing to the run; so the
         # checkpoint it resumes from is read after this (they may have written a newer one)
         session = claim_run(run_dir)
-        start_step = announced_resume(run_dir, previous, config, print_fn)
+        start_step = announced_resume(run_dir, previous, newest_seen, config, print_fn)
         (run_dir / META_TEST_FILE).unlink()
         started = time.perf_counter()
         with (
@@ -180,13 +181,16 @@ def train_distributed(config: Config, request: ClusterRequest, print_fn=print, f
     return TrainResult(as_path(run_dir), params, payload["step"], test, summary)
 
 
-def announced_resume(run_dir: Location, previous: dict | None, config: Config, print_fn) -> int:
+def announced_resume(
+    run_dir: Location, previous: dict | None, newest_seen: Path | Location | None, config: Config, print_fn
+) -> int:
     """The step the run resumes from (0 for a new run), said when there is one.
 
-    `previous` is the checkpoint read before the claim; it is read again only if a newer
-    file has appeared since (a killed driver's workers may have written one)."""
+    `previous` is the checkpoint read before the claim, when `newest_seen` was the newest file;
+    the folder is read again only if a newer file has appeared since (a killed driver's workers
+    may have written one), so that a damaged newest file is warned about once, not twice."""
     latest = latest_checkpoint(run_dir)
-    if latest is not None and (previous is None or checkpoint_step(latest) > previous["step"]):
+    if latest is not None and (newest_seen is None or checkpoint_step(latest) > checkpoint_step(newest_seen)):
         previous = newest_readable_checkpoint(run_dir)
     if previous is None:
         return 0

@@ -181,7 +181,7 @@ def test_a_full_storage_on_rank_0_only_stops_every_rank_promptly_and_the_run_res
     assert truncated.name == "step_00000004.pt"
     monkeypatch.setattr(distmeta.runtime.launcher, "train_worker", distmeta.runtime.worker.train_worker)
     lines = []
-    with pytest.warns(CheckpointSkippedWarning, match=f"skipping {truncated}"):
+    with pytest.warns(CheckpointSkippedWarning, match=f"skipping {truncated}") as warned:
         resumed = train_distributed(
             load_config(None, ONE_RANK_FAILS),
             ClusterRequest(workers=2, storage=str(tmp_path), name="one-rank"),
@@ -190,6 +190,7 @@ def test_a_full_storage_on_rank_0_only_stops_every_rank_promptly_and_the_run_res
         )
     assert any("from the checkpoint of step 2 of 8" in line for line in lines)
     assert resumed.steps == 8 and resumed_from(tmp_path / "one-rank") == [2]
+    assert [w.category for w in warned].count(CheckpointSkippedWarning) == 1  # said once, not at each read
 
 
 @pytest.mark.slow
