@@ -134,3 +134,21 @@ def test_a_tiny_run_records_each_methods_median_worst_task_and_mean_per_mode(tmp
         mmaml["mse"]
     )
     assert mmaml["median"] <= mmaml["max"] and mmaml["mse"] <= mmaml["max"]
+    # the larger sample holds the 600 tasks and 5,400 more
+    assert mmaml["tasks"] == 600 and mmaml["large_sample"]["tasks"] == 6000
+    assert mmaml["large_sample"]["max"] >= mmaml["max"]
+    assert "On 6,000 test tasks (the 600 above and 5,400 more): maml 2 modes" in bench.markdown_table(record)
+
+
+def test_a_run_trained_to_the_end_is_tested_again_with_the_seconds_its_training_took(tmp_path, monkeypatch):
+    bench = script()
+    monkeypatch.setattr(bench, "RUNS", tmp_path / "runs")
+    command = ["--steps", "2", "--modes", "2", "--methods", "maml", "--hidden", "8"]
+    bench.main([*command, "--out", str(tmp_path / "first.json")])
+    bench.main([*command, "--out", str(tmp_path / "again.json")])
+    first, again = (
+        json.loads((tmp_path / f"{name}.json").read_text())["results"]["2"]["maml"] for name in ("first", "again")
+    )
+    recorded = json.loads((tmp_path / "runs" / "2modes-maml" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert again["train_seconds"] == round(recorded["elapsed_s"], 1)
+    assert again["mse"] == first["mse"] and again["large_sample"] == first["large_sample"]
