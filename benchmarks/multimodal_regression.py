@@ -118,9 +118,9 @@ def base_overrides(args, modes: tuple[str, ...], count: int) -> list[str]:
 
 
 def train_one(args, modes: tuple[str, ...], count: int, algorithm: str, run_name: str, steps: int | None = None):
-    """(config, meta-parameters, training seconds, overrides) of one in-process run on modes of a
-    `count`-mode mixture (`steps`: --steps unless given; resumed if checkpointed: a run already
-    trained to the end is only tested again, and its seconds are those its metrics recorded)."""
+    """(config, meta-parameters, training seconds, overrides, tested again) of one in-process run on
+    modes of a `count`-mode mixture (`steps`: --steps unless given; resumed if checkpointed: a run
+    already trained to the end is only tested again, and its seconds are those its metrics recorded)."""
     overrides = base_overrides(args, modes, count) + [f"algorithm.name={algorithm}", f"train.run_dir={RUNS / run_name}"]
     if algorithm == "mmaml" and args.mmaml_encoder != "set":
         overrides.append(f"algorithm.mmaml.encoder={args.mmaml_encoder}")
@@ -134,9 +134,10 @@ def train_one(args, modes: tuple[str, ...], count: int, algorithm: str, run_name
     started = time.perf_counter()
     result = train(config, print_fn=lambda line: print(f"  [{run_name}] {line}", flush=True), final_eval=False)
     seconds = time.perf_counter() - started
-    if result.summary["steps_this_session"] == 0:
+    tested_again = result.summary["steps_this_session"] == 0
+    if tested_again:
         seconds = recorded_training_seconds(RUNS / run_name)
-    return config, result.meta_params, seconds, overrides
+    return config, result.meta_params, seconds, overrides, tested_again
 
 
 def recorded_training_seconds(run_dir: Path) -> float:
@@ -195,8 +196,10 @@ def run_modes(args, count: int) -> dict:
     mixture, batch = test_tasks(args, modes)
     results: dict[str, dict] = {}
     for algorithm in [method for method in ("maml", "mmaml", "alfa") if method in args.methods]:
-        config, params, seconds, overrides = train_one(args, modes, count, algorithm, f"{count}modes-{algorithm}")
-        extra = {}
+        config, params, seconds, overrides, tested_again = train_one(
+            args, modes, count, algorithm, f"{count}modes-{algorithm}"
+        )
+        extra = {"tested_again": True} if tested_again else {}
         if algorithm != "maml":
             experiment = build_experiment(config, check_data=False)
             outputs = task_conditioning_outputs(experiment, params, "test", 200)
@@ -216,7 +219,7 @@ def run_modes(args, count: int) -> dict:
     scores = torch.empty(LARGE_TEST_TASKS)
     seconds, per_mode_overrides = 0.0, {}
     for index, mode in enumerate(modes):
-        config, params, took, overrides = train_one(
+        config, params, took, overrides, _ = train_one(
             args, (mode,), count, "maml", f"{count}modes-multimaml-{mode}", steps=max(args.steps // len(modes), 1)
         )
         seconds += took
@@ -389,9 +392,12 @@ def main(argv=None) -> None:
 
 
 def command_line(argv=None) -> str:
-    """This script's command line, as a person would type it again."""
+    """This script's command line, as a person would type it again (with DISTMETA_BENCH_RUNS, where
+    the runs are, when set)."""
     arguments = sys.argv[1:] if argv is None else argv
-    return " ".join(shlex.quote(a) for a in ["python", "benchmarks/multimodal_regression.py", *arguments])
+    runs = os.environ.get("DISTMETA_BENCH_RUNS")
+    prefix = [f"DISTMETA_BENCH_RUNS={shlex.quote(runs)}"] if runs else []
+    return " ".join([*prefix, *(shlex.quote(a) for a in ["python", "benchmarks/multimodal_regression.py", *arguments])])
 
 
 def merged_record(parts: list[dict], command: str, paths: list[Path]) -> dict:

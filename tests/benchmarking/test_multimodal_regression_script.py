@@ -152,3 +152,11 @@ def test_a_run_trained_to_the_end_is_tested_again_with_the_seconds_its_training_
     recorded = json.loads((tmp_path / "runs" / "2modes-maml" / "metrics.jsonl").read_text().splitlines()[-1])
     assert again["train_seconds"] == round(recorded["elapsed_s"], 1)
     assert again["mse"] == first["mse"] and again["large_sample"] == first["large_sample"]
+    assert again["tested_again"] is True and "tested_again" not in first
+
+
+def test_the_recorded_command_names_where_the_runs_were(monkeypatch):
+    monkeypatch.setenv("DISTMETA_BENCH_RUNS", "runs/elsewhere")
+    assert script().command_line(["--steps", "7000"]) == (
+        "DISTMETA_BENCH_RUNS=runs/elsewhere python benchmarks/multimodal_regression.py --steps 7000"
+    )
