@@ -155,8 +155,7 @@ def test_tasks(args, modes: tuple[str, ...]):
     """The 6,000 test tasks of the mixture (the same for every method), with their modes: the
     first 600 are the test tasks of the headline figures (a task is drawn from its index alone)."""
     config = load_config(None, base_overrides(args, modes, len(modes)))
-    experiment = build_experiment(config)
-    return experiment, sample_tasks(experiment.tasks("test"), config.seed, "test", 0, range(LARGE_TEST_TASKS))
+    return sample_tasks(build_experiment(config).tasks("test"), config.seed, "test", 0, range(LARGE_TEST_TASKS))
 
 
 def test_mse(config, meta_params, batch) -> torch.Tensor:
@@ -168,27 +167,27 @@ def test_mse(config, meta_params, batch) -> torch.Tensor:
     return scores.detach()
 
 
+def sample_summary(scores: torch.Tensor) -> dict:
+    """Mean, 95% interval, median and largest value of the tasks' MSEs, and how many tasks."""
+    mean, ci95 = mean_and_ci95(scores)
+    return {
+        "mse": mean,
+        "ci95": ci95,
+        "median": scores.median().item(),
+        "max": scores.max().item(),
+        "tasks": scores.numel(),
+    }
+
+
 def summary(scores: torch.Tensor, modes: torch.Tensor, names, seconds: float, overrides: list[str], **extra) -> dict:
     """Mean and 95% interval of the MSE of the first 600 tasks; and, because a few tasks can carry
     that mean, its median, its largest value, the mean of each mode's tasks (`modes`: each task's
     mode index into `names`) and the mean over all 6,000 tasks (`large_sample`)."""
     headline, headline_modes = scores[:TEST_TASKS], modes[:TEST_TASKS]
-    mean, ci95 = mean_and_ci95(headline)
-    large_mean, large_ci95 = mean_and_ci95(scores)
     return {
-        "mse": mean,
-        "ci95": ci95,
-        "median": headline.median().item(),
-        "max": headline.max().item(),
+        **sample_summary(headline),
         "mse_by_mode": {name: headline[headline_modes == index].mean().item() for index, name in enumerate(names)},
-        "tasks": headline.numel(),
-        "large_sample": {
-            "tasks": scores.numel(),
-            "mse": large_mean,
-            "ci95": large_ci95,
-            "median": scores.median().item(),
-            "max": scores.max().item(),
-        },
+        "large_sample": sample_summary(scores),
         "train_seconds": round(seconds, 1),
         "overrides": overrides,
         **extra,
@@ -198,7 +197,7 @@ def summary(scores: torch.Tensor, modes: torch.Tensor, names, seconds: float, ov
 def run_modes(args, count: int) -> dict:
     modes = MODE_SETS[count]
     print(f"{count} modes: {', '.join(modes)}", flush=True)
-    mixture, batch = test_tasks(args, modes)
+    batch = test_tasks(args, modes)
     results: dict[str, dict] = {}
     for algorithm in [method for method in ("maml", "mmaml", "alfa") if method in args.methods]:
         config, params, seconds, overrides, tested_again = train_one(
@@ -223,6 +222,7 @@ def run_modes(args, count: int) -> dict:
         return results
     scores = torch.empty(LARGE_TEST_TASKS)
     seconds, per_mode_overrides, tested_again = 0.0, {}, []
+    tasks = batch.select(0, LARGE_TEST_TASKS)
     for index, mode in enumerate(modes):
         config, params, took, overrides, again = train_one(
             args, (mode,), count, "maml", f"{count}modes-multimaml-{mode}", steps=max(args.steps // len(modes), 1)
@@ -232,7 +232,6 @@ def run_modes(args, count: int) -> dict:
         per_mode_overrides[mode] = overrides
         chosen = (batch.modes == index).nonzero().flatten()
         if len(chosen):
-            tasks = batch.select(0, LARGE_TEST_TASKS)
             subset = type(tasks)(*(t[chosen] for t in tasks.tensors()), seed=tasks.seed, modes=tasks.modes[chosen])
             scores[chosen] = test_mse(config, params, subset)
     results["multi-maml"] = summary(

@@ -628,6 +628,11 @@ def _check_stop_rules(config: Config) -> None:
         )
     if train.time_limit_minutes and config.learns_update_rule:
         raise ConfigError("train.time_limit_minutes", "learned optimiser runs do not take a time limit yet")
+    if train.meta_grad_clip and config.learns_update_rule:
+        raise ConfigError(
+            "train.meta_grad_clip",
+            "learned optimiser runs clip their meta-gradient by algorithm.learned_optimizer.gradient_clip: set that",
+        )
 
 
 def _check_omniglot(config: Config) -> None:

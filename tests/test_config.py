@@ -97,3 +97,8 @@ def test_minibatches_of_the_support_set_are_refused_for_an_algorithm_other_than_
         load_config(None, ["algorithm.inner_batch_size=5"])
     with pytest.raises(ConfigError, match="algorithm.inner_batch_size: must be zero or more"):
         load_config(None, ["algorithm.name=reptile", "algorithm.inner_batch_size=-1"])
+
+
+def test_a_meta_grad_clip_on_a_learned_optimiser_run_is_refused_pointing_to_its_own_clip():
+    with pytest.raises(ConfigError, match="train.meta_grad_clip.*algorithm.learned_optimizer.gradient_clip"):
+        load_config(None, ["algorithm.name=learned_optimizer", "task.name=quadratic", "train.meta_grad_clip=2"])

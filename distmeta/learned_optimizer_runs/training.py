@@ -55,9 +55,9 @@ from distmeta.training.trainer import (
     TrainResult,
     check_finite,
     make_optimizer,
-    meta_lr_at,
     run_summary,
     summary_rows,
+    take_meta_step,
 )
 
 UNIT = "unroll steps"
@@ -176,17 +176,9 @@ def rank_meta_step(
 
 def apply_meta_gradient(run: OptimizerRun, state: RunState, mean_grad: Params) -> None:
     """One meta-optimiser step on the mean meta-gradient, clipped to `gradient_clip` global norm
-    (as `meta_train` clips), at the scheduled rate."""
-    for name, value in state.meta_params.items():
-        value.grad = mean_grad[name].clone()
+    (as `meta_train` clips), at the scheduled rate; `mean_grad`'s tensors become the gradients."""
     clip = run.config.algorithm.learned_optimizer.gradient_clip
-    if clip > 0:
-        torch.nn.utils.clip_grad_norm_(state.meta_params.values(), clip)
-    for group in state.optimizer.param_groups:
-        group["lr"] = meta_lr_at(run.config.train, state.step)
-    state.optimizer.step()
-    state.optimizer.zero_grad(set_to_none=True)
-    state.step += 1
+    take_meta_step(state, run.config.train, mean_grad, clip)
 
 
 # ---------------------------------------------------------------- held-out tasks

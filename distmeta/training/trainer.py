@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -120,12 +120,21 @@ def meta_lr_at(train: TrainConfig, step: int) -> float:
 
 def apply_meta_gradient(state: TrainState, train: TrainConfig, grad_sum: Params, num_tasks: int) -> None:
     """One meta-optimiser step on the mean meta-gradient over `num_tasks` tasks, clipped to a
-    global norm of `train.meta_grad_clip` when set. Every rank holds the same all-reduced sum,
-    so every rank clips alike and the replicas stay equal."""
+    global norm of `train.meta_grad_clip` when set."""
+    mean_grad = {name: value / num_tasks for name, value in grad_sum.items()}
+    take_meta_step(state, train, mean_grad, train.meta_grad_clip)
+
+
+def take_meta_step(state: Any, train: TrainConfig, mean_grad: Params, clip: float) -> None:
+    """The meta-optimiser's step on `mean_grad` (its tensors become the gradients, clipped in
+    place to a global norm of `clip`; 0: no clip) at the scheduled rate, for any state with
+    `meta_params`, `optimizer` and `step` (this trainer's, and the learned-optimiser runs').
+    Every rank holds the same all-reduced gradient, so every rank clips alike and the replicas
+    stay equal."""
     for name, value in state.meta_params.items():
-        value.grad = grad_sum[name] / num_tasks
-    if train.meta_grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(state.meta_params.values(), train.meta_grad_clip)
+        value.grad = mean_grad[name]
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(state.meta_params.values(), clip)
     for group in state.optimizer.param_groups:
         group["lr"] = meta_lr_at(train, state.step)
     state.optimizer.step()
