@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -59,7 +60,9 @@ def train_learned(
         log=lambda step, loss: print(f"  {name} meta-step {step}: meta-loss {loss:.3f}", flush=True),
         log_every=log_every,
     )
-    torch.save(trained.meta_params, json_path.with_name(f"{json_path.stem}_{name}.pt"))
+    # saved from the CPU, so that a GPU-trained rule loads anywhere
+    on_cpu = {key: value.cpu() for key, value in trained.meta_params.items()}
+    torch.save(on_cpu, json_path.with_name(f"{json_path.stem}_{name}.pt"))
     entry = {
         "kind": "learned",
         "settings": dataclasses.asdict(settings),
@@ -109,7 +112,7 @@ def measure(rule: UpdateRule, family: OptimiseeFamily, seeds: list[int], steps: 
     """`rule` (bound) on the tasks `seeds` of `family` for max(steps) steps: a summary at each
     of `steps` (with each task's loss there) and the wall time; and the loss curves."""
     started = time.perf_counter()
-    curves = batched_loss_curves(lambda _: rule, [0.0], family, seeds, max(steps))[0]
+    curves = batched_loss_curves(lambda _: rule, [0.0], family, seeds, max(steps))[0].cpu()
     result = {f"step_{step}": summary(curves, step) | {"losses": curves[:, step].tolist()} for step in steps}
     return result | {"seconds": time.perf_counter() - started}, curves
 
@@ -132,13 +135,19 @@ def tuned_baseline(name: str, family: OptimiseeFamily, seeds: list[int], steps: 
     }
 
 
-def machine() -> dict:
-    return {
+def machine(device: torch.device | str = "cpu") -> dict:
+    """Where the figures were measured: the platform, torch, its threads and, on a GPU, which."""
+    described = {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "device": str(device),
     }
+    if torch.device(device).type == "cuda":
+        described["gpu"] = torch.cuda.get_device_name(device)
+    return described
 
 
 def plot_curves(panels: dict[str, dict[str, torch.Tensor]], path: Path, meta_horizon: int, ylabel: str) -> None:

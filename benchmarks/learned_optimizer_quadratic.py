@@ -1,6 +1,6 @@
 """Learned optimisers against tuned hand-designed ones on 10-d quadratics, 100 steps.
 
-    python benchmarks/learned_optimizer_quadratic.py [--meta-steps 1000] [--optimizers lstm mlp]
+    python benchmarks/learned_optimizer_quadratic.py [--meta-steps 1000] [--optimizers lstm mlp] [--device cuda]
 
 The first experiment of Andrychowicz et al. (2016): f(theta) = mean over 128 functions of
 ||W theta - y||^2, W and y ~ N(0, 1) (`distmeta.tasks.quadratic`). Each learned optimiser is
@@ -19,7 +19,9 @@ U[0, 1] variant of the problem (`--entries uniform`, written to ..._uniform.json
 benchmarks/results/learned_optimizer_quadratic.json
 (and the trained meta-parameters, `..._<optimiser>.pt`, which `LearnedOptimizer` can load, and
 the loss curves, `.png`) and prints the table; `benchmarks/readme_learned_optimizers.py` puts it in
-the README. One torch thread; the meta-training wall time is in the JSON.
+the README. One torch thread; the meta-training wall time is in the JSON. `--device cuda` runs
+everything (meta-training, the baselines' tuning, the measurements) on the GPU, on the same tasks
+(drawn on the CPU, then moved).
 """
 
 from __future__ import annotations
@@ -77,15 +79,18 @@ def main() -> None:
     parser.add_argument(
         "--json", default=None, help="default: benchmarks/results/learned_optimizer_quadratic[_uniform].json"
     )
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the optimisees are trained")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device cuda: torch {torch.__version__} sees no GPU here")
     if args.json is None:
         suffix = "" if args.entries == "normal" else "_uniform"
         args.json = str(RESULTS / f"learned_optimizer_quadratic{suffix}.json")
     torch.set_num_threads(1)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    test_family = QuadraticFamily("test", entries=args.entries)
-    train_family = QuadraticFamily("train", entries=args.entries)
+    test_family = QuadraticFamily("test", entries=args.entries, device=args.device)
+    train_family = QuadraticFamily("train", entries=args.entries, device=args.device)
     held_out, tuning = test_seeds(args.seeds), tuning_seeds(args.seeds)
     steps = [10, 100, args.horizon]
     results, curves = {}, {}
@@ -110,7 +115,7 @@ def main() -> None:
         results[name] = {"kind": "baseline", **tuned, **measured}
     best_baseline = min(r["step_100"]["log10_mean"] for r in results.values() if r["kind"] == "baseline")
     report = {
-        "machine": machine(),
+        "machine": machine(args.device),
         "command": "python benchmarks/learned_optimizer_quadratic.py " + " ".join(sys.argv[1:]),
         "problem": "10-d quadratics, 128 functions, W, y ~ "
         f"{'N(0, 1)' if args.entries == 'normal' else 'U[0, 1]'}"

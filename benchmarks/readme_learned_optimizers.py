@@ -6,7 +6,9 @@
 As benchmarks/readme_results.py does for the "Results" section, for the tables of the
 "Learned optimisers (in progress)" section: every figure comes from
 learned_optimizer_quadratic.json, learned_optimizer_quadratic_uniform.json or
-learned_optimizer_digits.json, next to the command that wrote it; a missing file gives a line
+learned_optimizer_digits.json, learned_optimizer_in_pytorch*.json (a learned rule in a PyTorch loop,
+on the CPU and a GPU) and learned_optimizer_quadratic_h200*.json (the quadratics on a GPU and on
+that machine's CPU), next to the command that wrote it; a missing file gives a line
 that says "not run yet" with the command that makes it. Only the text between the markers changes.
 """
 
@@ -30,6 +32,15 @@ QUADRATIC = {
     "learned_optimizer_quadratic_uniform.json": "python benchmarks/learned_optimizer_quadratic.py --entries uniform",
 }
 DIGITS = ("learned_optimizer_digits.json", "python benchmarks/learned_optimizer_digits.py")
+QUADRATIC_ON_GPU = ("learned_optimizer_quadratic_h200.json", "learned_optimizer_quadratic_h200_cpu.json")
+"""The quadratic benchmark on a GPU and on the same machine's CPU, in one device session."""
+IN_PYTORCH = {
+    "learned_optimizer_in_pytorch.json": "CPU here",
+    "learned_optimizer_in_pytorch_h200_cpu.json": "H200 machine's CPU",
+    "learned_optimizer_in_pytorch_h200.json": "H200",
+}
+"""The PyTorch-loop benchmark here, on the GPU machine's CPU and on its GPU: file -> column label."""
+IN_PYTORCH_COMMAND = "python benchmarks/learned_optimizer_in_pytorch.py"
 
 
 def log10_text(entry: dict) -> str:
@@ -136,6 +147,83 @@ def digits_block(results: Path) -> list[str]:
     return lines
 
 
+def where(report: dict) -> str:
+    """Where a report was measured: the GPU's name, or the CPU's cores (one torch thread)."""
+    described = report["machine"]
+    if described.get("device") == "cuda":
+        return described["gpu"]
+    return f"CPU ({described.get('cpu_count', '?')} cores, 1 thread)"
+
+
+def quadratic_on_gpu_block(results: Path) -> list[str]:
+    gpu, cpu = (load(results, name) for name in QUADRATIC_ON_GPU)
+    if gpu is None or cpu is None:
+        return [f"**Quadratics on a GPU**: {NOT_RUN}: `python benchmarks/learned_optimizer_quadratic.py --device cuda`"]
+    lines = [
+        f"**Quadratics on a GPU** ({gpu['problem']}), `{gpu['command'].strip()}` on {where(gpu)} and "
+        f"`{cpu['command'].strip()}` on that machine's {where(cpu)}, in one session (`{QUADRATIC_ON_GPU[0]}`, "
+        f"`{QUADRATIC_ON_GPU[1]}`): log10 of the mean loss over {len(gpu['test_seeds'])} held-out tasks, and "
+        "meta-training time:",
+        "",
+        "| optimiser | step 100, GPU | step 100, CPU | step 1,000, GPU | step 1,000, CPU | meta-training, GPU "
+        "| meta-training, CPU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for optimiser, result in gpu["results"].items():
+        other = cpu["results"][optimiser]
+        if result["kind"] == "learned":
+            times = [duration(r["meta_training_seconds"]) for r in (result, other)]
+        else:
+            times = ["-", "-"]
+        lines.append(
+            f"| {optimiser} | {log10_interval_text(result['step_100'])} | {log10_interval_text(other['step_100'])} "
+            f"| {log10_text(result['step_1000'])} | {log10_text(other['step_1000'])} | {times[0]} | {times[1]} |"
+        )
+    return lines
+
+
+def in_pytorch_block(results: Path) -> list[str]:
+    reports = {name: load(results, name) for name in IN_PYTORCH}
+    reports = {name: report for name, report in reports.items() if report is not None}
+    if not reports:
+        return [f"**A learned rule in a plain PyTorch loop**: {NOT_RUN}: `{IN_PYTORCH_COMMAND}`"]
+    first = next(iter(reports.values()))
+    steps = first["steps"]
+    rows: dict[tuple[int, str], dict[str, dict]] = {}
+    for name, report in reports.items():
+        for row in report["rows"]:
+            rows.setdefault((row["hidden"], row["optimizer"]), {})[name] = row
+    places = [IN_PYTORCH[name] for name in reports]
+    lines = [
+        "**A learned rule in a plain PyTorch loop** (the digits rules above as a `torch.optim.Optimizer`, "
+        f"training a fresh `torch.nn.Sequential` 64-hidden-10 sigmoid classifier on a held-out task for {steps:,} "
+        f"minibatches of 128, next to `torch.optim.Adam` at its tuned rate {first['adam_learning_rate']:g}): the "
+        "loss on the task's held-out images at step 100 / step "
+        f"{steps:,}, and the median ms per step:",
+        "",
+        "| hidden | optimiser | "
+        + " | ".join(f"loss, {place}" for place in places)
+        + " | "
+        + " | ".join(f"ms/step, {place}" for place in places)
+        + " |",
+        "|---|---|" + "---|" * (2 * len(places)),
+    ]
+    for (hidden, optimiser), by_file in rows.items():
+        cells = [by_file.get(name) for name in reports]
+        losses = [f"{c['losses']['100']:.2g} / {c['losses'][str(steps)]:.2g}" if c else "-" for c in cells]
+        speeds = [f"{c['ms_per_step']:.3g}" if c else "-" for c in cells]
+        lines.append(f"| {hidden} | {optimiser} | " + " | ".join(losses + speeds) + " |")
+    lines += ["", "Each column's command and file:"]
+    for name, report in reports.items():
+        checks = [row["matches_functional"] for row in report["rows"] if "matches_functional" in row]
+        lines.append(
+            f"- {IN_PYTORCH[name]}, {where(report)}: `{report['command'].strip()}` (`{name}`); the loop in float64 "
+            "equals the functional "
+            f"rule within rounding in {sum(checks)} of {len(checks)} checks."
+        )
+    return lines
+
+
 def overlap(first: list[float], second: list[float]) -> bool:
     return first[0] <= second[1] and second[0] <= first[1]
 
@@ -145,13 +233,16 @@ def generate(results: Path = RESULTS) -> str:
     lines = [
         BEGIN,
         "Each figure comes from the command next to it and the JSON file it wrote in "
-        "`benchmarks/results/` (measured with one torch thread on the shared 2-core CPU here); "
+        "`benchmarks/results/` (measured with one torch thread on the shared 2-core CPU here, unless a table "
+        "names another machine); "
         "`python benchmarks/readme_learned_optimizers.py` writes these tables from those files.",
         "",
     ]
     for name, command in QUADRATIC.items():
         lines += quadratic_block(results, name, command) + [""]
-    lines += digits_block(results) + ["", END]
+    lines += digits_block(results) + [""]
+    lines += in_pytorch_block(results) + [""]
+    lines += quadratic_on_gpu_block(results) + ["", END]
     return "\n".join(lines)
 
 

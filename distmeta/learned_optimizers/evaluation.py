@@ -81,7 +81,8 @@ def batched_loss_curves(
     that ignores it (`lambda _: rule`) gives its curves with `rates=[0.0]`.
     """
     tasks = [family.init(seed) for seed in seeds]
-    grid = torch.tensor(list(rates), dtype=torch.get_default_dtype()).repeat_interleave(len(seeds))
+    device = next(iter(tasks[0][0].values())).device
+    grid = torch.tensor(list(rates), dtype=torch.get_default_dtype(), device=device).repeat_interleave(len(seeds))
     params = _stacked([tasks[index % len(seeds)][0] for index in range(len(grid))])
     data = _stacked([tasks[index % len(seeds)][1] for index in range(len(grid))])
 

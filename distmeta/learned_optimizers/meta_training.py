@@ -107,8 +107,9 @@ def build_estimator(settings: MetaTrainingSettings) -> MetaGradientEstimator:
     return PES(settings.truncation_length, settings.pairs, settings.sigma, settings.meta_loss)
 
 
-def check_optimisee(family: OptimiseeFamily, seed: int) -> None:
-    """Refuse an optimisee whose loss is not finite before any update: no optimiser can train it."""
+def check_optimisee(family: OptimiseeFamily, seed: int) -> torch.device:
+    """Refuse an optimisee whose loss is not finite before any update: no optimiser can train it.
+    Returns the device its tasks live on (where the meta-parameters must live too)."""
     params, task = family.init(seed)
     loss = family.loss(params, task, torch.zeros((), dtype=torch.long))
     if not torch.isfinite(loss):
@@ -117,6 +118,7 @@ def check_optimisee(family: OptimiseeFamily, seed: int) -> None:
             f"loss is {loss.item()} at step 0 of task seed {seed}, before any update "
             f"(a broken optimisee: check its data and starting parameters)",
         )
+    return loss.device
 
 
 def meta_train(
@@ -127,12 +129,15 @@ def meta_train(
     log_every: int = 10,
 ) -> MetaTrainingResult:
     """Meta-train `rule` (by default the one `settings.optimizer` names, with its defaults) on
-    tasks of `family`; `log(meta_step, loss)` is called every `log_every` meta-steps."""
+    tasks of `family`, on the device its tasks live on (a GPU for `QuadraticFamily(device="cuda")`);
+    `log(meta_step, loss)` is called every `log_every` meta-steps."""
     settings.check()
     rule = make_rule(settings.optimizer) if rule is None else rule
-    check_optimisee(family, optimisee_seed(settings.seed, "train", 0, 0))
+    device = check_optimisee(family, optimisee_seed(settings.seed, "train", 0, 0))
     generator = torch.Generator().manual_seed(settings.seed)
-    meta_params = {name: value.requires_grad_(True) for name, value in rule.init_meta_parameters({}, generator).items()}
+    # drawn on the CPU, so that a seed starts from the same meta-parameters on any device
+    initial = rule.init_meta_parameters({}, generator)
+    meta_params = {name: value.to(device).requires_grad_(True) for name, value in initial.items()}
     outer = torch.optim.Adam(meta_params.values(), lr=settings.meta_lr)
     unroll = OptimiseeUnroll(rule, family, settings.unroll_length, settings.loss_clip, settings.log_loss)
     estimator = build_estimator(settings)

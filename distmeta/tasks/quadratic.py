@@ -5,7 +5,8 @@
 with W (d x d) and y (d) drawn from N(0, 1) for each function of the batch (10 dimensions, 128
 functions) and theta ~ N(0, 0.01^2) at the start. `entries="uniform"` draws W and y from
 U[0, 1] instead, exactly learning-to-learn's `quadratic` problem (the one its public
-reproductions report on). No minibatches: every step sees the same loss.
+reproductions report on). No minibatches: every step sees the same loss. A task is drawn on the
+CPU and then moved to `device`, so that a seed is the same task on any device.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class QuadraticFamily:
         functions: int = 128,
         init_std: float = 0.01,
         entries: str = "normal",
+        device: torch.device | str = "cpu",
     ):
         if dimensions < 1 or functions < 1:
             raise ValueError(f"dimensions and functions must be at least 1, got {dimensions}, {functions}")
@@ -37,6 +39,7 @@ class QuadraticFamily:
         self.dimensions = dimensions
         self.functions = functions
         self.init_std = init_std
+        self.device = torch.device(device)
 
     def init(self, seed: int) -> tuple[Params, TaskData]:
         generator = torch.Generator().manual_seed(seed)
@@ -45,7 +48,7 @@ class QuadraticFamily:
         matrix = draw(n, d, d, generator=generator)
         target = draw(n, d, generator=generator)
         theta = self.init_std * torch.randn(n, d, generator=generator)
-        return {"theta": theta}, {"matrix": matrix, "target": target}
+        return {"theta": theta.to(self.device)}, {"matrix": matrix.to(self.device), "target": target.to(self.device)}
 
     def loss(self, params: Params, task: TaskData, step: torch.Tensor) -> torch.Tensor:
         return self.full_loss(params, task)
