@@ -28,30 +28,6 @@ TINY = [
 ]
 
 
-@pytest.mark.slow
-def test_train_on_ray_then_eval_a_tiny_sinusoid_run(tmp_path):
-    trained = distmeta("train", *TINY, "--run-dir", "run", cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
-    assert "run directory" in trained.stdout and "1 worker(s) x (1 CPU, 0 GPU)" in trained.stdout
-    assert "step 30/30" in trained.stdout and "cpu (vmap)" in trained.stdout and "meta-test" in trained.stdout
-    evaluated = distmeta(
-        "eval",
-        "run",
-        "--tasks",
-        "10",
-        "--inner-steps",
-        "1",
-        "--set",
-        "task.shots=5",
-        "--json",
-        "eval.json",
-        cwd=tmp_path,
-    )
-    assert evaluated.returncode == 0, evaluated.stderr
-    assert "test mse" in evaluated.stdout and "10 tasks, 1 inner steps" in evaluated.stdout
-    assert json.loads((tmp_path / "eval.json").read_text())["tasks"] == 10
-
-
 def test_train_in_process_says_how_inner_loops_run(tmp_path):
     trained = distmeta("train", *TINY, "--in-process", "--no-eval", "--run-dir", "run", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
@@ -71,7 +47,10 @@ def test_eval_of_a_missing_checkpoint_names_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_relative_data_paths_in_a_config_mean_the_same_to_ray_workers_as_to_the_command(tmp_path):
+def test_train_on_ray_with_relative_data_paths_then_eval_the_run(tmp_path):
+    """One Ray run serves both: `distmeta train` on a local Ray cluster reads the data and cache
+    paths of its config relative to where the command runs (on the workers too), then
+    `distmeta eval` meta-tests the run with an override and writes its JSON."""
     from tests.tasks.test_omniglot import make_tree
 
     make_tree(tmp_path / "omniglot", alphabets=["Alpha", "Beta", "Gamma", "Delta", "Epsilon"])
@@ -109,7 +88,24 @@ def test_relative_data_paths_in_a_config_mean_the_same_to_ray_workers_as_to_the_
         cwd=tmp_path,
     )
     assert trained.returncode == 0, trained.stderr
-    assert "step 2/2" in trained.stdout and "meta-test" in trained.stdout
+    assert "run directory" in trained.stdout and "1 worker(s) x (1 CPU, 0 GPU)" in trained.stdout
+    assert "step 2/2" in trained.stdout and "cpu (loop)" in trained.stdout and "meta-test" in trained.stdout
+    evaluated = distmeta(
+        "eval",
+        "run",
+        "--tasks",
+        "6",
+        "--inner-steps",
+        "1",
+        "--set",
+        "task.query_shots=2",
+        "--json",
+        "eval.json",
+        cwd=tmp_path,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "test accuracy" in evaluated.stdout and "6 tasks, 1 inner steps" in evaluated.stdout
+    assert json.loads((tmp_path / "eval.json").read_text())["tasks"] == 6
 
 
 def test_eval_runs_a_checkpoint_trained_on_cuda_on_this_cpu_machine(tmp_path):

@@ -129,6 +129,8 @@ def test_a_run_in_a_bucket_whose_driver_was_killed_resumes_from_the_bucket(s3_cl
     assert newest_readable_checkpoint(run)["step"] == 80
     metrics = (run / "metrics.jsonl").read_text()
     assert f'"event": "resumed", "from_step": {resumed_from}' in metrics and '"step": 80' in metrics
+    assert (run / "summary.json").is_file() and (run / "workers.json").is_file()
+    assert run.glob("tensorboard/events.out.tfevents.*")
 
 
 def resumed_step(lines: list[str], run) -> int:
@@ -137,5 +139,3 @@ def resumed_step(lines: list[str], run) -> int:
     found = [int(match.group(1)) for line in lines if (match := pattern.search(line))]
     assert found, lines
     return found[0]
-    assert (run / "summary.json").is_file() and (run / "workers.json").is_file()
-    assert run.glob("tensorboard/events.out.tfevents.*")

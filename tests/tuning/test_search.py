@@ -133,7 +133,8 @@ def test_an_interrupted_search_resumes_without_rerunning_its_finished_trial(tmp_
         "space.yaml",
         "--trials",
         "1",
-        "--workers-per-trial",
+        # a trial takes both CPUs, so that one runs at a time; one worker process, not two
+        "--cpus-per-worker",
         "2",
         "--scheduler",
         "fifo",
