@@ -3,22 +3,16 @@ benchmarks/results/learned_optimizer_*.json (nothing is trained here)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
+
+from tests.benchmark_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(
-        "readme_learned_optimizers", ROOT / "benchmarks" / "readme_learned_optimizers.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("readme_learned_optimizers")
 
 
 def _entry(mean: float) -> dict:

@@ -5,21 +5,16 @@ has not installed them: they are never dependencies of distmeta)."""
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
 from distmeta.execution import batch_meta_gradient
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_scripts import load_benchmark
 
 
 def engine_speed():
-    spec = importlib.util.spec_from_file_location("engine_speed", ROOT / "benchmarks" / "engine_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("engine_speed")
 
 
 @pytest.mark.parametrize("library", ["learn2learn", "higher"])

@@ -4,31 +4,22 @@ is not the meta-trained one is caught."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from distmeta.learned_optimizers import LearnedOptimizer, make_rule
 from distmeta.tasks.digits import DigitsMLPFamily
+from tests.benchmark_scripts import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[2]
 SEED = 12345
 
 
 @pytest.fixture(scope="module")
 def script():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(
-        "learned_optimizer_in_pytorch", ROOT / "benchmarks" / "learned_optimizer_in_pytorch.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(ROOT / "benchmarks"))
+    return load_benchmark("learned_optimizer_in_pytorch")
 
 
 @pytest.mark.parametrize("rule", ["lstm", "mlp"])

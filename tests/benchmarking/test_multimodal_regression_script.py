@@ -3,22 +3,16 @@ record (`--merge`), and the README table marks what a record does not hold."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_scripts import load_benchmark
 
 
 def script():
-    spec = importlib.util.spec_from_file_location(
-        "multimodal_regression", ROOT / "benchmarks" / "multimodal_regression.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("multimodal_regression")
 
 
 def part(modes: str, methods: dict[str, float], inner_lr: float = 0.01, count: str | None = None) -> dict:
