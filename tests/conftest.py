@@ -23,6 +23,8 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 # Each run's preemption watcher (observability of spot nodes being drained: none are, here) is
 # one more actor process to start on 2 cores while the run's workers start.
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+# The clusters the tests start report nothing to Ray's usage-statistics server.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 SHARED_OMNIGLOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 

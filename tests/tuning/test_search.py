@@ -28,33 +28,32 @@ QUICK = [
 ]
 
 
-def search_of_three_rates(storage):
-    """A search of three inner rates, one of them diverging."""
+def search_of_two_rates(storage):
+    """A search of two inner rates, one of them diverging: two trials, at once on the 2 CPUs."""
     base = load_config(None, QUICK)
-    space = parse_space({"algorithm.inner_lr": {"grid": [0.01, 0.1, 1e30]}}, base)
+    space = parse_space({"algorithm.inner_lr": {"grid": [0.01, 1e30]}}, base)
     request = TuneRequest(trials=1, scheduler="fifo", storage=str(storage), name="lr")
     return run_search(base, space, request, print_fn=lambda *_: None)
 
 
 @pytest.fixture(scope="module")
 def rate_search(cluster, tmp_path_factory):
-    """The search of three rates; the tests below read its result (and its folder)."""
+    """The search of two rates; the tests below read its result (and its folder)."""
     storage = tmp_path_factory.mktemp("search")
-    return storage / "lr", search_of_three_rates(storage)
+    return storage / "lr", search_of_two_rates(storage)
 
 
 def test_a_search_ranks_a_sensible_inner_rate_above_a_diverging_one_and_survives_it(rate_search):
     folder, result = rate_search
     rates = [outcome.values["algorithm.inner_lr"] for outcome in result.ranked]
-    assert sorted(rates) == [0.01, 0.1, 1e30]  # the diverged trial did not end the search
-    assert rates.index(0.01) < rates.index(1e30)
+    assert rates == [0.01, 1e30]  # ranked, and the diverged trial did not end the search
     diverged = result.ranked[-1]
     assert diverged.values["algorithm.inner_lr"] == 1e30
     # the worker's own error, by type, as the trial's status (its message cut before the seed)
     assert diverged.metric is None and re.fullmatch(
         r"failed: NonFiniteLossError: meta-loss is (nan|inf) at step 0", diverged.status
     ), diverged.status
-    assert all(outcome.status == "finished" for outcome in result.ranked[:2])
+    assert result.ranked[0].status == "finished"
 
     saved = json.loads((folder / "results.json").read_text())
     assert [trial["algorithm.inner_lr"] for trial in saved["trials"]] == rates
@@ -68,7 +67,7 @@ def test_a_search_ranks_a_sensible_inner_rate_above_a_diverging_one_and_survives
 def test_the_same_search_run_again_ranks_its_trials_as_before_without_running_them(rate_search):
     # its failed trial, restored, has no config on Tune's result: its values come from its folder
     folder, first = rate_search
-    again = search_of_three_rates(folder.parent)
+    again = search_of_two_rates(folder.parent)
     assert [(o.trial_id, o.values, o.status) for o in again.ranked] == [
         (o.trial_id, o.values, o.status) for o in first.ranked
     ]
