@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import statistics
 import sys
@@ -65,11 +66,16 @@ def build_model(params: dict[str, torch.Tensor], device: str) -> torch.nn.Sequen
     return model.to(device)
 
 
+@functools.cache
+def trained_meta_parameters(name: str) -> dict[str, torch.Tensor]:
+    """The meta-parameters `benchmarks/learned_optimizer_digits.py` trained for rule `name`, read once."""
+    return torch.load(RESULTS / f"learned_optimizer_digits_{name}.pt")
+
+
 def make_optimizer(name: str, model: torch.nn.Module, adam_rate: float) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(model.parameters(), lr=adam_rate)
-    meta_params = torch.load(RESULTS / f"learned_optimizer_digits_{name}.pt")
-    return LearnedOptimizer(model.parameters(), make_rule(name), meta_params)
+    return LearnedOptimizer(model.parameters(), make_rule(name), trained_meta_parameters(name))
 
 
 def train(
@@ -113,7 +119,7 @@ def train(
 def functional_losses(name: str, family: DigitsMLPFamily, seed: int, nudge: float = 0.0) -> dict[str, float]:
     """The same task trained by the functional rule (what the benchmarks evaluate), float64 on the
     CPU, for max(CHECKED_STEPS) steps; with `nudge`, from starting weights scaled by 1 + nudge."""
-    meta_params = {k: v.double() for k, v in torch.load(RESULTS / f"learned_optimizer_digits_{name}.pt").items()}
+    meta_params = {k: v.double() for k, v in trained_meta_parameters(name).items()}
     rule = make_rule(name).bind(meta_params)
     curve = batched_loss_curves(lambda _: rule, [0.0], InFloat64(family, nudge), [seed], max(CHECKED_STEPS))[0, 0]
     return {str(step): curve[step].item() for step in CHECKED_STEPS}

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
@@ -47,6 +47,15 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     step: int = 0
     history: list[dict] = field(default_factory=list)
+
+
+class MetaOptimizerState(Protocol):
+    """What a meta-optimiser step changes: this trainer's `TrainState`, and the learned-optimiser
+    runs' `RunState`."""
+
+    meta_params: Params
+    optimizer: torch.optim.Optimizer
+    step: int
 
 
 def make_optimizer(config: Config, meta_params: Params) -> torch.optim.Optimizer:
@@ -125,10 +134,9 @@ def apply_meta_gradient(state: TrainState, train: TrainConfig, grad_sum: Params,
     take_meta_step(state, train, mean_grad, train.meta_grad_clip)
 
 
-def take_meta_step(state: Any, train: TrainConfig, mean_grad: Params, clip: float) -> None:
+def take_meta_step(state: MetaOptimizerState, train: TrainConfig, mean_grad: Params, clip: float) -> None:
     """The meta-optimiser's step on `mean_grad` (its tensors become the gradients, clipped in
-    place to a global norm of `clip`; 0: no clip) at the scheduled rate, for any state with
-    `meta_params`, `optimizer` and `step` (this trainer's, and the learned-optimiser runs').
+    place to a global norm of `clip`; 0: no clip) at the scheduled rate.
     Every rank holds the same all-reduced gradient, so every rank clips alike and the replicas
     stay equal."""
     for name, value in state.meta_params.items():

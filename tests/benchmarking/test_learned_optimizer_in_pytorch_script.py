@@ -8,7 +8,6 @@ import json
 import sys
 
 import pytest
-import torch
 
 from distmeta.learned_optimizers import LearnedOptimizer, make_rule
 from distmeta.tasks.digits import DigitsMLPFamily
@@ -33,7 +32,7 @@ def test_the_pytorch_loop_gives_the_functional_rules_losses(script, rule):
 
 def test_an_optimizer_that_is_not_the_meta_trained_rule_is_caught(script, monkeypatch):
     def slightly_other_rule(name, model, adam_rate):
-        meta_params = torch.load(script.RESULTS / f"learned_optimizer_digits_{name}.pt")
+        meta_params = script.trained_meta_parameters(name)
         return LearnedOptimizer(model.parameters(), make_rule(name), {k: v * 1.001 for k, v in meta_params.items()})
 
     monkeypatch.setattr(script, "make_optimizer", slightly_other_rule)
