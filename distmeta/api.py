@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from distmeta.algorithms import MetaAlgorithm, Params, build_algorithm
+from distmeta.algorithms import MetaAlgorithm, Params
 from distmeta.config import Config, config_hash
 from distmeta.devices import resolve_device, usable_device
 from distmeta.errors import DistmetaError, InputError
@@ -35,7 +35,6 @@ from distmeta.experiment import Experiment, build_experiment
 from distmeta.inputs import class_labels, inner_steps, model_inputs, regression_targets
 from distmeta.knowledge import EmbeddingSpec, KnowledgeBase, SimilarTask, task_embedding
 from distmeta.knowledge.warm_start import DEFAULT_CANDIDATES, label_free_names, support_loss_of
-from distmeta.models import build_model
 from distmeta.storage import Location, as_path, location
 from distmeta.tasks.drawings import drawing_pixels, open_drawing, to_model_input
 from distmeta.training.checkpoint import checkpoint_config, load_checkpoint
@@ -231,9 +230,7 @@ class Learner:
         """The algorithm and meta-parameters for `ways` classes (the trained ones if equal)."""
         if ways == self.experiment.output_size:
             return self.algorithm, self.meta_params
-        model = build_model(self.config, ways, self.config.task.omniglot.image_size).to(self.device)
-        algorithm = build_algorithm(self.config.algorithm, model, True, ways)
-        return algorithm, self.algorithm.meta_parameters_for_ways(self.meta_params, ways)
+        return self.experiment.for_ways(ways), self.algorithm.meta_parameters_for_ways(self.meta_params, ways)
 
 
 def _numbers(item) -> bool:

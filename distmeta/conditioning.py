@@ -25,7 +25,8 @@ def task_conditioning_outputs(
     """(tasks, outputs): the conditioning vector of tasks 0..num_tasks-1 of `split` (those an
     evaluation adapts to); None for an algorithm with nothing task-conditioned."""
     config = experiment.config
-    algorithm = experiment.algorithm.using_autograd(own_model=False)
+    algorithm, meta_params = experiment.algorithm_for(split, meta_params)
+    algorithm = algorithm.using_autograd(own_model=False)
 
     def outputs_of(indices: range) -> list[torch.Tensor | None]:
         batch = sample_tasks(experiment.tasks(split), config.seed, split, 0, indices).to(experiment.device)

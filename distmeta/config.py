@@ -120,6 +120,10 @@ class TaskConfig:
     """Support examples per class; for regression, support points per task (K)."""
     query_shots: int = 10
     """Query examples per class; for regression, query points per task."""
+    train_ways: int = 0
+    """Classes per meta-training task (0: `ways`; classification only). Wider episodes than the
+    test's train a better embedding for Prototypical Networks (Snell et al. 2017 meta-trained
+    1-shot on 60-way episodes). Validation, test and `distmeta eval` tasks keep `ways`."""
     omniglot: OmniglotConfig = field(default_factory=OmniglotConfig)
     quadratic: QuadraticConfig = field(default_factory=QuadraticConfig)
     digits: DigitsConfig = field(default_factory=DigitsConfig)
@@ -130,6 +134,12 @@ class TaskConfig:
     linear, quadratic, tanh, abs; the MMAML paper's 2 modes are the first two, 3 the first three)."""
     noise_std: float = 0.3
     """multimodal only: std of the Gaussian noise on every output (0.3 in the MMAML paper)."""
+
+    def ways_of(self, split: str) -> int:
+        """Classes per task of `split`: `train_ways` (when set) for meta-training, else `ways`."""
+        if split == "train" and self.train_ways:
+            return self.train_ways
+        return self.ways
 
 
 @dataclass(frozen=True)
@@ -426,6 +436,7 @@ HASHED_WHEN_SET = {
     "task.omniglot_mlp": dataclasses.asdict(OmniglotMLPConfig()),
     "task.modes": ["sinusoid", "linear", "quadratic", "tanh", "abs"],
     "task.noise_std": 0.3,
+    "task.train_ways": 0,
 }
 
 
@@ -578,6 +589,7 @@ def validate(config: Config) -> None:
     _check_positive("task.ways", config.task.ways)
     _check_positive("task.shots", config.task.shots)
     _check_positive("task.query_shots", config.task.query_shots)
+    _check_non_negative("task.train_ways", config.task.train_ways)
     _check_positive("model.channels", config.model.channels)
     for i, width in enumerate(config.model.hidden_sizes):
         _check_positive(f"model.hidden_sizes[{i}]", width)
@@ -672,6 +684,12 @@ def _check_multimodal(config: Config) -> None:
 
 
 def _check_combinations(config: Config) -> None:
+    if config.task.train_ways and not config.is_classification:
+        raise ConfigError(
+            "task.train_ways",
+            f"sets the classes of few-shot classification tasks; {config.task.name} with "
+            f"algorithm {config.algorithm.name} has none (leave it 0)",
+        )
     if config.learns_update_rule or config.task.name in OPTIMISEE_ONLY_TASKS:
         _check_algorithm(config)
         return

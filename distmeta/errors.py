@@ -43,18 +43,18 @@ class DatasetError(DistmetaError):
 
 
 class NotEnoughClassesError(DatasetError, ConfigError):
-    """The data has fewer classes than `task.ways` asks for.
+    """The data has fewer classes than `task.ways` (or, for meta-training, `task.train_ways`) asks for.
 
     Both a data problem and a config problem, so it can be caught as either.
     """
 
-    def __init__(self, path, split: str, available: int, ways: int):
+    def __init__(self, path, split: str, available: int, ways: int, field: str = "task.ways"):
         self.path = str(path)
-        self.field = "task.ways"
+        self.field = field
         self.split = split
         DistmetaError.__init__(
             self,
-            f"task.ways: {ways} ways asked for, but the {split} split of {self.path} has only {available} classes",
+            f"{field}: {ways} ways asked for, but the {split} split of {self.path} has only {available} classes",
         )
 
 

@@ -76,12 +76,13 @@ def task_results(
     config = experiment.config
     batch_size = batch_size or config.eval.batch_size
     tasks = experiment.tasks(split)
+    algorithm, meta_params = experiment.algorithm_for(split, meta_params)
     losses, scores = [torch.empty(0)], [torch.empty(0)]
     for start in range(indices.start, indices.stop, batch_size):
         chunk = range(start, min(start + batch_size, indices.stop))
         batch = sample_tasks(tasks, config.seed, split, 0, chunk).to(experiment.device)
         loss, score = batch_evaluation(
-            experiment.algorithm, meta_params, batch, steps, experiment.strategy, experiment.vmap_chunk_size
+            algorithm, meta_params, batch, steps, experiment.strategy, experiment.vmap_chunk_size
         )
         losses.append(loss.detach().cpu())
         scores.append(score.detach().cpu())

@@ -34,12 +34,31 @@ class Experiment:
     meta_gradient: MetaGradientRunner
     """A rank's meta-gradient of a batch, compiled or not (`train.compile`)."""
     _distributions: dict[str, TaskDistribution] = field(default_factory=dict)
+    _algorithms_for_ways: dict[int, MetaAlgorithm] = field(default_factory=dict)
 
     def tasks(self, split: str) -> TaskDistribution:
         """The task distribution of `split`, built on first use."""
         if split not in self._distributions:
             self._distributions[split] = build_task_distribution(self.config, split)
         return self._distributions[split]
+
+    def algorithm_for(self, split: str, meta_params: Params) -> tuple[MetaAlgorithm, Params]:
+        """The algorithm and meta-parameters for the tasks of `split`: meta-training tasks may
+        have more classes (`task.train_ways`) than the validation and test tasks (`task.ways`)."""
+        ways = self.config.task.ways_of(split) if self.config.is_classification else self.output_size
+        if ways == self.output_size:
+            return self.algorithm, meta_params
+        return self.for_ways(ways), self.algorithm.meta_parameters_for_ways(meta_params, ways)
+
+    def for_ways(self, ways: int) -> MetaAlgorithm:
+        """The algorithm for tasks of `ways` classes (the trained one when it has as many),
+        built on first use; `MetaAlgorithm.meta_parameters_for_ways` gives its meta-parameters."""
+        if ways == self.output_size:
+            return self.algorithm
+        if ways not in self._algorithms_for_ways:
+            model = build_model(self.config, ways, self.config.task.omniglot.image_size).to(self.device)
+            self._algorithms_for_ways[ways] = build_algorithm(self.config.algorithm, model, True, ways)
+        return self._algorithms_for_ways[ways]
 
     @property
     def vmap_chunk_size(self) -> int | None:
@@ -73,7 +92,8 @@ def build_experiment(config: Config, device: torch.device | None = None, check_d
     """
     device = device or resolve_device(config.train.device)
     set_determinism(config.train.deterministic)
-    output_size = config.task.ways if config.is_classification else 1
+    # the model is built for the meta-training tasks; `Experiment.for_ways` serves the others
+    output_size = config.task.ways_of("train") if config.is_classification else 1
     model = build_model(config, output_size, config.task.omniglot.image_size).to(device)
     algorithm = build_algorithm(config.algorithm, model, config.is_classification, output_size)
     strategy, reason = resolve_vectorize(config.train.vectorize, config.model_name, device)

@@ -38,6 +38,8 @@ def test_a_saved_config_loads_back_equal(tmp_path):
         ("algorithm.name=mamll", "algorithm.name"),
         ("algorithm.inner_stepz=3", "algorithm.inner_stepz"),
         ("task.ways=0", "task.ways"),
+        ("task.train_ways=-5", "task.train_ways"),
+        ("task.train_ways=20", "task.train_ways"),  # the default task, sinusoid regression, has no classes
         ("train.meta_batch_size=2.5", "train.meta_batch_size"),
         ("algorithm.first_order=yes please", "algorithm.first_order"),
         ("train.vectorize=gpu", "train.vectorize"),

@@ -33,10 +33,12 @@ def build_task_distribution(config: Config, split: str) -> TaskDistribution:
         from distmeta.tasks.multimodal import MultimodalTasks
 
         return MultimodalTasks(task.shots, task.query_shots, task.modes, task.noise_std)
+    ways = task.ways_of(split)
     if task.omniglot.synthetic:
         from distmeta.tasks.synthetic_omniglot import SyntheticOmniglotTasks
 
-        return SyntheticOmniglotTasks(task.ways, task.shots, task.query_shots, task.omniglot.image_size)
+        return SyntheticOmniglotTasks(ways, task.shots, task.query_shots, task.omniglot.image_size)
     from distmeta.tasks.omniglot import OmniglotTasks  # pyarrow and Pillow only when needed
 
-    return OmniglotTasks(task.omniglot, split, task.ways, task.shots, task.query_shots)
+    ways_field = "task.train_ways" if ways != task.ways else "task.ways"
+    return OmniglotTasks(task.omniglot, split, ways, task.shots, task.query_shots, ways_field)

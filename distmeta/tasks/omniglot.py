@@ -46,7 +46,16 @@ class OmniglotTasks:
 
     is_classification = True
 
-    def __init__(self, config: OmniglotConfig, split: str, ways: int, shots: int, query_shots: int):
+    def __init__(
+        self,
+        config: OmniglotConfig,
+        split: str,
+        ways: int,
+        shots: int,
+        query_shots: int,
+        ways_field: str = "task.ways",
+    ):
+        """`ways_field` is the config field that asked for `ways`, named if the split has too few classes."""
         self.config, self.split = config, split
         self.ways, self.shots, self.query_shots = ways, shots, query_shots
         self.output_size = ways
@@ -69,7 +78,7 @@ class OmniglotTasks:
         self._rotations = rotations
         self._images = data.images
         if self.num_classes < ways:
-            raise NotEnoughClassesError(", ".join(config.roots), split, self.num_classes, ways)
+            raise NotEnoughClassesError(", ".join(config.roots), split, self.num_classes, ways, ways_field)
 
     def _check_drawings(self, data: OmniglotImages, characters: list[int], rows: list[np.ndarray]) -> None:
         needed = self.shots + self.query_shots

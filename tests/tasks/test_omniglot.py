@@ -288,6 +288,13 @@ def test_fewer_classes_than_ways_is_both_a_dataset_and_a_config_error(tmp_path):
     assert "9 ways asked for, but the test split" in str(error.value) and "only 8 classes" in str(error.value)
 
 
+def test_too_few_classes_for_wider_meta_training_tasks_names_task_train_ways(tmp_path):
+    root = make_tree(tmp_path / "data", characters=2)
+    with pytest.raises(NotEnoughClassesError) as error:
+        OmniglotTasks(config(tmp_path, root), "train", 99, 1, 2, ways_field="task.train_ways")
+    assert error.value.field == "task.train_ways" and str(error.value).startswith("task.train_ways: 99 ways")
+
+
 def test_fewer_drawings_than_support_plus_query_names_the_character(tmp_path):
     root = make_tree(tmp_path / "data", drawings=6)
     with pytest.raises(DatasetError, match=r"character\d\d: has 6 drawings, fewer than shots \+ query_shots = 2 \+ 5"):

@@ -5,7 +5,7 @@ import torch
 
 from distmeta.config import load_config
 from distmeta.errors import ConfigError
-from distmeta.tasks import build_task_distribution, sample_tasks
+from distmeta.tasks import SPLITS, build_task_distribution, sample_tasks
 from distmeta.tasks.synthetic_omniglot import SyntheticOmniglotTasks
 
 SYNTHETIC = ["task.name=omniglot", "task.omniglot.synthetic=true", "task.ways=3", "task.shots=2", "task.query_shots=3"]
@@ -53,3 +53,9 @@ def test_the_config_builds_it_for_every_split_and_a_meta_batch_is_the_same_howev
 def test_synthetic_images_and_real_roots_together_are_refused():
     with pytest.raises(ConfigError, match="task.omniglot.synthetic: random images replace the data"):
         load_config(None, [*SYNTHETIC, "task.omniglot.roots=[a.zip]"])
+
+
+def test_meta_training_tasks_take_train_ways_classes_and_validation_and_test_tasks_take_ways():
+    config = load_config(None, [*SYNTHETIC, "task.train_ways=7"])
+    ways = {split: build_task_distribution(config, split).sample(1, 0).support_y.max().item() + 1 for split in SPLITS}
+    assert ways == {"train": 7, "val": 3, "test": 3}

@@ -8,8 +8,11 @@ import torch
 
 from distmeta.config import TrainConfig, load_config
 from distmeta.errors import ConfigError, NonFiniteLossError, StorageError
+from distmeta.evaluation import evaluate
+from distmeta.experiment import build_experiment
 from distmeta.training.checkpoint import CheckpointSkippedWarning, latest_checkpoint, load_checkpoint
 from distmeta.training.trainer import meta_lr_at, train
+from tests.conftest import TINY_SYNTHETIC_OMNIGLOT
 
 
 def tiny(run_dir, *overrides):
@@ -169,3 +172,25 @@ def test_a_resume_within_the_same_second_keeps_the_earlier_sessions_tensorboard_
     train(tiny(tmp_path / "run", "train.steps=20"), print_fn=quiet, final_eval=False)
     train(tiny(tmp_path / "run", "train.steps=40"), print_fn=quiet, final_eval=False)
     assert len(list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))) == 2
+
+
+def test_a_run_meta_trained_on_wider_tasks_validates_and_tests_on_task_ways_way_tasks(tmp_path):
+    narrow = [
+        *TINY_SYNTHETIC_OMNIGLOT,
+        "algorithm.name=protonet",
+        "algorithm.test_inner_steps=0",
+        "train.steps=10",
+        "train.meta_batch_size=2",
+        "train.log_every=5",
+        "train.val_every=5",
+        "train.val_tasks=6",
+        "eval.tasks=6",
+    ]
+    config = load_config(None, [*narrow, "task.train_ways=6", f"train.run_dir={tmp_path}"])
+    result = train(config, print_fn=quiet)
+    # the same parameters on 3-way tasks, scored by an experiment that never saw wider ones
+    three_way = build_experiment(load_config(None, narrow))
+    assert result.test is not None
+    assert result.test.mean == evaluate(three_way, result.meta_params, "test").mean
+    last = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["val_accuracy"] == evaluate(three_way, result.meta_params, "val", 6).mean
