@@ -159,9 +159,16 @@ def _row(row: dict) -> str:
     load_avg = row["load_average"]
     return (
         f"| {row['label']} | {row['workers']} | {outcome(row)} | {test_cell(row)} | {row['steps']} | "
-        f"{row['tasks_per_s']:.1f} | {round(row['outside_loop_s'])} s | "
+        f"{_tasks_per_s(row)} | {round(row['outside_loop_s'])} s | "
         f"{load_avg['start'][0]:.1f} -> {load_avg['end'][0]:.1f} |"
     )
+
+
+def _tasks_per_s(row: dict) -> str:
+    """Meta-training tasks a second, with their width when it is not the 5 ways of validation."""
+    widths = [setting.split("=", 1)[1] for setting in row.get("settings", []) if setting.startswith("task.train_ways=")]
+    rate = f"{row['tasks_per_s']:.1f}"
+    return f"{rate} ({widths[0]}-way)" if widths else rate
 
 
 def _settings(method: str, rows: dict) -> str:

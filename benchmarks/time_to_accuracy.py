@@ -69,14 +69,16 @@ METHODS = {
         "set": [
             "algorithm.name=protonet",
             "algorithm.test_inner_steps=0",
-            "train.meta_batch_size=8",
+            "task.train_ways=20",
+            "train.meta_batch_size=2",
             "train.val_every=50",
         ],
-        "why": "no inner loop: a step is one forward and backward pass; meta-batch 8 of 5-way episodes is 40 "
-        "classes an update, close to Snell et al.'s 60-way training episodes, at half the suite's "
-        "meta-batch of 16 (the loop takes tasks one after another, so a step's time is proportional to "
-        "its tasks: twice the updates a minute); a validation (200 tasks, no adaptation) takes a few "
-        "seconds, so every 50 steps",
+        "why": "no inner loop: a step is one forward and backward pass; meta-trained on 20-way episodes "
+        "(`task.train_ways`; Snell et al. trained 1-shot on 60-way ones), validated and tested 5-way; "
+        "meta-batch 2, one episode per worker with 2, is 40 classes and 240 images an update, as 8 "
+        "5-way episodes were (measured here, 1 worker, the same steps: 93.7% against 92.2% on the "
+        "validation alphabet at step 600, 94.9% against 94.3% at the best of steps 1,200-1,400); a "
+        "validation (200 tasks, no adaptation) takes a few seconds, so every 50 steps",
     },
     "fomaml": {
         "label": "first-order MAML",

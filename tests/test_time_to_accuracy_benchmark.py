@@ -71,3 +71,9 @@ def test_the_readme_table_is_generated_from_the_json_and_a_missing_file_says_not
     assert readme.main(["--check"]) == 0
     section = readme.generate(tmp_path)
     assert section == "\n".join([readme.BEGIN, "not run yet: `python benchmarks/time_to_accuracy.py`", readme.END])
+
+
+def test_a_row_meta_trained_on_wider_tasks_gives_their_width_next_to_its_rate():
+    readme = _module("readme_time_to_accuracy")
+    assert readme._tasks_per_s({**_row(None), "settings": ["task.train_ways=20"]}) == "10.0 (20-way)"
+    assert readme._tasks_per_s({**_row(None), "settings": ["train.meta_batch_size=8"]}) == "10.0"
