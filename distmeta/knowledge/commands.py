@@ -80,9 +80,11 @@ def write_shard(learner: Learner, request: BuildRequest, rank: int) -> tuple[str
     if learner.run_dir is None:
         raise DistmetaError("this learner has no run folder to build a knowledge store in: load it from a run")
     spec = EmbeddingSpec(request.embedding, request.size, learner.config.seed)
+    # the split's own number of ways: a run may meta-train on wider tasks (task.train_ways)
+    algorithm, meta_params = learner.experiment.algorithm_for(request.split, learner.meta_params)
     records = build_records(
-        learner.algorithm,
-        learner.meta_params,
+        algorithm,
+        meta_params,
         learner.experiment.tasks(request.split),
         run_seed=learner.config.seed,
         split=request.split,
@@ -92,8 +94,8 @@ def write_shard(learner: Learner, request: BuildRequest, rank: int) -> tuple[str
         spec=spec,
     )
     header = build_header(
-        learner.algorithm,
-        learner.meta_params,
+        algorithm,
+        meta_params,
         run=learner.run_dir.name,
         config_hash=config_hash(learner.config),
         step=learner.step,
