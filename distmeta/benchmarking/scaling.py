@@ -403,7 +403,7 @@ def _data_words(config: Config) -> str:
     if config.task.omniglot.synthetic:
         return (
             f"synthetic: random {config.task.omniglot.image_size}x{config.task.omniglot.image_size} images, "
-            f"{config.task.ways}-way {config.task.shots}-shot, {config.task.query_shots} query per class"
+            f"{config.task.ways_of('train')}-way {config.task.shots}-shot, {config.task.query_shots} query per class"
         )
     return ", ".join(config.task.omniglot.roots)
 
