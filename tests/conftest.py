@@ -15,7 +15,7 @@ from distmeta.algorithms import build_algorithm
 from distmeta.config import AlgorithmConfig
 from distmeta.models import MLP, Conv4, initial_parameters
 from distmeta.tasks import TaskBatch
-from tests.ray_processes import leaves_no_ray_process
+from tests.ray_processes import TEST_RUN_ROOT, leaves_no_ray_process
 
 # Ray Train's controller polls its workers every 2 s; the tests' runs are a few steps
 # long, so they would mostly wait. Ray's own tests poll faster in the same way.
@@ -25,6 +25,9 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 # The clusters the tests start report nothing to Ray's usage-statistics server.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Which pytest process started this run (pytest-xdist's workers inherit the controller's), so
+# that the Ray clean-up stops only what this run started (tests/ray_processes.py).
+os.environ.setdefault(TEST_RUN_ROOT, str(os.getpid()))
 
 SHARED_OMNIGLOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 

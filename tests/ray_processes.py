@@ -2,11 +2,15 @@
 
 Names alone would not do (another suite may run Ray on this machine), nor the
 environment (Ray's agents overwrite theirs when they rename themselves): a Ray
-process is this test run's when it is in this pytest process's session (every
-`ray.init` and `distmeta` subprocess a test starts), or holds open or names a
-folder under one of this run's temp roots (the nodes of a local cluster and a
-job's driver, which run in sessions of their own). Never `ray stop`: that would
-stop every Ray process on the machine.
+process is this test run's when it holds open or names a folder under one of this
+run's temp roots (the nodes of a local cluster and a job's driver, which run in
+sessions of their own), or when it is in this pytest process's session (every
+`ray.init` and `distmeta` subprocess a test starts) and was started by this run:
+it descends from the run's pytest process, or was orphaned on the way (a test
+killed its driver). A Ray cluster that another command of the same terminal
+session started (`make run &` then `make test`) has that command's driver among
+its ancestors, and is left alone. Never `ray stop`: that would stop every Ray
+process on the machine.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from contextlib import contextmanager
 from distmeta.jobs import processes
 
 SESSION_FOLDER = re.compile(r"^(.*/session_[^/]+)")
+TEST_RUN_ROOT = "DISTMETA_TEST_RUN_ROOT"
+"""Names, in the environment, the pid of the pytest process that started this run: the
+controller, whose pytest-xdist workers inherit it (set by tests/conftest.py)."""
 
 
 def kill_processes_of(folder: str) -> None:
@@ -28,12 +35,28 @@ def kill_processes_of(folder: str) -> None:
 
 
 def ray_processes_of_this_run(roots: list[str]) -> list[processes.Process]:
-    session = os.getsid(0)
+    session, root = os.getsid(0), int(os.environ.get(TEST_RUN_ROOT, os.getpid()))
+    everyone = {process.pid: process for process in processes.all_processes()}
     return [
         process
-        for process in processes.ray_processes()
-        if process.session == session or any(processes.uses_folder(process, root) for root in roots)
+        for process in everyone.values()
+        if processes.is_ray(process)
+        and (
+            (process.session == session and started_by_this_run(process, everyone, root))
+            or any(processes.uses_folder(process, folder) for folder in roots)
+        )
     ]
+
+
+def started_by_this_run(process: processes.Process, everyone: dict[int, processes.Process], root: int) -> bool:
+    """Whether `process` descends from the run's pytest process `root`, or was orphaned on the way:
+    its ancestors in its session are Ray's alone. A process that is neither has a driver that no
+    test started (another command of the same session) among its ancestors."""
+    passed_a_driver, pid = False, process.parent
+    while pid != root and pid in everyone and everyone[pid].session == process.session:
+        passed_a_driver = passed_a_driver or not processes.is_ray(everyone[pid])
+        pid = everyone[pid].parent
+    return pid == root or not passed_a_driver
 
 
 def session_folders(process: processes.Process) -> set[str]:

@@ -57,9 +57,14 @@ def all_processes() -> list[Process]:
     return [process for process in found if process is not None]
 
 
+def is_ray(process: Process) -> bool:
+    """Whether `process` looks like Ray's (a daemon, agent, worker or the dashboard) by its command line."""
+    return any(mark in process.command for mark in RAY_SIGNATURES)
+
+
 def ray_processes() -> list[Process]:
     """Every process on this machine that looks like Ray's, whoever started it."""
-    return [process for process in all_processes() if any(mark in process.command for mark in RAY_SIGNATURES)]
+    return [process for process in all_processes() if is_ray(process)]
 
 
 def paths_in_use(process: Process) -> list[str]:
