@@ -143,7 +143,7 @@ class Learner:
             adapted = self._adapt(self.algorithm, start, x, y, steps)
             return AdaptedModel(self, self.algorithm, start, adapted, None)
         classes, y = class_labels(support_y, "support_y", len(x))
-        algorithm, params = self._for_ways(len(classes))
+        algorithm, params = self.experiment.for_ways(len(classes), self.meta_params)
         start = self._start(warm_start, algorithm, params, x, y.to(self.device), neighbours)
         adapted = self._adapt(algorithm, start, x, y.to(self.device), steps)
         return AdaptedModel(self, algorithm, start, adapted, classes)
@@ -225,12 +225,6 @@ class Learner:
     def _adapt(self, algorithm, params: Params, x, y, steps: int) -> Params:
         adapted = algorithm.adapt(params, x, y, steps, differentiable=False)
         return {name: value.detach() for name, value in adapted.items()}
-
-    def _for_ways(self, ways: int):
-        """The algorithm and meta-parameters for `ways` classes (the trained ones if equal)."""
-        if ways == self.experiment.output_size:
-            return self.algorithm, self.meta_params
-        return self.experiment.for_ways(ways), self.algorithm.meta_parameters_for_ways(self.meta_params, ways)
 
 
 def _numbers(item) -> bool:

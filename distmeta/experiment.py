@@ -45,20 +45,19 @@ class Experiment:
     def algorithm_for(self, split: str, meta_params: Params) -> tuple[MetaAlgorithm, Params]:
         """The algorithm and meta-parameters for the tasks of `split`: meta-training tasks may
         have more classes (`task.train_ways`) than the validation and test tasks (`task.ways`)."""
-        ways = self.config.task.ways_of(split) if self.config.is_classification else self.output_size
+        if not self.config.is_classification:
+            return self.algorithm, meta_params
+        return self.for_ways(self.config.task.ways_of(split), meta_params)
+
+    def for_ways(self, ways: int, meta_params: Params) -> tuple[MetaAlgorithm, Params]:
+        """The algorithm and meta-parameters for tasks of `ways` classes: the trained ones when they
+        have as many, else an algorithm built on first use and `meta_parameters_for_ways`."""
         if ways == self.output_size:
             return self.algorithm, meta_params
-        return self.for_ways(ways), self.algorithm.meta_parameters_for_ways(meta_params, ways)
-
-    def for_ways(self, ways: int) -> MetaAlgorithm:
-        """The algorithm for tasks of `ways` classes (the trained one when it has as many),
-        built on first use; `MetaAlgorithm.meta_parameters_for_ways` gives its meta-parameters."""
-        if ways == self.output_size:
-            return self.algorithm
         if ways not in self._algorithms_for_ways:
             model = build_model(self.config, ways, self.config.task.omniglot.image_size).to(self.device)
             self._algorithms_for_ways[ways] = build_algorithm(self.config.algorithm, model, True, ways)
-        return self._algorithms_for_ways[ways]
+        return self._algorithms_for_ways[ways], self.algorithm.meta_parameters_for_ways(meta_params, ways)
 
     @property
     def vmap_chunk_size(self) -> int | None:
