@@ -50,7 +50,13 @@ class RankFailure:
     def agree(self) -> None:
         """Every rank calls this at the same point: if any rank failed, each raises the
         error of the lowest failing rank; else each goes on."""
-        errors = gathered(self.error)
-        first = next((error for error in errors if error is not None), None)
+        self.gathered(None)
+
+    def gathered(self, value) -> list:
+        """Every rank's `value`, in rank order, on every rank, as `agree` in the same collective:
+        if any rank failed (its `value` then stands for unfinished work), each raises instead."""
+        pairs = gathered((self.error, value))
+        first = next((error for error, _ in pairs if error is not None), None)
         if first is not None:
             raise first
+        return [value for _, value in pairs]

@@ -5,12 +5,12 @@ drawn at its index from its meta-batch's stream, keyed by run seed, split and st
 `tasks.sample_tasks`; so N workers see exactly the tasks one worker would), sums
 their meta-gradients, joins the one all-reduce of the step, and applies the same
 meta-optimiser step as every other rank. Rank 0 is the learner of record: it
-validates, logs and writes checkpoints.
+logs and writes checkpoints.
 
 A worker computes on the device `distmeta.devices.worker_device` gives it (its
-GPU, or the CPU), starts from rank 0's meta-parameters (broadcast), and at the
-end takes its share of the meta-test, which rank 0 gathers and writes down: the
-driver never computes on a device.
+GPU, or the CPU), starts from rank 0's meta-parameters (broadcast), and takes its
+share of each validation and of the final meta-test (`runtime.shared_evaluation`),
+which rank 0 writes down: the driver never computes on a device.
 
 A user error (`DistmetaError`: bad data on one node, a storage that refuses a write,
 a NaN) is not a crash for Ray Train to retry: the ranks agree on it before their next
@@ -37,11 +37,12 @@ import torch
 from distmeta.config import Config, from_dict
 from distmeta.devices import check_cuda_torch, worker_device
 from distmeta.errors import DistmetaError, StorageError
-from distmeta.evaluation import EvalResult, summarise, task_results
+from distmeta.evaluation import EvalResult
 from distmeta.experiment import Experiment, build_experiment
 from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import broadcast_parameters, from_rank_zero, gathered, share_of_meta_batch
 from distmeta.runtime.session import owner_check
+from distmeta.runtime.shared_evaluation import shared_evaluation, shared_validation
 from distmeta.runtime.step import rank_meta_step
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker_errors import send_error
@@ -175,18 +176,13 @@ def worker_experiment(config: Config, gpus_per_worker: int) -> Experiment:
     return build_experiment(config, device, check_data=False)
 
 
-def final_meta_test(experiment: Experiment, state: TrainState, rank: int, world_size: int) -> EvalResult | None:
+def final_meta_test(
+    experiment: Experiment, state: TrainState, rank: int, world_size: int, failure: RankFailure
+) -> EvalResult:
     """The meta-test of the trained meta-parameters, its tasks shared among the ranks and
-    gathered on rank 0 (the same tasks, so the same numbers, as one process would take)."""
-    config = experiment.config
-    steps = experiment.algorithm.test_inner_steps
-    share = share_of_meta_batch(config.eval.tasks, rank, world_size)
-    everyone = gathered(task_results(experiment, state.meta_params, "test", share, steps))
-    if rank != 0:
-        return None
-    losses = torch.cat([losses for losses, _ in everyone])
-    scores = torch.cat([scores for _, scores in everyone])
-    return summarise(config.metric, losses, scores, steps, "test")
+    gathered (the same tasks, so the same numbers, as one process would take)."""
+    tasks = experiment.config.eval.tasks
+    return shared_evaluation(experiment, state.meta_params, "test", tasks, rank, world_size, failure)
 
 
 def enter_command_dir(folder: str) -> None:
@@ -247,11 +243,12 @@ def train_worker(loop_config: dict) -> None:
                 report_checkpoint(experiment, rank, failure, run_dir, still_owner),
                 leader_failure=failure,
                 leader_decision=from_rank_zero,
+                validation=shared_validation(rank, world_size, failure),
             )
         failure.agree()  # what rank 0 did after the last checkpoint
         if loop_config.get("final_eval"):
-            test = final_meta_test(experiment, state, rank, world_size)
-            if test is not None:  # after the last collective: no rank waits for this one
+            test = final_meta_test(experiment, state, rank, world_size, failure)
+            if rank == 0:  # after the last collective: no rank waits for this one
                 still_owner()
                 with storage_writes(run_dir, META_TEST_FILE):
                     (run_dir / META_TEST_FILE).write_text(json.dumps(test.to_dict(), indent=2))

@@ -3,9 +3,9 @@
 `train.stop_at_accuracy` ends a run at the first validation whose mean accuracy reaches
 it, so that the run's last checkpoint holds the meta-parameters of that crossing (time to
 accuracy); `train.time_limit_minutes` ends it at the first log interval after that much
-training (the loop's own time, validations included, start-up not). Only the leader
-validates and keeps the clock: on Ray its decision is sent to every rank (see `train_loop`),
-so that all of them stop after the same step.
+training (the loop's own time, validations included, start-up not). Every rank decides from
+the same validation (on Ray, shared and gathered), but only the leader's clock counts: on Ray
+its reading is sent to every rank (see `train_loop`), so that all of them stop after the same step.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ class StopRules:
         self.started = time.perf_counter()
 
     @property
-    def active(self) -> bool:
-        """Whether any rule is set (else the loop runs to `train.steps`, with no extra collective)."""
-        return self.target is not None or self.limit_s is not None
+    def timed(self) -> bool:
+        """Whether the leader's clock can stop the run (on Ray, its reading is then broadcast at
+        each log interval; without a time limit, the loop needs no collective of its own)."""
+        return self.limit_s is not None
 
     def out_of_time(self) -> bool:
         return self.limit_s is not None and time.perf_counter() - self.started >= self.limit_s

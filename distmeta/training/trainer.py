@@ -13,7 +13,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -263,6 +263,16 @@ def same_on_every_rank(decision: bool) -> bool:
     return decision
 
 
+def local_validation(experiment: Experiment, meta_params: Params) -> EvalResult:
+    """One process validates on all of `train.val_tasks` itself."""
+    return evaluate(experiment, meta_params, "val", experiment.config.train.val_tasks)
+
+
+def leader_work(leader_failure: RankFailure | None) -> AbstractContextManager:
+    """Where the leader's own work (logging) keeps a user error for the ranks to agree on."""
+    return leader_failure.catching() if leader_failure is not None else nullcontext()
+
+
 def train_loop(
     experiment: Experiment,
     state: TrainState,
@@ -271,18 +281,21 @@ def train_loop(
     checkpoint_fn: Callable[[TrainState], None] | None = None,
     leader_failure: RankFailure | None = None,
     leader_decision: Callable[[bool], bool] = same_on_every_rank,
+    validation: Callable[[Experiment, Params], EvalResult] = local_validation,
 ) -> None:
     """Meta-steps until `train.steps` (or an early stop), with logs, validation and checkpoints
     at their intervals.
 
     A Ray worker runs this too, with its own `step_fn` (its share of the tasks and
-    an all-reduce) and `checkpoint_fn` (called on every rank, as Ray's report must
-    be); only the leader, the one given `progress`, validates and logs. A user error
-    in that work is kept in `leader_failure` when given, for the ranks to agree on at
-    their next collective (see `runtime.agreement`), rather than raised at once.
-    With stop rules set (`training.stopping`), the leader decides at each log interval
-    whether to stop, and `leader_decision` gives its decision to every rank (a broadcast
-    on Ray), so that all of them checkpoint and stop after the same step.
+    an all-reduce), `checkpoint_fn` (called on every rank, as Ray's report must
+    be) and `validation` (its share of the validation tasks, gathered on every rank, so
+    that every rank has the same result); only the leader, the one given `progress`,
+    logs. A user error in that logging is kept in `leader_failure` when given, for the
+    ranks to agree on at their next collective (see `runtime.agreement`), rather than
+    raised at once. Stop rules (`training.stopping`) are decided on every rank from the
+    same validation, but the clock of `train.time_limit_minutes` is the leader's:
+    `leader_decision` gives its reading to every rank (a broadcast on Ray), so that all of
+    them validate, checkpoint and stop after the same step.
     """
     train = experiment.config.train
     start_step = state.step
@@ -294,29 +307,30 @@ def train_loop(
         step, last = state.step, state.step == train.steps
         scheduled_validation = bool(train.val_every and step % train.val_every == 0) or last
         log_point = scheduled_validation or step % train.log_every == 0
-        stop = False
-        leader_work = leader_failure.catching() if leader_failure is not None else nullcontext()
-        with leader_work:
-            if progress is not None:
+        if progress is not None:
+            with leader_work(leader_failure):
                 progress.count_tasks(window[-1].tasks)
-                out_of_time = log_point and stopping.out_of_time()
-                validate = scheduled_validation or out_of_time  # a run that stops ends validated
-                if log_point:
-                    val, extra = None, dict[str, float | str]()
-                    if validate:
-                        val = evaluate(experiment, state.meta_params, "val", train.val_tasks).to_dict()
+        stop = False
+        if log_point:
+            out_of_time = stopping.out_of_time()
+            if stopping.timed and not last:
+                out_of_time = leader_decision(out_of_time)
+            # a run that stops ends validated
+            val = validation(experiment, state.meta_params).to_dict() if scheduled_validation or out_of_time else None
+            reason = stopping.reason(val, out_of_time)
+            stop = reason is not None and not last
+            if progress is not None:
+                with leader_work(leader_failure):
+                    extra = dict[str, float | str]()
+                    if val is not None:
                         # task-conditioned algorithms: the spread of what they generate, so that collapse shows
                         extra.update(validation_conditioning(experiment, state.meta_params, train.val_tasks))
-                    reason = stopping.reason(val, out_of_time)
                     if reason is not None:
-                        extra = {**extra, "stopped": reason}
+                        extra["stopped"] = reason
                     loss = sum(m.meta_loss for m in window) / len(window)
                     score = sum(m.score for m in window) / len(window)
                     state.history.append(progress.log_interval(step, start_step, loss, score, val, extra))
-                    window = []
-                    stop = reason is not None and not last
-        if stopping.active and log_point and not last:
-            stop = leader_decision(stop)
+            window = []
         if checkpoint_fn is not None and (
             (train.checkpoint_every and step % train.checkpoint_every == 0) or last or stop
         ):

@@ -45,14 +45,26 @@ def in_process(storage, name, *overrides):
 def two_workers(cluster, tmp_path_factory):
     """TINY on two workers, logging every step: several tests below read this one run."""
     storage = tmp_path_factory.mktemp("two-workers")
-    return run(storage, "two", 2, "train.log_every=1")
+    return run(storage, "two", 2, "train.log_every=1", *VALIDATED)
+
+
+VALIDATED = ["train.val_every=5", "train.val_tasks=9"]  # 9: shares of 4 and 5 tasks
+
+
+def validations(run_dir) -> list[tuple[int, float, float]]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["val_mse"], r["val_mse_ci95"]) for r in records if "val_mse" in r]
 
 
 def test_two_workers_with_half_the_batch_each_equal_one_worker_with_all(cluster, two_workers, tmp_path):
-    one = run(tmp_path, "one", 1)
+    one = run(tmp_path, "one", 1, *VALIDATED)
     assert one.steps == two_workers.steps == 5
     for name in one.meta_params:
         torch.testing.assert_close(two_workers.meta_params[name], one.meta_params[name], atol=1e-5, rtol=0)
+    # each worker validated on its share of the tasks; gathered, they are the one worker's figures
+    (step, mse, ci95), *_ = validations(two_workers.run_dir)
+    assert [v[0] for v in validations(one.run_dir)] == [step] == [5]
+    assert (mse, ci95) == pytest.approx(validations(one.run_dir)[0][1:], rel=1e-5)
     # one worker on Ray is the one-process run, bit for bit: the tests below compare with that
     single = in_process(tmp_path, "single")
     assert all(torch.equal(single.meta_params[k], one.meta_params[k]) for k in single.meta_params)

@@ -6,9 +6,10 @@ import pytest
 
 from distmeta.config import load_config
 from distmeta.errors import ConfigError
+from distmeta.evaluation import EvalResult
 from distmeta.experiment import build_experiment
 from distmeta.training.checkpoint import latest_checkpoint, load_checkpoint
-from distmeta.training.trainer import initial_state, train, train_loop
+from distmeta.training.trainer import initial_state, local_validation, train, train_loop
 from tests.conftest import TINY_SYNTHETIC_OMNIGLOT
 
 TINY_OMNIGLOT = [
@@ -64,19 +65,52 @@ def test_a_used_up_time_limit_stops_at_the_next_log_interval_validated_and_check
     assert load_checkpoint(latest_checkpoint(tmp_path))["step"] == 5
 
 
-def test_every_rank_stops_where_the_leader_decides_without_validating_itself(tmp_path):
+def test_every_rank_stops_where_the_leader_s_clock_says_and_validates_there_first(tmp_path):
     config = load_config(None, [*TINY_SINUSOID, f"train.run_dir={tmp_path}", "train.time_limit_minutes=60"])
     experiment = build_experiment(config)
     state = initial_state(experiment)
-    asked, saved = [], []
+    asked, validated, saved = [], [], []
 
-    def leader_says_stop(decision: bool) -> bool:  # what a broadcast from rank 0 gives a rank that is not it
-        asked.append((state.step, decision))
+    def leader_says_time_is_up(reading: bool) -> bool:  # what a broadcast from rank 0 gives a rank that is not it
+        asked.append((state.step, reading))
         return state.step == 10
 
-    train_loop(experiment, state, None, checkpoint_fn=lambda s: saved.append(s.step), leader_decision=leader_says_stop)
+    def validation(experiment, meta_params):  # on Ray: this rank's share, gathered
+        validated.append(state.step)
+        return local_validation(experiment, meta_params)
+
+    train_loop(
+        experiment,
+        state,
+        None,
+        checkpoint_fn=lambda s: saved.append(s.step),
+        leader_decision=leader_says_time_is_up,
+        validation=validation,
+    )
     assert state.step == 10 and saved == [10]
-    assert asked == [(5, False), (10, False)]  # asked at each log interval; this rank itself never decides
+    assert asked == [(5, False), (10, False)]  # asked at each log interval; this rank's own clock never counts
+    assert validated == [10]  # not scheduled (every 20), but a run that stops ends validated, on every rank
+
+
+def test_every_rank_stops_at_the_target_from_the_validation_they_share_without_asking_the_leader(tmp_path):
+    config = load_config(None, [*TINY_OMNIGLOT, f"train.run_dir={tmp_path}", "train.stop_at_accuracy=0.9"])
+    experiment = build_experiment(config)
+    state = initial_state(experiment)
+    saved = []
+
+    def validation(experiment, meta_params):  # what every rank holds after the gather: the same figures
+        accuracy = 0.95 if state.step == 20 else 0.5
+        return EvalResult("accuracy", accuracy, 0.01, 1.0, 6, 0, "val")
+
+    train_loop(
+        experiment,
+        state,
+        None,
+        checkpoint_fn=lambda s: saved.append(s.step),
+        leader_decision=lambda _: pytest.fail("a collective the target does not need"),
+        validation=validation,
+    )
+    assert state.step == 20 and saved == [20]
 
 
 def test_without_stop_rules_no_rank_is_asked(tmp_path):

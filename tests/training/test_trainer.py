@@ -10,8 +10,10 @@ from distmeta.config import TrainConfig, load_config
 from distmeta.errors import ConfigError, NonFiniteLossError, StorageError
 from distmeta.evaluation import evaluate
 from distmeta.experiment import build_experiment
+from distmeta.runtime.agreement import RankFailure
 from distmeta.training.checkpoint import CheckpointSkippedWarning, latest_checkpoint, load_checkpoint
-from distmeta.training.trainer import meta_lr_at, train
+from distmeta.training.progress import ProgressLog
+from distmeta.training.trainer import initial_state, meta_lr_at, train, train_loop
 from tests.conftest import TINY_SYNTHETIC_OMNIGLOT
 
 
@@ -194,3 +196,26 @@ def test_a_run_meta_trained_on_wider_tasks_validates_and_tests_on_task_ways_way_
     assert result.test.mean == evaluate(three_way, result.meta_params, "test").mean
     last = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
     assert last["val_accuracy"] == evaluate(three_way, result.meta_params, "val", 6).mean
+
+
+def test_a_leader_keeping_its_logging_errors_for_the_ranks_logs_each_interval_and_trains_on_past_a_failed_write(
+    tmp_path,
+):
+    # as on Ray: rank 0's error in its own work is kept for the next collective, not raised at once
+    config = tiny(tmp_path, "train.steps=30")
+    experiment = build_experiment(config)
+    state = initial_state(experiment)
+    failure = RankFailure(0)
+    writes = []
+
+    def storage_full_at_step_20() -> None:
+        writes.append(state.step)
+        if state.step == 20:
+            raise StorageError(tmp_path, "no space left")
+
+    progress = ProgressLog(tmp_path, config.train.steps, config.metric, quiet, before_write=storage_full_at_step_20)
+    train_loop(experiment, state, progress, leader_failure=failure)
+    assert state.step == 30 and 30 in writes
+    assert [record["step"] for record in state.history] == [10, 30]  # step 20's line was lost, kept as an error
+    assert "val_mse" in state.history[-1]
+    assert isinstance(failure.error, StorageError) and "no space left" in str(failure.error)
