@@ -20,7 +20,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ from distmeta.training.trainer import (
     StepMetrics,
     TrainResult,
     check_finite,
+    leader_work,
     make_optimizer,
     run_summary,
     summary_rows,
@@ -201,10 +202,17 @@ def summarise_losses(losses: torch.Tensor, steps: int, split: str) -> EvalResult
     return EvalResult("loss", mean, ci95, mean, losses.numel(), steps, split)
 
 
-def validation(run: OptimizerRun, meta_params: Params) -> EvalResult:
-    """The rule on `eval_tasks` unseen meta-train tasks, one unroll long."""
+def validation_losses(run: OptimizerRun, meta_params: Params, tasks: range) -> torch.Tensor:
+    """Each of validation tasks `tasks`' final loss: unseen meta-train tasks, one unroll long."""
+    if not tasks:  # a rank's share when there are fewer tasks than ranks
+        return torch.empty(0)
+    return held_out_losses(run, meta_params, "val", tasks, run.config.algorithm.learned_optimizer.unroll_length)
+
+
+def local_validation(run: OptimizerRun, meta_params: Params) -> EvalResult:
+    """One process validates the rule on all `eval_tasks` validation tasks itself."""
     section = run.config.algorithm.learned_optimizer
-    losses = held_out_losses(run, meta_params, "val", range(section.eval_tasks), section.unroll_length)
+    losses = validation_losses(run, meta_params, range(section.eval_tasks))
     return summarise_losses(losses, section.unroll_length, "val")
 
 
@@ -218,27 +226,30 @@ def train_loop(
     step_fn: Callable[[OptimizerRun, RunState], StepMetrics],
     checkpoint_fn: Callable[[RunState], None] | None = None,
     leader_failure: RankFailure | None = None,
+    validation: Callable[[OptimizerRun, Params], EvalResult] = local_validation,
 ) -> None:
     """Meta-steps until `train.steps`, with logs, validation and checkpoints at their intervals
-    (`distmeta.training.trainer.train_loop`'s schedule); only the rank given `progress` logs.
-    A user error in that logging is kept in `leader_failure` when given, for the ranks to agree
-    on at their next collective (`runtime.agreement`), rather than raised at once."""
+    (`distmeta.training.trainer.train_loop`'s schedule); every rank validates (on Ray, its share
+    of the tasks: `validation`), only the rank given `progress` logs. A user error in that
+    logging is kept in `leader_failure` when given, for the ranks to agree on at their next
+    collective (`runtime.agreement`), rather than raised at once."""
     train = run.config.train
     start_step = state.step
     window: list[StepMetrics] = []
     while state.step < train.steps:
         window.append(step_fn(run, state))
         step, last = state.step, state.step == train.steps
-        leader_work = leader_failure.catching() if leader_failure is not None else nullcontext()
-        with leader_work:
-            if progress is not None:
+        validate = bool(train.val_every and step % train.val_every == 0) or last
+        if progress is not None:
+            with leader_work(leader_failure):
                 progress.count_tasks(window[-1].tasks)
-                validate = (train.val_every and step % train.val_every == 0) or last
-                if validate or step % train.log_every == 0:
-                    val = validation(run, state.meta_params).to_dict() if validate else None
+        if validate or step % train.log_every == 0:
+            val = validation(run, state.meta_params).to_dict() if validate else None
+            if progress is not None:
+                with leader_work(leader_failure):
                     loss = sum(m.meta_loss for m in window) / len(window)
                     state.history.append(progress.log_interval(step, start_step, loss, loss, val))
-                    window = []
+            window = []
         if checkpoint_fn is not None and ((train.checkpoint_every and step % train.checkpoint_every == 0) or last):
             checkpoint_fn(state)
 

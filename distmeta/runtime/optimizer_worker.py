@@ -2,9 +2,10 @@
 
 Each worker owns the persistent unrolls of its task indices (`share_of_meta_batch`), moves
 them on by a truncation per meta-step, and joins the one all-reduce of the step
-(`distmeta.learned_optimizer_runs.training.rank_meta_step`). Rank 0 is the learner of
-record: it validates, logs and writes checkpoints, which hold every rank's unrolls by task
-index (gathered at each checkpoint), so a restarted group (of any size) continues them.
+(`distmeta.learned_optimizer_runs.training.rank_meta_step`). Every rank takes its share of
+each validation's unrolls (`runtime.shared_evaluation`). Rank 0 is the learner of record: it
+logs and writes checkpoints, which hold every rank's unrolls by task index (gathered at each
+checkpoint), so a restarted group (of any size) continues them.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from collections.abc import Callable
 
 import torch
 
+from distmeta.algorithms import Params
 from distmeta.benchmarking.machine import cpu_model
 from distmeta.benchmarking.result_box import send_times
 from distmeta.benchmarking.timing import PhaseTimer
 from distmeta.config import from_dict
 from distmeta.errors import DistmetaError
+from distmeta.evaluation import EvalResult
 from distmeta.learned_optimizer_runs.training import (
     UNIT,
     OptimizerRun,
@@ -28,12 +31,15 @@ from distmeta.learned_optimizer_runs.training import (
     final_meta_test,
     initial_state,
     rank_meta_step,
+    summarise_losses,
     train_loop,
     unrolls_line,
+    validation_losses,
 )
 from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import barrier, broadcast_parameters, from_rank_zero, share_of_meta_batch
 from distmeta.runtime.session import owner_check
+from distmeta.runtime.shared_evaluation import gathered_shares
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker import (
     describe_workers,
@@ -68,6 +74,21 @@ def report_checkpoint(
         report_with_checkpoint(state.step, metrics, rank, failure, run_dir, write)
 
     return save
+
+
+def shared_unroll_validation(
+    rank: int, world_size: int, failure: RankFailure
+) -> Callable[[OptimizerRun, Params], EvalResult]:
+    """A `train_loop` validation: the `eval_tasks` validation unrolls shared among the ranks."""
+
+    def validate(run: OptimizerRun, meta_params: Params) -> EvalResult:
+        section = run.config.algorithm.learned_optimizer
+        parts = gathered_shares(
+            lambda share: validation_losses(run, meta_params, share), section.eval_tasks, rank, world_size, failure
+        )
+        return summarise_losses(torch.cat(parts), section.unroll_length, "val")
+
+    return validate
 
 
 def train_worker(loop_config: dict) -> None:
@@ -108,6 +129,7 @@ def train_worker(loop_config: dict) -> None:
             lambda run, state: rank_meta_step(run, state, rank, world_size, failure=failure),
             report_checkpoint(run, rank, failure, run_dir, still_owner),
             leader_failure=failure,
+            validation=shared_unroll_validation(rank, world_size, failure),
         )
         failure.agree()  # what rank 0 did after the last checkpoint
         if loop_config.get("final_eval") and rank == 0:  # after the last collective: no rank waits for it
