@@ -6,7 +6,8 @@
 As benchmarks/readme_results.py does for the "Results" section, for the tables of the
 "Learned optimisers (in progress)" section: every figure comes from
 learned_optimizer_quadratic.json, learned_optimizer_quadratic_uniform.json or
-learned_optimizer_digits.json, learned_optimizer_in_pytorch*.json (a learned rule in a PyTorch loop,
+learned_optimizer_digits.json, quadratic_references*.json (other methods and oracles on the
+quadratics' held-out tasks), learned_optimizer_in_pytorch*.json (a learned rule in a PyTorch loop,
 on the CPU and a GPU) and learned_optimizer_quadratic_h200*.json (the quadratics on a GPU and on
 that machine's CPU), next to the command that wrote it; a missing file gives a line
 that says "not run yet" with the command that makes it. Only the text between the markers changes.
@@ -41,6 +42,12 @@ IN_PYTORCH = {
 }
 """The PyTorch-loop benchmark here, on the GPU machine's CPU and on its GPU: file -> column label."""
 IN_PYTORCH_COMMAND = "python benchmarks/learned_optimizer_in_pytorch.py"
+REFERENCES = {
+    "quadratic_references.json": "W, y ~ N(0, 1)",
+    "quadratic_references_uniform.json": "W, y ~ U[0, 1]",
+}
+"""Hand-designed methods and oracles on the quadratic benchmark's held-out tasks: file -> column label."""
+REFERENCES_COMMAND = "python benchmarks/quadratic_references.py"
 
 
 def log10_text(entry: dict) -> str:
@@ -99,6 +106,35 @@ def quadratic_block(results: Path, name: str, command: str) -> list[str]:
             f"baseline (best {min(baselines):.2f}): {value:.2f}, "
             f"{yes_no(met['log10_at_100_below_target_and_every_baseline'])}.",
         ]
+    return lines
+
+
+def references_block(results: Path) -> list[str]:
+    reports = {label: load(results, name) for name, label in REFERENCES.items()}
+    present = {label: report for label, report in reports.items() if report is not None}
+    if not present:
+        return [f"**Quadratics, other methods on the same held-out tasks**: {NOT_RUN}: `{REFERENCES_COMMAND}`"]
+    commands = ", ".join(f"`{report['command']}`" for report in present.values())
+    files = ", ".join(f"`{name}`" for name, label in REFERENCES.items() if label in present)
+    steps = next(iter(present.values()))["steps"]
+    lines = [
+        f"**Quadratics, other methods on the same held-out tasks** (in float64; the oracles choose their "
+        f"settings on these tasks themselves), {commands} ({files}): log10 of the mean loss at step {steps} "
+        "(95% interval), and the learned optimisers' figures from the tables above:",
+        "",
+        "| method | " + " | ".join(present) + " |",
+        "|---|" + "---|" * len(present),
+    ]
+    methods = list(next(iter(present.values()))["methods"])
+    for method in methods:
+        cells = [log10_interval_text(report["methods"][method]) for report in present.values()]
+        lines.append(f"| {'start (step 0)' if method == 'start' else method} | " + " | ".join(cells) + " |")
+    for learned in ("lstm", "mlp"):
+        cells = []
+        for report in present.values():
+            found = report["benchmark"].get("log10_at_steps", {}).get(learned)
+            cells.append("-" if found is None else f"{found['log10_mean']:.2f}")
+        lines.append(f"| learned {learned} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -240,6 +276,7 @@ def generate(results: Path = RESULTS) -> str:
     ]
     for name, command in QUADRATIC.items():
         lines += quadratic_block(results, name, command) + [""]
+    lines += references_block(results) + [""]
     lines += digits_block(results) + [""]
     lines += in_pytorch_block(results) + [""]
     lines += quadratic_on_gpu_block(results) + ["", END]
