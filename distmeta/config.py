@@ -214,6 +214,10 @@ class LEOConfig:
     """Weight of |adapted latent (held constant) - encoded latent|^2 (gamma in the paper)."""
     orthogonality_weight: float = 0.001
     """Weight of the penalty on correlated decoder rows (lambda_2 in the paper)."""
+    head: str = "linear"
+    """How the logits come from features e and each class's decoded vector w_k: linear (the
+    paper's, e . w_k) or distance (-|e - w_k|^2: ProtoNets' classifier with w_k in the place of
+    the prototype, which fits features meta-trained by a protonet run)."""
 
 
 @dataclass(frozen=True)
@@ -429,6 +433,7 @@ HASHED_WHEN_SET = {
     "task.omniglot.synthetic": False,
     "algorithm.learned_optimizer": dataclasses.asdict(LearnedOptimizerConfig()),
     "algorithm.leo": dataclasses.asdict(LEOConfig()),
+    "algorithm.leo.head": "linear",  # after its section: a section at its defaults goes whole first
     "algorithm.mmaml": dataclasses.asdict(MMAMLConfig()),
     "task.quadratic": dataclasses.asdict(QuadraticConfig()),
     "task.digits": dataclasses.asdict(DigitsConfig()),

@@ -20,5 +20,7 @@ def test_the_outputs_are_those_of_the_tasks_an_evaluation_adapts_to_and_none_wit
     outputs = task_conditioning_outputs(mmaml, params, "val", 4)
     assert outputs.shape == (4, 2 * (40 + 40)) and outputs.std(0).mean() > 0
     torch.testing.assert_close(task_conditioning_outputs(mmaml, params, "val", 2), outputs[:2])
+    torch.testing.assert_close(task_conditioning_outputs(mmaml, params, "val", range(2, 4)), outputs[2:])
+    assert task_conditioning_outputs(mmaml, params, "val", range(0)) is None  # a rank with no share
     maml = build_experiment(load_config(None, ["task.name=multimodal"]), check_data=False)
     assert task_conditioning_outputs(maml, maml.initial_meta_parameters(), "val", 4) is None

@@ -8,7 +8,10 @@ For a task of N classes, with e = f(x) the features of the feature extractor:
    examples of each class: per class, the mean and log-variance of a Gaussian latent;
 3. the latent z_k: during meta-training a reparameterised sample mu_k + sigma_k * noise
    (`distmeta.algorithms.task_noise`), at validation, test and `adapt` the mean mu_k;
-4. decoder: a linear map (no bias) of z_k to w_k, the head's row of class k; logits e . w_k;
+4. decoder: a linear map (no bias) of z_k to w_k, the head's row of class k; logits e . w_k
+   (`leo.head: linear`, the paper's) or -|e - w_k|^2 (`leo.head: distance`: ProtoNets' classifier
+   with w_k as the prototype, the rule that features from a protonet run were trained for, which
+   a linear head can only approximate through the decoder);
 5. `steps` gradient steps on z on the support loss (through the decoder), at a rate per latent
    dimension, then `leo.finetune_steps` steps on the decoded head weights themselves, at a
    rate per feature dimension; both rates are meta-learned (`leo.latent_lr`, `leo.finetune_lr`).
@@ -40,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from distmeta.algorithms.base import Params
-from distmeta.algorithms.protonet import PrototypeClassifier
+from distmeta.algorithms.protonet import PrototypeClassifier, class_prototypes
 from distmeta.algorithms.task_noise import task_normal_noise
 from distmeta.algorithms.update_rules import PerParameterSGD, run_rule
 from distmeta.errors import ConfigError
@@ -49,6 +52,9 @@ from distmeta.models import features
 NAMESPACE = "leo"
 FEATURE_RUN_FIELD = "algorithm.leo.feature_run"
 RELATION_LAYERS = 3
+HEADS = ("linear", "distance")
+"""`algorithm.leo.head`: how logits come from features and the decoded class vectors."""
+DISTANCE_DECODER_SCALE = 0.1
 
 
 def glorot(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
@@ -84,6 +90,8 @@ class LEO(PrototypeClassifier):
         leo = settings.leo
         if leo.latent_size < 1:
             raise ConfigError("algorithm.leo.latent_size", f"must be at least 1, got {leo.latent_size}")
+        if leo.head not in HEADS:
+            raise ConfigError("algorithm.leo.head", f"unknown head {leo.head!r} (choose from {', '.join(HEADS)})")
         if leo.finetune_steps < 0:
             raise ConfigError("algorithm.leo.finetune_steps", f"must be zero or more, got {leo.finetune_steps}")
         if not (leo.finetune_lr > 0 and math.isfinite(leo.finetune_lr)):
@@ -113,12 +121,19 @@ class LEO(PrototypeClassifier):
         own = {
             "encoder.weight": glorot((latent, self.feature_size), generator),
             **{f"relation.{i}.weight": glorot((width, width), generator) for i in range(RELATION_LAYERS)},
-            "decoder.weight": glorot((self.feature_size, latent), generator),
+            "decoder.weight": glorot((self.feature_size, latent), generator) * self.decoder_scale(),
             "latent_lr": torch.full((latent,), self.inner_lr),
             "finetune_lr": torch.full((self.feature_size,), self.settings.finetune_lr),
         }
         learned = self.learned_model_parameters(model_params)
         return {**learned, **{f"{NAMESPACE}.{name}": value.to(like) for name, value in own.items()}}
+
+    def decoder_scale(self) -> float:
+        """The decoder's initial scale: the paper's Glorot weights for the linear head; a tenth of
+        them for the distance head, which then starts near the prototype classifier (at full scale
+        the decoded offsets, of about the features' own size, cost 16 points of training accuracy
+        at the first steps over ProtoNets features and the meta-loss rose from 1.4 to 6)."""
+        return 1.0 if self.settings.head == "linear" else DISTANCE_DECODER_SCALE
 
     def model_parameters(self, meta_params: Params) -> Params:
         return {name: value for name, value in meta_params.items() if not name.startswith(NAMESPACE + ".")}
@@ -154,9 +169,20 @@ class LEO(PrototypeClassifier):
         per_class = membership.T @ per_example / membership.sum(dim=0).clamp(min=1).unsqueeze(1)
         return per_class.chunk(2, dim=-1)
 
-    def decode(self, meta_params: Params, latents: torch.Tensor) -> torch.Tensor:
-        """(ways, features): the head's weights, one row per class."""
-        return latents @ meta_params[f"{NAMESPACE}.decoder.weight"].T
+    def decode(self, meta_params: Params, latents: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+        """(ways, features): the head's weights, one row per class; with the distance head, the
+        class prototypes moved by the decoded vectors."""
+        decoded = latents @ meta_params[f"{NAMESPACE}.decoder.weight"].T
+        return decoded if self.settings.head == "linear" else prototypes + decoded
+
+    def logits(self, embeddings: torch.Tensor, head_weight: torch.Tensor) -> torch.Tensor:
+        """(examples, ways): each example's score for each class's decoded vector."""
+        if self.settings.head == "linear":
+            return embeddings @ head_weight.T
+        # |e - w|^2 expanded, so that it is one matrix product (as ProtoNets' predict)
+        return -(
+            embeddings.square().sum(1, keepdim=True) - 2 * embeddings @ head_weight.T + head_weight.square().sum(1)
+        )
 
     def task_conditioning(self, meta_params: Params, support_x, support_y) -> torch.Tensor:
         """The mean latent code of each class, flattened (ways x latent_size)."""
@@ -170,6 +196,7 @@ class LEO(PrototypeClassifier):
     ) -> tuple[Params, torch.Tensor]:
         """(adapted state, the meta-loss's regularisers): latent steps, then fine-tuning steps."""
         embeddings = self.embed(meta_params, support_x)
+        prototypes = class_prototypes(embeddings, support_y, self.ways)
         mean, log_variance = self.latent_distribution(meta_params, embeddings, support_y)
         start = mean
         if sample:
@@ -177,10 +204,11 @@ class LEO(PrototypeClassifier):
             start = mean + torch.exp(0.5 * log_variance) * noise
 
         def latent_loss(params: Params) -> torch.Tensor:
-            return self.loss(embeddings @ self.decode(meta_params, params["latents"]).T, support_y)
+            head_weight = self.decode(meta_params, params["latents"], prototypes)
+            return self.loss(self.logits(embeddings, head_weight), support_y)
 
         def head_loss(params: Params) -> torch.Tensor:
-            return self.loss(embeddings @ params["head.weight"].T, support_y)
+            return self.loss(self.logits(embeddings, params["head.weight"]), support_y)
 
         latent_rule = PerParameterSGD(0.0, {"latents": meta_params[f"{NAMESPACE}.latent_lr"]})
         clip = self.inner_grad_clip
@@ -188,7 +216,7 @@ class LEO(PrototypeClassifier):
             latent_rule, lambda step: latent_loss, {"latents": start}, {}, steps, differentiable, self.autograd, clip
         )
         head_rule = PerParameterSGD(0.0, {"head.weight": meta_params[f"{NAMESPACE}.finetune_lr"]})
-        head = {"head.weight": self.decode(meta_params, adapted["latents"])}
+        head = {"head.weight": self.decode(meta_params, adapted["latents"], prototypes)}
         finetune_steps = self.settings.finetune_steps
         head, _ = run_rule(
             head_rule, lambda step: head_loss, head, {}, finetune_steps, differentiable, self.autograd, clip
@@ -209,7 +237,7 @@ class LEO(PrototypeClassifier):
         return adapted
 
     def predict(self, meta_params: Params, adapted: Params, x: torch.Tensor) -> torch.Tensor:
-        return self.embed(meta_params, x) @ adapted["head.weight"].T
+        return self.logits(self.embed(meta_params, x), adapted["head.weight"])
 
     def query_loss(
         self, meta_params: Params, support_x, support_y, query_x, query_y, differentiable: bool | None = None

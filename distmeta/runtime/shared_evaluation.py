@@ -1,8 +1,9 @@
 """Evaluations whose tasks the ranks share: each adapts to its share, every rank gets the whole.
 
-A validation during training (`train.val_tasks`, or a learned optimiser's `eval_tasks`
-unrolls) and the final meta-test (`eval.tasks`) adapt to many tasks; on rank 0 alone they
-would keep every other rank waiting (about a fifth of a ProtoNets run's loop on Omniglot).
+A validation during training (`train.val_tasks`, with the spread of what a task-conditioned
+algorithm generates for them, or a learned optimiser's `eval_tasks` unrolls) and the final
+meta-test (`eval.tasks`) adapt to many tasks; on rank 0 alone they would keep every other rank
+waiting (about a fifth of a ProtoNets run's loop on Omniglot).
 So each rank takes the tasks `share_of_meta_batch` gives it, by task index, and the per-task
 results are gathered on every rank: every rank holds the same summary (and so takes the same
 stop decision), equal to one process's over the same tasks. A user error on one rank is
@@ -18,6 +19,7 @@ from typing import TypeVar
 import torch
 
 from distmeta.algorithms import Params
+from distmeta.conditioning import task_conditioning_outputs, validation_spread
 from distmeta.evaluation import EvalResult, summarise, task_results
 from distmeta.experiment import Experiment
 from distmeta.runtime.agreement import RankFailure
@@ -56,6 +58,26 @@ def gathered_shares(
         if not failure.failed:  # a rank that failed since the ranks last met only says so
             mine = results_of(share)
     return failure.gathered(mine)
+
+
+def shared_conditioning(
+    rank: int, world_size: int, failure: RankFailure
+) -> Callable[[Experiment, Params], dict[str, float]]:
+    """A `train_loop` conditioning: the spread of what a task-conditioned algorithm generates
+    over `train.val_tasks` tasks, each rank computing its share's outputs."""
+
+    def spread(experiment: Experiment, meta_params: Params) -> dict[str, float]:
+        tasks = experiment.config.train.val_tasks
+        shares = gathered_shares(
+            lambda share: task_conditioning_outputs(experiment, meta_params, "val", share),
+            tasks,
+            rank,
+            world_size,
+            failure,
+        )
+        return validation_spread(shares)
+
+    return spread
 
 
 def shared_validation(rank: int, world_size: int, failure: RankFailure) -> Callable[[Experiment, Params], EvalResult]:

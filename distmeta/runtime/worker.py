@@ -42,7 +42,7 @@ from distmeta.experiment import Experiment, build_experiment
 from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import broadcast_parameters, from_rank_zero, gathered, share_of_meta_batch
 from distmeta.runtime.session import owner_check
-from distmeta.runtime.shared_evaluation import shared_evaluation, shared_validation
+from distmeta.runtime.shared_evaluation import shared_conditioning, shared_evaluation, shared_validation
 from distmeta.runtime.step import rank_meta_step
 from distmeta.runtime.storage import META_TEST_FILE, WORKERS_FILE
 from distmeta.runtime.worker_errors import send_error
@@ -244,6 +244,7 @@ def train_worker(loop_config: dict) -> None:
                 leader_failure=failure,
                 leader_decision=from_rank_zero,
                 validation=shared_validation(rank, world_size, failure),
+                conditioning=shared_conditioning(rank, world_size, failure),
             )
         failure.agree()  # what rank 0 did after the last checkpoint
         if loop_config.get("final_eval"):

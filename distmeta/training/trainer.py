@@ -282,14 +282,15 @@ def train_loop(
     leader_failure: RankFailure | None = None,
     leader_decision: Callable[[bool], bool] = same_on_every_rank,
     validation: Callable[[Experiment, Params], EvalResult] = local_validation,
+    conditioning: Callable[[Experiment, Params], dict[str, float]] = validation_conditioning,
 ) -> None:
     """Meta-steps until `train.steps` (or an early stop), with logs, validation and checkpoints
     at their intervals.
 
     A Ray worker runs this too, with its own `step_fn` (its share of the tasks and
     an all-reduce), `checkpoint_fn` (called on every rank, as Ray's report must
-    be) and `validation` (its share of the validation tasks, gathered on every rank, so
-    that every rank has the same result); only the leader, the one given `progress`,
+    be), `validation` and `conditioning` (its share of the validation tasks, gathered on
+    every rank, so that every rank has the same result); only the leader, the one given `progress`,
     logs. A user error in that logging is kept in `leader_failure` when given, for the
     ranks to agree on at their next collective (see `runtime.agreement`), rather than
     raised at once. Stop rules (`training.stopping`) are decided on every rank from the
@@ -317,14 +318,13 @@ def train_loop(
                 out_of_time = leader_decision(out_of_time)
             # a run that stops ends validated
             val = validation(experiment, state.meta_params).to_dict() if scheduled_validation or out_of_time else None
+            # task-conditioned algorithms: the spread of what they generate, so that collapse shows
+            spread = conditioning(experiment, state.meta_params) if val is not None else {}
             reason = stopping.reason(val, out_of_time)
             stop = reason is not None and not last
             if progress is not None:
                 with leader_work(leader_failure):
-                    extra = dict[str, float | str]()
-                    if val is not None:
-                        # task-conditioned algorithms: the spread of what they generate, so that collapse shows
-                        extra.update(validation_conditioning(experiment, state.meta_params, train.val_tasks))
+                    extra = dict[str, float | str](spread)
                     if reason is not None:
                         extra["stopped"] = reason
                     loss = sum(m.meta_loss for m in window) / len(window)

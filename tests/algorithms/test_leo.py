@@ -1,5 +1,6 @@
-"""LEO: the generated head's meta-gradient against finite differences, vmap == loop, a task's own
-noise, frozen features from a distmeta run, and the settings it refuses."""
+"""LEO: the generated head's meta-gradient against finite differences (with either head), vmap ==
+loop, a task's own noise, the distance head against ProtoNets, frozen features from a distmeta
+run, and the settings it refuses."""
 
 import dataclasses
 
@@ -8,7 +9,7 @@ import torch
 
 from distmeta.algorithms import check_algorithm_settings
 from distmeta.algorithms.task_noise import task_normal_noise
-from distmeta.config import AlgorithmConfig, LEOConfig
+from distmeta.config import AlgorithmConfig, LEOConfig, config_hash, load_config
 from distmeta.errors import ConfigError
 from distmeta.execution import batch_evaluation, batch_meta_gradient
 from distmeta.models import Conv4
@@ -29,9 +30,12 @@ def features_task(tasks=1, shots=2, seed=0):
     return classification_batch(tasks=tasks, shots=shots, image=False, seed=seed)
 
 
-def test_the_second_order_meta_gradient_through_latent_and_fine_tuning_steps_matches_finite_differences():
+@pytest.mark.parametrize("head", ["linear", "distance"])
+def test_the_second_order_meta_gradient_through_latent_and_fine_tuning_steps_matches_finite_differences(head):
     model = tiny_mlp(4, 3)
-    algorithm = leo(model).using_autograd(own_model=False)  # the faster of the two, equal by the vmap test
+    algorithm = leo(model, settings=dataclasses.replace(SMALL, head=head)).using_autograd(
+        own_model=False
+    )  # the faster of the two, equal by the vmap test
     params = perturbed(meta_params_for(algorithm, model))
     assert_matches_finite_differences(algorithm, params, one_task(features_task()), entries_per_tensor=2)
 
@@ -100,6 +104,32 @@ def test_meta_training_samples_latents_while_adaptation_uses_their_means():
     assert five.predict(params, adapted, support.query_x[0]).shape == (10, 5)
 
 
+def test_the_distance_head_scores_a_decoded_vector_as_protonets_scores_a_prototype():
+    model = tiny_mlp(4, 3)
+    algorithm = leo(model, settings=dataclasses.replace(SMALL, head="distance"))
+    params = meta_params_for(algorithm, model)
+    support_x, support_y, query_x, _ = one_task(features_task())
+    protonet = make_algorithm("protonet", model, True, 3)
+    prototypes = protonet.adapt(params, support_x, support_y, 0, False)
+    expected = protonet.predict(params, prototypes, query_x)
+    adapted = {"head.weight": prototypes["prototypes"]}
+    torch.testing.assert_close(algorithm.predict(params, adapted, query_x), expected)
+    linear = leo(model)
+    assert not torch.allclose(linear.predict(params, adapted, query_x), expected)
+
+
+def test_an_older_leo_config_keeps_its_hash_with_the_linear_head():
+    # ce2db49bd2ef595c: this config's hash before algorithm.leo.head existed
+    overrides = [
+        "algorithm.name=leo",
+        "task.name=omniglot",
+        "task.omniglot.synthetic=true",
+        "algorithm.leo.latent_size=8",
+    ]
+    assert config_hash(load_config(None, overrides)) == "ce2db49bd2ef595c"
+    assert config_hash(load_config(None, [*overrides, "algorithm.leo.head=distance"])) != "ce2db49bd2ef595c"
+
+
 def test_the_conditioning_is_each_class_latent_mean_and_differs_between_tasks():
     model = tiny_mlp(4, 3)
     algorithm = leo(model)
@@ -117,6 +147,7 @@ def test_the_conditioning_is_each_class_latent_mean_and_differs_between_tasks():
         (AlgorithmConfig(name="leo", leo=LEOConfig(finetune_steps=-1)), True, "algorithm.leo.finetune_steps"),
         (AlgorithmConfig(name="leo", leo=LEOConfig(finetune_lr=0.0)), True, "algorithm.leo.finetune_lr"),
         (AlgorithmConfig(name="leo", leo=LEOConfig(kl_weight=-1.0)), True, "algorithm.leo.kl_weight"),
+        (AlgorithmConfig(name="leo", leo=LEOConfig(head="cosine")), True, "algorithm.leo.head"),
         (AlgorithmConfig(name="leo", leo=LEOConfig(feature_run="runs/no-such-run")), True, "algorithm.leo.feature_run"),
         (AlgorithmConfig(name="leo"), False, "algorithm.name"),
         (AlgorithmConfig(name="maml", leo=LEOConfig(latent_size=8)), True, "algorithm.leo"),

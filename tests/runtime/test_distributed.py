@@ -119,12 +119,21 @@ def test_two_mmaml_workers_equal_one_on_multimodal_regression(cluster, tmp_path)
         "train.steps=3",
         "train.checkpoint_every=3",
         "train.log_every=3",
+        "train.val_tasks=9",  # shares of 4 and 5 tasks, for the validation and its conditioning spread
     ]
     one = in_process(tmp_path, "one", *multimodal)
     two = run(tmp_path, "two", 2, *multimodal)
     assert any(name.startswith("encoder.") for name in one.meta_params)
     for name in one.meta_params:
         torch.testing.assert_close(two.meta_params[name], one.meta_params[name], atol=1e-5, rtol=0)
+    # the spread of the FiLM outputs over the validation tasks: each worker computed its share's
+    spreads = [last_record(result.run_dir) for result in (one, two)]
+    for key in ("val_conditioning_std", "val_conditioning_mean_abs"):
+        assert spreads[1][key] == pytest.approx(spreads[0][key], rel=1e-5) and spreads[0][key] > 0
+
+
+def last_record(run_dir) -> dict:
+    return json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
 
 
 def test_a_run_leaves_metrics_tensorboard_logs_and_a_summary(two_workers):

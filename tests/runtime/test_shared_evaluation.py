@@ -1,4 +1,5 @@
-"""Evaluations shared among ranks, in two real gloo processes (torch.multiprocessing, no Ray)."""
+"""Evaluations (and the spread of task-conditioned outputs) shared among ranks, in two real gloo
+processes (torch.multiprocessing, no Ray)."""
 
 import os
 
@@ -7,12 +8,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from distmeta.conditioning import validation_conditioning
 from distmeta.config import load_config
 from distmeta.errors import DatasetError
 from distmeta.evaluation import evaluate
 from distmeta.experiment import build_experiment
 from distmeta.runtime.agreement import RankFailure
-from distmeta.runtime.shared_evaluation import shared_evaluation, shared_validation
+from distmeta.runtime.shared_evaluation import shared_conditioning, shared_evaluation, shared_validation
 from tests.conftest import TINY_SYNTHETIC_OMNIGLOT
 from tests.runtime.test_collective import free_port
 
@@ -64,3 +66,30 @@ def test_an_error_on_one_rank_is_raised_on_every_rank_instead_of_a_partial_resul
     zero, one = on_two_ranks(tmp_path, failing_rank=1)
     assert "unreadable on this node" in zero["error"] and zero["notes"] == ["(raised on rank 1)"]
     assert zero == one
+
+
+# MMAML on multimodal regression: a task-conditioned algorithm, with no data to read
+CONDITIONED = ["task.name=multimodal", "algorithm.name=mmaml", "train.val_tasks=7"]
+
+
+def conditioning_on_two_ranks(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        experiment = build_experiment(load_config(None, CONDITIONED), check_data=False)
+        params = experiment.initial_meta_parameters()
+        spread = shared_conditioning(rank, world_size, RankFailure(rank))(experiment, params)
+        torch.save(spread, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_sharing_the_conditioning_outputs_hold_the_spread_one_process_gives(tmp_path):
+    mp.spawn(conditioning_on_two_ranks, args=(2, free_port(), str(tmp_path)), nprocs=2)
+    zero, one = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
+    assert zero == one
+    experiment = build_experiment(load_config(None, CONDITIONED), check_data=False)
+    alone = validation_conditioning(experiment, experiment.initial_meta_parameters())
+    assert alone.keys() == {"val_conditioning_std", "val_conditioning_mean_abs"}
+    assert zero == pytest.approx(alone, rel=1e-6) and zero["val_conditioning_std"] > 0
