@@ -643,8 +643,6 @@ def _check_stop_rules(config: Config) -> None:
         raise ConfigError(
             "train.time_limit_minutes", f"must be zero (no limit) or more, got {train.time_limit_minutes}"
         )
-    if train.time_limit_minutes and config.learns_update_rule:
-        raise ConfigError("train.time_limit_minutes", "learned optimiser runs do not take a time limit yet")
     if train.meta_grad_clip and config.learns_update_rule:
         raise ConfigError(
             "train.meta_grad_clip",

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,11 +53,11 @@ from distmeta.training.trainer import (
     StepMetrics,
     TrainResult,
     check_finite,
-    leader_work,
     make_optimizer,
     run_summary,
     summary_rows,
     take_meta_step,
+    train_loop,
 )
 
 UNIT = "unroll steps"
@@ -209,49 +208,16 @@ def validation_losses(run: OptimizerRun, meta_params: Params, tasks: range) -> t
     return held_out_losses(run, meta_params, "val", tasks, run.config.algorithm.learned_optimizer.unroll_length)
 
 
+def nothing_conditioned(run: OptimizerRun, meta_params: Params) -> dict[str, float]:
+    """A `train_loop` conditioning: a learned optimiser generates nothing per task."""
+    return {}
+
+
 def local_validation(run: OptimizerRun, meta_params: Params) -> EvalResult:
     """One process validates the rule on all `eval_tasks` validation tasks itself."""
     section = run.config.algorithm.learned_optimizer
     losses = validation_losses(run, meta_params, range(section.eval_tasks))
     return summarise_losses(losses, section.unroll_length, "val")
-
-
-# ---------------------------------------------------------------- the loop
-
-
-def train_loop(
-    run: OptimizerRun,
-    state: RunState,
-    progress: ProgressLog | None,
-    step_fn: Callable[[OptimizerRun, RunState], StepMetrics],
-    checkpoint_fn: Callable[[RunState], None] | None = None,
-    leader_failure: RankFailure | None = None,
-    validation: Callable[[OptimizerRun, Params], EvalResult] = local_validation,
-) -> None:
-    """Meta-steps until `train.steps`, with logs, validation and checkpoints at their intervals
-    (`distmeta.training.trainer.train_loop`'s schedule); every rank validates (on Ray, its share
-    of the tasks: `validation`), only the rank given `progress` logs. A user error in that
-    logging is kept in `leader_failure` when given, for the ranks to agree on at their next
-    collective (`runtime.agreement`), rather than raised at once."""
-    train = run.config.train
-    start_step = state.step
-    window: list[StepMetrics] = []
-    while state.step < train.steps:
-        window.append(step_fn(run, state))
-        step, last = state.step, state.step == train.steps
-        validate = bool(train.val_every and step % train.val_every == 0) or last
-        if progress is not None:
-            with leader_work(leader_failure):
-                progress.count_tasks(window[-1].tasks)
-        if validate or step % train.log_every == 0:
-            val = validation(run, state.meta_params).to_dict() if validate else None
-            if progress is not None:
-                with leader_work(leader_failure):
-                    loss = sum(m.meta_loss for m in window) / len(window)
-                    state.history.append(progress.log_interval(step, start_step, loss, loss, val))
-            window = []
-        if checkpoint_fn is not None and ((train.checkpoint_every and step % train.checkpoint_every == 0) or last):
-            checkpoint_fn(state)
 
 
 def checkpoint_payload(run: OptimizerRun, state: RunState) -> dict:
@@ -292,7 +258,15 @@ def train_in_process(config: Config, print_fn=print, final_eval: bool = True) ->
         )
 
     with one_torch_thread():
-        train_loop(run, state, progress, lambda run, state: rank_meta_step(run, state, 0, 1), save)
+        train_loop(
+            run,
+            state,
+            progress,
+            lambda run, state: rank_meta_step(run, state, 0, 1),
+            save,
+            validation=local_validation,
+            conditioning=nothing_conditioned,
+        )
     wall = time.perf_counter() - started
     test = (
         final_meta_test(run, state.meta_params, range(config.algorithm.learned_optimizer.eval_tasks))

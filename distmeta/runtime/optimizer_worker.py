@@ -30,9 +30,9 @@ from distmeta.learned_optimizer_runs.training import (
     checkpoint_payload,
     final_meta_test,
     initial_state,
+    nothing_conditioned,
     rank_meta_step,
     summarise_losses,
-    train_loop,
     unrolls_line,
     validation_losses,
 )
@@ -52,6 +52,7 @@ from distmeta.runtime.worker_errors import send_error
 from distmeta.storage import Location, location
 from distmeta.training.checkpoint import save_checkpoint
 from distmeta.training.progress import ProgressLog
+from distmeta.training.trainer import train_loop
 
 
 def report_checkpoint(
@@ -129,7 +130,9 @@ def train_worker(loop_config: dict) -> None:
             lambda run, state: rank_meta_step(run, state, rank, world_size, failure=failure),
             report_checkpoint(run, rank, failure, run_dir, still_owner),
             leader_failure=failure,
+            leader_decision=from_rank_zero,
             validation=shared_unroll_validation(rank, world_size, failure),
+            conditioning=nothing_conditioned,
         )
         failure.agree()  # what rank 0 did after the last checkpoint
         if loop_config.get("final_eval") and rank == 0:  # after the last collective: no rank waits for it

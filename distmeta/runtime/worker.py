@@ -234,6 +234,7 @@ def train_worker(loop_config: dict) -> None:
                 if payload is not None:
                     progress.record({"event": "resumed", "from_step": payload["step"]})
         share = share_of_meta_batch(config.train.meta_batch_size, rank, world_size)
+        experiment.meta_gradient.plan(config.train.steps - state.step)
         with prefetched_tasks(experiment, share, config.train.steps) as batches:
             train_loop(
                 experiment,

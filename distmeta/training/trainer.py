@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -56,6 +56,19 @@ class MetaOptimizerState(Protocol):
     meta_params: Params
     optimizer: torch.optim.Optimizer
     step: int
+
+
+class TrainedRun(Protocol):
+    """What `train_loop` trains: an `Experiment`, or a learned-optimiser run's `OptimizerRun`
+    (the loop reads only the config; the functions it is given do the work)."""
+
+    config: Config
+
+
+class LoopState(MetaOptimizerState, Protocol):
+    """What `train_loop` moves on: a `TrainState` or a learned-optimiser run's `RunState`."""
+
+    history: list[dict]
 
 
 def make_optimizer(config: Config, meta_params: Params) -> torch.optim.Optimizer:
@@ -220,6 +233,7 @@ def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResul
     started = time.perf_counter()
     start_step = state.step
     progress = ProgressLog(run_dir, config.train.steps, config.metric, print_fn)
+    experiment.meta_gradient.plan(config.train.steps - state.step)
     with prefetched_tasks(experiment, None, config.train.steps) as batches:
         train_loop(
             experiment,
@@ -274,18 +288,20 @@ def leader_work(leader_failure: RankFailure | None) -> AbstractContextManager:
 
 
 def train_loop(
-    experiment: Experiment,
-    state: TrainState,
+    run: TrainedRun,
+    state: LoopState,
     progress: ProgressLog | None,
-    step_fn: Callable[[Experiment, TrainState], StepMetrics] = meta_step,
-    checkpoint_fn: Callable[[TrainState], None] | None = None,
+    step_fn: Callable[[Any, Any], StepMetrics] = meta_step,
+    checkpoint_fn: Callable[[Any], None] | None = None,
     leader_failure: RankFailure | None = None,
     leader_decision: Callable[[bool], bool] = same_on_every_rank,
-    validation: Callable[[Experiment, Params], EvalResult] = local_validation,
-    conditioning: Callable[[Experiment, Params], dict[str, float]] = validation_conditioning,
+    validation: Callable[[Any, Params], EvalResult] = local_validation,
+    conditioning: Callable[[Any, Params], dict[str, float]] = validation_conditioning,
 ) -> None:
     """Meta-steps until `train.steps` (or an early stop), with logs, validation and checkpoints
-    at their intervals.
+    at their intervals: the schedule of every run, few-shot or learned optimiser (whose
+    `step_fn`, `validation` and `conditioning` are its own; the defaults are one process's
+    few-shot ones). Each function is called with `run` and `state` (or its meta-parameters).
 
     A Ray worker runs this too, with its own `step_fn` (its share of the tasks and
     an all-reduce), `checkpoint_fn` (called on every rank, as Ray's report must
@@ -298,13 +314,12 @@ def train_loop(
     `leader_decision` gives its reading to every rank (a broadcast on Ray), so that all of
     them validate, checkpoint and stop after the same step.
     """
-    train = experiment.config.train
+    train = run.config.train
     start_step = state.step
-    experiment.meta_gradient.plan(train.steps - state.step)
     stopping = StopRules(train)
     window: list[StepMetrics] = []
     while state.step < train.steps:
-        window.append(step_fn(experiment, state))
+        window.append(step_fn(run, state))
         step, last = state.step, state.step == train.steps
         scheduled_validation = bool(train.val_every and step % train.val_every == 0) or last
         log_point = scheduled_validation or step % train.log_every == 0
@@ -317,9 +332,9 @@ def train_loop(
             if stopping.timed and not last:
                 out_of_time = leader_decision(out_of_time)
             # a run that stops ends validated
-            val = validation(experiment, state.meta_params).to_dict() if scheduled_validation or out_of_time else None
+            val = validation(run, state.meta_params).to_dict() if scheduled_validation or out_of_time else None
             # task-conditioned algorithms: the spread of what they generate, so that collapse shows
-            spread = conditioning(experiment, state.meta_params) if val is not None else {}
+            spread = conditioning(run, state.meta_params) if val is not None else {}
             reason = stopping.reason(val, out_of_time)
             stop = reason is not None and not last
             if progress is not None:

@@ -89,3 +89,12 @@ def test_a_non_finite_meta_gradient_stops_the_run_before_its_update_and_checkpoi
     with pytest.raises(NonFiniteLossError, match="at step 2"):
         trained(tmp_path, "nan", "train.checkpoint_every=1")
     assert [path.name for path in checkpoint_files(tmp_path / "nan")] == ["step_00000001.pt", "step_00000002.pt"]
+
+
+def test_a_time_limit_stops_the_run_validated_and_checkpointed_at_the_first_log_interval(tmp_path):
+    # the limit is used up at once: the run stops at step 2 (log_every), saying why, as a few-shot run does
+    result = trained(tmp_path, "timed", "train.steps=50", "train.time_limit_minutes=1e-9", "train.checkpoint_every=0")
+    assert result.steps == 2
+    last = result.summary["final_train"]
+    assert "time_limit_minutes" in last["stopped"] and "val_loss" in last
+    assert [path.name for path in checkpoint_files(tmp_path / "timed")] == ["step_00000002.pt"]
