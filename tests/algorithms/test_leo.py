@@ -104,18 +104,22 @@ def test_meta_training_samples_latents_while_adaptation_uses_their_means():
     assert five.predict(params, adapted, support.query_x[0]).shape == (10, 5)
 
 
-def test_the_distance_head_scores_a_decoded_vector_as_protonets_scores_a_prototype():
+def test_the_distance_head_with_the_decoder_at_zero_classifies_as_protonets():
     model = tiny_mlp(4, 3)
-    algorithm = leo(model, settings=dataclasses.replace(SMALL, head="distance"))
+    algorithm = leo(model, settings=dataclasses.replace(SMALL, head="distance", finetune_steps=0))
     params = meta_params_for(algorithm, model)
+    params["leo.decoder.weight"] = torch.zeros_like(params["leo.decoder.weight"])
     support_x, support_y, query_x, _ = one_task(features_task())
     protonet = make_algorithm("protonet", model, True, 3)
-    prototypes = protonet.adapt(params, support_x, support_y, 0, False)
-    expected = protonet.predict(params, prototypes, query_x)
-    adapted = {"head.weight": prototypes["prototypes"]}
+    expected = protonet.predict(params, protonet.adapt(params, support_x, support_y, 0, False), query_x)
+    adapted = algorithm.adapt(
+        params, support_x, support_y, 2, False
+    )  # latent steps move nothing through a zero decoder
     torch.testing.assert_close(algorithm.predict(params, adapted, query_x), expected)
-    linear = leo(model)
-    assert not torch.allclose(linear.predict(params, adapted, query_x), expected)
+    linear = leo(model, settings=dataclasses.replace(SMALL, finetune_steps=0))
+    assert not torch.allclose(
+        linear.predict(params, linear.adapt(params, support_x, support_y, 2, False), query_x), expected
+    )
 
 
 def test_an_older_leo_config_keeps_its_hash_with_the_linear_head():
