@@ -123,9 +123,10 @@ def test_a_node_that_cannot_start_for_a_passing_reason_stops_what_the_start_had_
         cluster = local_cluster.start(folder, worker_nodes=1, env=caller_environment(tmp_path), temp_root=short_temp)
         try:
             first = saved[0]
-            # the start that came up is the last to choose ports: the second, or on a machine busy
-            # enough that the head itself timed out at startup, the third
-            assert first.ray_temp_dir != cluster.ray_temp_dir and cluster.gcs_address.endswith(f":{chosen[-1][0]}")
+            # the start that came up is the last: the second, or the third on a machine busy enough
+            # that the second's head timed out at startup. Each start chose its head's ports, then
+            # its worker node's: the GCS port is the first of the head's, second to last.
+            assert first.ray_temp_dir != cluster.ray_temp_dir and cluster.gcs_address.endswith(f":{chosen[-2][0]}")
             assert processes.processes_of(sessions=first.sessions, folders=[first.ray_temp_dir]) == []
             assert alive_nodes(cluster, caller_environment(tmp_path)) == 2
             said = capfd.readouterr().err
