@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from distmeta.algorithms.base import Params
-from distmeta.algorithms.protonet import PrototypeClassifier, class_prototypes
+from distmeta.algorithms.protonet import PrototypeClassifier, class_prototypes, negative_squared_distances
 from distmeta.algorithms.task_noise import task_normal_noise
 from distmeta.algorithms.update_rules import PerParameterSGD, run_rule
 from distmeta.errors import ConfigError
@@ -179,10 +179,7 @@ class LEO(PrototypeClassifier):
         """(examples, ways): each example's score for each class's decoded vector."""
         if self.settings.head == "linear":
             return embeddings @ head_weight.T
-        # |e - w|^2 expanded, so that it is one matrix product (as ProtoNets' predict)
-        return -(
-            embeddings.square().sum(1, keepdim=True) - 2 * embeddings @ head_weight.T + head_weight.square().sum(1)
-        )
+        return negative_squared_distances(embeddings, head_weight)
 
     def task_conditioning(self, meta_params: Params, support_x, support_y) -> torch.Tensor:
         """The mean latent code of each class, flattened (ways x latent_size)."""

@@ -27,6 +27,13 @@ def class_prototypes(embeddings: torch.Tensor, labels: torch.Tensor, ways: int) 
     return membership.T @ embeddings / counts
 
 
+def negative_squared_distances(embeddings: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """(examples, classes): -|e - c|^2 of each embedding to each class centre, the logits of
+    the nearest-prototype rule."""
+    # |e - c|^2 expanded, so that it is one matrix product (and vmap-friendly)
+    return -(embeddings.square().sum(1, keepdim=True) - 2 * embeddings @ centres.T + centres.square().sum(1))
+
+
 class PrototypeClassifier(MetaAlgorithm):
     """Base class of the algorithms that classify from class prototypes of `ways` classes."""
 
@@ -61,10 +68,4 @@ class PrototypicalNetwork(PrototypeClassifier):
         return {"prototypes": class_prototypes(embeddings, support_y, self.ways)}
 
     def predict(self, meta_params: Params, adapted: Params, x: torch.Tensor) -> torch.Tensor:
-        embeddings = features(self.model, meta_params, x)
-        prototypes = adapted["prototypes"]
-        # |e - p|^2 expanded, so that it is one matrix product (and vmap-friendly)
-        distances = (
-            embeddings.square().sum(1, keepdim=True) - 2 * embeddings @ prototypes.T + prototypes.square().sum(1)
-        )
-        return -distances
+        return negative_squared_distances(features(self.model, meta_params, x), adapted["prototypes"])
