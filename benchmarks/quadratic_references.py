@@ -179,7 +179,18 @@ def measure_all(entries: str, seeds: list[int], steps: int) -> dict:
         "conjugate gradient, per function, 10 steps": conjugate_gradient_entry(10),
         f"conjugate gradient, per function, {steps} steps": conjugate_gradient_entry(steps),
     }
-    return {"methods": methods, "seconds": time.perf_counter() - started}
+    return {"methods": methods, "conditioning": conditioning(matrix), "seconds": time.perf_counter() - started}
+
+
+def conditioning(matrix: torch.Tensor) -> dict:
+    """How ill-conditioned the functions are: the ratio of W's largest to smallest singular value,
+    its median over every function of every task, and its largest in each task."""
+    values = torch.linalg.svdvals(matrix)
+    ratios = values[..., 0] / values[..., -1]
+    return {
+        "singular_value_ratio_median": ratios.median().item(),
+        "singular_value_ratio_max_per_task": ratios.max(dim=-1).values.tolist(),
+    }
 
 
 def learned_figures(path: Path, steps: int) -> dict:

@@ -87,4 +87,5 @@ def test_a_short_run_writes_every_method_with_the_benchmark_tasks_and_command(tm
     assert report["seeds"] == script.test_seeds(2)
     assert len(report["methods"]) == 7 and "conjugate gradient, per function, 3 steps" in report["methods"]
     assert all(len(method["task_means"]) == 2 for method in report["methods"].values())
+    assert len(report["conditioning"]["singular_value_ratio_max_per_task"]) == 2
     assert "momentum, per function (oracle)" in capsys.readouterr().out
