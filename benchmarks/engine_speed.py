@@ -1,7 +1,8 @@
 """Engine speed: ms per MAML meta-step, tasks/s and peak memory, side by side with learn2learn and higher.
 
     python benchmarks/engine_speed.py [--setups conv4,sine] [--orders second,first] [--variants ...]
-                                      [--steps 10] [--json benchmarks/results/engine_speed.json]
+                                      [--steps 10] [--baseline-allocator default|kept]
+                                      [--json benchmarks/results/engine_speed.json]
 
 Two setups, as in the engine issue, each in the orders it is timed in:
   conv4: Omniglot Conv4, 5-way 1-shot, 5 query images per class, meta-batch 32, 1 inner step, lr 0.4;
@@ -28,6 +29,9 @@ reported in the table with the reason; the others still run.
 Each variant runs in its own process (so peak memory is its own), with the same
 tasks and weights; a meta-step is the meta-gradient of the batch plus an Adam
 step. The machine is shared and noisy: read the ratios, measured in one run.
+distmeta's variants keep freed host memory for reuse, as `distmeta train` does
+(distmeta/host_memory.py); the baselines run with glibc's defaults, as their users run them,
+or with the same setting under `--baseline-allocator kept` (`host_allocator` in the JSON).
 
 On a GPU (train.device auto: torch sees one) the batch and the weights are on
 it, every timed step ends with `torch.cuda.synchronize()` (kernels run
@@ -331,9 +335,15 @@ def relative_difference(grads: dict, reference: dict) -> float:
     return ((got - want).norm() / want.norm()).item()
 
 
-def run_child(setup: str, variant: str, steps: int, warmup: int, first_order: bool) -> dict:
+def run_child(setup: str, variant: str, steps: int, warmup: int, first_order: bool, baseline_allocator: str) -> dict:
     from distmeta.devices import synchronize
     from distmeta.execution import batch_meta_gradient
+    from distmeta.host_memory import keep_freed_memory
+
+    # distmeta's runs keep freed memory for reuse (`distmeta train` and Ray workers do, see
+    # distmeta/host_memory.py); the baselines run with glibc's defaults, as their users run them,
+    # unless --baseline-allocator kept gives them the same setting.
+    kept = (variant in DISTMETA_VARIANTS or baseline_allocator == "kept") and keep_freed_memory()
 
     experiment, batch, real_data = build(setup, first_order)
     device = experiment.device
@@ -388,6 +398,7 @@ def run_child(setup: str, variant: str, steps: int, warmup: int, first_order: bo
         "steps": steps,
         "warmup": warmup,
         "threads": torch.get_num_threads(),
+        "host_allocator": "keeps freed memory" if kept else "glibc defaults",
     }
 
 
@@ -401,6 +412,7 @@ def run_all(
     named: bool,
     timeout_s: float,
     save=lambda results, complete: None,
+    baseline_allocator: str = "default",
 ) -> list[dict]:
     """Every variant on every (setup, order), each in its own process; `named`: --variants chose them.
     `save(results, complete)` after each variant, so that a run cut short keeps what it measured."""
@@ -432,7 +444,7 @@ def run_all(
                 print(f"  {setup:5} {order:6} {variant:15} {describe(results[-1])}", flush=True)
                 continue
             command = [sys.executable, __file__, "--child", setup, variant, "--steps", str(steps[setup])]
-            command += ["--orders", order]
+            command += ["--orders", order, "--baseline-allocator", baseline_allocator]
             results.append(run_variant(command, setup, order, variant, timeout_s))
             print(f"  {setup:5} {order:6} {variant:15} {describe(results[-1])}", flush=True)
             save(results, False)
@@ -587,6 +599,13 @@ def main() -> None:
     )
     parser.add_argument("--child-timeout", type=float, default=1800.0, help="seconds a variant may take")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "engine_speed.json")
+    parser.add_argument(
+        "--baseline-allocator",
+        choices=["default", "kept"],
+        default="default",
+        help="the host allocator of the reference loop, learn2learn and higher: glibc's defaults, as their "
+        "users run them (default), or kept, keeping freed memory as distmeta's runs do (distmeta/host_memory.py)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("SETUP", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     setups, orders = args.setups.split(","), args.orders.split(",")
@@ -604,7 +623,9 @@ def main() -> None:
         steps = args.steps or (10 if setup == "conv4" else 200)
         first_order = orders == ["first"]
         try:
-            result = run_child(setup, variant, steps, 2 if setup == "conv4" else 20, first_order)
+            result = run_child(
+                setup, variant, steps, 2 if setup == "conv4" else 20, first_order, args.baseline_allocator
+            )
         except Exception as error:  # reported in the table; the other variants still run
             result = {
                 "setup": setup,
@@ -653,6 +674,7 @@ def main() -> None:
                     "wall_s": time.perf_counter() - started,
                     "machine": machine,
                     "setups": SETUPS,
+                    "baseline_allocator": args.baseline_allocator,
                     "results": results,
                     "targets": targets(results),
                 },
@@ -660,7 +682,9 @@ def main() -> None:
             )
         )
 
-    results = run_all(steps, runs, variants, args.variants is not None, args.child_timeout, save)
+    results = run_all(
+        steps, runs, variants, args.variants is not None, args.child_timeout, save, args.baseline_allocator
+    )
     save(results, True)
     print()
     print(table(results))

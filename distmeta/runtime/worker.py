@@ -39,6 +39,7 @@ from distmeta.devices import check_cuda_torch, worker_device
 from distmeta.errors import DistmetaError, StorageError
 from distmeta.evaluation import EvalResult
 from distmeta.experiment import Experiment, build_experiment
+from distmeta.host_memory import keep_freed_memory
 from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import broadcast_parameters, from_rank_zero, gathered, share_of_meta_batch
 from distmeta.runtime.session import owner_check
@@ -201,6 +202,7 @@ def start_worker(loop_config: dict) -> tuple[int, int]:
     the command's folder with the threads it was given; returns (rank, world size)."""
     enter_command_dir(loop_config["command_dir"])
     torch.set_num_threads(loop_config["threads_per_worker"])
+    keep_freed_memory()
     context = ray.train.get_context()
     return context.get_world_rank(), context.get_world_size()
 

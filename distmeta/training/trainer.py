@@ -27,6 +27,7 @@ from distmeta.errors import NonFiniteLossError
 from distmeta.evaluation import EvalResult, evaluate
 from distmeta.execution import BatchGradient
 from distmeta.experiment import Experiment, build_experiment
+from distmeta.host_memory import keep_freed_memory
 from distmeta.storage import Location, as_path, location
 from distmeta.tasks import TaskBatch, sample_tasks
 from distmeta.training.checkpoint import check_resumable, newest_readable_checkpoint, save_checkpoint
@@ -219,6 +220,7 @@ def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResul
         return train_in_process(config, print_fn, final_eval)
     if not config.train.run_dir:
         config = replace(config, train={"run_dir": default_run_dir(config)})
+    keep_freed_memory()
     run_dir = location(config.train.run_dir)  # a local folder or a bucket (`distmeta.storage`)
     experiment = build_experiment(config)
     experiment.meta_gradient.print_fn = print_fn  # the compile decision goes where the run's lines go
