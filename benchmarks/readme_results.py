@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import accuracy  # noqa: E402  (benchmarks/accuracy.py: the suite's experiments and their commands)
 
 ENGINE_COMMAND = "python benchmarks/engine_speed.py"
+KEPT_ALLOCATOR_JSON = "engine_speed_baselines_kept.json"
 SCALING_COMMAND = "python benchmarks/scaling.py"
 SEARCH_COMMAND = (
     "distmeta tune --space benchmarks/spaces/sinusoid_inner_loop.yaml --trials 8 --name "
@@ -129,6 +130,7 @@ def engine_block(results: Path) -> list[str]:
                 cells = [_engine_cell(next((r for r in rows if r["variant"] == v), None)) for v in variants]
                 lines.append(f"| {_setup_text(setup, spec)} | {order} | " + " | ".join(cells) + " |")
     lines += [""] + [f"- {line}" for line in _target_lines(data.get("targets", []))]
+    lines += _kept_allocator_lines(results)
     lines += [
         "",
         "x: speed-up over learn2learn's ms/step in the same run. The textbook loop is "
@@ -140,10 +142,26 @@ def engine_block(results: Path) -> list[str]:
         "`grad_rel_diff` in the JSON; DIFFERS marks one that does not). Memory is the process's peak RSS. "
         "learn2learn 0.2.0 does not build on Python 3.11 as is: `bash benchmarks/install_baselines.sh` "
         "builds it and installs higher into `.venv-baselines` (never a dependency of distmeta); run the "
-        "benchmark with that environment's python to time them. The machine is shared: compare within "
-        "the run.",
+        "benchmark with that environment's python to time them. distmeta's variants keep freed host memory "
+        "for reuse, as `distmeta train` does (`distmeta/host_memory.py`); the textbook loop, learn2learn "
+        "and higher run with glibc's defaults, as their users run them. The machine is shared: compare "
+        "within the run.",
     ]
     return lines
+
+
+def _kept_allocator_lines(results: Path) -> list[str]:
+    """The targets again from a run that gave the baselines distmeta's allocator setting."""
+    data = load(results, KEPT_ALLOCATOR_JSON)
+    if data is None:
+        return []
+    lines = [
+        "",
+        f"With the baselines given the same allocator setting, {code(data['command'])} "
+        f"(`{KEPT_ALLOCATOR_JSON}`{_load_text(data)}):",
+        "",
+    ]
+    return lines + [f"- {line}" for line in _target_lines(data.get("targets", [])) if "not measured" not in line]
 
 
 def _engine_cell(row: dict | None) -> str:
