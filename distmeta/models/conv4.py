@@ -41,10 +41,10 @@ class BatchStatNorm(nn.Module):
     Under torch.func's transforms (vmap, grad) it is written with basic ops: under
     `torch.func.vmap` the built-in `F.batch_norm(training=True)` gave a second-order
     meta-gradient about 1e-2 off the per-task loop, while basic ops match to 1e-15 in
-    float64. Under torch.autograd it is fused: on the CPU `cpu_batch_norm.batch_stat_norm`
-    (closed-form derivatives, accurate on channels-last tensors), on a GPU the built-in one;
-    either makes a second-order Conv4 meta-step about a quarter faster than basic ops, with
-    the meta-gradient equal to theirs to 1e-14 in float64.
+    float64. Under torch.autograd it is fused: on a GPU the built-in one (on a CPU it made a
+    second-order Conv4 meta-step about a quarter faster than basic ops); on the CPU
+    `cpu_batch_norm.batch_stat_norm`, faster again and accurate on channels-last tensors (see
+    that module). Both give the meta-gradient of basic ops to 1e-14 in float64.
     torch.compile traces the basic ops (what its measured figures are of).
     There are no running statistics, as in MAML: every task is normalised by
     its own support (or query) batch, at training and at test time alike.
@@ -75,7 +75,7 @@ class BatchStatNorm(nn.Module):
         return x.numel() > x.shape[1]
 
 
-class Conv2d(nn.Conv2d):
+class ChannelsLastConv2d(nn.Conv2d):
     """`nn.Conv2d` that hands a plain CPU tensor on in channels-last memory format (see the
     module's docstring); every op after it keeps that format."""
 
@@ -99,7 +99,7 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
-        Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        ChannelsLastConv2d(in_channels, out_channels, kernel_size=3, padding=1),
         BatchStatNorm(out_channels),
         nn.MaxPool2d(2),
         nn.ReLU(),
