@@ -65,7 +65,7 @@ SETUPS = {
 DISTMETA_VARIANTS = ["auto", "vmap", "loop", "vmap compiled", "loop compiled"]
 VARIANTS = [*DISTMETA_VARIANTS, "reference loop", "learn2learn", "higher"]
 LEFT_OUT_ON_CPU = {
-    ("conv4", "vmap"): "measured 2.5x slower than the loop on a CPU (2.9 s against 1.1 s a step) and 3.3 GB",
+    ("conv4", "vmap"): "measured 2.3x slower than the loop on a CPU (1.75 s against 0.75 s a step) and 3.5 GB",
     ("conv4", "vmap compiled"): "measured slower on a CPU than the uncompiled loop (1.9 s against 1.4 s a step, "
     "after a 97 s compile)",
     ("conv4", "loop compiled"): "one task at a time in one thread, where the uncompiled loop runs two threads",
