@@ -26,13 +26,9 @@ from distmeta.models.cpu_batch_norm import batch_stat_norm
 from distmeta.models.two_part import TwoPartModel
 
 
-def _plain_cpu_autograd(x: torch.Tensor) -> bool:
-    """A plain tensor on the CPU, outside torch.func's transforms and torch.compile."""
-    return (
-        x.device.type == "cpu"
-        and not torch.compiler.is_compiling()
-        and not torch._C._functorch.is_functorch_wrapped_tensor(x)
-    )
+def _plain_autograd(x: torch.Tensor) -> bool:
+    """A plain tensor, outside torch.func's transforms and torch.compile."""
+    return not torch.compiler.is_compiling() and not torch._C._functorch.is_functorch_wrapped_tensor(x)
 
 
 class BatchStatNorm(nn.Module):
@@ -70,9 +66,7 @@ class BatchStatNorm(nn.Module):
     def _built_in_applies(x: torch.Tensor) -> bool:
         """Plain autograd tensors, outside torch.compile, with more than one value per channel
         (the built-in refuses a single value, where basic ops give (x - mean) = 0)."""
-        if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(x):
-            return False
-        return x.numel() > x.shape[1]
+        return _plain_autograd(x) and x.numel() > x.shape[1]
 
 
 class ChannelsLastConv2d(nn.Conv2d):
@@ -80,7 +74,7 @@ class ChannelsLastConv2d(nn.Conv2d):
     module's docstring); every op after it keeps that format."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4 and _plain_cpu_autograd(x):
+        if x.dim() == 4 and x.device.type == "cpu" and _plain_autograd(x):
             x = channels_last(x)
         return super().forward(x)
 
