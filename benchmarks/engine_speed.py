@@ -31,7 +31,8 @@ tasks and weights; a meta-step is the meta-gradient of the batch plus an Adam
 step. The machine is shared and noisy: read the ratios, measured in one run.
 distmeta's variants keep freed host memory for reuse, as `distmeta train` does
 (distmeta/host_memory.py); the baselines run with glibc's defaults, as their users run them,
-or with the same setting under `--baseline-allocator kept` (`host_allocator` in the JSON).
+or with the same setting under `--baseline-allocator kept` (`host_allocator` in the JSON);
+`--distmeta-allocator default` gives distmeta's variants glibc's defaults (benchmarks/host_memory.py).
 
 On a GPU (train.device auto: torch sees one) the batch and the weights are on
 it, every timed step ends with `torch.cuda.synchronize()` (kernels run
@@ -335,15 +336,25 @@ def relative_difference(grads: dict, reference: dict) -> float:
     return ((got - want).norm() / want.norm()).item()
 
 
-def run_child(setup: str, variant: str, steps: int, warmup: int, first_order: bool, baseline_allocator: str) -> dict:
+def run_child(
+    setup: str,
+    variant: str,
+    steps: int,
+    warmup: int,
+    first_order: bool,
+    baseline_allocator: str,
+    distmeta_allocator: str = "kept",
+) -> dict:
     from distmeta.devices import synchronize
     from distmeta.execution import batch_meta_gradient
     from distmeta.host_memory import keep_freed_memory
 
     # distmeta's runs keep freed memory for reuse (`distmeta train` and Ray workers do, see
     # distmeta/host_memory.py); the baselines run with glibc's defaults, as their users run them,
-    # unless --baseline-allocator kept gives them the same setting.
-    kept = (variant in DISTMETA_VARIANTS or baseline_allocator == "kept") and keep_freed_memory()
+    # unless --baseline-allocator kept gives them the same setting (--distmeta-allocator default
+    # takes it from distmeta's, to measure what it is worth: benchmarks/host_memory.py).
+    allocator = distmeta_allocator if variant in DISTMETA_VARIANTS else baseline_allocator
+    kept = allocator == "kept" and keep_freed_memory()
 
     experiment, batch, real_data = build(setup, first_order)
     device = experiment.device
@@ -413,6 +424,7 @@ def run_all(
     timeout_s: float,
     save=lambda results, complete: None,
     baseline_allocator: str = "default",
+    distmeta_allocator: str = "kept",
 ) -> list[dict]:
     """Every variant on every (setup, order), each in its own process; `named`: --variants chose them.
     `save(results, complete)` after each variant, so that a run cut short keeps what it measured."""
@@ -445,6 +457,7 @@ def run_all(
                 continue
             command = [sys.executable, __file__, "--child", setup, variant, "--steps", str(steps[setup])]
             command += ["--orders", order, "--baseline-allocator", baseline_allocator]
+            command += ["--distmeta-allocator", distmeta_allocator]
             results.append(run_variant(command, setup, order, variant, timeout_s))
             print(f"  {setup:5} {order:6} {variant:15} {describe(results[-1])}", flush=True)
             save(results, False)
@@ -606,6 +619,13 @@ def main() -> None:
         help="the host allocator of the reference loop, learn2learn and higher: glibc's defaults, as their "
         "users run them (default), or kept, keeping freed memory as distmeta's runs do (distmeta/host_memory.py)",
     )
+    parser.add_argument(
+        "--distmeta-allocator",
+        choices=["kept", "default"],
+        default="kept",
+        help="the host allocator of distmeta's variants: kept, as `distmeta train` runs (default), or glibc's "
+        "defaults (benchmarks/host_memory.py compares the two)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("SETUP", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     setups, orders = args.setups.split(","), args.orders.split(",")
@@ -624,7 +644,13 @@ def main() -> None:
         first_order = orders == ["first"]
         try:
             result = run_child(
-                setup, variant, steps, 2 if setup == "conv4" else 20, first_order, args.baseline_allocator
+                setup,
+                variant,
+                steps,
+                2 if setup == "conv4" else 20,
+                first_order,
+                args.baseline_allocator,
+                args.distmeta_allocator,
             )
         except Exception as error:  # reported in the table; the other variants still run
             result = {
@@ -675,6 +701,7 @@ def main() -> None:
                     "machine": machine,
                     "setups": SETUPS,
                     "baseline_allocator": args.baseline_allocator,
+                    "distmeta_allocator": args.distmeta_allocator,
                     "results": results,
                     "targets": targets(results),
                 },
@@ -683,7 +710,14 @@ def main() -> None:
         )
 
     results = run_all(
-        steps, runs, variants, args.variants is not None, args.child_timeout, save, args.baseline_allocator
+        steps,
+        runs,
+        variants,
+        args.variants is not None,
+        args.child_timeout,
+        save,
+        args.baseline_allocator,
+        args.distmeta_allocator,
     )
     save(results, True)
     print()

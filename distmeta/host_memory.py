@@ -5,9 +5,9 @@ system when it is freed, and trims its heap whenever more than 128 KiB is free a
 meta-step on the CPU allocates and frees many blocks of megabytes (a Conv4 block's activations
 for 25 images are 5 MB), so every step faults the same memory in again, page by page, and the
 loop's threads wait on each other's faults. Keeping blocks up to 32 MiB on the heap and trimming
-only beyond 1 GiB free removes those faults: measured on a 2-core CPU (`benchmarks/engine_speed.py`
-setup, 2 threads), a Conv4 5-way 1-shot meta-step of 32 tasks went from about 680 to 520 ms first
-order and from about 885 to 760 ms second order.
+only beyond 1 GiB free removes those faults: on a 2-core CPU, 2 threads, a Conv4 5-way 1-shot
+meta-step of 32 tasks takes 510 ms with it against 605 ms without (first order), and 719 against
+820 ms (second order) (`python benchmarks/host_memory.py`, side by side in one run).
 
 The cost is memory the process keeps after a peak (at most the 1 GiB trim threshold above what is
 in use). Only glibc has `mallopt`; elsewhere (macOS, musl) nothing changes. Pure Python: no torch.

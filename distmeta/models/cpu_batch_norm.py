@@ -1,15 +1,15 @@
 """Batch norm on the batch's own statistics, with closed-form first and second derivatives, for
 the CPU under torch.autograd (the loop's threads, evaluation).
 
-Why not `F.batch_norm` there. Measured on a 2-core CPU (Zen 4), one thread, a Conv4 block's
-output of 25 images (25 x 64 x 28 x 28):
-- its forward on NCHW tensors takes 2.4 ms, against 1.1 ms here (a few vectorised passes);
-- its double backward (a composite of many small ops) is about three times slower than the
-  closed form below, and second-order MAML differentiates every support-set batch norm twice;
-- on channels-last tensors, where the convolutions and max-pooling of a Conv4 are fastest on a
-  CPU, its kernels sum each channel's values one after another in float32: a second-order Conv4
-  meta-gradient came out 4e-3 off float64 (relative, by norm), against 1e-6 for NCHW kernels and
-  for this module, whose sums are torch's own (`Tensor.sum`, summed in blocks).
+Why not `F.batch_norm` there (`python benchmarks/cpu_kernels.py`, a 2-core Zen 4 CPU, one
+thread, a Conv4 block's output of 25 images, 25 x 64 x 28 x 28):
+- on channels-last tensors, where a Conv4's max-pooling is fastest on a CPU (0.30 ms against
+  6.82 ms on NCHW), it loses accuracy in float32: a second-order Conv4 meta-gradient came out
+  1.3e-3 off float64 (relative, by norm), against 7.9e-7 for NCHW and 1.4e-6 for this module,
+  whose sums are torch's own (`Tensor.sum`);
+- its double backward (a composite of many small ops) takes 28.0 ms on NCHW, the closed form
+  below 16.1 ms on channels-last, and second-order MAML differentiates every support-set batch
+  norm twice.
 
 Both functions are checked against `F.batch_norm` and by gradcheck / gradgradcheck in float64
 (tests/models/test_cpu_batch_norm.py). Pure torch, no running statistics (as in MAML).
