@@ -269,13 +269,12 @@ def scaling_block(results: Path) -> list[str]:
         "processes (raylet, GCS, dashboard and agent, the Train controller, the driver), which run at "
         f"normal priority while Ray runs workers at nice 15: the median sampling, inner-loop and "
         f"outer-backward times of a step are {_phase_medians(two)} ms with 2 workers against "
-        f"{_phase_medians(one)} ms with 1, and the slower rank's lag shows as sync wait. The one-worker "
-        "rate varies by tens of percent between rounds on this shared VM, hence the rounds taken in turn.",
+        f"{_phase_medians(one)} ms with 1, and the slower rank's lag shows as sync wait. {_round_spread(one)}",
     ]
-    return lines + _ceiling_lines(data.get("machine_ceiling"))
+    return lines + _ceiling_lines(data.get("machine_ceiling"), one["meta_steps_per_s"])
 
 
-def _ceiling_lines(ceiling: dict | None) -> list[str]:
+def _ceiling_lines(ceiling: dict | None, ray_one_worker_steps_per_s: float) -> list[str]:
     """What the machine itself allowed in the same run (benchmarks/scaling.py's plain processes)."""
     if ceiling is None:
         return []
@@ -284,13 +283,27 @@ def _ceiling_lines(ceiling: dict | None) -> list[str]:
     return [
         "",
         "What this machine allowed in the same run: the 1-worker step in plain processes (no Ray, no "
-        f"collective) made {ceiling['steps_per_s_unpinned_alone']:.1f} steps/s alone and unpinned; pinned to "
+        "collective; freed host memory kept, as a worker keeps it) made "
+        f"{ceiling['steps_per_s_unpinned_alone']:.1f} steps/s alone and unpinned (Ray's one worker: "
+        f"{ray_one_worker_steps_per_s:.1f}); pinned to "
         f"one CPU alone, {alone}; one pinned to each CPU at once, {together}. So 2 independent processes "
         f"reach {ceiling['independent_speedup']:.2f}x one, and 2 in lock-step (every step waiting for the "
         f"slower CPU, as a synchronous all-reduce does) at most {ceiling['lock_step_speedup']:.2f}x; distmeta "
         f"on Ray reached {ceiling['distmeta_speedup']:.2f}x. The two vCPUs of this VM differ in speed, and which "
         "is the slower changes from run to run.",
     ]
+
+
+def _round_spread(row: dict) -> str:
+    by_round = row.get("tasks_per_s_by_round", [])
+    if len(by_round) < 2:
+        return ""
+    spread = max(by_round) / min(by_round) - 1
+    return (
+        f"The one-worker rate differs by {spread:.0%} between rounds on this shared VM (it differed by tens of "
+        "percent while Ray Train's worker thread still faulted its freed memory in again: "
+        "`distmeta/host_memory.py`), hence the rounds taken in turn."
+    )
 
 
 def _phase_medians(row: dict) -> str:

@@ -9,8 +9,8 @@ per worker count; the timed steps themselves take a few seconds). It is
 same Python API, with 1000 tasks per worker, so that a step is compute-bound: measured
 here, a step of 100 tasks takes ~9 ms while the gloo all-reduce of the 1-40-40-1 MLP's
 gradients costs ~1-2 ms whatever the batch, >10% of the step; with 1000 tasks the step
-takes ~47 ms, of which task sampling ~0.8 ms (2%; 53 ms of 96 before the counter-based
-sampler of distmeta/tasks/streams.py). It writes
+takes ~25 ms (1 worker), of which task sampling ~0.8 ms (3%; 53 ms of 96 before the
+counter-based sampler of distmeta/tasks/streams.py). It writes
 benchmarks/results/scaling_sine_maml.{json,png}, prints the table and the two targets:
 
   - 2 workers give at least 1.8x the tasks/s of 1 worker;
@@ -20,7 +20,8 @@ Each worker gets one CPU (one torch thread); 2 workers on 2 cores only scale if
 nothing else runs: a busy machine shows as MISS, so run it on a quiet one.
 
 What the machine itself allows is measured in the same run (`--ceiling-seconds`, 0 to skip):
-the same 1,000-task step in plain processes (no Ray, no collective), one pinned to each CPU
+the same 1,000-task step in plain processes (no Ray, no collective; freed host memory kept, as a
+worker keeps it: distmeta/host_memory.py), one pinned to each CPU
 alone, then one per CPU at once. Its two figures bound the speedup of any 2-worker run here:
 independent processes at once (no synchronisation at all), and lock-step (every step waits for
 the slowest CPU, as a synchronous all-reduce does). On this VM the CPUs are not equal: measured
@@ -116,9 +117,11 @@ def _steps_per_s(meta_batch: int, seconds: float, cpu: int | None) -> float:
     import torch
 
     from distmeta.experiment import build_experiment
+    from distmeta.host_memory import keep_freed_memory
     from distmeta.training.trainer import initial_state, meta_step
 
     torch.set_num_threads(1)
+    keep_freed_memory()  # as a Ray worker does (runtime.worker.start_worker)
     config = load_config(None, ["task.name=sinusoid", "algorithm.name=maml", f"train.meta_batch_size={meta_batch}"])
     experiment = build_experiment(config)
     state = initial_state(experiment)
