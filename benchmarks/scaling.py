@@ -21,21 +21,20 @@ nothing else runs: a busy machine shows as MISS, so run it on a quiet one.
 
 What the machine itself allows is measured in the same run (`--ceiling-seconds`, 0 to skip):
 the same 1,000-task step in plain processes (no Ray, no collective; freed host memory kept, as a
-worker keeps it: distmeta/host_memory.py), one pinned to each CPU
-alone, then one per CPU at once. Its two figures bound the speedup of any 2-worker run here:
+worker keeps it), one pinned to each CPU alone, then one per CPU at once
+(benchmarks/machine_ceiling.py). Its two figures bound the speedup of any 2-worker run here:
 independent processes at once (no synchronisation at all), and lock-step (every step waits for
-the slowest CPU, as a synchronous all-reduce does). On this VM the CPUs are not equal: measured
-here, one ran the step ~20% slower than the other, alone and together.
+the slowest CPU, as a synchronous all-reduce does). On this VM the CPUs are not always equal:
+in one run one ran the step ~20% slower than the other, in others a few percent.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import os
-import time
 from pathlib import Path
+
+from machine_ceiling import ceiling_table, machine_ceiling
 
 from distmeta.benchmarking.scaling import BenchRequest, run_bench
 from distmeta.config import load_config
@@ -57,7 +56,7 @@ def main() -> None:
         "--ceiling-seconds", type=float, default=8.0, help="seconds per plain-process measurement (0: skip)"
     )
     args = parser.parse_args()
-    config = load_config(None, ["task.name=sinusoid", "algorithm.name=maml"])
+    config = load_config(None, config_overrides(None))
     request = BenchRequest(
         workers=(1, 2),
         gpus_per_worker=0,
@@ -74,7 +73,7 @@ def main() -> None:
     one, two = result.summaries
     speedup = two.tasks_per_s / one.tasks_per_s
     if args.ceiling_seconds > 0:
-        ceiling = machine_ceiling(args.meta_batch, args.ceiling_seconds)
+        ceiling = machine_ceiling(None, config_overrides(args.meta_batch), args.ceiling_seconds)
         ceiling["distmeta_speedup"] = speedup
         _add_to_json(Path(args.json), "machine_ceiling", ceiling)
         print(ceiling_table(ceiling))
@@ -89,63 +88,10 @@ def main() -> None:
     )
 
 
-def machine_ceiling(meta_batch: int, seconds: float) -> dict:
-    """Steps/s of the 1-worker step in plain processes: unpinned alone (as Ray's 1 worker runs), pinned
-    to each CPU alone, and one pinned to each CPU at once; and the 2-worker bounds they imply."""
-    cpus = sorted(os.sched_getaffinity(0))
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter, as a Ray worker is
-    with context.Pool(len(cpus)) as pool:
-        unpinned = pool.apply(_steps_per_s, (meta_batch, seconds, None))
-        alone = [pool.apply(_steps_per_s, (meta_batch, seconds, cpu)) for cpu in cpus]
-        together = pool.starmap(_steps_per_s, [(meta_batch, seconds, cpu) for cpu in cpus])
-    return {
-        "command_note": "the 1-worker step (distmeta.training.trainer.meta_step) in plain spawned processes",
-        "cpus": cpus,
-        "seconds_per_measurement": seconds,
-        "steps_per_s_unpinned_alone": unpinned,
-        "steps_per_s_pinned_alone": dict(zip(map(str, cpus), alone)),
-        "steps_per_s_pinned_together": dict(zip(map(str, cpus), together)),
-        "independent_speedup": sum(together) / unpinned,
-        "lock_step_speedup": len(cpus) * min(together) / unpinned,
-    }
-
-
-def _steps_per_s(meta_batch: int, seconds: float, cpu: int | None) -> float:
-    """Meta-steps per second of the in-process trainer's step on `meta_batch` sinusoid tasks."""
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-    import torch
-
-    from distmeta.experiment import build_experiment
-    from distmeta.host_memory import keep_freed_memory
-    from distmeta.training.trainer import initial_state, meta_step
-
-    torch.set_num_threads(1)
-    keep_freed_memory()  # as a Ray worker does (runtime.worker.start_worker)
-    config = load_config(None, ["task.name=sinusoid", "algorithm.name=maml", f"train.meta_batch_size={meta_batch}"])
-    experiment = build_experiment(config)
-    state = initial_state(experiment)
-    for _ in range(10):  # warm-up, as the bench's
-        meta_step(experiment, state)
-    steps, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        meta_step(experiment, state)
-        steps += 1
-    return steps / (time.perf_counter() - started)
-
-
-def ceiling_table(ceiling: dict) -> str:
-    alone = ", ".join(f"CPU {cpu} {rate:.1f}" for cpu, rate in ceiling["steps_per_s_pinned_alone"].items())
-    together = ", ".join(f"CPU {cpu} {rate:.1f}" for cpu, rate in ceiling["steps_per_s_pinned_together"].items())
-    return "\n".join(
-        [
-            f"what this machine allows (plain processes, no Ray): steps/s unpinned alone "
-            f"{ceiling['steps_per_s_unpinned_alone']:.1f}; pinned alone: {alone}; pinned at once: {together}",
-            f"  speedup bound of {len(ceiling['cpus'])} independent processes: {ceiling['independent_speedup']:.2f}x; "
-            f"in lock-step (each step waits for the slowest CPU): {ceiling['lock_step_speedup']:.2f}x; "
-            f"distmeta on Ray: {ceiling['distmeta_speedup']:.2f}x",
-        ]
-    )
+def config_overrides(meta_batch: int | None) -> list[str]:
+    """The bench's config: sinusoid MAML (with the 1-worker step's meta-batch, for the plain processes)."""
+    overrides = ["task.name=sinusoid", "algorithm.name=maml"]
+    return overrides if meta_batch is None else [*overrides, f"train.meta_batch_size={meta_batch}"]
 
 
 def _add_to_json(path: Path, key: str, value: dict) -> None:
