@@ -110,6 +110,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.seconds <= 0:
         parser.error(f"--seconds must be positive, got {args.seconds}")
+    from distmeta.config import load_config
+    from distmeta.errors import ConfigError
+
+    try:  # here, before any process starts: a bad config is named once, not in each child's traceback
+        load_config(args.config, args.overrides)
+    except ConfigError as error:
+        parser.error(str(error))
     ceiling = machine_ceiling(args.config, args.overrides, args.seconds)
     print(ceiling_table(ceiling))
     if args.json is None:

@@ -275,7 +275,7 @@ def scaling_block(results: Path) -> list[str]:
 
 
 def _ceiling_lines(ceiling: dict | None, ray_one_worker_steps_per_s: float) -> list[str]:
-    """What the machine itself allowed in the same run (benchmarks/scaling.py's plain processes)."""
+    """What the machine itself allowed in the same run (scaling.py's plain processes, benchmarks/machine_ceiling.py)."""
     if ceiling is None:
         return []
     alone = ", ".join(f"CPU {cpu} {rate:.1f}" for cpu, rate in ceiling["steps_per_s_pinned_alone"].items())

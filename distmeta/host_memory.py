@@ -50,4 +50,4 @@ def keep_freed_memory() -> bool:
         (_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
         (_M_TOP_PAD, TOP_PAD_BYTES),
     )
-    return all([bool(mallopt(option, value)) for option, value in settings])
+    return all([bool(mallopt(option, value)) for option, value in settings])  # a list: every one is set
