@@ -201,11 +201,13 @@ def summarise_losses(losses: torch.Tensor, steps: int, split: str) -> EvalResult
     return EvalResult("loss", mean, ci95, mean, losses.numel(), steps, split)
 
 
-def validation_losses(run: OptimizerRun, meta_params: Params, tasks: range) -> torch.Tensor:
-    """Each of validation tasks `tasks`' final loss: unseen meta-train tasks, one unroll long."""
-    if not tasks:  # a rank's share when there are fewer tasks than ranks
+def unroll_losses(run: OptimizerRun, meta_params: Params, split: str, tasks: range) -> torch.Tensor:
+    """Each of tasks `tasks`' final loss after one unroll of the trained rule: unseen meta-train
+    tasks for `split="val"`, meta-test tasks for `"test"`. Empty for an empty share (a rank's
+    when there are fewer tasks than ranks)."""
+    if not tasks:
         return torch.empty(0)
-    return held_out_losses(run, meta_params, "val", tasks, run.config.algorithm.learned_optimizer.unroll_length)
+    return held_out_losses(run, meta_params, split, tasks, run.config.algorithm.learned_optimizer.unroll_length)
 
 
 def nothing_conditioned(run: OptimizerRun, meta_params: Params) -> dict[str, float]:
@@ -216,7 +218,7 @@ def nothing_conditioned(run: OptimizerRun, meta_params: Params) -> dict[str, flo
 def local_validation(run: OptimizerRun, meta_params: Params) -> EvalResult:
     """One process validates the rule on all `eval_tasks` validation tasks itself."""
     section = run.config.algorithm.learned_optimizer
-    losses = validation_losses(run, meta_params, range(section.eval_tasks))
+    losses = unroll_losses(run, meta_params, "val", range(section.eval_tasks))
     return summarise_losses(losses, section.unroll_length, "val")
 
 
@@ -307,8 +309,8 @@ def one_torch_thread():
 def final_meta_test(run: OptimizerRun, meta_params: Params, tasks: range) -> EvalResult:
     """The trained rule on meta-test tasks, one unroll long (`distmeta eval` compares it with
     the baselines, and at a longer horizon)."""
-    steps = run.config.algorithm.learned_optimizer.unroll_length
-    return summarise_losses(held_out_losses(run, meta_params, "test", tasks, steps), steps, "test")
+    losses = unroll_losses(run, meta_params, "test", tasks)
+    return summarise_losses(losses, run.config.algorithm.learned_optimizer.unroll_length, "test")
 
 
 def checkpoint_to_resume(run_dir: Path, config: Config, print_fn) -> dict | None:

@@ -3,9 +3,9 @@
 Each worker owns the persistent unrolls of its task indices (`share_of_meta_batch`), moves
 them on by a truncation per meta-step, and joins the one all-reduce of the step
 (`distmeta.learned_optimizer_runs.training.rank_meta_step`). Every rank takes its share of
-each validation's unrolls (`runtime.shared_evaluation`). Rank 0 is the learner of record: it
-logs and writes checkpoints, which hold every rank's unrolls by task index (gathered at each
-checkpoint), so a restarted group (of any size) continues them.
+each validation's unrolls and of the final meta-test's (`runtime.shared_evaluation`). Rank 0
+is the learner of record: it logs and writes checkpoints, which hold every rank's unrolls by
+task index (gathered at each checkpoint), so a restarted group (of any size) continues them.
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ from distmeta.learned_optimizer_runs.training import (
     RunState,
     build_run,
     checkpoint_payload,
-    final_meta_test,
     initial_state,
     nothing_conditioned,
     rank_meta_step,
     summarise_losses,
+    unroll_losses,
     unrolls_line,
-    validation_losses,
 )
 from distmeta.runtime.agreement import RankFailure
 from distmeta.runtime.collective import barrier, broadcast_parameters, from_rank_zero, share_of_meta_batch
@@ -77,17 +76,26 @@ def report_checkpoint(
     return save
 
 
+def shared_unroll_losses(
+    run: OptimizerRun, meta_params: Params, split: str, rank: int, world_size: int, failure: RankFailure
+) -> EvalResult:
+    """The `eval_tasks` unrolls of `split`, shared among the ranks and gathered on every rank:
+    the same tasks, so the same numbers, as one process takes (`local_validation`,
+    `final_meta_test`)."""
+    section = run.config.algorithm.learned_optimizer
+    parts = gathered_shares(
+        lambda share: unroll_losses(run, meta_params, split, share), section.eval_tasks, rank, world_size, failure
+    )
+    return summarise_losses(torch.cat(parts), section.unroll_length, split)
+
+
 def shared_unroll_validation(
     rank: int, world_size: int, failure: RankFailure
 ) -> Callable[[OptimizerRun, Params], EvalResult]:
     """A `train_loop` validation: the `eval_tasks` validation unrolls shared among the ranks."""
 
     def validate(run: OptimizerRun, meta_params: Params) -> EvalResult:
-        section = run.config.algorithm.learned_optimizer
-        parts = gathered_shares(
-            lambda share: validation_losses(run, meta_params, share), section.eval_tasks, rank, world_size, failure
-        )
-        return summarise_losses(torch.cat(parts), section.unroll_length, "val")
+        return shared_unroll_losses(run, meta_params, "val", rank, world_size, failure)
 
     return validate
 
@@ -135,11 +143,12 @@ def train_worker(loop_config: dict) -> None:
             conditioning=nothing_conditioned,
         )
         failure.agree()  # what rank 0 did after the last checkpoint
-        if loop_config.get("final_eval") and rank == 0:  # after the last collective: no rank waits for it
-            test = final_meta_test(run, state.meta_params, range(config.algorithm.learned_optimizer.eval_tasks))
-            still_owner()
-            with storage_writes(run_dir, META_TEST_FILE):
-                (run_dir / META_TEST_FILE).write_text(json.dumps(test.to_dict(), indent=2))
+        if loop_config.get("final_eval"):
+            test = shared_unroll_losses(run, state.meta_params, "test", rank, world_size, failure)
+            if rank == 0:  # after the last collective: no rank waits for this one
+                still_owner()
+                with storage_writes(run_dir, META_TEST_FILE):
+                    (run_dir / META_TEST_FILE).write_text(json.dumps(test.to_dict(), indent=2))
     except DistmetaError as error:  # every rank at once: a non-finite meta-gradient is all-reduced first
         send_error(loop_config["errors"], error)
 

@@ -214,13 +214,16 @@ class TrainResult:
 
 def train(config: Config, print_fn=print, final_eval: bool = True) -> TrainResult:
     """Meta-train as the config says, resuming from `train.run_dir` if it holds checkpoints."""
+    # Both kinds of run: the allocator a Ray worker has (`runtime.worker.start_worker`), so that
+    # an in-process run times as one worker does. A learned optimiser's unroll tensors are small,
+    # so for those runs it saves page faults, not time.
+    keep_freed_memory()
     if config.learns_update_rule:
         from distmeta.learned_optimizer_runs.training import train_in_process
 
         return train_in_process(config, print_fn, final_eval)
     if not config.train.run_dir:
         config = replace(config, train={"run_dir": default_run_dir(config)})
-    keep_freed_memory()
     run_dir = location(config.train.run_dir)  # a local folder or a bucket (`distmeta.storage`)
     experiment = build_experiment(config)
     experiment.meta_gradient.print_fn = print_fn  # the compile decision goes where the run's lines go

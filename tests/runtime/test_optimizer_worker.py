@@ -25,15 +25,15 @@ PROMPTLY_S = 120  # a whole run's start here takes ~20 s on a loaded machine
 PES = [*TINY, "algorithm.learned_optimizer.estimator=pes", "algorithm.learned_optimizer.pairs=2"]
 
 
-def on_ray(storage, workers, steps, lines, *overrides):
+def on_ray(storage, workers, steps, lines, *overrides, final_eval=False):
     config = load_config(None, [*PES, f"train.steps={steps}", *overrides])
     request = ClusterRequest(workers=workers, storage=str(storage), name="run")
-    return train_distributed(config, request, print_fn=lines.append, final_eval=False)
+    return train_distributed(config, request, print_fn=lines.append, final_eval=final_eval)
 
 
-def in_process(folder, steps, *overrides):
+def in_process(folder, steps, *overrides, final_eval=False):
     config = load_config(None, [*PES, f"train.steps={steps}", f"train.run_dir={folder}", *overrides])
-    return train(config, print_fn=lambda *_: None, final_eval=False)
+    return train(config, print_fn=lambda *_: None, final_eval=final_eval)
 
 
 def validations(run_dir) -> list[tuple[int, float]]:
@@ -44,13 +44,17 @@ def validations(run_dir) -> list[tuple[int, float]]:
 @pytest.mark.slow
 def test_two_workers_equal_one_and_a_resume_with_one_worker_continues_their_unrolls(cluster, tmp_path):
     lines = []
-    # unrolls 0 | 1, 2: each rank its own, with their PES pairs; the validation's 2 unrolls: one each
-    two = on_ray(tmp_path / "ray", 2, 2, lines, "train.val_every=2")
-    one = in_process(tmp_path / "one", 2, "train.val_every=2")
+    # unrolls 0 | 1, 2: each rank its own, with their PES pairs; the validation's and the
+    # meta-test's 2 unrolls: one each
+    two = on_ray(tmp_path / "ray", 2, 2, lines, "train.val_every=2", final_eval=True)
+    one = in_process(tmp_path / "one", 2, "train.val_every=2", final_eval=True)
     for name in one.meta_params:
         torch.testing.assert_close(two.meta_params[name], one.meta_params[name], atol=1e-6, rtol=1e-5)
     [(step, val_loss)] = validations(tmp_path / "ray" / "run")
     assert [(step, pytest.approx(val_loss, rel=1e-5))] == validations(tmp_path / "one")
+    assert (two.test.split, two.test.tasks) == ("test", 2) == (one.test.split, one.test.tasks)
+    assert two.test.mean == pytest.approx(one.test.mean, rel=1e-5)
+    assert two.test.ci95 == pytest.approx(one.test.ci95, rel=1e-4)
     workers = json.loads((tmp_path / "ray" / "run" / "workers.json").read_text())
     assert [worker["rank"] for worker in workers] == [0, 1]
 
