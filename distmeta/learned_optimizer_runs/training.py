@@ -215,11 +215,18 @@ def nothing_conditioned(run: OptimizerRun, meta_params: Params) -> dict[str, flo
     return {}
 
 
-def local_validation(run: OptimizerRun, meta_params: Params) -> EvalResult:
-    """One process validates the rule on all `eval_tasks` validation tasks itself."""
+def unroll_evaluation(run: OptimizerRun, meta_params: Params, split: str) -> EvalResult:
+    """The rule on all `eval_tasks` tasks of `split` in this process, one unroll each: "val"
+    validates, "test" is the final meta-test (`distmeta eval` compares it with the baselines,
+    and at a longer horizon)."""
     section = run.config.algorithm.learned_optimizer
-    losses = unroll_losses(run, meta_params, "val", range(section.eval_tasks))
-    return summarise_losses(losses, section.unroll_length, "val")
+    losses = unroll_losses(run, meta_params, split, range(section.eval_tasks))
+    return summarise_losses(losses, section.unroll_length, split)
+
+
+def local_validation(run: OptimizerRun, meta_params: Params) -> EvalResult:
+    """A `train_loop` validation: one process validates the rule on all `eval_tasks` tasks itself."""
+    return unroll_evaluation(run, meta_params, "val")
 
 
 def checkpoint_payload(run: OptimizerRun, state: RunState) -> dict:
@@ -270,11 +277,7 @@ def train_in_process(config: Config, print_fn=print, final_eval: bool = True) ->
             conditioning=nothing_conditioned,
         )
     wall = time.perf_counter() - started
-    test = (
-        final_meta_test(run, state.meta_params, range(config.algorithm.learned_optimizer.eval_tasks))
-        if final_eval
-        else None
-    )
+    test = unroll_evaluation(run, state.meta_params, "test") if final_eval else None
     summary = run_summary(
         config,
         state.step,
@@ -304,13 +307,6 @@ def one_torch_thread():
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def final_meta_test(run: OptimizerRun, meta_params: Params, tasks: range) -> EvalResult:
-    """The trained rule on meta-test tasks, one unroll long (`distmeta eval` compares it with
-    the baselines, and at a longer horizon)."""
-    losses = unroll_losses(run, meta_params, "test", tasks)
-    return summarise_losses(losses, run.config.algorithm.learned_optimizer.unroll_length, "test")
 
 
 def checkpoint_to_resume(run_dir: Path, config: Config, print_fn) -> dict | None:

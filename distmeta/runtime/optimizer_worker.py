@@ -80,8 +80,7 @@ def shared_unroll_losses(
     run: OptimizerRun, meta_params: Params, split: str, rank: int, world_size: int, failure: RankFailure
 ) -> EvalResult:
     """The `eval_tasks` unrolls of `split`, shared among the ranks and gathered on every rank:
-    the same tasks, so the same numbers, as one process takes (`local_validation`,
-    `final_meta_test`)."""
+    the same tasks, so the same numbers, as one process takes (`unroll_evaluation`)."""
     section = run.config.algorithm.learned_optimizer
     parts = gathered_shares(
         lambda share: unroll_losses(run, meta_params, split, share), section.eval_tasks, rank, world_size, failure
