@@ -112,8 +112,11 @@ class ProgressLog:
         train_score: float,
         val: dict | None,
         extra: dict | None = None,
+        seconds_left: float | None = None,
     ) -> dict:
-        """Print and record one line, with the numbers of `extra` in the record; returns the record."""
+        """Print and record one line, with the numbers of `extra` in the record; returns the record.
+        `seconds_left`: when the run will stop before `total_steps` (a time limit, or 0 when it
+        stops now), so that its ETA is not the hours that the remaining steps would take."""
         now = time.perf_counter()
         tasks_per_s = self.interval_tasks / max(now - self.interval_start, 1e-9)
         done_fraction = (step - start_step) / max(self.total_steps - start_step, 1)
@@ -126,7 +129,7 @@ class ProgressLog:
             # since this process began training: start-up (Ray, workers, data) is not in it
             "mean_tasks_per_s": self.tasks / max(elapsed, 1e-9),
             "elapsed_s": elapsed,
-            "eta_s": elapsed / done_fraction - elapsed if done_fraction > 0 else None,
+            "eta_s": eta_seconds(elapsed, done_fraction, seconds_left),
         }
         if self.unit != "tasks":
             record["rate_unit"] = self.unit  # tasks_per_s counts these instead
@@ -138,6 +141,14 @@ class ProgressLog:
         self.record(record)
         self.interval_start, self.interval_tasks = now, 0
         return record
+
+
+def eta_seconds(elapsed: float, done_fraction: float, seconds_left: float | None) -> float | None:
+    """The time the remaining steps take at the pace so far, or `seconds_left` if that is sooner."""
+    by_steps = elapsed / done_fraction - elapsed if done_fraction > 0 else None
+    if seconds_left is None:
+        return by_steps
+    return seconds_left if by_steps is None else min(by_steps, seconds_left)
 
 
 def format_line(record: dict, total_steps: int, metric: str) -> str:

@@ -32,6 +32,12 @@ class StopRules:
     def out_of_time(self) -> bool:
         return self.limit_s is not None and time.perf_counter() - self.started >= self.limit_s
 
+    def seconds_left(self) -> float | None:
+        """Of `train.time_limit_minutes`, on this process's clock (None: no limit)."""
+        if self.limit_s is None:
+            return None
+        return max(self.limit_s - (time.perf_counter() - self.started), 0.0)
+
     def reason(self, val: dict | None, out_of_time: bool) -> str | None:
         """Why the run stops after this log interval (None: it goes on); `val` is its
         validation (`EvalResult.to_dict()`), if it had one."""

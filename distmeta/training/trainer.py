@@ -349,7 +349,9 @@ def train_loop(
                         extra["stopped"] = reason
                     loss = sum(m.meta_loss for m in window) / len(window)
                     score = sum(m.score for m in window) / len(window)
-                    state.history.append(progress.log_interval(step, start_step, loss, score, val, extra))
+                    seconds_left = 0.0 if stop else stopping.seconds_left()
+                    record = progress.log_interval(step, start_step, loss, score, val, extra, seconds_left)
+                    state.history.append(record)
             window = []
         if checkpoint_fn is not None and (
             (train.checkpoint_every and step % train.checkpoint_every == 0) or last or stop

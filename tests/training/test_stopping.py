@@ -65,6 +65,18 @@ def test_a_used_up_time_limit_stops_at_the_next_log_interval_validated_and_check
     assert load_checkpoint(latest_checkpoint(tmp_path))["step"] == 5
 
 
+def test_a_time_limited_run_s_eta_is_the_time_it_has_left_not_what_its_steps_would_take(tmp_path):
+    limit_s = 1.2
+    overrides = [*TINY_SINUSOID, "train.steps=10000000", f"train.time_limit_minutes={limit_s / 60}"]
+    lines = []
+    train(load_config(None, [*overrides, f"train.run_dir={tmp_path}"]), print_fn=lines.append, final_eval=False)
+    logged = [record for record in records(tmp_path) if "eta_s" in record]
+    # ten million steps at this pace would take hours; the limit ends the run within seconds
+    assert len(logged) >= 2 and all(record["eta_s"] <= limit_s for record in logged)
+    assert logged[-1]["eta_s"] == 0 and "stopped" in logged[-1]
+    assert any("ETA 0:00:00 | stopping: train.time_limit_minutes" in line for line in lines)
+
+
 def test_every_rank_stops_where_the_leader_s_clock_says_and_validates_there_first(tmp_path):
     config = load_config(None, [*TINY_SINUSOID, f"train.run_dir={tmp_path}", "train.time_limit_minutes=60"])
     experiment = build_experiment(config)
