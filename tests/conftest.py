@@ -73,8 +73,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if RAY_CLUSTER_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
-    # Files with slow tests first, each file's tests kept together and in order: two xdist workers
-    # then end on the short tests, not one of them on a long Ray file while the other waits.
+    # Files with slow tests first, each file's tests kept together and in order: the xdist workers
+    # then end on the short tests, not one of them on a long Ray file while the others wait.
     files_with_slow_tests = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in files_with_slow_tests)
 
