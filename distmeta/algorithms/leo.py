@@ -70,6 +70,12 @@ def orthogonality_penalty(weight: torch.Tensor) -> torch.Tensor:
     return (correlation - torch.eye(len(weight), dtype=weight.dtype, device=weight.device)).square().mean()
 
 
+def decoder_orthogonality(decoder_weight: torch.Tensor) -> torch.Tensor:
+    """The decoder's penalty, on its latent directions (a latents x latents correlation), as the
+    reference's: its weight is (latent, features) in Sonnet's layout, torch's (features, latent)."""
+    return orthogonality_penalty(decoder_weight.T)
+
+
 class LEO(PrototypeClassifier):
     name = "leo"
     own_settings = {"leo": "generates a head from latent codes (algorithm.leo)"}
@@ -220,7 +226,7 @@ class LEO(PrototypeClassifier):
         )
         kl = 0.5 * (mean.square() + log_variance.exp() - 1 - log_variance).mean()
         encoder_penalty = (adapted["latents"].detach() - start).square().mean()
-        orthogonality = orthogonality_penalty(meta_params[f"{NAMESPACE}.decoder.weight"])
+        orthogonality = decoder_orthogonality(meta_params[f"{NAMESPACE}.decoder.weight"])
         regularisers = (
             self.settings.kl_weight * kl
             + self.settings.encoder_penalty_weight * encoder_penalty

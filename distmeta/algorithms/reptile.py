@@ -26,15 +26,23 @@ from distmeta.models import forward
 def minibatch_indices(support_size: int, batch_size: int, device: torch.device) -> list[torch.Tensor | None]:
     """The support examples of each inner step's minibatch, steps cycling through the list.
 
-    Minibatch i takes every m-th example from i (m = support_size // batch_size): as
-    tasks list their support class by class, each minibatch draws from every class
-    alike. A fixed choice rather than a random one, so that a task's update is a
-    function of the task alone (and vmap needs no randomness). None: the whole set.
+    The examples are taken in an interleaved order, every m-th from 0, then every m-th from 1,
+    and so on (m = ceil(support_size / batch_size) minibatches), and cut into minibatches of
+    `batch_size`, the last one wrapping round to the start: as tasks list their support class by
+    class, each minibatch draws from every class alike, and every example is in a minibatch
+    (a remainder left out would be the last class: never seen). When `batch_size` divides the
+    set, minibatch i is every m-th example from i. A fixed choice rather than a random one, so
+    that a task's update is a function of the task alone (and vmap needs no randomness).
+    None: the whole set.
     """
     if batch_size <= 0 or batch_size >= support_size:
         return [None]
-    stride = support_size // batch_size
-    return [torch.arange(first, stride * batch_size, stride, device=device) for first in range(stride)]
+    batches = -(-support_size // batch_size)
+    order = torch.cat([torch.arange(first, support_size, batches) for first in range(batches)])
+    return [
+        order[(start + torch.arange(batch_size)) % support_size].to(device)
+        for start in range(0, support_size, batch_size)
+    ]
 
 
 class Reptile(MAML):

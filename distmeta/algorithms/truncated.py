@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch.func import grad_and_value, vmap
 
@@ -213,12 +214,26 @@ class PES(_AntitheticPairs):
 
 def antithetic_noise(meta_params: Params, pairs: int, sigma: float, seed: int) -> Params:
     """eps ~ N(0, sigma^2 I) for each of `pairs` pairs and each meta-parameter, from `seed`
-    (drawn on the CPU, so that a seed gives the same noise on any device)."""
-    generator = torch.Generator().manual_seed(seed)
+    (drawn on the CPU, so that a seed gives the same noise on any device).
+
+    From a stream of its own (`noise_seed`): the unroll's task is drawn from torch's stream of
+    `seed` itself, and noise equal to the task's numbers would not be independent of the task.
+    """
+    generator = torch.Generator().manual_seed(noise_seed(seed))
     return {
         name: (sigma * torch.randn(pairs, *value.shape, generator=generator, dtype=value.dtype)).to(value.device)
         for name, value in meta_params.items()
     }
+
+
+NOISE_STREAM = 1
+"""The word that makes the perturbations' stream differ from the task's."""
+
+
+def noise_seed(seed: int) -> int:
+    """The seed of the perturbations drawn with the task of `seed`: unrelated to it (numpy's
+    SeedSequence, as `tasks.base.task_seed`)."""
+    return int(np.random.SeedSequence([seed, NOISE_STREAM]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 # ---------------------------------------------------------------- helpers

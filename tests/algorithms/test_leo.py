@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from distmeta.algorithms import check_algorithm_settings
+from distmeta.algorithms.leo import decoder_orthogonality, orthogonality_penalty
 from distmeta.algorithms.task_noise import task_normal_noise
 from distmeta.config import AlgorithmConfig, LEOConfig, config_hash, load_config
 from distmeta.errors import ConfigError
@@ -102,6 +103,15 @@ def test_meta_training_samples_latents_while_adaptation_uses_their_means():
     support = classification_batch(tasks=1, ways=5, image=False)
     adapted = five.adapt(params, support.support_x[0], support.support_y[0], 2, False)
     assert five.predict(params, adapted, support.query_x[0]).shape == (10, 5)
+
+
+def test_the_decoder_s_penalty_correlates_its_latent_directions_as_the_reference_s():
+    """Nothing for a (features, latent) decoder whose latent columns are orthonormal, though its
+    feature rows, more than the latent size, cannot all be orthogonal."""
+    generator = torch.Generator().manual_seed(0)
+    decoder = torch.linalg.qr(torch.randn(16, 4, generator=generator, dtype=torch.float64)).Q
+    assert decoder_orthogonality(decoder) < 1e-12
+    assert orthogonality_penalty(decoder) > 0.01
 
 
 def test_the_distance_head_with_the_decoder_at_zero_classifies_as_protonets():

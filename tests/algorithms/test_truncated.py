@@ -10,7 +10,7 @@ import io
 import pytest
 import torch
 
-from distmeta.algorithms.truncated import PES, AntitheticES, RuleUnroll, TruncatedBackprop
+from distmeta.algorithms.truncated import PES, AntitheticES, RuleUnroll, TruncatedBackprop, antithetic_noise
 from distmeta.algorithms.update_rules import PerParameterSGD
 
 A = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)
@@ -70,6 +70,13 @@ def test_truncated_backprop_carries_the_state_from_one_truncation_to_the_next_an
 def test_antithetic_es_with_many_pairs_matches_the_backprop_gradient_to_five_percent():
     estimate = AntitheticES(LENGTH, pairs=20000, sigma=1e-3).estimate(UNROLL, RATES, {}, seed=3)
     assert relative_error(estimate.grads["x"], backprop_gradient(3)) < 0.05
+
+
+def test_the_perturbations_are_not_the_numbers_the_task_of_the_same_seed_is_drawn_from():
+    # the unroll's task comes from torch's stream of the seed; the noise must come from another
+    noise = antithetic_noise({"x": RATES["x"]}, pairs=1, sigma=1.0, seed=3)["x"][0]
+    assert not torch.allclose(noise, start(3)["x"])
+    assert torch.equal(noise, antithetic_noise({"x": RATES["x"]}, pairs=1, sigma=1.0, seed=3)["x"][0])
 
 
 def test_pes_over_the_whole_unroll_in_one_truncation_is_antithetic_es():
