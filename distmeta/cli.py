@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from distmeta.errors import DistmetaError
+from distmeta.errors import ConfigError, DistmetaError
 from distmeta.jobs import DEFAULT_ADDRESS
 
 
@@ -51,13 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("checkpoint", help="checkpoint file or run directory (its latest checkpoint)")
     evaluate.add_argument(
         "--tasks",
-        type=int,
+        type=at_least(1),
         help="number of tasks (default eval.tasks, 600; a learned optimiser: "
         "algorithm.learned_optimizer.eval_tasks, 5)",
     )
     evaluate.add_argument(
         "--inner-steps",
-        type=int,
+        type=at_least(0),
         help="adaptation steps (default algorithm.test_inner_steps; a "
         "learned optimiser: optimisee steps, default "
         "algorithm.learned_optimizer.eval_steps)",
@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="change a task setting for evaluation, e.g. --set task.shots=5",
+        help="change a task or evaluation setting, e.g. --set task.shots=5 (not what the checkpoint holds: "
+        "the model, the algorithm)",
     )
     evaluate.add_argument(
         "--device",
@@ -86,6 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot", type=Path, help="a learned optimiser's loss-curve PNG (default: the JSON file's name, .png)"
     )
     return parser
+
+
+def at_least(minimum: int):
+    """An argparse type: a whole number of at least `minimum` (the flag is named in argparse's error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def add_worker_options(parser: argparse.ArgumentParser, gpus_default: str) -> None:
@@ -292,7 +308,7 @@ def add_kb_command(commands) -> None:
     actions = kb.add_subparsers(dest="kb_command", required=True)
     build = actions.add_parser("build", help="adapt to N tasks and store their embeddings and adaptations")
     build.add_argument("run", help="run directory (its latest checkpoint is used)")
-    build.add_argument("--tasks", type=int, required=True, help="number of tasks to store")
+    build.add_argument("--tasks", type=at_least(1), required=True, help="number of tasks to store")
     build.add_argument(
         "--split",
         default="train",
@@ -305,11 +321,11 @@ def add_kb_command(commands) -> None:
         choices=["features", "gradient", "adapted"],
         help="task embedding (default features, or the kind the store already holds)",
     )
-    build.add_argument("--size", type=int, default=None, help="embedding size after projection (default 64)")
-    build.add_argument("--inner-steps", type=int, help="adaptation steps (default algorithm.test_inner_steps)")
+    build.add_argument("--size", type=at_least(1), default=None, help="embedding size after projection (default 64)")
+    build.add_argument("--inner-steps", type=at_least(0), help="adaptation steps (default algorithm.test_inner_steps)")
     build.add_argument(
         "--store-steps",
-        type=int,
+        type=at_least(0),
         default=100,
         help="steps of the stored adaptation, on the task's support and query sets (default 100)",
     )
@@ -326,11 +342,11 @@ def add_kb_command(commands) -> None:
     stats.add_argument("--plot", type=Path, help="PNG to write (default <run>/knowledge/embeddings.png)")
     query = actions.add_parser("query", help="the stored tasks nearest a task, and the warm start's effect on it")
     query.add_argument("run")
-    query.add_argument("--task-index", type=int, default=0, help="which task of the split (as distmeta eval's)")
+    query.add_argument("--task-index", type=at_least(0), default=0, help="which task of the split (as distmeta eval's)")
     query.add_argument("--split", default="test", choices=["train", "val", "test"])
-    query.add_argument("--k", type=int, default=5)
+    query.add_argument("--k", type=at_least(1), default=5, help="how many stored tasks (default 5)")
     query.add_argument("--metric", default="euclidean", choices=["euclidean", "cosine"])
-    query.add_argument("--inner-steps", type=int, help="adaptation steps (default algorithm.test_inner_steps)")
+    query.add_argument("--inner-steps", type=at_least(0), help="adaptation steps (default algorithm.test_inner_steps)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,29 +390,49 @@ def scale_timeout(args) -> dict:
     return {} if args.scale_timeout is None else {"scale_timeout_s": args.scale_timeout}
 
 
+def refuse_ray_flags(args) -> None:
+    """`train --in-process` runs no Ray workers: a flag about them would be silently ignored."""
+    ray_flags = {
+        "--workers": args.workers != 1,
+        "--address": args.address is not None,
+        "--gpus-per-worker": args.gpus_per_worker is not None,
+        "--cpus-per-worker": args.cpus_per_worker != 1,
+        "--scale-timeout": args.scale_timeout is not None,
+    }
+    for flag, given in ray_flags.items():
+        if given:
+            raise ConfigError(flag, "a Ray worker setting, which --in-process (one process, no Ray) does not use")
+
+
 def run_train(args) -> int:
-    from distmeta.config import default_run_dir, load_config
+    from distmeta.config import default_run_dir, load_config, replace
+    from distmeta.storage import location
     from distmeta.training.trainer import train
 
     overrides = list(args.overrides)
     if args.run_dir:
         overrides.append(f"train.run_dir={args.run_dir}")
     config = load_config(args.config, overrides)
+    run_dir = location(config.train.run_dir or default_run_dir(config))  # a local folder or a bucket URI
+    storage, name = args.storage or str(run_dir.parent), args.name or run_dir.name
+    if run_dir.is_local and Path(run_dir.path).is_file():
+        raise ConfigError("--run-dir" if args.run_dir else "train.run_dir", f"{run_dir} is a file, not a folder")
     if args.in_process:
+        refuse_ray_flags(args)
+        if args.storage or args.name:  # they place the run as on Ray, so that the same command resumes it
+            config = replace(config, train={"run_dir": f"{storage.rstrip('/')}/{name}"})
         train(config, final_eval=not args.no_eval)
         return 0
 
     from distmeta.runtime.launcher import ClusterRequest, train_distributed
-    from distmeta.storage import location
 
-    run_dir = location(config.train.run_dir or default_run_dir(config))  # a local folder or a bucket URI
     request = ClusterRequest(
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
         cpus_per_worker=args.cpus_per_worker,
         address=args.address,
-        storage=args.storage or str(run_dir.parent),
-        name=args.name or run_dir.name,
+        storage=storage,
+        name=name,
         **scale_timeout(args),
     )
     train_distributed(config, request, final_eval=not args.no_eval)
@@ -480,9 +516,12 @@ def run_eval(args) -> int:
     from distmeta.experiment import build_experiment
     from distmeta.training.checkpoint import load_checkpoint
 
+    if args.json is not None and args.json.is_dir():
+        raise ConfigError("--json", f"{args.json} is a folder: give the file to write")
     payload = load_checkpoint(args.checkpoint)
     raw = to_dict(from_dict(payload["config"]))
     for override in args.overrides:
+        check_eval_override(override, raw)
         apply_override(raw, override)
     config = from_dict(raw)
     validate(config)
@@ -502,8 +541,28 @@ def run_eval(args) -> int:
         result = evaluate(experiment, params, args.split, args.tasks, args.inner_steps)
     print(result)
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**result.to_dict(), "checkpoint": payload["path"]}, indent=2))
     return 0
+
+
+EVAL_SETTINGS = ("seed", "algorithm.test_inner_steps", "algorithm.inner_lr", "algorithm.inner_grad_clip")
+"""What `eval --set` may change besides the tasks (`task.*`, not `task.name`), `eval.*` and how a run
+is carried out (`config.NOT_HASHED`): not the model or the algorithm, which the checkpoint holds."""
+
+
+def check_eval_override(override: str, raw: dict) -> None:
+    """Refuse an `eval --set` of a field the checkpoint's parameters were trained for (the model
+    would not load, or would be scored as something it is not)."""
+    from distmeta.config import NOT_HASHED
+
+    key = override.partition("=")[0].strip()
+    if key in NOT_HASHED or key in EVAL_SETTINGS or (key.startswith(("task.", "eval.")) and key != "task.name"):
+        return
+    value: object = raw
+    for part in key.split("."):
+        value = value.get(part, "?") if isinstance(value, dict) else "?"
+    raise ConfigError(key, f"fixed by the checkpoint ({value}): eval --set changes task and evaluation settings only")
 
 
 def run_optimizer_eval(args, payload: dict, config) -> int:

@@ -371,6 +371,14 @@ class Config:
 # ---------------------------------------------------------------- loading
 
 
+MAX_SEED = 2**63 - 1
+"""Seeds are drawn from with numpy's SeedSequence and torch's generators: non-negative, 64-bit."""
+OMNIGLOT_IMAGE_SIZE = 105
+"""The side of Omniglot's images, in pixels."""
+CONV4_MIN_IMAGE_SIZE = 16
+"""Conv4's four 2x2 poolings leave a 16-pixel image 1 pixel wide."""
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Read `path` (YAML; None for the defaults), apply `key=value` overrides, validate."""
     raw: dict = {}
@@ -481,11 +489,14 @@ def replace(config: Config, **sections: dict) -> Config:
 
 def _read_yaml(path: Location) -> dict:
     if not path.is_file():
-        raise ConfigError("config", f"file {path} does not exist")
+        what = "is a folder, not a YAML file" if path.exists() else "does not exist"
+        raise ConfigError("config", f"file {path} {what}")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError("config", f"{path} is not valid YAML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError("config", f"{path} is not text (UTF-8): {error.reason} at byte {error.start}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -591,6 +602,8 @@ def validate(config: Config) -> None:
     _check_choice("train.meta_lr_schedule", config.train.meta_lr_schedule, META_LR_SCHEDULES)
     _check_choice("train.device", config.train.device, DEVICES)
 
+    if not 0 <= config.seed <= MAX_SEED:
+        raise ConfigError("seed", f"must be between 0 and 2**63 - 1, got {config.seed}")
     _check_positive("task.ways", config.task.ways)
     _check_positive("task.shots", config.task.shots)
     _check_positive("task.query_shots", config.task.query_shots)
@@ -653,6 +666,17 @@ def _check_stop_rules(config: Config) -> None:
 def _check_omniglot(config: Config) -> None:
     omniglot = config.task.omniglot
     _check_positive("task.omniglot.image_size", omniglot.image_size)
+    if omniglot.image_size > OMNIGLOT_IMAGE_SIZE:
+        raise ConfigError(
+            "task.omniglot.image_size",
+            f"at most {OMNIGLOT_IMAGE_SIZE}, the size of Omniglot's images (larger only upsamples), "
+            f"got {omniglot.image_size}",
+        )
+    if config.task.name == "omniglot" and config.model_name == "conv4" and omniglot.image_size < CONV4_MIN_IMAGE_SIZE:
+        raise ConfigError(
+            "task.omniglot.image_size",
+            f"conv4 halves the image four times: it needs at least {CONV4_MIN_IMAGE_SIZE}, got {omniglot.image_size}",
+        )
     for name in ("val_fraction", "test_fraction"):
         value = getattr(omniglot, name)
         if not 0.0 < value < 1.0:

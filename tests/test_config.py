@@ -48,6 +48,9 @@ def test_a_saved_config_loads_back_equal(tmp_path):
         ("model.name=conv4", "model.name"),
         ("task.omniglot.test_fraction=1.5", "task.omniglot.test_fraction"),
         ("train=5", "train"),
+        ("seed=-1", "seed"),
+        ("seed=99999999999999999999999", "seed"),  # numpy's and torch's seeds are 64-bit
+        ("task.omniglot.image_size=100000", "task.omniglot.image_size"),  # Omniglot's images are 105 wide
     ],
 )
 def test_invalid_values_raise_config_error_naming_the_field(override, field):
@@ -64,6 +67,22 @@ def test_a_missing_or_malformed_file_is_named(tmp_path):
     bad.write_text("algorithm: [unclosed\n")
     with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
         load_config(bad)
+
+
+def test_conv4_on_omniglot_needs_images_its_four_poolings_leave_a_pixel_of():
+    synthetic = ["task.name=omniglot", "task.omniglot.synthetic=true"]
+    with pytest.raises(ConfigError, match="task.omniglot.image_size: conv4 .* at least 16, got 3"):
+        load_config(None, [*synthetic, "task.omniglot.image_size=3"])
+    assert load_config(None, [*synthetic, "task.omniglot.image_size=16"]).task.omniglot.image_size == 16
+
+
+def test_a_folder_or_a_binary_file_given_as_the_config_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=f"{tmp_path} is a folder, not a YAML file"):
+        load_config(tmp_path)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="binary.yaml is not text"):
+        load_config(binary)
 
 
 def test_an_override_without_equals_sign_is_refused():

@@ -222,6 +222,17 @@ def _index(table: pa.Table, size: int, path: Path) -> OmniglotImages:
     return OmniglotImages(images, characters, character_of, [first_source[k] for k in characters], path)
 
 
+def make_cache_folder(folder: Path) -> None:
+    """`task.omniglot.cache_dir`, made if missing; refused, naming it, where it cannot be (before
+    the drawings are decoded)."""
+    if folder.exists() and not folder.is_dir():
+        raise DatasetError("task.omniglot.cache_dir", f"{folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DatasetError("task.omniglot.cache_dir", f"{folder} cannot be made: {error.strerror}") from None
+
+
 def load_images(roots: tuple[str, ...], cache_dir: str, size: int) -> OmniglotImages:
     """The decoded drawings of `roots`: from the cache (built first if missing), shared in-process."""
     if not roots:
@@ -231,6 +242,7 @@ def load_images(roots: tuple[str, ...], cache_dir: str, size: int) -> OmniglotIm
     if path in _loaded:
         return _loaded[path]
     if not path.exists():
+        make_cache_folder(path.parent)
         build_cache(roots, size, path, key)
     _loaded[path] = open_cache(path, key, size)
     return _loaded[path]

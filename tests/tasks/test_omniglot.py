@@ -135,6 +135,15 @@ def test_a_truncated_cache_is_refused_naming_it(tmp_path):
         tasks(tmp_path, root)
 
 
+def test_a_cache_dir_that_cannot_be_a_folder_is_refused_naming_the_field_before_decoding(tmp_path):
+    root = make_tree(tmp_path / "data")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(DatasetError, match="task.omniglot.cache_dir: .*a-file is a file, not a folder"):
+        omniglot_cache.load_images((str(root),), str(tmp_path / "a-file"), 28)
+    with pytest.raises(DatasetError, match="task.omniglot.cache_dir: .*cannot be made"):
+        omniglot_cache.load_images((str(root),), str(tmp_path / "a-file" / "below"), 28)
+
+
 def test_a_cache_made_from_other_sources_is_refused_naming_it(tmp_path):
     root = make_tree(tmp_path / "data")
     other = make_tree(tmp_path / "other", ["Zeta", "Eta", "Theta"])
