@@ -711,6 +711,11 @@ def _check_multimodal(config: Config) -> None:
 
 
 def _check_combinations(config: Config) -> None:
+    if config.is_classification:
+        # one class is no classification: every prediction is right, and nothing is learned
+        for field, ways in (("task.ways", config.task.ways), ("task.train_ways", config.task.train_ways or 2)):
+            if ways < 2:
+                raise ConfigError(field, f"a classification task needs at least 2 classes, got {ways}")
     if config.task.train_ways and not config.is_classification:
         raise ConfigError(
             "task.train_ways",

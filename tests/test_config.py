@@ -76,6 +76,12 @@ def test_conv4_on_omniglot_needs_images_its_four_poolings_leave_a_pixel_of():
     assert load_config(None, [*synthetic, "task.omniglot.image_size=16"]).task.omniglot.image_size == 16
 
 
+@pytest.mark.parametrize("field", ["task.ways", "task.train_ways"])
+def test_a_classification_task_of_one_class_is_refused(field):
+    with pytest.raises(ConfigError, match=f"{field}: a classification task needs at least 2 classes, got 1"):
+        load_config(None, ["task.name=omniglot", "task.omniglot.synthetic=true", f"{field}=1"])
+
+
 def test_a_folder_or_a_binary_file_given_as_the_config_is_named(tmp_path):
     with pytest.raises(ConfigError, match=f"{tmp_path} is a folder, not a YAML file"):
         load_config(tmp_path)
