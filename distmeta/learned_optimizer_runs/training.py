@@ -47,7 +47,7 @@ from distmeta.runtime.collective import all_reduce_sum, share_of_meta_batch
 from distmeta.runtime.step import NoClock, StepClock
 from distmeta.tasks.base import task_seed
 from distmeta.tasks.optimisee import optimisee_seed
-from distmeta.training.checkpoint import check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint
+from distmeta.training.checkpoint import check_resumable, newest_readable_checkpoint, save_checkpoint
 from distmeta.training.progress import ProgressLog, summary_table
 from distmeta.training.trainer import (
     StepMetrics,
@@ -241,7 +241,7 @@ def train_in_process(config: Config, print_fn=print, final_eval: bool = True) ->
         config = replace(config, train={"run_dir": default_run_dir(config)})
     run_dir = Path(config.train.run_dir)
     run = build_run(config)
-    checkpoint = checkpoint_to_resume(run_dir, config, print_fn)
+    checkpoint = checkpoint_to_resume(run_dir, config)
     indices = range(config.train.meta_batch_size)
     state = initial_state(run, indices, checkpoint)
     if checkpoint is not None:
@@ -309,12 +309,12 @@ def one_torch_thread():
         torch.set_num_threads(threads)
 
 
-def checkpoint_to_resume(run_dir: Path, config: Config, print_fn) -> dict | None:
-    path = latest_checkpoint(run_dir)
-    if path is None:
-        return None
-    checkpoint = load_checkpoint(path)
-    check_resumable(checkpoint, config)
+def checkpoint_to_resume(run_dir: Path, config: Config) -> dict | None:
+    """The newest checkpoint that loads, checked against `config`: a newer one cut short is
+    skipped with a warning naming it, as the few-shot trainer and the Ray workers do."""
+    checkpoint = newest_readable_checkpoint(run_dir)
+    if checkpoint is not None:
+        check_resumable(checkpoint, config)
     return checkpoint
 
 

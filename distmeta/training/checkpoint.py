@@ -172,12 +172,27 @@ def config_differences(old: Config, new: Config) -> list[str]:
 
 def check_resumable(payload: dict, config: Config) -> None:
     """Refuse to resume a run whose config changed, naming the fields that differ."""
+    _check_schedule_length(payload, config)
     if payload["config_hash"] == config_hash(config):
         return
     fields = config_differences(checkpoint_config(payload), config)
     raise ConfigError(
         ", ".join(fields) or "config",
         f"differs from the run being resumed ({payload['path']}); use a new run directory or restore the old values",
+    )
+
+
+def _check_schedule_length(payload: dict, config: Config) -> None:
+    """A run may resume with more `train.steps` (not hashed), except under the cosine schedule,
+    which anneals over them: the resumed run's rate would jump back from near 0 to where the
+    longer schedule is, and never end where an uninterrupted run ends."""
+    started_with = payload["config"]["train"]["steps"]
+    if config.train.meta_lr_schedule != "cosine" or started_with == config.train.steps:
+        return
+    raise ConfigError(
+        "train.steps",
+        f"the cosine meta_lr_schedule anneals over train.steps, and the run being resumed "
+        f"({payload['path']}) was started with {started_with}: resume with {started_with}, or start a new run",
     )
 
 

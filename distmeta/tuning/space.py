@@ -100,7 +100,7 @@ def with_values(base: Config, values: dict[str, Any]) -> Config:
 
 def _dimension(key: str, spec: Any, base: Config, source: str) -> Dimension:
     name = f"{source}: {key}"
-    _check_field(key, base, name)
+    current = _check_field(key, base, name)
     if not isinstance(spec, dict) or len(spec) != 1:
         raise ConfigError(
             name,
@@ -114,6 +114,9 @@ def _dimension(key: str, spec: Any, base: Config, source: str) -> Dimension:
     dimension = Dimension(key, kind, tuple(yaml_number(v) for v in values))
     if kind in RANGES:
         _check_range(dimension, name)
+    if kind in ("uniform", "loguniform") and isinstance(current, int) and not isinstance(current, bool):
+        # its bounds would pass the checks below, and every value drawn between them fail a trial
+        raise ConfigError(name, f"{kind} draws real numbers, and {key} takes whole numbers: use randint or choice")
     for value in dimension.extremes():
         try:
             with_values(base, {key: value})
@@ -122,7 +125,8 @@ def _dimension(key: str, spec: Any, base: Config, source: str) -> Dimension:
     return dimension
 
 
-def _check_field(key: str, base: Config, name: str) -> None:
+def _check_field(key: str, base: Config, name: str) -> Any:
+    """The field's value in `base`, once `key` is known to name a field (not a section)."""
     node: Any = base
     for part in key.split("."):
         fields = {field.name for field in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else set()
@@ -131,6 +135,7 @@ def _check_field(key: str, base: Config, name: str) -> None:
         node = getattr(node, part)
     if dataclasses.is_dataclass(node):
         raise ConfigError(name, "is a config section; search one of its fields")
+    return node
 
 
 def _check_range(dimension: Dimension, name: str) -> None:

@@ -11,7 +11,7 @@ from distmeta.learned_optimizer_runs import training
 from distmeta.learned_optimizer_runs.settings import meta_training_settings, optimisee_family
 from distmeta.learned_optimizer_runs.unroll_states import unroll_states_of
 from distmeta.learned_optimizers.meta_training import meta_train
-from distmeta.training.checkpoint import checkpoint_files, load_checkpoint
+from distmeta.training.checkpoint import CheckpointSkippedWarning, checkpoint_files, load_checkpoint
 from distmeta.training.trainer import train
 from tests.learned_optimizer_runs.conftest import TINY
 
@@ -51,6 +51,17 @@ def test_a_resumed_run_continues_its_unrolls_to_the_parameters_of_an_uninterrupt
     )
     assert resumed.steps == whole.steps == 5
     assert all(torch.equal(resumed.meta_params[name], whole.meta_params[name]) for name in whole.meta_params)
+
+
+def test_a_truncated_newest_checkpoint_is_skipped_with_a_warning_and_the_run_resumes_from_the_one_before(tmp_path):
+    trained(tmp_path, "run")
+    newest = checkpoint_files(tmp_path / "run")[-1]
+    newest.write_bytes(newest.read_bytes()[:100])  # as a copy cut short would leave it
+    lines = []
+    with pytest.warns(CheckpointSkippedWarning, match=f"skipping {newest}"):
+        resumed = trained(tmp_path, "run", "train.steps=4", print_fn=lines.append)
+    assert any(line.startswith("resuming from") and "(step 2 of 4)" in line for line in lines)
+    assert resumed.steps == 4 and load_checkpoint(newest)["step"] == 4  # trained and written again
 
 
 def test_a_checkpoint_holds_each_unroll_by_task_index(tmp_path):

@@ -108,6 +108,16 @@ def test_a_truncated_newest_checkpoint_is_skipped_with_a_warning_and_the_run_res
     assert resumed.steps == 60 and load_checkpoint(newest)["step"] == 40  # step 40 was trained and written again
 
 
+def test_a_cosine_scheduled_run_resumes_only_with_the_steps_it_anneals_over(tmp_path):
+    cosine = ["train.meta_lr_schedule=cosine", "train.checkpoint_every=20"]
+    train(tiny(tmp_path / "run", "train.steps=40", *cosine), print_fn=quiet, final_eval=False)
+    with pytest.raises(ConfigError, match="train.steps: the cosine meta_lr_schedule anneals over .* started with 40"):
+        train(tiny(tmp_path / "run", "train.steps=60", *cosine), print_fn=quiet, final_eval=False)
+    # the constant schedule takes more steps on resume, as before
+    train(tiny(tmp_path / "constant", "train.steps=20"), print_fn=quiet, final_eval=False)
+    assert train(tiny(tmp_path / "constant", "train.steps=40"), print_fn=quiet, final_eval=False).steps == 40
+
+
 def test_resuming_with_a_changed_config_names_the_fields_that_differ(tmp_path):
     train(tiny(tmp_path / "run", "train.steps=20"), print_fn=quiet, final_eval=False)
     with pytest.raises(ConfigError) as error:

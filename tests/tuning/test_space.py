@@ -47,6 +47,11 @@ def test_values_of_a_trial_make_a_checked_config():
             r"\(algorithm.inner_lr: must be positive",
         ),
         ({"algorithm.name": {"choice": ["maml", "mamal"]}}, "choice can give 'mamal'"),
+        (
+            {"train.meta_batch_size": {"uniform": [8, 64]}},
+            "train.meta_batch_size: uniform draws real numbers, and train.meta_batch_size takes whole numbers",
+        ),
+        ({"algorithm.inner_steps": {"loguniform": [1, 10]}}, "algorithm.inner_steps: loguniform draws real numbers"),
         ({}, "expected a mapping of config fields to distributions"),
     ],
 )
