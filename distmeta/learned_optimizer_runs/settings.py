@@ -19,6 +19,7 @@ from distmeta.config import (
     LearnedOptimizerConfig,
     OmniglotMLPConfig,
     SinusoidMLPConfig,
+    TrainConfig,
 )
 from distmeta.errors import ConfigError
 from distmeta.learned_optimizers.meta_training import MetaTrainingSettings
@@ -40,6 +41,9 @@ CONFIG_FIELD = {
 OMNIGLOT_DRAWINGS = 20
 """Drawings of each character in Omniglot (by 20 people)."""
 FEW_SHOT_FIELDS = ("inner_lr", "inner_steps", "test_inner_steps", "first_order", "inner_batch_size")
+FEW_SHOT_TRAIN_FIELDS = ("vectorize", "compile", "prefetch", "vmap_chunk_size")
+"""How few-shot inner loops run (vmap or loop, compiled, tasks drawn ahead): a learned optimiser's
+unrolls run as its estimator runs them, so a value set here would be silently ignored."""
 """Fields of the algorithm section that only the few-shot algorithms read."""
 
 
@@ -76,6 +80,14 @@ def check_learned_optimizer_config(config: Config) -> None:
             "a learned optimiser is meta-trained on the CPU (its optimisee tasks "
             "are small CPU tensors); use cpu or auto",
         )
+    train_defaults = TrainConfig()
+    for field in FEW_SHOT_TRAIN_FIELDS:
+        if getattr(config.train, field) != getattr(train_defaults, field):
+            raise ConfigError(
+                f"train.{field}",
+                f"sets how few-shot inner loops run; {LEARNED_OPTIMIZER} does not read it (its estimator "
+                f"runs the unrolls): leave it at {getattr(train_defaults, field)!r}",
+            )
     _check_section(config.algorithm.learned_optimizer)
     _check_family(config)
     try:

@@ -60,6 +60,9 @@ def test_the_quadratic_benchmark_config_loads_and_pairs_a_learned_lstm_with_quad
         ("task.quadratic.entries=cauchy", "task.quadratic.entries"),
         ("task.digits.hidden=0", "task.digits.hidden"),
         ("train.device=cuda", "train.device"),
+        ("train.vectorize=loop", "train.vectorize"),  # few-shot inner loops' settings: read by nothing here
+        ("train.compile=on", "train.compile"),
+        ("train.vmap_chunk_size=4", "train.vmap_chunk_size"),
     ],
 )
 def test_a_bad_learned_optimizer_setting_is_refused_naming_its_field(override, field):
