@@ -104,7 +104,7 @@ def test_five_gpu_workers_are_refused_at_once_naming_the_maximum(autoscaling_clu
         r"up to 4 x gpu \(1 CPU, 1 GPU\)",
     ):
         train(autoscaling_cluster, tmp_path, 5)
-    assert time.monotonic() - started < 15  # refused, not waited for
+    assert time.monotonic() - started < 60  # refused, not waited for (the scale timeout: 120 s)
     assert not (tmp_path / "run").exists() or not list((tmp_path / "run").glob("checkpoint_*"))
 
 
