@@ -415,7 +415,7 @@ def run_train(args) -> int:
     config = load_config(args.config, overrides)
     run_dir = location(config.train.run_dir or default_run_dir(config))  # a local folder or a bucket URI
     storage, name = args.storage or str(run_dir.parent), args.name or run_dir.name
-    if run_dir.is_local and Path(run_dir.path).is_file():
+    if run_dir.is_file():
         raise ConfigError("--run-dir" if args.run_dir else "train.run_dir", f"{run_dir} is a file, not a folder")
     if args.in_process:
         refuse_ray_flags(args)

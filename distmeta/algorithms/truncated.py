@@ -34,12 +34,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from torch.func import grad_and_value, vmap
 
 from distmeta.algorithms.estimators import MetaGradient, MetaGradientEstimator
 from distmeta.algorithms.update_rules import UpdateRule
+from distmeta.tasks.base import derived_seed
 
 Params = dict[str, torch.Tensor]
 InnerState = dict[str, Any]
@@ -231,9 +231,8 @@ NOISE_STREAM = 1
 
 
 def noise_seed(seed: int) -> int:
-    """The seed of the perturbations drawn with the task of `seed`: unrelated to it (numpy's
-    SeedSequence, as `tasks.base.task_seed`)."""
-    return int(np.random.SeedSequence([seed, NOISE_STREAM]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    """The seed of the perturbations drawn with the task of `seed`: unrelated to it."""
+    return derived_seed(seed, NOISE_STREAM)
 
 
 # ---------------------------------------------------------------- helpers

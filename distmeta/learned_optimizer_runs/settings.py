@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 from distmeta.config import (
     LEARNED_OPTIMIZER,
@@ -47,6 +48,14 @@ unrolls run as its estimator runs them, so a value set here would be silently ig
 """Fields of the algorithm section that only the few-shot algorithms read."""
 
 
+def _refuse_unread(section: Any, defaults: Any, prefix: str, fields: tuple[str, ...], why: str) -> None:
+    """Refuse, naming it, the first of `fields` of `section` set away from its default."""
+    for field in fields:
+        default = getattr(defaults, field)
+        if getattr(section, field) != default:
+            raise ConfigError(f"{prefix}.{field}", f"{why} (leave {field} at {default!r})")
+
+
 def check_learned_optimizer_config(config: Config) -> None:
     """Raise ConfigError naming the field for a learned-optimiser section that cannot run, or
     a pairing of algorithm and task that does not fit (optimisee tasks take a learned optimiser,
@@ -65,29 +74,26 @@ def check_learned_optimizer_config(config: Config) -> None:
         raise ConfigError(
             "task.name", f"{LEARNED_OPTIMIZER} trains on optimisee tasks ({', '.join(OPTIMISEE_TASKS)}), not {task}"
         )
-    defaults = AlgorithmConfig()
-    for field in FEW_SHOT_FIELDS:
-        if getattr(config.algorithm, field) != getattr(defaults, field):
-            raise ConfigError(
-                f"algorithm.{field}",
-                f"{LEARNED_OPTIMIZER} has no few-shot inner loop to set; its "
-                f"settings are under {SECTION} (leave {field} at "
-                f"{getattr(defaults, field)!r})",
-            )
+    _refuse_unread(
+        config.algorithm,
+        AlgorithmConfig(),
+        "algorithm",
+        FEW_SHOT_FIELDS,
+        f"{LEARNED_OPTIMIZER} has no few-shot inner loop to set; its settings are under {SECTION}",
+    )
     if config.train.device == "cuda":
         raise ConfigError(
             "train.device",
             "a learned optimiser is meta-trained on the CPU (its optimisee tasks "
             "are small CPU tensors); use cpu or auto",
         )
-    train_defaults = TrainConfig()
-    for field in FEW_SHOT_TRAIN_FIELDS:
-        if getattr(config.train, field) != getattr(train_defaults, field):
-            raise ConfigError(
-                f"train.{field}",
-                f"sets how few-shot inner loops run; {LEARNED_OPTIMIZER} does not read it (its estimator "
-                f"runs the unrolls): leave it at {getattr(train_defaults, field)!r}",
-            )
+    _refuse_unread(
+        config.train,
+        TrainConfig(),
+        "train",
+        FEW_SHOT_TRAIN_FIELDS,
+        f"sets how few-shot inner loops run; {LEARNED_OPTIMIZER} does not read it (its estimator runs the unrolls)",
+    )
     _check_section(config.algorithm.learned_optimizer)
     _check_family(config)
     try:

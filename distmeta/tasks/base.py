@@ -28,6 +28,12 @@ class TaskDistribution(Protocol):
         ...
 
 
+def derived_seed(*words: int) -> int:
+    """A non-negative 63-bit seed from `words`, with numpy's SeedSequence: nearby words give
+    unrelated streams, and other words (or another number of them) another stream."""
+    return int(np.random.SeedSequence(list(words)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
 def meta_batch_seed(run_seed: int, split: str, step: int) -> int:
     """The seed of the meta-batch of `step` in `split`: the key of its tasks' stream.
 
@@ -35,8 +41,7 @@ def meta_batch_seed(run_seed: int, split: str, step: int) -> int:
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    words = [run_seed, SPLITS.index(split), step]
-    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return derived_seed(run_seed, SPLITS.index(split), step)
 
 
 def task_seed(run_seed: int, split: str, step: int, index: int) -> int:
@@ -46,8 +51,7 @@ def task_seed(run_seed: int, split: str, step: int, index: int) -> int:
     distributions draw a meta-batch's tasks from one stream (`meta_batch_seed`). Derived
     with numpy's SeedSequence, so that nearby numbers give unrelated streams.
     """
-    words = [run_seed, SPLITS.index(split), step, index]
-    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return derived_seed(run_seed, SPLITS.index(split), step, index)
 
 
 def sample_tasks(distribution: TaskDistribution, run_seed: int, split: str, step: int, indices: range) -> TaskBatch:
